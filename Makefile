@@ -1,0 +1,39 @@
+# The two commands a new user needs: `make up` (run the system with demo data) and `make test`.
+# Both create .venv on first use with nothing but python3 (>= 3.11) and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up run test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: $(STAMP)  ## run NATS + aggregator + every collector + simulators
+	$(BIN)/inferwatch up --demo
+
+run: $(STAMP)  ## run against real upstreams configured in the environment
+	$(BIN)/inferwatch up
+
+test: $(STAMP)  ## system packages (when root), lint, types, the whole suite with a bounded slow tier
+	./scripts/system-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m slow --timeout 300
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not system" -x
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy
+
+bench: $(STAMP)  ## every benchmark, ratios against baselines measured in the same run
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,29 @@
+"""inferwatch contracts: the event types and subjects services exchange over NATS.
+
+This package is the only coupling between services. Events are frozen ``msgspec.Struct``s; each
+is published on ``inferwatch.v1.<domain>.<kind>.<source-key>`` (see `contracts.subjects`).
+"""
+
+from contracts.base import Event, Histogram, Occurrence, Snapshot
+from contracts.codec import DecodeError, Encoding, decode, encode
+from contracts.registry import EVENT_TYPES, AnyEvent
+from contracts.subjects import ALL, ROOT, domain_kind, sanitize_token, subject_filter, subject_for
+
+__all__ = [
+    "ALL",
+    "EVENT_TYPES",
+    "ROOT",
+    "AnyEvent",
+    "DecodeError",
+    "Encoding",
+    "Event",
+    "Histogram",
+    "Occurrence",
+    "Snapshot",
+    "decode",
+    "domain_kind",
+    "encode",
+    "sanitize_token",
+    "subject_filter",
+    "subject_for",
+]

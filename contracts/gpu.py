@@ -1,0 +1,71 @@
+"""GPU readings of one host from NVML, with GPU processes mapped to containers."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.base import Snapshot
+
+
+class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
+    """A process using a GPU.
+
+    Attributes:
+        pid: host PID.
+        used_memory_bytes: GPU memory used by it.
+        container_id: container it runs in, ``""`` if none or unknown.
+        kind: ``compute`` or ``graphics``.
+    """
+
+    pid: int
+    used_memory_bytes: float
+    container_id: str = ""
+    kind: str = "compute"
+
+
+class GpuReading(msgspec.Struct, frozen=True, kw_only=True):
+    """One GPU. ``None``: the driver does not support that field on this GPU.
+
+    Attributes mirror NVML, normalised to base units (ratios 0..1, bytes, watts, Celsius, hertz).
+    """
+
+    index: int
+    uuid: str
+    name: str
+    utilization_ratio: float | None = None
+    memory_utilization_ratio: float | None = None
+    memory_used_bytes: float | None = None
+    memory_free_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    temperature_celsius: float | None = None
+    power_draw_watts: float | None = None
+    power_limit_watts: float | None = None
+    sm_clock_hertz: float | None = None
+    memory_clock_hertz: float | None = None
+    fan_speed_ratio: float | None = None
+    throttle_reasons: list[str] = []
+    ecc_corrected_total: float | None = None
+    ecc_uncorrected_total: float | None = None
+    pcie_tx_bytes_per_second: float | None = None
+    pcie_rx_bytes_per_second: float | None = None
+    processes: list[GpuProcess] = []
+
+
+class GpuHostSnapshot(Snapshot, frozen=True, kw_only=True, tag="gpu.host"):
+    """All GPUs of one host. ``source`` is the host name.
+
+    Attributes:
+        nvml_available: NVML could be initialised.
+        error: why not.
+        driver_version: NVIDIA driver version.
+        cuda_driver_version: CUDA version the driver supports (``12.4``).
+        nvml_version: NVML library version.
+        gpus: one reading per GPU.
+    """
+
+    nvml_available: bool
+    error: str = ""
+    driver_version: str = ""
+    cuda_driver_version: str = ""
+    nvml_version: str = ""
+    gpus: list[GpuReading] = []

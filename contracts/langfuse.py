@@ -1,0 +1,95 @@
+"""Langfuse analytics: exact cumulative usage per project, built from closed time buckets."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.base import Snapshot
+
+
+class UsageByKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Cumulative totals for one (model, user-segment) pair.
+
+    Attributes:
+        model: model name (``""`` when the observation had none).
+        user: top-N user id or ``other``.
+        traces_total: traces counted.
+        observations_total: observations counted.
+        error_observations_total: observations with level ERROR.
+        input_tokens_total: input tokens.
+        output_tokens_total: output tokens.
+        total_tokens_total: total tokens.
+        cost_usd_total: cost in USD.
+    """
+
+    model: str
+    user: str = "other"
+    traces_total: float = 0.0
+    observations_total: float = 0.0
+    error_observations_total: float = 0.0
+    input_tokens_total: float = 0.0
+    output_tokens_total: float = 0.0
+    total_tokens_total: float = 0.0
+    cost_usd_total: float = 0.0
+
+
+class LatencyQuantiles(msgspec.Struct, frozen=True, kw_only=True):
+    """Latency quantiles over the last window, seconds (gauges, not counters)."""
+
+    model: str
+    trace_name: str = ""
+    p50_s: float
+    p90_s: float
+    p99_s: float
+
+
+class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Quality scores of one name over the last window.
+
+    Attributes:
+        name: score name.
+        data_type: ``NUMERIC`` / ``BOOLEAN`` / ``CATEGORICAL``.
+        count: scores counted.
+        mean: numeric mean or boolean true-ratio.
+        categories: categorical counts.
+        nulls: null values skipped.
+    """
+
+    name: str
+    data_type: str
+    count: float
+    mean: float | None = None
+    categories: dict[str, float] = {}
+    nulls: float = 0.0
+
+
+class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse.project"):
+    """One Langfuse project's analytics. ``source`` is the project label.
+
+    Attributes:
+        up: the last poll succeeded.
+        error: last error outcome.
+        server_version: Langfuse version from ``/api/public/health``.
+        mode: ``api`` or ``db``.
+        watermark: end of the last closed, settled bucket included in the totals (Unix seconds).
+        retention_days: project data retention, 0 when unlimited or unknown.
+        usage: cumulative totals by (model, user).
+        unique_users: distinct users in the window (gauge).
+        unique_sessions: distinct sessions in the window (gauge).
+        latency: per model and trace name.
+        scores: per score name.
+        activity_by_hour: traces per (weekday 0-6, hour 0-23) over the window, key ``"<wd>:<h>"``.
+    """
+
+    up: bool
+    error: str = ""
+    server_version: str = ""
+    mode: str = "api"
+    watermark: float = 0.0
+    retention_days: int = 0
+    usage: list[UsageByKey] = []
+    unique_users: float | None = None
+    unique_sessions: float | None = None
+    latency: list[LatencyQuantiles] = []
+    scores: list[ScoreSummary] = []
+    activity_by_hour: dict[str, float] = {}

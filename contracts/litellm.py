@@ -1,0 +1,85 @@
+"""A LiteLLM proxy: health, model routes, usage, cost and fallbacks, in one stable shape across versions."""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.base import Histogram, Snapshot
+
+
+class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment behind a LiteLLM model group (a row of ``/model/info``).
+
+    Attributes:
+        model_group: the public model name clients ask for.
+        deployment_id: LiteLLM's ``model_info.id``.
+        model_type: ``llm`` / ``embedding`` / ``reranker`` / ``image`` / ``audio`` / ``other``.
+        provider: ``litellm_provider`` (``openai``, ``hosted_vllm``…).
+        api_base: upstream endpoint (credentials stripped).
+        status: ``healthy`` / ``partial_outage`` / ``outage`` / ``unknown``.
+        input_cost_per_token: USD.
+        output_cost_per_token: USD.
+        max_tokens: context window, 0 if unknown.
+    """
+
+    model_group: str
+    deployment_id: str
+    model_type: str
+    provider: str = ""
+    api_base: str = ""
+    status: str = "unknown"
+    input_cost_per_token: float = 0.0
+    output_cost_per_token: float = 0.0
+    max_tokens: int = 0
+
+
+class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Cumulative usage of one model group as the proxy's Prometheus callback reports it.
+
+    Attributes:
+        model_group: public model name.
+        requests_total: requests by status class (``2xx``, ``4xx``, ``5xx``) or ``success``/``failure``.
+        input_tokens_total: prompt tokens.
+        output_tokens_total: completion tokens.
+        spend_usd_total: cumulative spend.
+        fallbacks_ok_total: successful fallbacks away from this group.
+        fallbacks_failed_total: failed fallbacks.
+        request_latency_seconds: end-to-end proxy latency.
+        ttft_seconds: time to first token.
+    """
+
+    model_group: str
+    requests_total: dict[str, float] = {}
+    input_tokens_total: float | None = None
+    output_tokens_total: float | None = None
+    spend_usd_total: float | None = None
+    fallbacks_ok_total: float | None = None
+    fallbacks_failed_total: float | None = None
+    request_latency_seconds: Histogram | None = None
+    ttft_seconds: Histogram | None = None
+
+
+class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.proxy"):
+    """One poll of one LiteLLM proxy. ``source`` is the configured proxy name.
+
+    Attributes:
+        up: the proxy answered ``/health/liveliness``.
+        ready: ``/health/readiness`` said healthy.
+        db_status: readiness' ``db`` field (``connected``, ``Not connected``…).
+        version: LiteLLM version, when reported.
+        error: last error outcome, ``""`` when fine.
+        metrics_mode: ``prometheus`` (callback on), ``absent`` (404), ``licence_gated``, ``unauthorized``.
+        routes: known deployments.
+        usage: per model group usage.
+        in_flight_requests: from ``/health/backlog`` or the in-flight gauge.
+    """
+
+    up: bool
+    ready: bool = False
+    db_status: str = ""
+    version: str = ""
+    error: str = ""
+    metrics_mode: str = ""
+    routes: list[ModelRoute] = []
+    usage: list[ModelUsage] = []
+    in_flight_requests: float | None = None

@@ -1,0 +1,135 @@
+"""The aggregator's I/O edges: consume every event from NATS, serve ``/metrics``.
+
+The NATS callback is the hot path: decode, hand to the `SourceTable`, nothing else. Rendering
+happens lazily at scrape time, and only for sources that changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from nats.aio.msg import Msg
+
+from contracts import DecodeError, decode
+from services.aggregator.config import AggregatorConfig
+from services.aggregator.domains import all_renderers
+from services.aggregator.render import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    Family,
+    SeriesWriter,
+    label_block,
+    render_exposition,
+    wants_openmetrics,
+)
+from services.aggregator.state import SourceTable
+from shared.log import RateLimitedLog
+from shared.service import ServiceContext
+
+log = logging.getLogger("inferwatch.aggregator")
+
+EVENTS = Family("inferwatch_aggregator_events", "counter", "Events ingested, by domain and kind.")
+DECODE_ERRORS = Family("inferwatch_aggregator_decode_errors", "counter",
+                       "Messages that were not valid events, by subject prefix.")
+DROPPED = Family("inferwatch_aggregator_dropped", "counter", "Events dropped, by reason.")
+RENDER_ERRORS = Family("inferwatch_aggregator_render_errors", "counter", "Snapshots that failed to render.")
+EXPIRED = Family("inferwatch_aggregator_expired_sources", "counter", "Sources expired after going silent.")
+SOURCES = Family("inferwatch_aggregator_sources", "gauge", "Live sources held.")
+SCRAPE_SECONDS = Family("inferwatch_aggregator_render_duration_seconds", "gauge",
+                        "How long the previous /metrics render took.")
+BUS_CONNECTED = Family("inferwatch_aggregator_nats_connected", "gauge", "1 when connected to NATS.")
+
+_MAX_PREFIXES = 200  # bound on the decode-error label values
+
+
+def _subject_prefix(subject: str) -> str:
+    return ".".join(subject.split(".", 4)[:4])
+
+
+class Aggregator:
+    """Holds the table and wires it to the bus and HTTP."""
+
+    def __init__(self, config: AggregatorConfig, ctx: ServiceContext | None = None) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.table = SourceTable(
+            all_renderers(),
+            expiry_intervals=config.expiry_intervals,
+            tombstone_s=config.tombstone_s,
+            max_sources=config.max_sources,
+        )
+        self._rate_log = RateLimitedLog(60.0)
+        self._last_render_s = 0.0
+
+    async def on_message(self, msg: Msg) -> None:
+        """The NATS callback: decode and apply; never raises."""
+        try:
+            event = decode(msg.data)
+        except DecodeError as exc:
+            self._decode_error(msg.subject, str(exc))
+            return
+        self.table.apply(event, time.monotonic())
+
+    def _decode_error(self, subject: str, error: str) -> None:
+        errors = self.table.stats.decode_errors
+        prefix = _subject_prefix(subject)
+        if prefix not in errors and len(errors) >= _MAX_PREFIXES:
+            prefix = "other"
+        errors[prefix] = errors.get(prefix, 0) + 1
+        allowed, suppressed = self._rate_log.allow(subject)
+        if allowed:
+            log.warning("undecodable message", extra={"subject": subject, "error": error[:200],
+                                                      "suppressed": suppressed})
+
+    def sweep(self) -> None:
+        """Expire silent sources."""
+        for entry in self.table.expire(time.monotonic()):
+            log.info("source expired", extra={"type": entry.tag, "source": entry.event.source})
+
+    def self_metrics(self) -> Mapping[Family, str]:
+        """The aggregator's own series."""
+        stats = self.table.stats
+        w = SeriesWriter()
+        for tag, count in sorted(stats.events.items()):
+            domain, kind = tag.split(".", 1)
+            w.counter(EVENTS, label_block({"domain": domain, "kind": kind}), count)
+        for prefix, count in sorted(stats.decode_errors.items()):
+            w.counter(DECODE_ERRORS, label_block({"subject_prefix": prefix}), count)
+        for reason in ("out_of_order", "max_sources", "slow_consumer"):
+            value = stats.dropped.get(reason, 0)
+            if reason == "slow_consumer" and self.ctx is not None:
+                value = self.ctx.bus.stats.slow_consumer_drops
+            w.counter(DROPPED, label_block({"reason": reason}), value)
+        for tag, count in sorted(stats.render_errors.items()):
+            w.counter(RENDER_ERRORS, label_block({"type": tag}), count)
+        w.counter(EXPIRED, "", stats.expired)
+        w.gauge(SOURCES, "", len(self.table.sources))
+        w.gauge(SCRAPE_SECONDS, "", self._last_render_s)
+        if self.ctx is not None:
+            w.gauge(BUS_CONNECTED, "", 1.0 if self.ctx.bus.connected else 0.0)
+        return w.freeze()
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The whole ``/metrics`` body."""
+        start = time.perf_counter()
+        body = render_exposition([self.self_metrics(), *self.table.rendered()], openmetrics=openmetrics)
+        self._last_render_s = time.perf_counter() - start
+        return body
+
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it)."""
+        self.sweep()
+        om = wants_openmetrics(request.headers.get("Accept", ""))
+        return web.Response(body=self.render(om),
+                            headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
+
+
+async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
+    """Subscribe and sweep until stopped."""
+    await ctx.bus.subscribe_raw(aggregator.config.subject, aggregator.on_message)
+    ctx.set_ready(True, f"consuming {aggregator.config.subject}")
+    while not await ctx.sleep(aggregator.config.sweep_interval_s):
+        aggregator.sweep()

@@ -1,0 +1,38 @@
+"""Aggregator settings (``INFERWATCH_AGGREGATOR_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import Env
+
+DEFAULT_PORT = 9750
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """Attributes:
+    subject: what to consume (``INFERWATCH_AGGREGATOR_SUBJECT``, default every v1 subject).
+    expiry_intervals: a source expires after this many intervals of silence.
+    tombstone_s: how long an expired source stays visible as ``inferwatch_source_up 0``.
+    max_sources: cap on live sources (beyond it new sources are dropped and counted).
+    sweep_interval_s: how often expiry runs.
+    """
+
+    subject: str = "inferwatch.v1.>"
+    expiry_intervals: float = 3.0
+    tombstone_s: float = 600.0
+    max_sources: int = 100_000
+    sweep_interval_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Env) -> AggregatorConfig:
+        """Read ``INFERWATCH_AGGREGATOR_*``."""
+        p = "INFERWATCH_AGGREGATOR_"
+        return cls(
+            subject=env.get(p + "SUBJECT", cls.subject),
+            expiry_intervals=env.float(p + "EXPIRY_INTERVALS", cls.expiry_intervals),
+            tombstone_s=env.float(p + "TOMBSTONE_S", cls.tombstone_s),
+            max_sources=env.int(p + "MAX_SOURCES", cls.max_sources),
+            sweep_interval_s=env.float(p + "SWEEP_INTERVAL_S", cls.sweep_interval_s),
+        )

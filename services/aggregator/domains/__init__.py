@@ -1,0 +1,39 @@
+"""Per-domain renderers: each module maps event types to functions writing their series.
+
+A module here defines ``RENDERERS: dict[type[Event], RenderFn]`` and optionally
+``OCCURRENCES: dict[type[Event], Callable[[Event], None]]`` factories via ``occurrence_handlers()``.
+New domains need no registration beyond adding their module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+
+from contracts import Event
+from services.aggregator.render import Family, SeriesWriter
+from services.aggregator.state import RenderFn
+
+
+def all_renderers() -> dict[type[Event], RenderFn]:
+    """Collect ``RENDERERS`` from every module of this package."""
+    renderers: dict[type[Event], RenderFn] = {}
+    for module in _modules():
+        renderers.update(getattr(module, "RENDERERS", {}))
+    return renderers
+
+
+def all_families() -> list[Family]:
+    """Every family any domain may export (for the README and the dashboards' checks)."""
+    families: list[Family] = []
+    for module in _modules():
+        families.extend(v for v in vars(module).values() if isinstance(v, Family))
+    return sorted(set(families), key=lambda f: f.name)
+
+
+def _modules() -> list[object]:
+    return [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
+
+
+__all__ = ["Callable", "Family", "SeriesWriter", "all_families", "all_renderers"]

@@ -1,0 +1,174 @@
+"""The aggregator's live state: the last snapshot per source, expiry, and occurrence counters. Pure.
+
+A source is keyed by (event type tag, source key). A snapshot replaces the previous one; it is
+rendered lazily, once, at the next scrape after it changed. A source silent for three intervals is
+expired: its series disappear, and a tombstone keeps ``inferwatch_source_up 0`` visible for a while
+so an alert on it can fire, then that goes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from contracts import Event, Occurrence, Snapshot, domain_kind
+from services.aggregator.render import Family, SeriesWriter, label_block
+
+RenderFn = Callable[[Event, SeriesWriter], None]
+
+SOURCE_UP = Family("inferwatch_source_up", "gauge",
+                   "1 while a source's snapshots arrive; 0 after 3 intervals of silence (kept for a while).")
+SOURCE_LAST_SEEN = Family("inferwatch_source_last_seen_timestamp_seconds", "gauge",
+                          "When the source was last observed by its collector (Unix seconds).")
+SOURCE_INTERVAL = Family("inferwatch_source_interval_seconds", "gauge",
+                         "The publish interval the source's collector announces.")
+
+
+@dataclass(slots=True)
+class SourceEntry:
+    """One source's last snapshot and its rendering."""
+
+    tag: str
+    domain: str
+    kind: str
+    event: Snapshot
+    received_at: float
+    expires_at: float
+    rendered: dict[Family, str] | None = None
+    meta: dict[Family, str] | None = None
+
+
+@dataclass(slots=True)
+class Tombstone:
+    """An expired source, still shown as down until ``forget_at``."""
+
+    domain: str
+    kind: str
+    source: str
+    last_seen: float
+    forget_at: float
+    rendered: dict[Family, str]
+
+
+@dataclass
+class IngestStats:
+    """Counters the aggregator exports about itself."""
+
+    events: dict[str, int] = field(default_factory=dict)  # by "<domain>.<kind>"
+    decode_errors: dict[str, int] = field(default_factory=dict)  # by subject prefix
+    dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    render_errors: dict[str, int] = field(default_factory=dict)  # by tag
+    expired: int = 0
+
+
+class SourceTable:
+    """Last snapshot per source, plus whatever occurrence handlers accumulate."""
+
+    def __init__(
+        self,
+        renderers: Mapping[type[Event], RenderFn],
+        occurrence_handlers: Mapping[type[Event], Callable[[Event], None]] | None = None,
+        *,
+        expiry_intervals: float = 3.0,
+        tombstone_s: float = 600.0,
+        max_sources: int = 100_000,
+    ) -> None:
+        self._renderers = dict(renderers)
+        self._occurrence_handlers = dict(occurrence_handlers or {})
+        self._expiry_intervals = expiry_intervals
+        self._tombstone_s = tombstone_s
+        self._max_sources = max_sources
+        self.sources: dict[tuple[str, str], SourceEntry] = {}
+        self.tombstones: dict[tuple[str, str], Tombstone] = {}
+        self.stats = IngestStats()
+        self._tags: dict[type[Event], tuple[str, str, str]] = {}
+
+    def _tag(self, event_type: type[Event]) -> tuple[str, str, str]:
+        tag = self._tags.get(event_type)
+        if tag is None:
+            domain, kind = domain_kind(event_type)
+            tag = self._tags[event_type] = (f"{domain}.{kind}", domain, kind)
+        return tag
+
+    def apply(self, event: Event, now: float) -> None:
+        """Take one decoded event (``now`` is the local monotonic clock)."""
+        tag, domain, kind = self._tag(type(event))
+        events = self.stats.events
+        events[tag] = events.get(tag, 0) + 1
+        if isinstance(event, Snapshot):
+            key = (tag, event.source)
+            entry = self.sources.get(key)
+            if entry is not None:
+                if event.observed_at < entry.event.observed_at:
+                    self._drop("out_of_order")
+                    return
+                entry.event = event
+                entry.received_at = now
+                entry.expires_at = now + self._expiry_intervals * max(event.interval_s, 0.1)
+                entry.rendered = None
+                entry.meta = None
+                return
+            if len(self.sources) >= self._max_sources:
+                self._drop("max_sources")
+                return
+            self.tombstones.pop(key, None)
+            self.sources[key] = SourceEntry(
+                tag, domain, kind, event, now, now + self._expiry_intervals * max(event.interval_s, 0.1)
+            )
+        elif isinstance(event, Occurrence):
+            handler = self._occurrence_handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
+
+    def expire(self, now: float) -> list[SourceEntry]:
+        """Drop sources past their expiry (tombstoning them) and forget old tombstones."""
+        gone = [key for key, entry in self.sources.items() if entry.expires_at <= now]
+        expired: list[SourceEntry] = []
+        for key in gone:
+            entry = self.sources.pop(key)
+            expired.append(entry)
+            self.stats.expired += 1
+            labels = label_block({"domain": entry.domain, "kind": entry.kind, "source": entry.event.source})
+            writer = SeriesWriter()
+            writer.gauge(SOURCE_UP, labels, 0.0)
+            writer.gauge(SOURCE_LAST_SEEN, labels, entry.event.observed_at)
+            self.tombstones[key] = Tombstone(entry.domain, entry.kind, entry.event.source,
+                                             entry.event.observed_at, now + self._tombstone_s, writer.freeze())
+        for key in [k for k, t in self.tombstones.items() if t.forget_at <= now]:
+            del self.tombstones[key]
+        return expired
+
+    def remove(self, tag: str, source: str) -> None:
+        """Forget a source at once (its owner said it is gone), without a tombstone."""
+        self.sources.pop((tag, source), None)
+        self.tombstones.pop((tag, source), None)
+
+    def rendered(self) -> Iterator[Mapping[Family, str]]:
+        """Every source's chunks, rendering the ones that changed since the last scrape."""
+        for entry in self.sources.values():
+            if entry.rendered is None:
+                entry.rendered, entry.meta = self._render(entry)
+            yield entry.meta  # type: ignore[misc]  # set together with rendered
+            yield entry.rendered
+        for tomb in self.tombstones.values():
+            yield tomb.rendered
+
+    def _render(self, entry: SourceEntry) -> tuple[dict[Family, str], dict[Family, str]]:
+        event = entry.event
+        labels = label_block({"domain": entry.domain, "kind": entry.kind, "source": event.source})
+        meta = SeriesWriter()
+        meta.gauge(SOURCE_UP, labels, 1.0)
+        meta.gauge(SOURCE_LAST_SEEN, labels, event.observed_at)
+        meta.gauge(SOURCE_INTERVAL, labels, event.interval_s)
+        writer = SeriesWriter()
+        renderer = self._renderers.get(type(event))
+        if renderer is not None:
+            try:
+                renderer(event, writer)
+            except Exception:  # one bad snapshot must not break the scrape of everything else
+                self.stats.render_errors[entry.tag] = self.stats.render_errors.get(entry.tag, 0) + 1
+                writer = SeriesWriter()
+        return writer.freeze(), meta.freeze()

@@ -1,0 +1,297 @@
+"""The ``inferwatch`` command: ``up``, ``run SERVICE``, ``tail [SUBJECT]``, ``schema``.
+
+``up`` is a small supervisor: NATS (the one at ``NATS_URL`` if it answers, else an embedded
+``nats-server``), then the aggregator and every collector as child processes, optionally the demo
+simulators; Ctrl-C stops them all, children first, by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import pkgutil
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import services
+from contracts import ALL, EVENT_TYPES, decode, domain_kind
+from contracts.codec import DecodeError
+from shared.natsserver import EmbeddedNats, answers
+
+AGGREGATOR = "aggregator"
+AGGREGATOR_PORT = 9750
+
+
+def service_names() -> list[str]:
+    """Every service package under ``services/`` with a ``__main__`` (``vllm_scraper`` → ``vllm-scraper``)."""
+    names = []
+    for info in pkgutil.iter_modules(services.__path__):
+        if info.ispkg and (Path(services.__path__[0]) / info.name / "__main__.py").exists():
+            names.append(info.name.replace("_", "-"))
+    return sorted(names)
+
+
+def _module(service: str) -> str:
+    return "services." + service.replace("-", "_")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the supervisor dies without cleaning up (no orphans).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    """Starts child processes and stops them, in reverse order, by PID."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one child in our process group's terminal, dying with us."""
+        proc = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
+        self.children.append((name, proc))
+        return proc
+
+    def dead(self) -> list[tuple[str, int]]:
+        """Children that exited on their own."""
+        return [(name, p.returncode) for name, p in self.children if p.poll() is not None]
+
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every child (newest first), wait, SIGKILL what is left."""
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for _, proc in reversed(self.children):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo simulators exited with {proc.returncode}")
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                data: dict[str, str] = json.loads(path.read_text())
+                return data
+        time.sleep(0.05)
+    raise SystemExit("demo simulators did not start in time")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the whole system in one process tree."""
+    env = dict(os.environ)
+    env.setdefault("INFERWATCH_LOG_FORMAT", "text")
+    nats_url = env.get("NATS_URL", "nats://127.0.0.1:4222").split(",")[0]
+    embedded: EmbeddedNats | None = None
+    if answers(nats_url):
+        print(f"NATS        {nats_url} (existing server)")
+    else:
+        embedded = EmbeddedNats(jetstream=True)
+        nats_url = embedded.start()
+        print(f"NATS        {nats_url} (embedded nats-server, JetStream on)")
+    env["NATS_URL"] = nats_url
+
+    supervisor = Supervisor()
+    stop = False
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    workdir = Path(tempfile.mkdtemp(prefix="inferwatch-up-"))
+    try:
+        if args.demo:
+            env_file = workdir / "demo-env.json"
+            sim_args = [sys.executable, "-m", "simulators", "--env-file", str(env_file)]
+            sim = supervisor.spawn("simulators", sim_args, env)
+            demo_env = _wait_for_file(env_file, sim, 60)
+            env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
+            print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
+        port = args.port if _port_free(args.port) else _free_port()
+        urls = {}
+        for name in [AGGREGATOR, *[s for s in service_names() if s != AGGREGATOR]]:
+            prefix = "INFERWATCH_" + name.upper().replace("-", "_") + "_"
+            child_env = dict(env)
+            service_port = port if name == AGGREGATOR else int(env.get(prefix + "PORT") or _free_port())
+            child_env[prefix + "PORT"] = str(service_port)
+            supervisor.spawn(name, [sys.executable, "-m", _module(name)], child_env)
+            urls[name] = f"http://127.0.0.1:{service_port}"
+        print(f"Aggregator  {urls[AGGREGATOR]}/metrics   (status page: {urls[AGGREGATOR]}/)")
+        for name, url in urls.items():
+            if name != AGGREGATOR:
+                print(f"  {name:<18} {url}/readyz")
+        print("Ctrl-C stops everything.", flush=True)
+        while not stop:
+            for name, code in supervisor.dead():
+                print(f"inferwatch up: {name} exited with {code}; stopping", file=sys.stderr)
+                stop = True
+            time.sleep(0.2)
+        return 0 if not supervisor.dead() or all(c in (0, -15) for _, c in supervisor.dead()) else 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        supervisor.stop_all()
+        if embedded is not None:
+            embedded.close()
+        with contextlib.suppress(OSError):
+            for f in workdir.iterdir():
+                f.unlink()
+            workdir.rmdir()
+        print("stopped.", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one service in this process (what a container runs)."""
+    if args.service not in service_names():
+        print(f"unknown service {args.service!r}; one of: {', '.join(service_names())}", file=sys.stderr)
+        return 2
+    sys.argv = [args.service]
+    runpy.run_module(_module(args.service), run_name="__main__", alter_sys=True)
+    return 0
+
+
+async def _tail(subject: str, raw_json: bool, count: int) -> int:
+    from shared.bus import Bus, BusSettings
+
+    bus = Bus(BusSettings.from_env(), name="inferwatch-tail")
+    await bus.connect()
+    seen = 0
+    done = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        nonlocal seen
+        try:
+            event = decode(msg.data)
+            body = msgspec.json.encode(event).decode()
+        except DecodeError as exc:
+            body = json.dumps({"undecodable": str(exc)[:200], "bytes": len(msg.data)})
+        if raw_json:
+            print(json.dumps({"subject": msg.subject, "event": json.loads(body)}), flush=True)
+        else:
+            print(f"{time.strftime('%H:%M:%S')} {msg.subject}\n  {body[:2000]}", flush=True)
+        seen += 1
+        if count and seen >= count:
+            done.set()
+
+    await bus.subscribe_raw(subject, on_msg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await bus.close()
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print live events, decoded."""
+    return asyncio.run(_tail(args.subject, args.json, args.count))
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every event type (one document, ``$defs`` shared)."""
+    (schemas, components) = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "inferwatch v1 events",
+        "oneOf": schemas,
+        "$defs": components,
+    }
+
+
+def asyncapi() -> dict[str, Any]:
+    """AsyncAPI 3.0 document: one channel per event type, payload schemas from msgspec."""
+    (_, components) = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/components/schemas/{name}")
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for t in EVENT_TYPES:
+        domain, kind = domain_kind(t)
+        name = t.__name__
+        address = f"inferwatch.v1.{domain}.{{name}}.{{source}}" if domain == "alert" \
+            else f"inferwatch.v1.{domain}.{kind}.{{source}}"
+        params = {"source": {"description": "source key, sanitised into one subject token"}}
+        if domain == "alert":
+            params["name"] = {"description": "alert rule name"}
+        messages[name] = {"name": name, "title": name, "summary": (t.__doc__ or "").strip().split("\n")[0],
+                          "contentType": "application/msgpack",
+                          "payload": {"$ref": f"#/components/schemas/{name}"}}
+        channels[name] = {"address": address, "parameters": params,
+                          "messages": {name: {"$ref": f"#/components/messages/{name}"}}}
+        operations[f"receive{name}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{name}"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "inferwatch", "version": "1.0.0",
+                 "description": "Events on NATS: msgpack by default, JSON when the first byte is '{'."},
+        "defaultContentType": "application/msgpack",
+        "servers": {"nats": {"host": "localhost:4222", "protocol": "nats"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": components},
+    }
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of every event, or the AsyncAPI document."""
+    doc = asyncapi() if args.format == "asyncapi" else json_schemas()
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``inferwatch`` console script."""
+    parser = argparse.ArgumentParser(prog="inferwatch", description="Event-driven monitoring for LLM serving.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run NATS (if needed), the aggregator and every collector")
+    up.add_argument("--demo", action="store_true", help="also start the simulators and point the collectors at them")
+    up.add_argument("--port", type=int, default=AGGREGATOR_PORT, help="aggregator HTTP port (default 9750)")
+    up.set_defaults(func=cmd_up)
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", help=f"one of: {', '.join(service_names())}")
+    run.set_defaults(func=cmd_run)
+    tail = sub.add_parser("tail", help="print live events, decoded")
+    tail.add_argument("subject", nargs="?", default=ALL)
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--count", type=int, default=0, help="stop after N events")
+    tail.set_defaults(func=cmd_tail)
+    schema = sub.add_parser("schema", help="print the JSON Schema of every event (or --format asyncapi)")
+    schema.add_argument("--format", choices=("jsonschema", "asyncapi"), default="jsonschema")
+    schema.set_defaults(func=cmd_schema)
+    args = parser.parse_args(argv)
+    raise SystemExit(args.func(args))

@@ -1,0 +1,47 @@
+"""vllm-scraper settings (``INFERWATCH_VLLM_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import Env, Secret
+
+DEFAULT_PORT = 9752
+
+
+@dataclass(frozen=True)
+class VllmScraperConfig:
+    """Attributes:
+    targets: static base URLs (``INFERWATCH_VLLM_TARGETS``, comma-separated).
+    interval_s: scrape interval (``INFERWATCH_VLLM_INTERVAL_S``).
+    timeout_s: per-request timeout.
+    max_body_bytes: cap on a ``/metrics`` body.
+    concurrency: scrapes in flight at once.
+    api_key: ``INFERWATCH_VLLM_API_KEY`` (or ``_FILE``) for ``/v1/models`` behind ``--api-key``.
+    tls_ca_file: custom CA for https targets (verification is always on unless ``insecure``).
+    insecure: ``INFERWATCH_VLLM_TLS_INSECURE`` (explicit opt-out of TLS verification).
+    """
+
+    targets: tuple[str, ...] = ()
+    interval_s: float = 15.0
+    timeout_s: float = 5.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    concurrency: int = 64
+    api_key: Secret | None = None
+    tls_ca_file: str = ""
+    insecure: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env) -> VllmScraperConfig:
+        """Read ``INFERWATCH_VLLM_*``."""
+        p = "INFERWATCH_VLLM_"
+        return cls(
+            targets=tuple(t.rstrip("/") for t in env.list(p + "TARGETS")),
+            interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
+            timeout_s=env.float(p + "TIMEOUT_S", cls.timeout_s),
+            max_body_bytes=env.int(p + "MAX_BODY_BYTES", cls.max_body_bytes),
+            concurrency=env.int(p + "CONCURRENCY", cls.concurrency),
+            api_key=env.secret(p + "API_KEY"),
+            tls_ca_file=env.get(p + "TLS_CA_FILE"),
+            insecure=env.bool(p + "TLS_INSECURE", False),
+        )

@@ -1,0 +1,67 @@
+"""``python -m simulators``: start every demo simulator and write the environment that points
+the collectors at them (JSON, to ``--env-file``), then serve until SIGTERM/SIGINT.
+
+A simulator module takes part by defining ``async def start_demo() -> Demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import signal
+from pathlib import Path
+
+import simulators
+from simulators.demo import Demo
+
+log = logging.getLogger("inferwatch.simulators")
+
+
+async def _main(env_file: Path | None) -> None:
+    demos: list[Demo] = []
+    env: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(simulators.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "demo":
+            continue
+        module = importlib.import_module(f"simulators.{info.name}")
+        start = getattr(module, "start_demo", None)
+        if start is None:
+            continue
+        demo: Demo = await start()
+        demos.append(demo)
+        env.update(demo.env)
+    if env_file is not None:
+        tmp = env_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(env))
+        os.replace(tmp, env_file)  # atomic: the supervisor never reads half a file
+    print(json.dumps(env, indent=1), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(d.run()) for d in demos if d.run is not None]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    for demo in reversed(demos):
+        await demo.stop()
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m simulators")
+    parser.add_argument("--env-file", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_main(args.env_file))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1941 @@
+"""A realistic, cheap vLLM simulator: ``/metrics``, ``/health``, ``/ping``, ``/v1/models`` and ``/version``.
+
+Four generations are reproduced from the reference notes (``shared/reference/vllm-and-epp.md`` §2–3) and the
+recorded expositions in ``tests/fixtures``:
+
+* ``0.5``  – vLLM 0.5.3.post1, V0 engine inside the API server: default registry (``python_gc_*``, ``process_*``),
+  ``vllm:cache_config_info`` from ``Info``, ``time_per_output_token_seconds``, ``request_params_best_of``,
+  empty spec-decode families, no ``_created``; prometheus_client 0.20 float spelling (``1.06e+011``).
+* ``0.6``  – vLLM 0.6.3.post1, V0 engine behind the multiprocess frontend: a ``MultiProcessCollector`` registry, so
+  no ``python_*``/``process_*`` families, no empty families, histogram samples ordered ``_sum``, buckets, ``_count``;
+  ``gpu/cpu_prefix_cache_hit_rate`` are -1 (prefix caching off).
+* ``0.10`` – V1 engine as in ``vllm/v1/metrics/loggers.py`` at commit 005a810 (≈0.10): both the deprecated
+  ``gpu_cache_usage_perc`` / ``gpu_prefix_cache_*`` (HELP says DEPRECATED) and their renames,
+  ``time_per_output_token_seconds`` with ``inter_token_latency_seconds`` beside it (as 0.10-era builds showed),
+  ``time_per_prefill_token_request_seconds``, ``finished_reason`` stop/length/abort, ``engine`` label, ``_created``
+  series, ``http_*`` (prometheus-fastapi-instrumentator).
+* ``0.33`` – current V1 (vLLM 0.33.0): the family set of ``tests/fixtures/vllm-v1-metrics.txt``.
+
+Traffic is simulated per data-parallel engine with a seeded RNG: Poisson arrivals with a slow diurnal wave and
+occasional bursts, admission limited by ``max_num_seqs`` and KV-cache blocks, token-level decode timing that slows
+with batch size, preemption when the KV cache overflows, a little abort/4xx noise.  Counters only increase;
+histograms stay consistent (cumulative buckets, ``+Inf == _count``).
+
+Rendering is cheap: each instance keeps one ``%``-template of its exposition (HELP/TYPE lines, label strings,
+bucket strings and ``_created`` values baked in), rebuilt only when a new labelled child appears; a render is one
+pass that collects the live values and one ``str %`` with ``prometheus_client.utils.floatToGoString`` formatting.
+The HTTP layer re-renders an instance at most once per second.
+
+While an instance is loading (``load_seconds``) every endpoint answers 503.  Real vLLM binds its port before the
+model loads but only starts listening afterwards, so a real scraper sees *connection refused* during that window;
+503 is the documented stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import json
+import math
+import random
+import signal
+import socket
+import sys
+import time
+import uuid
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client.utils import floatToGoString
+
+if TYPE_CHECKING:
+    from simulators.demo import Demo
+
+__all__ = [
+    "FAULTS",
+    "METRICS_CONTENT_TYPE",
+    "SimulatedVllm",
+    "VllmGeneration",
+    "build_app",
+    "demo_fleet",
+    "main",
+    "make_fleet",
+    "serve",
+    "start_demo",
+]
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""``Content-Type`` of ``/metrics`` (prometheus_client's ``CONTENT_TYPE_LATEST`` for the 0.0.4 text format)."""
+
+FAULTS = frozenset({"500", "hang", "dribble", "garbage", "huge", "bad_utf8", "nan"})
+"""Values accepted by :attr:`SimulatedVllm.fault`; they change only ``/metrics``."""
+
+HUGE_BODY_BYTES = 50 * 1024 * 1024
+"""The ``huge`` fault streams at least this many bytes."""
+
+_RENDER_MIN_INTERVAL_S = 1.0  # the HTTP layer re-renders one instance at most this often
+_MAX_CATCHUP_S = 300.0  # one request never simulates more than this much elapsed time (the rest is skipped)
+_MIN_ADVANCE_S = 0.25  # requests closer together than this do not step the simulation
+_SUBSTEP_S = 1.0  # step() integrates in slices of at most this length
+_HANG_S = 3600.0
+_DRIBBLE_INTERVAL_S = 0.1
+_NAN = float("nan")
+_INF = float("inf")
+
+
+class VllmGeneration(enum.StrEnum):
+    """Which vLLM release line an instance imitates (the value is the version prefix)."""
+
+    V0_5 = "0.5"
+    V0_6 = "0.6"
+    V1_10 = "0.10"
+    V1 = "0.33"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Number formatting and escaping, as prometheus_client writes them
+
+
+def _fmt_legacy(d: float) -> str:
+    """prometheus_client ≤0.21 spelling: like ``floatToGoString`` but exponents ≥10 print as ``e+010``."""
+    d = float(d)
+    if d != d:
+        return "NaN"
+    if d in (_INF, -_INF):
+        return "+Inf" if d > 0 else "-Inf"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+def _esc_label(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _esc_help(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _pct(s: str) -> str:
+    """Escape constant template text for ``str %``."""
+    return s.replace("%", "%%")
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: tuple[str, str] | None = None) -> str:
+    pairs = list(zip(names, values, strict=True))
+    if extra is not None:
+        pairs.append(extra)
+    pairs.sort()
+    return ",".join(f'{k}="{_esc_label(v)}"' for k, v in pairs)
+
+
+def _buckets_125(max_value: int) -> tuple[float, ...]:
+    """vLLM's ``build_1_2_5_buckets``: 1, 2, 5, 10, 20, 50, … up to ``max_value``."""
+    out: list[float] = []
+    exponent = 0
+    while True:
+        for m in (1, 2, 5):
+            v = m * 10**exponent
+            if v > max_value:
+                return tuple(out)
+            out.append(float(v))
+        exponent += 1
+
+
+_V0_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_V0_TPOT = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+_V0_E2E = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+_N_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0)
+_V1_TTFT = (*_V0_TTFT, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+_V1_ITL = (*_V0_TPOT, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+_V1_LATENCY_HEAD = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+_V1_LATENCY = (*_V1_LATENCY_HEAD, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+_ITERATION = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
+_PREEMPTIONS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
+_PREFILL_PER_TOKEN = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_HTTP_HIGHR_HEAD = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+_HTTP_HIGHR = (*_HTTP_HIGHR_HEAD, 7.5, 10.0, 30.0, 60.0)
+_HTTP_FEW = (0.1, 0.5, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A tiny registry that renders through a cached template
+
+
+class _Num:
+    """A counter or gauge value."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: float = 0.0) -> None:
+        self.v = v
+
+    def emit(self, out: list[float]) -> None:
+        out.append(self.v)
+
+
+class _Hist:
+    """Histogram child: per-bucket (non-cumulative) counts, the last slot is the +Inf overflow."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, v: float, n: int = 1) -> None:
+        if n > 0:
+            self.counts[bisect_left(self.bounds, v)] += n
+            self.sum += v * n
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def emit(self, out: list[float]) -> None:  # buckets…, _count, _sum (single-process registry)
+        cum = list(accumulate(self.counts))
+        out.extend(cum)
+        out.append(cum[-1])
+        out.append(self.sum)
+
+    def emit_mp(self, out: list[float]) -> None:  # _sum, buckets…, _count (MultiProcessCollector order)
+        cum = list(accumulate(self.counts))
+        out.append(self.sum)
+        out.extend(cum)
+        out.append(cum[-1])
+
+
+class _Summ:
+    """Summary child without quantiles (prometheus-fastapi-instrumentator's size metrics)."""
+
+    __slots__ = ("count", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+
+    def emit(self, out: list[float]) -> None:
+        out.append(self.count)
+        out.append(self.sum)
+
+
+_Child = _Num | _Hist | _Summ
+
+
+class _Family:
+    __slots__ = ("buckets", "children", "created", "created_ts", "help", "kind", "labelnames", "name", "nan", "reg")
+
+    def __init__(
+        self,
+        reg: _Registry,
+        name: str,
+        help_: str,
+        kind: str,
+        labelnames: tuple[str, ...],
+        buckets: tuple[float, ...],
+        created: bool,
+        nan: bool,
+    ) -> None:
+        self.reg = reg
+        self.name = name  # counters: without the _total suffix
+        self.help = help_
+        self.kind = kind  # counter | gauge | histogram | summary
+        self.labelnames = labelnames
+        self.buckets = buckets
+        self.created = created
+        self.nan = nan
+        self.children: dict[tuple[str, ...], _Child] = {}
+        self.created_ts: dict[tuple[str, ...], float] = {}
+
+    def child(self, *values: str, created: float = 0.0, value: float = 0.0) -> Any:
+        """The child for ``values`` (in ``labelnames`` order), created on first use."""
+        c = self.children.get(values)
+        if c is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
+            if self.kind == "histogram":
+                c = _Hist(self.buckets)
+            elif self.kind == "summary":
+                c = _Summ()
+            else:
+                c = _Num(value)
+            self.children[values] = c
+            self.created_ts[values] = created
+            self.reg.dirty = True
+        return c
+
+
+class _Registry:
+    """Ordered families rendered through a ``%`` template that is rebuilt only when the label sets change."""
+
+    def __init__(self, fmt: Callable[[float], str], multiprocess: bool) -> None:
+        self.fmt = fmt
+        self.multiprocess = multiprocess
+        self.families: list[_Family] = []
+        self.dirty = True
+        self._template = ""
+        self._emit: list[Callable[[list[float]], None]] = []
+        self._nan_slots: list[int] = []
+
+    def family(
+        self,
+        name: str,
+        help_: str,
+        kind: str,
+        labelnames: tuple[str, ...] = (),
+        *,
+        buckets: tuple[float, ...] = (),
+        created: bool = False,
+        nan: bool = False,
+    ) -> _Family:
+        fam = _Family(self, name, help_, kind, labelnames, buckets, created, nan)
+        self.families.append(fam)
+        self.dirty = True
+        return fam
+
+    def _build(self) -> None:
+        fmt = self.fmt
+        parts: list[str] = []
+        emit: list[Callable[[list[float]], None]] = []
+        nan_slots: list[int] = []
+        n = 0
+        for f in self.families:
+            if self.multiprocess and not f.children:
+                continue  # a MultiProcessCollector only knows families that have written a value
+            expo = f.name + "_total" if f.kind == "counter" else f.name
+            parts.append(_pct(f"# HELP {expo} {_esc_help(f.help)}\n# TYPE {expo} {f.kind}\n"))
+            for values, ch in f.children.items():
+                lab = _labels(f.labelnames, values)
+                br = "{" + lab + "}" if lab else ""
+                if isinstance(ch, _Num):
+                    parts.append(_pct(f"{expo}{br}") + " %s\n")
+                    emit.append(ch.emit)
+                    if f.nan:
+                        nan_slots.append(n)
+                    n += 1
+                elif isinstance(ch, _Hist):
+                    les = [*(fmt(b) for b in f.buckets), "+Inf"]
+                    lines = [f"{f.name}_bucket{{{_labels(f.labelnames, values, ('le', le))}}}" for le in les]
+                    if self.multiprocess:
+                        lines = [f"{f.name}_sum{br}", *lines, f"{f.name}_count{br}"]
+                        emit.append(ch.emit_mp)
+                    else:
+                        lines += [f"{f.name}_count{br}", f"{f.name}_sum{br}"]
+                        emit.append(ch.emit)
+                    parts.extend(_pct(line) + " %s\n" for line in lines)
+                    n += len(lines)
+                else:
+                    parts.append(_pct(f"{f.name}_count{br}") + " %s\n")
+                    parts.append(_pct(f"{f.name}_sum{br}") + " %s\n")
+                    emit.append(ch.emit)
+                    n += 2
+            if f.created and f.children:
+                cname = f.name + "_created"
+                parts.append(_pct(f"# HELP {cname} {_esc_help(f.help)}\n# TYPE {cname} gauge\n"))
+                for values in f.children:
+                    lab = _labels(f.labelnames, values)
+                    br = "{" + lab + "}" if lab else ""
+                    parts.append(_pct(f"{cname}{br} {fmt(f.created_ts[values])}\n"))
+        self._template = "".join(parts)
+        self._emit = emit
+        self._nan_slots = nan_slots
+        self.dirty = False
+
+    def render(self, nan: bool = False) -> bytes:
+        if self.dirty:
+            self._build()
+        out: list[float] = []
+        for e in self._emit:
+            e(out)
+        if nan:
+            for j, i in enumerate(self._nan_slots):
+                out[i] = _NAN if j % 2 == 0 else _INF
+        return (self._template % tuple(map(self.fmt, out))).encode()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-engine metric handles and simulation state
+
+_HANDLE_NAMES = (
+    "running",
+    "waiting",
+    "wait_capacity",
+    "wait_deferred",
+    "sleep_awake",
+    "sleep_l1",
+    "sleep_l2",
+    "kv_usage",
+    "gpu_cache_usage",
+    "cpu_cache_usage",
+    "swapped",
+    "prefix_queries",
+    "prefix_hits",
+    "gpu_prefix_queries",
+    "gpu_prefix_hits",
+    "preemptions",
+    "prompt_tokens",
+    "gen_tokens",
+    "src_compute",
+    "src_cache_hit",
+    "cached",
+    "cached_device",
+    "avg_prompt_tp",
+    "avg_gen_tp",
+    "h_prompt",
+    "h_gen",
+    "h_iter",
+    "h_max_gen",
+    "h_n",
+    "h_best_of",
+    "h_max_tokens",
+    "h_ttft",
+    "h_tpot",
+    "h_itl",
+    "h_req_tpot",
+    "h_prefill_per_tok",
+    "h_e2e",
+    "h_queue",
+    "h_inference",
+    "h_prefill",
+    "h_decode",
+    "h_num_preempt",
+    "h_prefill_kv",
+)
+
+
+class _EngineMetrics:
+    """Direct references to one engine's children; families a generation lacks get detached dummies."""
+
+    def __init__(self) -> None:
+        for name in _HANDLE_NAMES:
+            setattr(self, name, _Hist(()) if name.startswith("h_") else _Num())
+        self.success: dict[str, _Num] = {}
+        self.success_factory: Callable[[str], _Num] | None = None
+
+    def success_child(self, reason: str) -> _Num:
+        c = self.success.get(reason)
+        if c is None:
+            c = self.success_factory(reason) if self.success_factory is not None else _Num()
+            self.success[reason] = c
+        return c
+
+    # attribute declarations for type checkers
+    running: _Num
+    waiting: _Num
+    wait_capacity: _Num
+    wait_deferred: _Num
+    sleep_awake: _Num
+    sleep_l1: _Num
+    sleep_l2: _Num
+    kv_usage: _Num
+    gpu_cache_usage: _Num
+    cpu_cache_usage: _Num
+    swapped: _Num
+    prefix_queries: _Num
+    prefix_hits: _Num
+    gpu_prefix_queries: _Num
+    gpu_prefix_hits: _Num
+    preemptions: _Num
+    prompt_tokens: _Num
+    gen_tokens: _Num
+    src_compute: _Num
+    src_cache_hit: _Num
+    cached: _Num
+    cached_device: _Num
+    avg_prompt_tp: _Num
+    avg_gen_tp: _Num
+    h_prompt: _Hist
+    h_gen: _Hist
+    h_iter: _Hist
+    h_max_gen: _Hist
+    h_n: _Hist
+    h_best_of: _Hist
+    h_max_tokens: _Hist
+    h_ttft: _Hist
+    h_tpot: _Hist
+    h_itl: _Hist
+    h_req_tpot: _Hist
+    h_prefill_per_tok: _Hist
+    h_e2e: _Hist
+    h_queue: _Hist
+    h_inference: _Hist
+    h_prefill: _Hist
+    h_decode: _Hist
+    h_num_preempt: _Hist
+    h_prefill_kv: _Hist
+
+
+class _Req:
+    """One simulated request."""
+
+    __slots__ = (
+        "aborting",
+        "arrival",
+        "first",
+        "gen",
+        "handler",
+        "hits",
+        "limit",
+        "max_tokens",
+        "n",
+        "next_tok",
+        "preempt",
+        "prompt",
+        "reason",
+        "req_bytes",
+        "sched",
+        "stop_at",
+    )
+
+    aborting: bool
+    arrival: float
+    first: float  # time of the first output token
+    gen: int  # tokens generated so far
+    handler: str
+    hits: int  # prompt tokens served from the prefix cache
+    limit: int  # max generation tokens (max_tokens, or what fits in max_model_len)
+    max_tokens: int | None
+    n: int
+    next_tok: float  # time the next token is (or the last token was) produced
+    preempt: int
+    prompt: int
+    reason: str
+    req_bytes: int
+    sched: float  # first admission time
+    stop_at: int  # token count at which the request ends (finishes or is aborted)
+
+    def __init__(self) -> None:
+        self.sched = -1.0
+        self.first = -1.0
+        self.next_tok = 0.0
+        self.gen = 0
+        self.preempt = 0
+
+
+class _Engine:
+    """One data-parallel engine core: a scheduler with a waiting queue, a running batch and a KV-cache budget."""
+
+    def __init__(
+        self,
+        em: _EngineMetrics,
+        kv_cap: int,
+        block: int,
+        max_seqs: int,
+        base_itl: float,
+        prefill_tps: float,
+        chunk: int,
+    ) -> None:
+        self.em = em
+        self.kv_cap = kv_cap
+        self.block = block
+        self.max_seqs = max_seqs
+        self.base_itl = base_itl
+        self.prefill_tps = prefill_tps
+        self.chunk = chunk
+        self.waiting: deque[_Req] = deque()
+        self.running: list[_Req] = []
+        self.kv_used = 0
+        self.tp_prompt = 0
+        self.tp_gen = 0
+        self.tp_elapsed = 0.0
+
+    def blocks(self, tokens: int) -> int:
+        b = self.block
+        return -(-tokens // b) * b
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0.0:
+        return 0
+    if lam > 30.0:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit = math.exp(-lam)
+    k = 0
+    p = rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def _round_int(rng: random.Random, x: float) -> int:
+    """Unbiased stochastic rounding."""
+    return int(x + rng.random())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The simulated instance
+
+
+@dataclass(eq=False)
+class SimulatedVllm:
+    """The evolving state of one simulated vLLM server.
+
+    Configuration fields (``model`` … ``seed``, ``rps``, ``start_wall``) are read once, at construction.  ``dead``,
+    ``fault`` and ``sleep_level`` may be flipped at any time.
+
+    Attributes:
+        model: served model name (the first ``--served-model-name``), the ``model_name`` label.
+        root: ``--model`` path or HF id (``root`` of the ``/v1/models`` cards; 0.5.x used the served name).
+        generation: which release line's metric shape to produce.
+        version: the version ``/version`` reports, e.g. ``"0.33.0"``.
+        max_model_len: context length (bucket edges of the token histograms, ``/v1/models``).
+        engines: data-parallel engine cores (V1 only: series carry ``engine="0".."N-1"``).
+        extra_models: extra served names; one ``/v1/models`` card each, same root.
+        load_seconds: every endpoint answers 503 for this long after ``started_at``.
+        seed: RNG seed; the same seed and the same ``step`` calls give the same values.
+        rps: mean request arrivals per second per engine (default: drawn from the seed, 0.6–1.4).
+        start_wall: unix time the process "started" (``process_start_time_seconds``; ``_created`` values follow).
+        dead: engine dead: ``/health`` and ``/v1/models`` answer 503, metrics freeze.
+        fault: one of :data:`FAULTS` to break ``/metrics`` in that way, or ``None``.
+        sleep_level: 0 awake, 1 or 2 sleeping (``vllm:engine_sleep_state``; no new traffic is admitted).
+        started_at: clock reading at which loading began; ``build_app``/``serve`` set it if ``None`` (the factory
+            form of ``build_app`` sets it on the first request).
+    """
+
+    model: str
+    root: str
+    generation: VllmGeneration
+    version: str
+    max_model_len: int = 8192
+    engines: int = 1
+    extra_models: list[str] = field(default_factory=list)
+    load_seconds: float = 0.0
+    seed: int = 0
+    rps: float | None = None
+    start_wall: float | None = None
+    dead: bool = False
+    fault: str | None = None
+    sleep_level: int = 0
+    started_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.generation = VllmGeneration(self.generation)
+        if self.engines < 1:
+            raise ValueError("engines must be >= 1")
+        if self.generation in (VllmGeneration.V0_5, VllmGeneration.V0_6) and self.engines != 1:
+            raise ValueError("data-parallel engines exist only in the V1 generations")
+        if self.start_wall is None:
+            self.start_wall = time.time()
+        self._rng = random.Random(self.seed)
+        rng = self._rng
+        self._t = 0.0  # simulated seconds since the engine became ready
+        self._wall_ready = self.start_wall + self.load_seconds + 1.0 + rng.random()
+        self._rps = self.rps if self.rps is not None else rng.uniform(0.6, 1.4)
+        self._phase = rng.uniform(0.0, 2 * math.pi)
+        self._period = rng.uniform(600.0, 1800.0)
+        self._burst_until = -1.0
+        self._burst_mult = 1.0
+        self._mu_prompt = math.log(rng.uniform(500.0, 1100.0))
+        self._mu_gen = math.log(rng.uniform(180.0, 320.0))
+        self._hit_share = rng.uniform(0.3, 0.7)  # share of requests that start with a cached prefix (V1)
+        self._last_clock: float | None = None
+        self._cache: bytes | None = None
+        self._cache_at = -_INF
+        v0 = self.generation in (VllmGeneration.V0_5, VllmGeneration.V0_6)
+        self._v0 = v0
+        self._prefix_caching = not v0
+        self._reasons: tuple[str, ...] = {
+            VllmGeneration.V0_5: ("stop", "length"),
+            VllmGeneration.V0_6: ("stop", "length"),
+            VllmGeneration.V1_10: ("stop", "length", "abort"),
+            VllmGeneration.V1: ("stop", "length", "abort", "error", "repetition"),
+        }[self.generation]
+        self._block = 16
+        # KV budget: a simulated GPU share that always fits one max-length request.
+        kv_tokens = max(int(rng.uniform(70_000, 130_000)), int(self.max_model_len * 1.25))
+        self._num_gpu_blocks = kv_tokens // self._block
+        self._ems = [_EngineMetrics() for _ in range(self.engines)]
+        self._engines = [
+            _Engine(
+                em,
+                kv_cap=self._num_gpu_blocks * self._block,
+                block=self._block,
+                max_seqs=256,
+                base_itl=rng.uniform(0.010, 0.016),
+                prefill_tps=rng.uniform(9000.0, 16000.0),
+                chunk=2048 if v0 else 8192,
+            )
+            for em in self._ems
+        ]
+        fmt = _fmt_legacy if v0 else floatToGoString
+        self._reg = _Registry(fmt, multiprocess=self.generation is VllmGeneration.V0_6)
+        self._http_on = False
+        self._proc_on = False
+        if self.generation is VllmGeneration.V0_5:
+            self._build_process("3", "10", "14")
+            self._build_v05()
+        elif self.generation is VllmGeneration.V0_6:
+            self._build_v06()
+        elif self.generation is VllmGeneration.V1_10:
+            self._build_process("3", "12", "11")
+            self._build_v110()
+            self._build_http()
+        else:
+            self._build_process("3", "12", "13")
+            self._build_v133()
+            self._build_http()
+
+    # ---- metric definitions ---------------------------------------------------------------------------------
+
+    def _build_process(self, major: str, minor: str, patch: str) -> None:
+        reg = self._reg
+        rng = self._rng
+        gens = ("0", "1", "2")
+        fam = reg.family("python_gc_objects_collected", "Objects collected during gc", "counter", ("generation",))
+        self._gc_collected = [fam.child(g) for g in gens]
+        fam = reg.family(
+            "python_gc_objects_uncollectable", "Uncollectable objects found during GC", "counter", ("generation",)
+        )
+        for g in gens:
+            fam.child(g)
+        fam = reg.family(
+            "python_gc_collections", "Number of times this generation was collected", "counter", ("generation",)
+        )
+        self._gc_collections = [fam.child(g) for g in gens]
+        reg.family(
+            "python_info",
+            "Python platform information",
+            "gauge",
+            ("implementation", "major", "minor", "patchlevel", "version"),
+        ).child("CPython", major, minor, patch, f"{major}.{minor}.{patch}", value=1.0)
+        big = self._v0  # the 0.5 API server hosts the engine, so it holds the model's host memory too
+        self._vmem = reg.family("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge").child(
+            value=float(int(rng.uniform(1.0e11, 1.1e11) if big else rng.uniform(4.0e10, 4.6e10)) // 4096 * 4096)
+        )
+        self._rss_base = float(int(rng.uniform(8.5e9, 9.8e9) if big else rng.uniform(2.2e9, 2.6e9)) // 4096 * 4096)
+        self._rss = reg.family("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge").child(
+            value=self._rss_base
+        )
+        assert self.start_wall is not None
+        reg.family(
+            "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge"
+        ).child(value=round(self.start_wall, 2))
+        self._cpu_acc = rng.uniform(20.0, 60.0)
+        self._cpu = reg.family(
+            "process_cpu_seconds", "Total user and system CPU time spent in seconds.", "counter"
+        ).child(value=round(self._cpu_acc, 2))
+        self._fds = reg.family("process_open_fds", "Number of open file descriptors.", "gauge").child(value=80.0)
+        reg.family("process_max_fds", "Maximum number of open file descriptors.", "gauge").child(value=1048576.0)
+        self._proc_on = True
+
+    def _base_values(self, i: int) -> tuple[str, ...]:
+        return (self.model,) if self._v0 else (self.model, str(i))
+
+    def _per_engine(self, fam: _Family, attr: str, *extra: str) -> None:
+        for i, em in enumerate(self._ems):
+            setattr(em, attr, fam.child(*self._base_values(i), *extra, created=self._wall_ready))
+
+    def _cache_config_v0(self, with_attention_free: bool) -> dict[str, str]:
+        info = {
+            "block_size": str(self._block),
+            "gpu_memory_utilization": "0.9",
+            "swap_space_bytes": str(4 * 1024**3),
+            "num_gpu_blocks_override": "None",
+            "cache_dtype": "auto",
+        }
+        if with_attention_free:
+            info["is_attention_free"] = "False"
+        info.update(
+            {
+                "sliding_window": "None",
+                "enable_prefix_caching": "False",
+                "cpu_offload_gb": "0",
+                "num_gpu_blocks": str(self._num_gpu_blocks),
+                "num_cpu_blocks": "2048",
+            }
+        )
+        return info
+
+    def _build_v0_common(self, *, mp: bool) -> None:
+        """V0 engine families (0.5.3 order; the 0.6.3 multiprocess order is applied by the caller)."""
+        reg = self._reg
+        m = ("model_name",)
+        g = reg.family
+        self._v0_fams = {
+            "running": g(
+                "vllm:num_requests_running", "Number of requests currently running on GPU.", "gauge", m, nan=True
+            ),
+            "waiting": g(
+                "vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", m, nan=True
+            ),
+            "swapped": g("vllm:num_requests_swapped", "Number of requests swapped to CPU.", "gauge", m),
+            "gpu_cache_usage": g(
+                "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", "gauge", m, nan=True
+            ),
+            "cpu_cache_usage": g(
+                "vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", "gauge", m
+            ),
+        }
+        if mp:
+            fam = g("vllm:cpu_prefix_cache_hit_rate", "CPU prefix cache block hit rate.", "gauge", m)
+            fam.child(self.model, value=-1.0)
+            fam = g("vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.", "gauge", m)
+            fam.child(self.model, value=-1.0)
+        for attr, fam in self._v0_fams.items():
+            self._per_engine(fam, attr)
+        self._per_engine(
+            g("vllm:num_preemptions", "Cumulative number of preemption from the engine.", "counter", m), "preemptions"
+        )
+        self._per_engine(g("vllm:prompt_tokens", "Number of prefill tokens processed.", "counter", m), "prompt_tokens")
+        self._per_engine(
+            g("vllm:generation_tokens", "Number of generation tokens processed.", "counter", m), "gen_tokens"
+        )
+        self._per_engine(
+            g(
+                "vllm:time_to_first_token_seconds",
+                "Histogram of time to first token in seconds.",
+                "histogram",
+                m,
+                buckets=_V0_TTFT,
+            ),
+            "h_ttft",
+        )
+        self._per_engine(
+            g(
+                "vllm:time_per_output_token_seconds",
+                "Histogram of time per output token in seconds.",
+                "histogram",
+                m,
+                buckets=_V0_TPOT,
+            ),
+            "h_tpot",
+        )
+        self._per_engine(
+            g(
+                "vllm:e2e_request_latency_seconds",
+                "Histogram of end to end request latency in seconds.",
+                "histogram",
+                m,
+                buckets=_V0_E2E,
+            ),
+            "h_e2e",
+        )
+        tok = _buckets_125(self.max_model_len)
+        self._per_engine(
+            g("vllm:request_prompt_tokens", "Number of prefill tokens processed.", "histogram", m, buckets=tok),
+            "h_prompt",
+        )
+        self._per_engine(
+            g("vllm:request_generation_tokens", "Number of generation tokens processed.", "histogram", m, buckets=tok),
+            "h_gen",
+        )
+        if not mp:
+            self._per_engine(
+                g(
+                    "vllm:request_params_best_of",
+                    "Histogram of the best_of request parameter.",
+                    "histogram",
+                    m,
+                    buckets=_N_BUCKETS,
+                ),
+                "h_best_of",
+            )
+        self._per_engine(
+            g("vllm:request_params_n", "Histogram of the n request parameter.", "histogram", m, buckets=_N_BUCKETS),
+            "h_n",
+        )
+        success = g(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            "counter",
+            ("model_name", "finished_reason"),
+        )
+        model = self.model
+        self._ems[0].success_factory = lambda reason: success.child(model, reason)  # V0 creates these lazily
+        if not mp:  # registered but never set without a draft model: only HELP/TYPE lines appear
+            g("vllm:spec_decode_draft_acceptance_rate", "Speulative token acceptance rate.", "gauge", m)
+            g("vllm:spec_decode_efficiency", "Speculative decoding system efficiency.", "gauge", m)
+            g("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", "counter", m)
+            g("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", "counter", m)
+            g("vllm:spec_decode_num_emitted_tokens", "Number of emitted tokens.", "counter", m)
+        self._per_engine(
+            g("vllm:avg_prompt_throughput_toks_per_s", "Average prefill throughput in tokens/s.", "gauge", m, nan=True),
+            "avg_prompt_tp",
+        )
+        self._per_engine(
+            g(
+                "vllm:avg_generation_throughput_toks_per_s",
+                "Average generation throughput in tokens/s.",
+                "gauge",
+                m,
+                nan=True,
+            ),
+            "avg_gen_tp",
+        )
+
+    def _build_v05(self) -> None:
+        fam = self._reg.family(
+            "vllm:cache_config_info", "information of cache_config", "gauge", tuple(self._cache_config_v0(False))
+        )
+        fam.child(*self._cache_config_v0(False).values(), value=1.0)
+        self._build_v0_common(mp=False)
+
+    def _build_v06(self) -> None:
+        info = self._cache_config_v0(True)
+        fam = self._reg.family(
+            "vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge", tuple(info)
+        )
+        fam.child(*info.values(), value=1.0)
+        self._build_v0_common(mp=True)
+        # MultiProcessCollector groups families by their mmap file: gauges, counters, then histograms.
+        order = {"gauge": 0, "counter": 1, "histogram": 2}
+        self._reg.families.sort(key=lambda f: order[f.kind])
+
+    def _v1_labels(self) -> tuple[str, str]:
+        return ("model_name", "engine")
+
+    def _v1_request_success(self) -> None:
+        fam = self._reg.family(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            "counter",
+            ("model_name", "engine", "finished_reason"),
+            created=True,
+        )
+        for reason in self._reasons:  # reason-major, engine-minor, as vLLM creates them
+            for i, em in enumerate(self._ems):
+                em.success[reason] = fam.child(self.model, str(i), reason, created=self._wall_ready)
+
+    def _v1_histograms(self, *, v110: bool) -> None:
+        g = self._reg.family
+        lab = self._v1_labels()
+        tok = _buckets_125(self.max_model_len)
+
+        def h(name: str, help_: str, buckets: tuple[float, ...], attr: str) -> None:
+            self._per_engine(g(name, help_, "histogram", lab, buckets=buckets, created=True), attr)
+
+        h("vllm:request_prompt_tokens", "Number of prefill tokens processed.", tok, "h_prompt")
+        h("vllm:request_generation_tokens", "Number of generation tokens processed.", tok, "h_gen")
+        h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", _ITERATION, "h_iter")
+        h(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens.",
+            tok,
+            "h_max_gen",
+        )
+        h("vllm:request_params_n", "Histogram of the n request parameter.", _N_BUCKETS, "h_n")
+        h("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", tok, "h_max_tokens")
+        h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", _V1_TTFT, "h_ttft")
+        if v110:
+            h("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", _V1_ITL, "h_tpot")
+            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", _V1_ITL, "h_itl")
+            h(
+                "vllm:time_per_prefill_token_request_seconds",
+                "Time spent per token during prefill  phase in seconds",
+                _PREFILL_PER_TOKEN,
+                "h_prefill_per_tok",
+            )
+        else:
+            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", _V1_ITL, "h_itl")
+            h(
+                "vllm:request_time_per_output_token_seconds",
+                "Histogram of time_per_output_token_seconds per request.",
+                _V1_ITL,
+                "h_req_tpot",
+            )
+        h("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", _V1_LATENCY, "h_e2e")
+        h(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            _V1_LATENCY,
+            "h_queue",
+        )
+        h(
+            "vllm:request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request.",
+            _V1_LATENCY,
+            "h_inference",
+        )
+        h(
+            "vllm:request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request.",
+            _V1_LATENCY,
+            "h_prefill",
+        )
+        h(
+            "vllm:request_decode_time_seconds",
+            "Histogram of time spent in DECODE phase for request.",
+            _V1_LATENCY,
+            "h_decode",
+        )
+        if not v110:
+            h(
+                "vllm:request_num_preemptions",
+                "Histogram of the number of times a request was preempted.",
+                _PREEMPTIONS,
+                "h_num_preempt",
+            )
+            h(
+                "vllm:request_prefill_kv_computed_tokens",
+                "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
+                tok,
+                "h_prefill_kv",
+            )
+
+    def _v1_cache_config(self, keys: dict[str, str]) -> None:
+        names = tuple(sorted({*keys, "engine"}))
+        fam = self._reg.family("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge", names)
+        for i in range(self.engines):
+            info = {**keys, "engine": str(i)}
+            fam.child(*(info[n] for n in names), value=1.0)
+
+    def _build_v110(self) -> None:
+        g = self._reg.family
+        lab = self._v1_labels()
+
+        def one(name: str, help_: str, kind: str, attr: str, *, nan: bool = False) -> None:
+            self._per_engine(g(name, help_, kind, lab, created=kind == "counter", nan=nan), attr)
+
+        one("vllm:num_requests_running", "Number of requests in model execution batches.", "gauge", "running", nan=True)
+        one("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", "waiting", nan=True)
+        one(
+            "vllm:gpu_cache_usage_perc",
+            "GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use vllm:kv_cache_usage_perc instead.",
+            "gauge",
+            "gpu_cache_usage",
+            nan=True,
+        )
+        one(
+            "vllm:gpu_prefix_cache_queries",
+            "GPU prefix cache queries, in terms of number of queriedtokens. DEPRECATED: Use "
+            "vllm:prefix_cache_queries instead.",
+            "counter",
+            "gpu_prefix_queries",
+        )
+        one(
+            "vllm:gpu_prefix_cache_hits",
+            "GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use vllm:prefix_cache_hits "
+            "instead.",
+            "counter",
+            "gpu_prefix_hits",
+        )
+        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
+        one(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            "counter",
+            "prefix_queries",
+        )
+        one(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            "counter",
+            "prefix_hits",
+        )
+        one("vllm:num_preemptions", "Cumulative number of preemption from the engine.", "counter", "preemptions")
+        one("vllm:prompt_tokens", "Number of prefill tokens processed.", "counter", "prompt_tokens")
+        one("vllm:generation_tokens", "Number of generation tokens processed.", "counter", "gen_tokens")
+        self._v1_request_success()
+        self._v1_histograms(v110=True)
+        self._v1_cache_config(
+            {
+                "block_size": str(self._block),
+                "gpu_memory_utilization": "0.9",
+                "swap_space": "4",
+                "cache_dtype": "auto",
+                "is_attention_free": "False",
+                "num_gpu_blocks_override": "None",
+                "sliding_window": "None",
+                "enable_prefix_caching": "True",
+                "prefix_caching_hash_algo": "builtin",
+                "cpu_offload_gb": "0",
+                "calculate_kv_scales": "False",
+                "kv_sharing_fast_prefill": "False",
+                "mamba_cache_dtype": "auto",
+                "mamba_ssm_cache_dtype": "auto",
+                "num_gpu_blocks": str(self._num_gpu_blocks),
+                "num_cpu_blocks": "None",
+            }
+        )
+
+    def _build_v133(self) -> None:
+        g = self._reg.family
+        lab = self._v1_labels()
+        wr = self._wall_ready
+
+        def one(name: str, help_: str, kind: str, attr: str | None, *, nan: bool = False) -> _Family:
+            fam = g(name, help_, kind, lab, created=kind == "counter", nan=nan)
+            if attr is None:
+                for i in range(self.engines):
+                    fam.child(self.model, str(i), created=wr)
+            else:
+                self._per_engine(fam, attr)
+            return fam
+
+        mfu = "(for Model Flops Utilization calculations)."
+        one(
+            "vllm:estimated_flops_per_gpu",
+            f"Estimated number of floating point operations per GPU {mfu}",
+            "counter",
+            None,
+        )
+        one(
+            "vllm:estimated_read_bytes_per_gpu",
+            f"Estimated number of bytes read from memory per GPU {mfu}",
+            "counter",
+            None,
+        )
+        one(
+            "vllm:estimated_write_bytes_per_gpu",
+            f"Estimated number of bytes written to memory per GPU {mfu}",
+            "counter",
+            None,
+        )
+        one("vllm:num_requests_running", "Number of requests in model execution batches.", "gauge", "running", nan=True)
+        one("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", "waiting", nan=True)
+        fam = g(
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; "
+            "'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of "
+            "all reasons equals vllm:num_requests_waiting.",
+            "gauge",
+            (*lab, "reason"),
+        )
+        self._per_engine(fam, "wait_capacity", "capacity")
+        self._per_engine(fam, "wait_deferred", "deferred")
+        fam = g(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; "
+            "weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+            "gauge",
+            (*lab, "sleep_state"),
+        )
+        self._per_engine(fam, "sleep_awake", "awake")
+        self._per_engine(fam, "sleep_l1", "weights_offloaded")
+        self._per_engine(fam, "sleep_l2", "discard_all")
+        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
+        one(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            "counter",
+            "prefix_queries",
+        )
+        one(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            "counter",
+            "prefix_hits",
+        )
+        one(
+            "vllm:external_prefix_cache_queries",
+            "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of "
+            "queried tokens.",
+            "counter",
+            None,
+        )
+        one(
+            "vllm:external_prefix_cache_hits",
+            "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of "
+            "cached tokens.",
+            "counter",
+            None,
+        )
+        one("vllm:mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items.", "counter", None)
+        one("vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.", "counter", None)
+        one("vllm:num_preemptions", "Cumulative number of preemption from the engine.", "counter", "preemptions")
+        one("vllm:prompt_tokens", "Number of prefill tokens processed.", "counter", "prompt_tokens")
+        fam = g(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source.",
+            "counter",
+            (*lab, "source"),
+            created=True,
+        )
+        self._per_engine(fam, "src_compute", "local_compute")
+        self._per_engine(fam, "src_cache_hit", "local_cache_hit")
+        for i in range(self.engines):
+            fam.child(self.model, str(i), "external_kv_transfer", created=wr)
+        one("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).", "counter", "cached")
+        fam = g(
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded "
+            "to DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at "
+            "admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
+            "counter",
+            (*lab, "source"),
+            created=True,
+        )
+        self._per_engine(fam, "cached_device", "device")
+        for src in ("host", "p2p", "disk", "external_unspecified"):
+            for i in range(self.engines):
+                fam.child(self.model, str(i), src, created=wr)
+        one("vllm:generation_tokens", "Number of generation tokens processed.", "counter", "gen_tokens")
+        self._v1_request_success()
+        fam = g(
+            "vllm:admission_rejections",
+            "Number of admission attempts rejected by a queue limit, by reason.",
+            "counter",
+            ("model_name", "reason"),
+            created=True,
+        )
+        for reason in ("max_num_queued_reqs", "max_num_queued_tokens"):
+            fam.child(self.model, reason, created=wr)
+        self._v1_histograms(v110=False)
+        kv_tokens = self._num_gpu_blocks * self._block
+        self._v1_cache_config(
+            {
+                "_block_size_resolved": "True",
+                "block_size": str(self._block),
+                "cache_dtype": "auto",
+                "cache_hit_alignment_tokens": "None",
+                "effective_attention_block_size": "None",
+                "enable_mamba_shared_prefix_checkpoint": "False",
+                "enable_prefix_caching": "True",
+                "gpu_memory_utilization": "0.92",
+                "hash_block_size": "None",
+                "is_attention_free": "False",
+                "kv_cache_dtype_skip_layers": "[]",
+                "kv_cache_layout": "None",
+                "kv_cache_max_concurrency": f"{kv_tokens / self.max_model_len:.2f}",
+                "kv_cache_memory_bytes": "None",
+                "kv_cache_size_tokens": str(kv_tokens),
+                "kv_offloading_backend": "native",
+                "kv_offloading_size": "None",
+                "kv_sharing_fast_prefill": "False",
+                "mamba_block_size": "None",
+                "mamba_cache_dtype": "auto",
+                "mamba_cache_mode": "none",
+                "mamba_page_size_padded": "None",
+                "mamba_ssm_cache_dtype": "auto",
+                "num_cpu_blocks": "None",
+                "num_gpu_blocks": str(self._num_gpu_blocks),
+                "num_gpu_blocks_override": "None",
+                "prefix_cache_retention_interval": "0",
+                "prefix_caching_hash_algo": "sha256",
+                "prefix_match_unit": "None",
+                "replayssm_buffer_len": "16",
+                "simple_cpu_offload_num_blocks": "None",
+                "skip_page_size_padded": "None",
+                "sliding_window": "None",
+                "swa_bounded_replay": "True",
+                "use_kda_recoverssm": "False",
+                "use_replayssm": "False",
+                "user_specified_block_size": "False",
+            }
+        )
+
+    def _build_http(self) -> None:
+        """prometheus-fastapi-instrumentator's default families, as vLLM's V1 API server mounts them."""
+        g = self._reg.family
+        self._http_requests = g(
+            "http_requests",
+            "Total number of requests by method, status and handler.",
+            "counter",
+            ("method", "status", "handler"),
+            created=True,
+        )
+        self._http_req_size = g(
+            "http_request_size_bytes",
+            "Content length of incoming requests by handler. Only value of header is respected. "
+            "Otherwise ignored. No percentile calculated. ",
+            "summary",
+            ("handler",),
+            created=True,
+        )
+        self._http_resp_size = g(
+            "http_response_size_bytes",
+            "Content length of outgoing responses by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            "summary",
+            ("handler",),
+            created=True,
+        )
+        highr = g(
+            "http_request_duration_highr_seconds",
+            "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
+            "histogram",
+            buckets=_HTTP_HIGHR,
+            created=True,
+        )
+        assert self.start_wall is not None
+        self._http_highr: _Hist = highr.child(created=self.start_wall + self.load_seconds + 3.5)
+        self._http_duration = g(
+            "http_request_duration_seconds",
+            "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
+            "histogram",
+            ("handler", "method"),
+            buckets=_HTTP_FEW,
+            created=True,
+        )
+        self._http_on = True
+
+    # ---- simulation -------------------------------------------------------------------------------------------
+
+    @property
+    def sim_time(self) -> float:
+        """Simulated seconds since the engine became ready."""
+        return self._t
+
+    def record_http(
+        self, handler: str, method: str, status: int, duration: float, req_bytes: int, resp_bytes: int
+    ) -> None:
+        """Count one API request in the ``http_*`` families (V1 only; no-op for V0, as in real vLLM)."""
+        if not self._http_on:
+            return
+        created = self._wall_ready + self._t
+        self._http_requests.child(method, f"{status // 100}xx", handler, created=created).v += 1
+        s = self._http_req_size.child(handler, created=created)
+        s.count += 1
+        s.sum += req_bytes
+        s = self._http_resp_size.child(handler, created=created)
+        s.count += 1
+        s.sum += resp_bytes
+        self._http_highr.observe(duration)
+        self._http_duration.child(handler, method, created=created).observe(duration)
+
+    def step(self, dt: float) -> None:
+        """Advance the simulation by ``dt`` seconds (integrated in slices of at most one second)."""
+        if dt < 0:
+            raise ValueError("dt must be >= 0")
+        if self.dead:  # a dead engine core reports nothing new
+            self._t += dt
+            return
+        remaining = dt
+        while remaining > 1e-9:
+            h = _SUBSTEP_S if remaining > _SUBSTEP_S else remaining
+            self._substep(h)
+            self._t += h
+            remaining -= h
+
+    def _substep(self, h: float) -> None:
+        rng = self._rng
+        t = self._t
+        if t >= self._burst_until and rng.random() < h / 300.0:
+            self._burst_until = t + rng.uniform(20.0, 90.0)
+            self._burst_mult = rng.uniform(2.5, 6.0)
+        mult = self._burst_mult if t < self._burst_until else 1.0
+        rate = self._rps * (1.0 + 0.45 * math.sin(2 * math.pi * t / self._period + self._phase)) * mult
+        if self.sleep_level:
+            rate = 0.0
+        busy = 0
+        for eng in self._engines:
+            self._engine_substep(eng, t, h, rate)
+            busy += len(eng.running)
+        if self._proc_on:
+            self._cpu_acc += h * (0.2 + 0.004 * busy) * rng.uniform(0.8, 1.2)
+            self._cpu.v = round(self._cpu_acc, 2)  # ProcessCollector's clock-tick resolution
+            g0 = _round_int(rng, h * (4.0 + 0.2 * busy))
+            self._gc_collections[0].v += g0
+            self._gc_collected[0].v += g0 * rng.randint(40, 110)
+            if g0 and rng.random() < 0.09 * g0:
+                self._gc_collections[1].v += 1
+                self._gc_collected[1].v += rng.randint(50, 400)
+                if rng.random() < 0.04:
+                    self._gc_collections[2].v += 1
+                    self._gc_collected[2].v += rng.randint(100, 900)
+            self._rss.v = self._rss_base + float(rng.randint(0, 4096) * 4096)
+            self._fds.v = float(70 + busy // 2 + rng.randint(0, 6))
+
+    def _new_request(self, arrival: float) -> _Req:
+        rng = self._rng
+        mml = self.max_model_len
+        r = _Req()
+        r.arrival = arrival
+        prompt = int(rng.lognormvariate(self._mu_prompt, 0.95))
+        prompt = min(max(prompt, 4), mml - 8)
+        r.prompt = prompt
+        u = rng.random()
+        if u < 0.16:
+            r.max_tokens = None
+        elif u < 0.30:
+            r.max_tokens = 512
+        elif u < 0.60:
+            r.max_tokens = 1024
+        elif u < 0.85:
+            r.max_tokens = 2048
+        else:
+            r.max_tokens = 4096
+        room = mml - prompt
+        r.limit = min(r.max_tokens, room) if r.max_tokens is not None else room
+        natural = max(1, int(rng.lognormvariate(self._mu_gen, 0.85)))
+        if natural >= r.limit:
+            r.stop_at, r.reason = r.limit, "length"
+        else:
+            r.stop_at, r.reason = natural, "stop"
+        x = rng.random()
+        r.aborting = x < 0.01
+        if r.aborting:
+            r.stop_at = rng.randint(1, r.stop_at)
+        elif x < 0.0106 and "error" in self._reasons:
+            r.reason = "error"
+        r.n = 2 if rng.random() < 0.015 else 1
+        if self._prefix_caching and rng.random() < self._hit_share:
+            r.hits = int(prompt * rng.uniform(0.3, 0.95)) // self._block * self._block
+        else:
+            r.hits = 0
+        r.handler = "/v1/chat/completions" if rng.random() < 0.95 else "/v1/completions"
+        r.req_bytes = 220 + 4 * prompt + rng.randint(0, 200)
+        return r
+
+    def _engine_substep(self, eng: _Engine, t: float, h: float, rate: float) -> None:
+        rng = self._rng
+        em = eng.em
+        end = t + h
+        # arrivals (a few are rejected by request validation before reaching the engine)
+        for _ in range(_poisson(rng, rate * h)):
+            arrival = t + rng.random() * h
+            if rng.random() < 0.004:
+                self.record_http(
+                    "/v1/chat/completions", "POST", 400, 0.002 + rng.random() * 0.01, 300 + rng.randint(0, 4000), 160
+                )
+                continue
+            eng.waiting.append(self._new_request(arrival))
+        # scheduling
+        running = eng.running
+        kv = eng.kv_used
+        batch = len(running)
+        prefill_tokens = 0
+        while eng.waiting and batch < eng.max_seqs:
+            r = eng.waiting[0]
+            need = eng.blocks(r.prompt + r.gen + 1)
+            if kv + need > eng.kv_cap:
+                break
+            eng.waiting.popleft()
+            at = max(t, r.arrival) + 0.001 + rng.random() * 0.004
+            if r.sched < 0:  # first admission
+                r.sched = at
+                compute = r.prompt - r.hits
+                em.prompt_tokens.v += r.prompt
+                em.prefix_queries.v += r.prompt
+                em.prefix_hits.v += r.hits
+                em.gpu_prefix_queries.v += r.prompt
+                em.gpu_prefix_hits.v += r.hits
+                em.src_compute.v += compute
+                em.src_cache_hit.v += r.hits
+                em.cached.v += r.hits
+                em.cached_device.v += r.hits
+                eng.tp_prompt += r.prompt
+            else:  # resumed after preemption: recompute everything
+                compute = r.prompt + r.gen
+            prefill_tokens += compute
+            r.next_tok = at + compute / eng.prefill_tps * (1.0 + batch / 256.0) + 0.004
+            kv += need
+            running.append(r)
+            batch += 1
+        # decode
+        itl = eng.base_itl * (1.0 + batch / 96.0) * rng.uniform(0.92, 1.08)
+        produced = 0
+        itl_obs = 0
+        done: list[_Req] = []
+        for r in running:
+            nt = r.next_tok
+            if nt >= end:
+                continue
+            k = 1 + int((end - nt) / itl)
+            rem = r.stop_at - r.gen
+            finished = k >= rem
+            if finished:
+                k = rem
+            if r.gen == 0:
+                r.first = nt
+                em.h_ttft.observe(nt - r.arrival)
+                itl_obs += k - 1
+            else:
+                itl_obs += k
+            r.gen += k
+            produced += k
+            r.next_tok = nt + k * itl
+            if finished:
+                r.next_tok -= itl  # time of the last token
+                done.append(r)
+        if done:
+            eng.running = running = [r for r in running if r.gen < r.stop_at]
+            for r in done:
+                self._finish(em, r)
+        em.gen_tokens.v += produced
+        eng.tp_gen += produced
+        if itl_obs:
+            slow = itl_obs // 12
+            slow_itl = itl * rng.uniform(1.6, 3.0)
+            for hist in (em.h_itl, em.h_tpot):
+                hist.observe(itl, itl_obs - slow)
+                hist.observe(slow_itl, slow)
+        if batch:
+            steps = max(1, int(h / itl))
+            psteps = min(steps, -(-prefill_tokens // eng.chunk)) if prefill_tokens else 0
+            if psteps:
+                em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
+            em.h_iter.observe(float(len(running)), steps - psteps)
+        # KV accounting and preemption (newest request first, as vLLM's recompute policy does)
+        blocks = eng.blocks
+        kv = sum(blocks(r.prompt + r.gen) for r in running)
+        while kv > eng.kv_cap and len(running) > 1:
+            victim = running.pop()
+            kv -= blocks(victim.prompt + victim.gen)
+            victim.preempt += 1
+            em.preemptions.v += 1
+            eng.waiting.appendleft(victim)
+        eng.kv_used = kv
+        # gauges
+        em.running.v = float(len(running))
+        waiting = float(len(eng.waiting))
+        em.waiting.v = waiting
+        em.wait_capacity.v = waiting
+        usage = min(1.0, kv / eng.kv_cap)
+        em.kv_usage.v = usage
+        em.gpu_cache_usage.v = usage
+        asleep = self.sleep_level > 0
+        em.sleep_awake.v = 0.0 if asleep else 1.0
+        em.sleep_l1.v = 1.0 if self.sleep_level == 1 else 0.0
+        em.sleep_l2.v = 1.0 if self.sleep_level >= 2 else 0.0
+        eng.tp_elapsed += h
+        if eng.tp_elapsed >= 5.0:  # V0 logs (and sets its throughput gauges) every 5 s
+            em.avg_prompt_tp.v = round(eng.tp_prompt / eng.tp_elapsed, 1)
+            em.avg_gen_tp.v = round(eng.tp_gen / eng.tp_elapsed, 1)
+            eng.tp_prompt = eng.tp_gen = 0
+            eng.tp_elapsed = 0.0
+
+    def _finish(self, em: _EngineMetrics, r: _Req) -> None:
+        fin = r.next_tok
+        e2e = fin - r.arrival
+        out_bytes = 300 + 4 * r.gen
+        self.record_http(r.handler, "POST", 200, e2e + 0.002, r.req_bytes, out_bytes)
+        if r.aborting:  # aborted requests reach neither request_success nor the per-request histograms
+            return
+        em.success_child(r.reason).v += 1
+        decode = fin - r.first
+        em.h_e2e.observe(e2e)
+        em.h_queue.observe(r.sched - r.arrival)
+        em.h_inference.observe(fin - r.sched)
+        em.h_prefill.observe(r.first - r.sched)
+        em.h_decode.observe(decode)
+        em.h_prompt.observe(r.prompt)
+        em.h_gen.observe(r.gen)
+        em.h_max_gen.observe(r.limit)
+        em.h_n.observe(r.n)
+        em.h_best_of.observe(r.n)
+        if r.max_tokens is not None:
+            em.h_max_tokens.observe(r.max_tokens)
+        em.h_req_tpot.observe(decode / (r.gen - 1) if r.gen > 1 else 0.0)
+        em.h_prefill_per_tok.observe((r.first - r.sched) / r.prompt)
+        em.h_num_preempt.observe(r.preempt)
+        em.h_prefill_kv.observe(r.prompt - r.hits)
+
+    # ---- views --------------------------------------------------------------------------------------------------
+
+    def render_metrics(self, *, nan: bool = False) -> bytes:
+        """The ``/metrics`` body for the current state, shaped like this generation's exposition.
+
+        Args:
+            nan: put NaN/+Inf into the engine gauges (the ``nan`` fault).
+        """
+        return self._reg.render(nan=nan)
+
+    def models_body(self) -> bytes:
+        """The ``/v1/models`` body as vLLM sends it (compact JSON, ModelCard fields in vLLM's order)."""
+        created = int(time.time())
+        root = self.model if self.generation is VllmGeneration.V0_5 else self.root
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": root,
+                "parent": None,
+                "max_model_len": self.max_model_len,
+                "permission": [
+                    {
+                        "id": f"modelperm-{uuid.uuid4().hex[:16]}",
+                        "object": "model_permission",
+                        "created": created,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for name in (self.model, *self.extra_models)
+        ]
+        return json.dumps({"object": "list", "data": data}, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def version_body(self) -> bytes:
+        """The ``/version`` body, e.g. ``{"version":"0.33.0"}``."""
+        return json.dumps({"version": self.version}, separators=(",", ":")).encode()
+
+    # ---- HTTP-layer helpers ------------------------------------------------------------------------------------
+
+    def _touch(self, now: float) -> None:
+        if self.started_at is None:
+            self.started_at = now
+
+    def _loading(self, now: float) -> bool:
+        return self.started_at is not None and now < self.started_at + self.load_seconds
+
+    def _advance(self, now: float) -> None:
+        """Step by the real time elapsed since the last advance (bounded); no-op while loading."""
+        if self.started_at is None:
+            self.started_at = now
+        ready = self.started_at + self.load_seconds
+        if now < ready:
+            return
+        if self._last_clock is None:
+            self._last_clock = ready
+        dt = now - self._last_clock
+        if dt < _MIN_ADVANCE_S:
+            return
+        self._last_clock = now
+        self.step(min(dt, _MAX_CATCHUP_S))
+
+    def _metrics_at(self, now: float) -> bytes:
+        """The body, re-rendered at most once per :data:`_RENDER_MIN_INTERVAL_S`."""
+        if self._cache is None or now - self._cache_at >= _RENDER_MIN_INTERVAL_S:
+            self._advance(now)
+            self._cache = self.render_metrics()
+            self._cache_at = now
+        return self._cache
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HTTP
+
+_HDRS = {"Server": "uvicorn"}
+_METRICS_HDRS = {"Content-Type": METRICS_CONTENT_TYPE, "Server": "uvicorn"}
+_JSON_HDRS = {"Content-Type": "application/json", "Server": "uvicorn"}
+_GARBAGE = (
+    b"# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+    b"# TYPE vllm:num_requests_running gauge\n"
+    b'vllm:num_requests_running{engine="0",model_name="x" 14.0\n'
+    b"vllm:kv_cache_usage_perc{engine=0} not-a-number\n"
+    b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
+    b"}}}{{{ = = =\n"
+)
+_PAD_LINE = b"# inferwatch simulator padding for the huge-body fault .........\n"
+_PAD_CHUNK = _PAD_LINE * (1024 * 1024 // len(_PAD_LINE))
+
+
+def _local_port(request: web.Request) -> int:
+    transport = request.transport
+    if transport is None:
+        raise web.HTTPServiceUnavailable()
+    return int(transport.get_extra_info("sockname")[1])
+
+
+class _Routes:
+    def __init__(
+        self, resolve: Callable[[web.Request], SimulatedVllm], api_key: str | None, clock: Callable[[], float]
+    ) -> None:
+        self._resolve = resolve
+        self._api_key = api_key
+        self._clock = clock
+
+    def _get(self, request: web.Request) -> tuple[SimulatedVllm, float]:
+        inst = self._resolve(request)
+        now = self._clock()
+        inst._touch(now)
+        return inst, now
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        inst, now = self._get(request)
+        if inst._loading(now):
+            return web.Response(status=503, headers=_HDRS)
+        fault = inst.fault
+        if fault is not None and fault in FAULTS:
+            return await self._fault(request, inst, now, fault)
+        return web.Response(body=inst._metrics_at(now), headers=_METRICS_HDRS)
+
+    async def _fault(self, request: web.Request, inst: SimulatedVllm, now: float, fault: str) -> web.StreamResponse:
+        if fault == "500":
+            return web.Response(status=500, text="Internal Server Error", headers=_HDRS)
+        if fault == "hang":
+            deadline = time.monotonic() + _HANG_S
+            while time.monotonic() < deadline:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                await asyncio.sleep(0.25)
+            return web.Response(status=503, headers=_HDRS)
+        if fault == "garbage":
+            return web.Response(body=_GARBAGE, headers=_METRICS_HDRS)
+        if fault == "nan":
+            inst._advance(now)
+            return web.Response(body=inst.render_metrics(nan=True), headers=_METRICS_HDRS)
+        body = inst._metrics_at(now)
+        if fault == "bad_utf8":
+            body = body.replace(b'model_name="', b'model_name="\xc3\x28\xff', 1)
+            return web.Response(body=body + b"# \xfe\xff trailing bytes\n", headers=_METRICS_HDRS)
+        resp = web.StreamResponse(headers=_METRICS_HDRS)
+        if fault == "dribble":
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError):
+                for i in range(len(body)):
+                    await resp.write(body[i : i + 1])
+                    await asyncio.sleep(_DRIBBLE_INTERVAL_S)
+            return resp
+        # huge: the real body, then comment lines up to >= 50 MiB, streamed in 1 MiB writes
+        chunks = -(-(HUGE_BODY_BYTES - len(body)) // len(_PAD_CHUNK))
+        resp.content_length = len(body) + chunks * len(_PAD_CHUNK)
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await resp.write(body)
+            for _ in range(chunks):
+                await resp.write(_PAD_CHUNK)
+        return resp
+
+    async def health(self, request: web.Request) -> web.Response:
+        inst, now = self._get(request)
+        if inst._loading(now) or inst.dead:
+            return web.Response(status=503, headers=_HDRS)
+        inst._advance(now)
+        return web.Response(status=200, headers=_HDRS)
+
+    async def models(self, request: web.Request) -> web.Response:
+        inst, now = self._get(request)
+        if inst._loading(now) or inst.dead:
+            return web.Response(status=503, headers=_HDRS)
+        inst._advance(now)
+        t0 = time.perf_counter()
+        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            body = b'{"error":"Unauthorized"}'
+            inst.record_http("/v1/models", "GET", 401, time.perf_counter() - t0, 0, len(body))
+            return web.Response(status=401, body=body, headers=_JSON_HDRS)
+        body = inst.models_body()
+        inst.record_http("/v1/models", "GET", 200, time.perf_counter() - t0 + 0.0005, 0, len(body))
+        return web.Response(body=body, headers=_JSON_HDRS)
+
+    async def version(self, request: web.Request) -> web.Response:
+        inst, now = self._get(request)
+        if inst._loading(now):
+            return web.Response(status=503, headers=_HDRS)
+        return web.Response(body=inst.version_body(), headers=_JSON_HDRS)
+
+
+def _make_app(
+    resolve: Callable[[web.Request], SimulatedVllm], api_key: str | None, clock: Callable[[], float]
+) -> web.Application:
+    routes = _Routes(resolve, api_key, clock)
+    app = web.Application()
+    app.router.add_get("/metrics", routes.metrics)
+    app.router.add_get("/metrics/", routes.metrics)
+    app.router.add_get("/health", routes.health)
+    app.router.add_get("/ping", routes.health)
+    app.router.add_post("/ping", routes.health)
+    app.router.add_get("/v1/models", routes.models)
+    app.router.add_get("/version", routes.version)
+    return app
+
+
+def build_app(
+    instances: SimulatedVllm | Callable[[], SimulatedVllm],
+    *,
+    api_key: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """An aiohttp application serving one simulated vLLM.
+
+    Args:
+        instances: the instance, or a zero-argument callable returning the instance to serve (looked up per request,
+            so a test can swap in a "restarted" server).
+        api_key: when set, ``/v1/models`` needs ``Authorization: Bearer <api_key>`` (401 JSON otherwise);
+            ``/metrics``, ``/health``, ``/ping`` and ``/version`` stay open, as in vLLM.
+        clock: monotonic seconds; drives loading and how far each request advances the simulation.
+    """
+    if isinstance(instances, SimulatedVllm):
+        inst = instances
+        inst._touch(clock())  # the server "starts" now: loading counts from here
+        return _make_app(lambda _request: inst, api_key, clock)
+    factory = instances
+    return _make_app(lambda _request: factory(), api_key, clock)
+
+
+class _SharedRunner(web.AppRunner):
+    """One runner behind many ports; ``cleanup()`` may be called once per returned pair."""
+
+    _cleaned = False
+
+    async def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        await super().cleanup()
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+async def serve(
+    instances: list[SimulatedVllm],
+    host: str = "127.0.0.1",
+    base_port: int = 0,
+    *,
+    api_key: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[tuple[str, web.AppRunner]]:
+    """Serve each instance on its own loopback port: one shared app and runner, one listening socket per instance.
+
+    Args:
+        instances: what to serve, in order.
+        host: address to bind.
+        base_port: 0 for free ports, else instance ``i`` listens on ``base_port + i``.
+        api_key: as for :func:`build_app`.
+        clock: as for :func:`build_app`.
+
+    Returns:
+        ``(base URL, runner)`` per instance.  All pairs share one runner, whose ``cleanup()`` is idempotent, so
+        cleaning up every pair's runner (or just one) stops everything.
+    """
+    by_port: dict[int, SimulatedVllm] = {}
+    app = _make_app(lambda request: by_port[_local_port(request)], api_key, clock)
+    runner = _SharedRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    _raise_fd_limit(4 * len(instances) + 256)
+    await runner.setup()
+    out: list[tuple[str, web.AppRunner]] = []
+    try:
+        for i, inst in enumerate(instances):
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, base_port + i if base_port else 0))
+            except OSError:
+                sock.close()
+                raise
+            sock.setblocking(False)
+            port = sock.getsockname()[1]
+            by_port[port] = inst
+            inst._touch(clock())
+            await web.SockSite(runner, sock).start()
+            h = f"[{host}]" if ":" in host else host
+            out.append((f"http://{h}:{port}", runner))
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fleets, demo and command line
+
+
+def demo_fleet() -> list[SimulatedVllm]:
+    """Four instances for the demo: one per generation; the 0.10 one loads for 20 s first."""
+    return [
+        SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, engines=2, seed=1),
+        SimulatedVllm(
+            "llama-3.1-8b-instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            VllmGeneration.V1_10,
+            "0.10.1",
+            max_model_len=16384,
+            load_seconds=20.0,
+            seed=2,
+        ),
+        SimulatedVllm(
+            "mistral-7b-instruct",
+            "mistralai/Mistral-7B-Instruct-v0.3",
+            VllmGeneration.V0_6,
+            "0.6.3.post1",
+            max_model_len=8192,
+            seed=3,
+        ),
+        SimulatedVllm(
+            "llama-2-13b-chat",
+            "meta-llama/Llama-2-13b-chat-hf",
+            VllmGeneration.V0_5,
+            "0.5.3.post1",
+            max_model_len=4096,
+            seed=4,
+            rps=0.5,
+        ),
+    ]
+
+
+_FLEET_MODELS = (
+    ("qwen3-8b", "Qwen/Qwen3-8B", 32768),
+    ("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", 16384),
+    ("mistral-7b-instruct", "mistralai/Mistral-7B-Instruct-v0.3", 8192),
+    ("qwen2.5-32b-instruct", "Qwen/Qwen2.5-32B-Instruct", 32768),
+    ("gemma-3-12b-it", "google/gemma-3-12b-it", 8192),
+)
+_FLEET_VERSIONS = (
+    (VllmGeneration.V1, "0.33.0"),
+    (VllmGeneration.V1, "0.33.0"),
+    (VllmGeneration.V1_10, "0.10.1"),
+    (VllmGeneration.V0_6, "0.6.3.post1"),
+    (VllmGeneration.V0_5, "0.5.3.post1"),
+)
+
+
+def make_fleet(count: int, seed: int = 0) -> list[SimulatedVllm]:
+    """``count`` instances: :func:`demo_fleet` first, then a deterministic mix of models and generations."""
+    fleet = demo_fleet()[:count]
+    rng = random.Random(seed)
+    for i in range(len(fleet), count):
+        model, root, mml = _FLEET_MODELS[i % len(_FLEET_MODELS)]
+        gen, version = _FLEET_VERSIONS[rng.randrange(len(_FLEET_VERSIONS))]
+        engines = 2 if gen is VllmGeneration.V1 and rng.random() < 0.25 else 1
+        fleet.append(
+            SimulatedVllm(model, root, gen, version, max_model_len=mml, engines=engines, seed=seed * 100_003 + i)
+        )
+    return fleet
+
+
+async def start_demo() -> Demo:
+    """Hook for ``python -m simulators``: serve :func:`demo_fleet` and point the vLLM scraper at it."""
+    from simulators.demo import Demo
+
+    pairs = await serve(demo_fleet())
+    return Demo(env={"INFERWATCH_VLLM_TARGETS": ",".join(url for url, _ in pairs)}, runners=[pairs[0][1]])
+
+
+async def _run(count: int, host: str, port_base: int, seed: int, api_key: str | None) -> None:
+    fleet = make_fleet(count, seed)
+    t0 = time.perf_counter()
+    pairs = await serve(fleet, host, port_base, api_key=api_key)
+    took = time.perf_counter() - t0
+    for (url, _), inst in zip(pairs, fleet, strict=True):
+        print(f"{url}\t{inst.version}\t{inst.model}", flush=True)
+    print(f"# {len(pairs)} simulated vLLM servers up in {took:.2f} s; Ctrl-C to stop", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if pairs:
+            await pairs[0][1].cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m simulators.vllm --count N --port-base P``: serve N simulated servers and print their URLs."""
+    parser = argparse.ArgumentParser(prog="python -m simulators.vllm", description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=4, help="number of instances (default 4: the demo fleet)")
+    parser.add_argument("--port-base", type=int, default=0, help="first port; 0 picks free ports (default)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="require this bearer token on /v1/models")
+    args = parser.parse_args(argv)
+    asyncio.run(_run(args.count, args.host, args.port_base, args.seed, args.api_key))
+
+
+if __name__ == "__main__":
+    main()

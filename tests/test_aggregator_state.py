@@ -1,0 +1,145 @@
+"""The aggregator's pure core: rendering, expiry, tombstones, isolation of bad snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from contracts import Event
+from contracts.base import Histogram
+from contracts.heartbeat import Heartbeat
+from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
+from services.aggregator.app import Aggregator
+from services.aggregator.config import AggregatorConfig
+from services.aggregator.domains import all_families, all_renderers
+from services.aggregator.render import SeriesWriter, fmt_value, label_block, render_exposition
+from services.aggregator.state import SOURCE_LAST_SEEN, SOURCE_UP, SourceTable
+
+
+def snapshot(source: str = "http://10.0.0.1:8000", observed_at: float = 100.0, **kw: object) -> VllmInstanceSnapshot:
+    engines = [VllmEngineStats(
+        model_name="qwen3-8b", engine="0", requests_running=3, requests_waiting=1, kv_cache_usage_ratio=0.42,
+        prompt_tokens_total=1000, generation_tokens_total=5000, request_success_total={"stop": 10, "length": 2},
+        ttft_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
+    )]
+    fields: dict[str, object] = {"up": True, "status": "ready", "health_ok": True, "version": "0.33.0",
+                                 "generation": "v1", "models": [VllmModelCard(id="qwen3-8b", max_model_len=32768)],
+                                 "engines": engines, "container_name": "vllm-qwen", **kw}
+    return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0,
+                                **fields)  # type: ignore[arg-type]
+
+
+def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in parse_text(body.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_fmt_value() -> None:
+    assert fmt_value(1.0) == "1"
+    assert fmt_value(0.25) == "0.25"
+    assert fmt_value(float("inf")) == "+Inf"
+    assert fmt_value(float("-inf")) == "-Inf"
+    assert fmt_value(float("nan")) == "NaN"
+    assert float(fmt_value(1e300)) == 1e300
+    assert label_block({"a": 'x"y\\z\nw'}) == '{a="x\\"y\\\\z\\nw"}'
+
+
+def test_vllm_snapshot_renders_parseable_text_and_openmetrics() -> None:
+    table = SourceTable(all_renderers())
+    table.apply(snapshot(), now=0.0)
+    table.apply(snapshot(source="http://10.0.0.2:8000", container_name="vllm-b"), now=0.0)
+    text = render_exposition(table.rendered())
+    got = samples(text)
+    key = ("inferwatch_vllm_kv_cache_usage_ratio",
+           (("container", "vllm-qwen"), ("engine", "0"), ("model_name", "qwen3-8b"), ("target", "http://10.0.0.1:8000")))
+    assert got[key] == 0.42
+    assert got[("inferwatch_vllm_request_success_total", (
+        ("container", "vllm-qwen"), ("engine", "0"), ("finished_reason", "stop"), ("model_name", "qwen3-8b"),
+        ("target", "http://10.0.0.1:8000")))] == 10
+    inf_bucket = [v for (n, labels), v in got.items()
+                  if n == "inferwatch_vllm_time_to_first_token_seconds_bucket" and ("le", "+Inf") in labels]
+    assert inf_bucket == [12.0, 12.0]
+    # each family appears once, contiguous, even with two sources
+    assert text.count(b"# TYPE inferwatch_vllm_up gauge") == 1
+    assert text.count(b"# TYPE inferwatch_vllm_prompt_tokens_total counter") == 1
+    om = render_exposition(table.rendered(), openmetrics=True)
+    assert om.endswith(b"# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(om.decode())}
+    assert families["inferwatch_vllm_prompt_tokens"].type == "counter"
+    assert families["inferwatch_vllm_time_to_first_token_seconds"].type == "histogram"
+
+
+def test_source_up_and_expiry_with_tombstone() -> None:
+    table = SourceTable(all_renderers(), expiry_intervals=3, tombstone_s=10)
+    table.apply(snapshot(), now=0.0)
+    up = ("inferwatch_source_up", (("domain", "vllm"), ("kind", "instance"), ("source", "http://10.0.0.1:8000")))
+    assert samples(render_exposition(table.rendered()))[up] == 1
+    assert table.expire(now=2.9) == []
+    assert [e.event.source for e in table.expire(now=3.1)] == ["http://10.0.0.1:8000"]
+    after = samples(render_exposition(table.rendered()))
+    assert after[up] == 0
+    assert not any(name.startswith("inferwatch_vllm_") for name, _ in after)  # its series disappeared
+    table.expire(now=13.2)
+    assert up not in samples(render_exposition(table.rendered()))
+    table.apply(snapshot(observed_at=200), now=14.0)  # comes back
+    assert samples(render_exposition(table.rendered()))[up] == 1
+
+
+def test_newer_snapshot_replaces_and_older_is_dropped() -> None:
+    table = SourceTable(all_renderers())
+    table.apply(snapshot(observed_at=100), now=0)
+    table.apply(snapshot(observed_at=99, up=False, error="timeout"), now=1)
+    assert table.stats.dropped == {"out_of_order": 1}
+    table.apply(snapshot(observed_at=101, up=False, error="timeout", engines=[]), now=2)
+    got = samples(render_exposition(table.rendered()))
+    assert got[("inferwatch_vllm_up", (("container", "vllm-qwen"), ("target", "http://10.0.0.1:8000")))] == 0
+    assert got[("inferwatch_vllm_scrape_error_info", (("reason", "timeout"), ("target", "http://10.0.0.1:8000")))] == 1
+    assert not any(n == "inferwatch_vllm_requests_running" for n, _ in got)
+
+
+def test_max_sources_is_a_counted_bound() -> None:
+    table = SourceTable(all_renderers(), max_sources=2)
+    for i in range(5):
+        table.apply(snapshot(source=f"http://h{i}:1"), now=0)
+    assert len(table.sources) == 2
+    assert table.stats.dropped == {"max_sources": 3}
+
+
+def test_a_failing_renderer_does_not_break_the_scrape() -> None:
+    def broken(event: Event, w: SeriesWriter) -> None:
+        raise RuntimeError("bug")
+
+    renderers = {**all_renderers(), Heartbeat: broken}
+    table = SourceTable(renderers)
+    table.apply(Heartbeat(source="s@h:1", observed_at=1, collector="s@h:1", interval_s=5, service="s", version="0",
+                          started_at=0, ready=True), now=0)
+    table.apply(snapshot(), now=0)
+    got = samples(render_exposition(table.rendered()))
+    assert ("inferwatch_vllm_up", (("container", "vllm-qwen"), ("target", "http://10.0.0.1:8000"))) in got
+    assert table.stats.render_errors == {"heartbeat.service": 1}
+
+
+def test_aggregator_self_metrics_and_decode_errors() -> None:
+    agg = Aggregator(AggregatorConfig())
+
+    class Msg:
+        def __init__(self, subject: str, data: bytes) -> None:
+            self.subject, self.data = subject, data
+
+    asyncio.run(agg.on_message(Msg("inferwatch.v1.vllm.instance.x", b"\xc1garbage")))  # type: ignore[arg-type]
+    got = samples(agg.render())
+    assert got[("inferwatch_aggregator_decode_errors_total", (("subject_prefix", "inferwatch.v1.vllm.instance"),))] == 1
+
+
+def test_family_names_follow_conventions() -> None:
+    for family in [*all_families(), SOURCE_UP, SOURCE_LAST_SEEN]:
+        assert family.name.startswith("inferwatch_"), family
+        assert not family.name.endswith("_total"), family  # counters get _total on samples
+        if family.type == "counter":
+            assert not family.name.endswith("_seconds_total")
+        assert family.help
