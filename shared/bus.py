@@ -7,6 +7,7 @@ nats-py callback costs ~5 µs per message against ~60 µs through FastStream on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -177,6 +178,8 @@ class Bus:
             except (OSError, TimeoutError):
                 continue
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
             return True
         return False
 

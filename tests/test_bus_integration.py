@@ -85,40 +85,39 @@ async def test_nats_down_at_start_then_up_and_restarted_mid_run(private_nats: Em
     private_nats.stop()  # NATS unreachable at start
     env = {"NATS_URL": url}
     async with running_service("aggregator", aggregator_main, env, routes=aggregator_routes,
-                               wait_ready=False) as agg:
-        async with httpx.AsyncClient(timeout=2) as client:
-            async def not_ready_with_reason() -> bool:
-                r = await client.get(agg.url + "/readyz")
-                return r.status_code == 503 and "NATS" in r.json()["reason"]
+                               wait_ready=False) as agg, httpx.AsyncClient(timeout=2) as client:
+        async def not_ready_with_reason() -> bool:
+            r = await client.get(agg.url + "/readyz")
+            return r.status_code == 503 and "NATS" in r.json()["reason"]
 
-            await wait_until(not_ready_with_reason, timeout=5, what="/readyz explaining NATS is down")
-            assert (await client.get(agg.url + "/healthz")).status_code == 200
+        await wait_until(not_ready_with_reason, timeout=5, what="/readyz explaining NATS is down")
+        assert (await client.get(agg.url + "/healthz")).status_code == 200
 
-            private_nats.start()
-            await wait_until(lambda: _ready(client, agg.url), timeout=15, what="ready after NATS came up")
+        private_nats.start()
+        await wait_until(lambda: _ready(client, agg.url), timeout=15, what="ready after NATS came up")
 
-            bus = Bus(BusSettings(servers=(url,)), name="test-publisher")
-            await bus.connect()
-            sources = [f"http://vllm-{i}:8000" for i in range(5)]
+        bus = Bus(BusSettings(servers=(url,)), name="test-publisher")
+        await bus.connect()
+        sources = [f"http://vllm-{i}:8000" for i in range(5)]
 
-            async def publish_all() -> None:
-                for s in sources:
-                    await bus.publish(vllm_snapshot(s, interval_s=2))
+        async def publish_all() -> None:
+            for s in sources:
+                await bus.publish(vllm_snapshot(s, interval_s=2))
 
-            async def all_up() -> bool:
-                await publish_all()
-                body = (await client.get(agg.url + "/metrics")).text
-                return all(metric(body, "inferwatch_vllm_up", target=s) == 1 for s in sources)
+        async def all_up() -> bool:
+            await publish_all()
+            body = (await client.get(agg.url + "/metrics")).text
+            return all(metric(body, "inferwatch_vllm_up", target=s) == 1 for s in sources)
 
-            await wait_until(all_up, timeout=5, what="all sources visible")
-            private_nats.stop()  # NATS restarted mid-run
-            await asyncio.sleep(0.5)
-            private_nats.start()
-            restarted = time.monotonic()
-            await wait_until(all_up, timeout=5, interval=0.2, what="all sources back within 5 s of NATS restart")
-            recovered_in = time.monotonic() - restarted
-            assert recovered_in < 5
-            await bus.close()
+        await wait_until(all_up, timeout=5, what="all sources visible")
+        private_nats.stop()  # NATS restarted mid-run
+        await asyncio.sleep(0.5)
+        private_nats.start()
+        restarted = time.monotonic()
+        await wait_until(all_up, timeout=5, interval=0.2, what="all sources back within 5 s of NATS restart")
+        recovered_in = time.monotonic() - restarted
+        assert recovered_in < 5
+        await bus.close()
 
 
 async def _ready(client: httpx.AsyncClient, url: str) -> bool:
