@@ -76,8 +76,12 @@ class Supervisor:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start one child in our process group's terminal, dying with us."""
-        proc = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
+        """Start one child in a session of its own, dying with us.
+
+        Its own session keeps a terminal's Ctrl-C away from it: the supervisor alone receives the
+        signal and stops the children in order, NATS last, so nothing is cut off mid-drain.
+        """
+        proc = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent, start_new_session=True)
         self.children.append((name, proc))
         return proc
 
@@ -295,3 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     schema.set_defaults(func=cmd_schema)
     args = parser.parse_args(argv)
     raise SystemExit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

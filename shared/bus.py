@@ -308,8 +308,8 @@ class Bus:
         try:
             if nc.is_connected:
                 await asyncio.wait_for(nc.drain(), 5)
-            else:
-                await nc.close()
-        except Exception:  # closing is best effort at shutdown
+        except (Exception, asyncio.CancelledError):  # closing is best effort at shutdown
+            pass
+        with contextlib.suppress(Exception):
             await nc.close()
         self.status = "closed"

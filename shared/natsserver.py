@@ -71,7 +71,7 @@ class EmbeddedNats:
             args += ["-js", "-sd", os.path.join(self._dir, "js")]
         for old in Path(self._dir).glob("*.ports"):
             old.unlink()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

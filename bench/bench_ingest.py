@@ -1,0 +1,131 @@
+"""Aggregator ingest of small events vs a raw nats-py subscriber, on the same nats-server.
+
+A separate publisher process sends N pre-encoded heartbeat snapshots (~150 B, 1,000 sources) as fast
+as it can; the subscriber side measures received messages per second from the first to the last.
+Baseline: a nats-py callback that only counts. Ours: the aggregator's own NATS callback
+(`Aggregator.on_message`: decode + apply to the source table), on the same subscription settings.
+
+Run: .venv/bin/python bench/bench_ingest.py [--messages 200000] [--json PATH]
+Goal (issue #2): >= 0.5x the raw rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import table, write_json  # noqa: E402
+
+
+def _payloads() -> list[bytes]:
+    from contracts import encode
+    from contracts.heartbeat import Heartbeat
+
+    return [encode(Heartbeat(source=f"svc-{i}@host:{i}", observed_at=1795000000.0 + i, collector=f"svc-{i}@host:{i}",
+                             interval_s=5.0, service="vllm-scraper", version="0.1.0", started_at=1795000000.0,
+                             ready=True, reason="scraping 12 vLLM targets", targets=12)) for i in range(1000)]
+
+
+def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+        payloads = _payloads()
+        ready.set()
+        go.wait()
+        for i in range(n):
+            await nc.publish("inferwatch.v1.heartbeat.service.bench", payloads[i % 1000])
+        await nc.flush(timeout=60)
+        await nc.close()
+
+    asyncio.run(run())
+
+
+async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
+    import nats
+
+    from services.aggregator.app import Aggregator
+    from services.aggregator.config import AggregatorConfig
+
+    nc = await nats.connect(url)
+    received = 0
+    first = last = 0.0
+    done = asyncio.Event()
+    agg = Aggregator(AggregatorConfig())
+
+    async def count(msg: object) -> None:
+        nonlocal received, first, last
+        if received == 0:
+            first = time.perf_counter()
+        received += 1
+        if received == n:
+            last = time.perf_counter()
+            done.set()
+
+    async def aggregate(msg: object) -> None:
+        nonlocal received, first, last
+        if received == 0:
+            first = time.perf_counter()
+        await agg.on_message(msg)  # type: ignore[arg-type]
+        received += 1
+        if received == n:
+            last = time.perf_counter()
+            done.set()
+
+    await nc.subscribe("inferwatch.v1.>", cb=aggregate if ours else count,
+                       pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30)
+    await nc.flush()
+    ctx = mp.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_publisher, args=(url, n, ready, go))
+    proc.start()
+    await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+    go.set()
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        proc.join(30)
+        await nc.close()
+    if ours:
+        assert len(agg.table.sources) == 1000, len(agg.table.sources)
+    return n / (last - first), received
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from shared.natsserver import EmbeddedNats
+
+    with EmbeddedNats(jetstream=False) as server:
+        rates: dict[str, list[float]] = {"raw": [], "ours": []}
+        for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
+            for kind in ("raw", "ours"):
+                rate, _ = asyncio.run(_measure(server.url, args.messages, kind == "ours"))
+                rates[kind].append(rate)
+    raw, ours = statistics.median(rates["raw"]), statistics.median(rates["ours"])
+    ratio = ours / raw
+    print(table([{"subscriber": "raw nats-py callback (baseline)", "msg/s (median)": f"{raw:,.0f}",
+                  "runs": ", ".join(f"{r:,.0f}" for r in rates["raw"])},
+                 {"subscriber": "aggregator on_message", "msg/s (median)": f"{ours:,.0f}",
+                  "runs": ", ".join(f"{r:,.0f}" for r in rates["ours"])}],
+                ["subscriber", "msg/s (median)", "runs"]))
+    print(f"ratio {ratio:.2f}x; goal >= 0.5x: {'MET' if ratio >= 0.5 else 'MISSED'}")
+    path = write_json("ingest", {"messages": args.messages, "raw": rates["raw"], "ours": rates["ours"],
+                                 "ratio": ratio}, args.json)
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

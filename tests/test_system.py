@@ -1,0 +1,89 @@
+"""`inferwatch up --demo` as a new user runs it: a subprocess, the aggregator's /metrics, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.system
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant PID of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
+    port = free_port()
+    dead_nats = f"nats://127.0.0.1:{free_port()}"  # nothing listens: `up` must start its own server
+    env = {**os.environ, "NATS_URL": dead_nats, "INFERWATCH_VLLM_INTERVAL_S": "2",
+           "INFERWATCH_LOG_LEVEL": "warning"}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body, seen_after = "", None
+        deadline = started + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            ups = [s for f in text_string_to_metric_families(body) for s in f.samples
+                   if s.name == "inferwatch_vllm_up" and s.value == 1]
+            if len(ups) >= 3:
+                seen_after = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        assert seen_after is not None, f"no vLLM series on the aggregator; last body:\n{body[:2000]}"
+        print(f"\nvLLM series visible {seen_after:.1f} s after `inferwatch up --demo` started")
+        versions = {s.labels["version"] for f in text_string_to_metric_families(body) for s in f.samples
+                    if s.name == "inferwatch_vllm_info" and s.labels.get("version")}
+        assert len(versions) >= 3, versions  # several vLLM generations at once
+        assert "inferwatch_vllm_kv_cache_usage_ratio" in body
+        assert 'inferwatch_service_ready{service="vllm-scraper"' in body
+        descendants = _children(proc.pid)
+        assert len(descendants) >= 4  # nats-server, simulators, aggregator, vllm-scraper
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out[-3000:]
+    assert "stopped." in out
+    assert "Traceback" not in out, out[-3000:]
+    time.sleep(0.5)
+    assert [p for p in descendants if _alive(p)] == []
