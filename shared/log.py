@@ -71,8 +71,10 @@ def configure_logging(service: str, *, level: str = "info", fmt: str = "json") -
     """Route the root logger to stderr in the chosen format (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter(service) if fmt == "text" else JsonFormatter(service))
+    handler.set_name("inferwatch")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler: others (a test runner's capture) stay.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "inferwatch"] + [handler]
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "httpx", "httpcore", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

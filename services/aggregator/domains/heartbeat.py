@@ -7,7 +7,7 @@ from contracts.heartbeat import Heartbeat
 from services.aggregator.render import Family, SeriesWriter, label_block
 
 SERVICE_INFO = Family("inferwatch_service_info", "gauge",
-                      "One per live service instance (version, ready state in `ready`); 1.")
+                      "One per live service instance, labelled with its version; always 1.")
 SERVICE_READY = Family("inferwatch_service_ready", "gauge", "1 when the service instance reports ready.")
 SERVICE_START = Family("inferwatch_service_start_time_seconds", "gauge", "Service instance start (Unix seconds).")
 SERVICE_TARGETS = Family("inferwatch_service_targets", "gauge", "Upstream targets this instance owns.")
