@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import table, write_json  # noqa: E402
+from bench._common import table, write_json
 
 
 def _payloads() -> list[bytes]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import best_of, table, write_json  # noqa: E402
+from bench._common import best_of, table, write_json
 
 PER_SOURCE = 100
 
@@ -59,7 +59,7 @@ def run_ours(n: int) -> dict[str, float]:
     t0 = time.perf_counter()
     body = render_exposition(table_.rendered())
     cold_s = time.perf_counter() - t0
-    warm_best, warm_med = best_of(lambda: render_exposition(table_.rendered()), 5)
+    __, warm_med = best_of(lambda: render_exposition(table_.rendered()), 5)
 
     def churn() -> bytes:
         for i in range(0, sources, 100):
@@ -68,7 +68,7 @@ def run_ours(n: int) -> dict[str, float]:
                          now=0.0)
         return render_exposition(table_.rendered())
 
-    churn_best, churn_med = best_of(churn, 5)
+    __, churn_med = best_of(churn, 5)
     return {"fill_s": fill_s, "cold_s": cold_s, "warm_s": warm_med, "churn_s": churn_med,
             "bytes": len(body), "rss_delta_mb": _rss_mb() - base, "series": body.count(b"\n") - 2 - 3 * sources}
 
@@ -86,7 +86,7 @@ def run_baseline(n: int) -> dict[str, float]:
             for m in metrics:
                 gauge.labels(f"host-{i:05d}", str(gpu), m).set(i * 0.5 + gpu)
     fill_s = time.perf_counter() - t0
-    best, med = best_of(lambda: generate_latest(registry), 5)
+    _best, med = best_of(lambda: generate_latest(registry), 5)
     body = generate_latest(registry)
     return {"fill_s": fill_s, "render_s": med, "bytes": len(body), "rss_delta_mb": _rss_mb() - base}
 

@@ -119,7 +119,7 @@ async def _answers(url: str) -> bool:
         return False
 
 
-async def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
+async def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]  # noqa: ASYNC109
     """Poll an (async or sync) predicate until truthy; fail with ``what`` after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

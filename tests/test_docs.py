@@ -11,10 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_metrics_table_matches_the_code() -> None:
     text = README.read_text()
-    assert with_table(text) == text, "README metrics table is stale: run `.venv/bin/python -m scripts.metrics_table --write`"
+    stale = "README metrics table is stale: run `.venv/bin/python -m scripts.metrics_table --write`"
+    assert with_table(text) == text, stale
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = README.read_text()
-    assert "make test" in readme and "make up" in readme
+    assert "make test" in readme
+    assert "make up" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
