@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from contracts.heartbeat import Heartbeat
+from contracts.upstream import EndpointCalls, UpstreamCallStats
 from shared.bus import Bus, BusSettings
 from shared.log import configure_logging
 from shared.settings import Env
@@ -119,8 +120,41 @@ def _http_app(ctx: ServiceContext, extra_routes: list[web.RouteDef]) -> web.Appl
     return app
 
 
+def upstream_call_stats(ctx: ServiceContext) -> UpstreamCallStats | None:
+    """This process's cumulative upstream call outcomes, read from its own registry (None: no upstreams)."""
+    outcomes: dict[tuple[str, str], dict[str, float]] = {}
+    durations: dict[tuple[str, str], float] = {}
+    circuits: dict[str, str] = {}
+    for family in ctx.registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            key = (labels.get("api", ""), labels.get("endpoint", ""))
+            if sample.name == "inferwatch_upstream_requests_total":
+                outcomes.setdefault(key, {})[labels.get("outcome", "")] = sample.value
+            elif sample.name == "inferwatch_upstream_request_duration_seconds_sum":
+                durations[key] = sample.value
+            elif sample.name == "inferwatch_upstream_circuit_state":
+                circuits[labels.get("api", "")] = _CIRCUIT_STATES.get(int(sample.value), "unknown")
+    if not outcomes:
+        return None
+    now = time.time()
+    return UpstreamCallStats(
+        source=ctx.instance, observed_at=now, collector=ctx.instance, interval_s=ctx.heartbeat_interval_s,
+        service=ctx.name,
+        endpoints=[EndpointCalls(api=api, endpoint=endpoint, outcomes=by_outcome,
+                                 duration_sum_s=durations.get((api, endpoint), 0.0))
+                   for (api, endpoint), by_outcome in sorted(outcomes.items())],
+        circuits=circuits,
+    )
+
+
+_CIRCUIT_STATES = {0: "closed", 1: "half_open", 2: "open"}
+
+
 async def _heartbeat_loop(ctx: ServiceContext) -> None:
     while not ctx.stop.is_set():
+        if ctx.bus.connected and (stats := upstream_call_stats(ctx)) is not None:
+            await ctx.bus.publish(stats)
         if ctx.bus.connected:
             await ctx.bus.publish(
                 Heartbeat(

@@ -46,6 +46,13 @@ async def test_marker_secrets_appear_nowhere(nats_url: str, capfd: pytest.Captur
                 return 'models="m"' in await get_text(agg.url + "/metrics")
 
             await wait_until(models_seen, timeout=10, what="the keyed /v1/models read")  # proves the key is used
+
+            async def upstream_outcomes_seen() -> bool:
+                body = await get_text(agg.url + "/metrics")
+                return all(f'outcome="{o}"' in body for o in ("ok", "http_401", "connect_error"))
+
+            # the scraper's upstream call stats reach the aggregator, failures labelled by outcome
+            await wait_until(upstream_outcomes_seen, timeout=10, what="inferwatch_upstream_calls_total by outcome")
             await asyncio.sleep(1.2)  # a few more cycles of failures (401, refused) to log
             bodies = [await get_text(agg.url + "/metrics"), await get_text(scraper.url + "/metrics")]
             async with httpx.AsyncClient() as client:
