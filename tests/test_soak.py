@@ -1,0 +1,87 @@
+"""Soak (slow tier): `inferwatch up --demo` for a bounded while; every process's memory stays flat.
+
+Budget: INFERWATCH_SOAK_S seconds of steady state (default 60) after a warm-up. RSS of every
+process in the tree is sampled; after warm-up it must not grow by more than 10 %.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.test_system import _children
+
+pytestmark = pytest.mark.slow
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def test_demo_soak_memory_is_flat() -> None:
+    soak_s = float(os.environ.get("INFERWATCH_SOAK_S", "60"))
+    warmup_s = 20.0
+    port = free_port()
+    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "INFERWATCH_VLLM_INTERVAL_S": "1",
+           "INFERWATCH_LOG_LEVEL": "error"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    scrapes = 0
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < warmup_s + soak_s:
+            assert proc.poll() is None, "inferwatch up exited during the soak"
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).raise_for_status()
+                scrapes += 1
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - start >= warmup_s:
+                for pid in _children(proc.pid):
+                    rss = _rss_kib(pid)
+                    if rss is not None:
+                        samples.setdefault(pid, []).append(rss)
+                        names.setdefault(pid, _cmdline(pid))
+            time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert scrapes > soak_s / 2
+    report = []
+    for pid, rss in samples.items():
+        if len(rss) < 5:
+            continue
+        first = sum(rss[:3]) / 3
+        last = sum(rss[-3:]) / 3
+        growth = (last - first) / first
+        report.append((growth, pid, first, last))
+        print(f"pid {pid} {names[pid]}: RSS {first / 1024:.1f} → {last / 1024:.1f} MiB ({growth:+.1%})")
+    assert report, "no process was sampled"
+    worst = max(report)
+    assert worst[0] <= 0.10, f"RSS grew {worst[0]:.1%} in pid {worst[1]} ({names[worst[1]]})"
