@@ -7,14 +7,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
-
 from contracts import AnyEvent
 from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from services.vllm_scraper.config import VllmScraperConfig
 from services.vllm_scraper.core import WANTED, detect_generation, engine_stats, model_status, parse_models
 from shared.exposition import ExpositionError, parse_exposition
+from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
 from shared.service import ServiceContext
 
 log = logging.getLogger("inferwatch.vllm_scraper")
