@@ -79,6 +79,22 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int | float | str):
+        return 0
+    try:
+        return int(value)
+    except (ValueError, OverflowError):
+        return 0
+
+
 def _histograms(fam: MetricFamily) -> dict[EngineKey, Histogram]:
     buckets: dict[EngineKey, list[tuple[float, float]]] = {}
     sums: dict[EngineKey, float] = {}
@@ -88,8 +104,8 @@ def _histograms(fam: MetricFamily) -> dict[EngineKey, Histogram]:
         key = _key(s.labels)
         suffix = s.name[len(base):]
         if suffix == "_bucket":
-            le = float(s.labels.get("le", "nan"))
-            if math.isfinite(le):  # +Inf is the count; NaN: a broken bucket label, skipped
+            le = _float(s.labels.get("le", ""))
+            if math.isfinite(le):  # +Inf is the count; NaN: a missing or broken bucket label, skipped
                 buckets.setdefault(key, []).append((le, s.value))
         elif suffix == "_sum":
             sums[key] = s.value
@@ -181,7 +197,7 @@ def parse_models(body: bytes) -> list[VllmModelCard]:
                 id=item["id"],
                 root=str(item.get("root") or ""),
                 parent=str(item.get("parent") or ""),
-                max_model_len=int(item.get("max_model_len") or 0),
+                max_model_len=_int(item.get("max_model_len") or 0),
             ))
     return cards
 
