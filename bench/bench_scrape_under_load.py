@@ -1,0 +1,158 @@
+"""Aggregator /metrics and /readyz latency under heavy ingest vs idle, in the same run.
+
+An aggregator process (`python -m services.aggregator`) holds 1,000 vLLM instance snapshots. We
+time 200 GET /metrics and 200 GET /readyz with no ingest (baseline), then again while a publisher
+process floods NATS with small heartbeat snapshots as fast as it can (its rate is reported).
+
+Run: .venv/bin/python bench/bench_scrape_under_load.py [--json PATH]
+Goals (issue #8): p99 scrape under ingest <= 2x idle; /readyz p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import table, write_json  # noqa: E402
+from contracts.vllm import VllmInstanceSnapshot  # noqa: E402
+from tests.test_aggregator_state import snapshot  # noqa: E402
+
+
+def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  # type: ignore[valid-type]
+    import nats
+
+    from contracts import encode
+    from contracts.heartbeat import Heartbeat
+
+    payloads = [encode(Heartbeat(source=f"flood-{i}", observed_at=time.time(), collector="flood", interval_s=60,
+                                 service="flood", version="0", started_at=0, ready=True)) for i in range(1000)]
+
+    async def run() -> None:
+        nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+        sent = 0
+        start = time.monotonic()
+        end = start + seconds
+        while time.monotonic() < end:
+            for p in payloads:
+                await nc.publish("inferwatch.v1.heartbeat.service.flood", p)
+            sent += len(payloads)
+            await nc.flush(timeout=10)
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:  # hold the offered rate
+                await asyncio.sleep(ahead)
+        counter.value = sent
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def _latencies(url: str, n: int) -> list[float]:
+    out = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.get(url).raise_for_status()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def _p(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def _row(endpoint: str, idle: list[float], load: list[float]) -> dict[str, str]:
+    return {"endpoint": endpoint,
+            "idle p50 ms": f"{_p(idle, .5) * 1e3:.1f}", "idle p99 ms": f"{_p(idle, .99) * 1e3:.1f}",
+            "ingest p50 ms": f"{_p(load, .5) * 1e3:.1f}", "ingest p99 ms": f"{_p(load, .99) * 1e3:.1f}",
+            "p99 ratio": f"{_p(load, .99) / _p(idle, .99):.2f}x"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scrapes", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=100_000, help="offered events/s")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from shared.bus import Bus, BusSettings
+    from shared.natsserver import EmbeddedNats
+    from tests.conftest import free_port
+
+    with EmbeddedNats(jetstream=False) as server:
+        port = free_port()
+        env = {**os.environ, "NATS_URL": server.url, "INFERWATCH_AGGREGATOR_PORT": str(port),
+               "INFERWATCH_LOG_LEVEL": "error"}
+        agg = subprocess.Popen([sys.executable, "-m", "services.aggregator"], env=env, cwd=ROOT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    if httpx.get(base + "/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+
+            async def seed() -> None:
+                bus = Bus(BusSettings(servers=(server.url,)))
+                await bus.connect()
+                for i in range(1000):
+                    await bus.publish(_long_lived(i))
+                await bus.flush()
+                await bus.close()
+
+            asyncio.run(seed())
+            time.sleep(1)
+            body = httpx.get(base + "/metrics").text
+            series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+            idle_m = _latencies(base + "/metrics", args.scrapes)
+            idle_r = _latencies(base + "/readyz", args.scrapes)
+            ctx = mp.get_context("spawn")
+            counter = ctx.Value("q", 0)
+            flood_s = 30.0
+            flooder = ctx.Process(target=_flood, args=(server.url, flood_s, args.rate, counter))
+            flooder.start()
+            time.sleep(2)
+            t0 = time.monotonic()
+            load_m = _latencies(base + "/metrics", args.scrapes)
+            load_r = _latencies(base + "/readyz", args.scrapes)
+            measured_s = time.monotonic() - t0
+            flooder.join(flood_s + 30)
+            rate = counter.value / flood_s
+        finally:
+            agg.terminate()
+            agg.wait(10)
+    rows = [_row("/metrics", idle_m, load_m), _row("/readyz", idle_r, load_r)]
+    print(f"{series} series on /metrics; publisher offered {rate:,.0f} events/s for {flood_s:.0f} s "
+          f"(scrapes took {measured_s:.1f} s of it)")
+    print(table(rows, list(rows[0])))
+    ok_scrape = _p(load_m, .99) <= 2 * _p(idle_m, .99)
+    ok_ready = _p(load_r, .99) <= 0.1
+    print(f"goal p99 scrape under ingest <= 2x idle: {'MET' if ok_scrape else 'MISSED'}; "
+          f"/readyz p99 <= 100 ms: {'MET' if ok_ready else 'MISSED'}")
+    path = write_json("scrape_under_load", {"series": series, "offered_rate": rate, "idle_metrics": idle_m,
+                                            "load_metrics": load_m, "idle_readyz": idle_r, "load_readyz": load_r},
+                      args.json)
+    print(f"results: {path}")
+    return 0
+
+
+def _long_lived(i: int) -> VllmInstanceSnapshot:
+    s = snapshot(source=f"http://vllm-{i}:8000", observed_at=time.time())
+    fields = {f: getattr(s, f) for f in s.__struct_fields__}
+    fields["interval_s"] = 3600.0  # stays for the whole run
+    return VllmInstanceSnapshot(**fields)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
