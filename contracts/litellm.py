@@ -20,6 +20,15 @@ class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
         input_cost_per_token: USD.
         output_cost_per_token: USD.
         max_tokens: context window, 0 if unknown.
+        mode: ``model_info.mode`` as LiteLLM reports it (``chat``, ``embedding``, ``rerank``…).
+        max_input_tokens: 0 if unknown.
+        max_output_tokens: 0 if unknown.
+        state_latched: the group-named ``litellm_deployment_state`` series says 2 (cooldown) while the
+            deployment's own series says healthy: LiteLLM latches it after recovery; not an outage by itself.
+        cooldowns_total: times the router cooled the deployment down.
+        failures_total: failed calls to the deployment.
+        remaining_requests: rate-limit requests left, as the upstream reported (lowest seen).
+        remaining_tokens: rate-limit tokens left, as the upstream reported (lowest seen).
     """
 
     model_group: str
@@ -31,6 +40,14 @@ class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
     input_cost_per_token: float = 0.0
     output_cost_per_token: float = 0.0
     max_tokens: int = 0
+    mode: str = ""
+    max_input_tokens: int = 0
+    max_output_tokens: int = 0
+    state_latched: bool = False
+    cooldowns_total: float | None = None
+    failures_total: float | None = None
+    remaining_requests: float | None = None
+    remaining_tokens: float | None = None
 
 
 class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +63,11 @@ class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
         fallbacks_failed_total: failed fallbacks.
         request_latency_seconds: end-to-end proxy latency.
         ttft_seconds: time to first token.
+        total_tokens_total: input + output tokens.
+        errors_total: failed requests by exception class (``RouterRateLimitError``…).
+        llm_api_latency_seconds: time spent in the upstream LLM API.
+        overhead_latency_seconds: latency LiteLLM itself adds.
+        queue_time_seconds: time from arrival at the proxy to pre-call processing.
     """
 
     model_group: str
@@ -57,6 +79,11 @@ class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
     fallbacks_failed_total: float | None = None
     request_latency_seconds: Histogram | None = None
     ttft_seconds: Histogram | None = None
+    total_tokens_total: float | None = None
+    errors_total: dict[str, float] = {}
+    llm_api_latency_seconds: Histogram | None = None
+    overhead_latency_seconds: Histogram | None = None
+    queue_time_seconds: Histogram | None = None
 
 
 class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.proxy"):
@@ -72,6 +99,12 @@ class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.pro
         routes: known deployments.
         usage: per model group usage.
         in_flight_requests: from ``/health/backlog`` or the in-flight gauge.
+        queued_requests: ``/health/backlog`` queued requests.
+        rejected_requests: ``/health/backlog`` rejected requests (cumulative).
+        callbacks: success callbacks from ``/health/readiness/details``.
+        errors_total: the poller's failed calls to this proxy, by ``endpoint:outcome``.
+        poll_duration_s: how long the last poll took.
+        base_url: the proxy's base URL (no credentials).
     """
 
     up: bool
@@ -83,3 +116,9 @@ class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.pro
     routes: list[ModelRoute] = []
     usage: list[ModelUsage] = []
     in_flight_requests: float | None = None
+    queued_requests: float | None = None
+    rejected_requests: float | None = None
+    callbacks: list[str] = []
+    errors_total: dict[str, float] = {}
+    poll_duration_s: float = 0.0
+    base_url: str = ""

@@ -1,0 +1,1 @@
+"""litellm-poller: LiteLLM proxy health, model routes, usage, cost and fallbacks."""
