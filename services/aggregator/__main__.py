@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.aggregator.alerting import AlertingConfig
 from services.aggregator.app import Aggregator, run
 from services.aggregator.config import DEFAULT_PORT, AggregatorConfig
 from shared.service import ServiceContext, main_entry
@@ -13,7 +14,8 @@ _aggregators: dict[str, Aggregator] = {}
 
 def _aggregator(ctx: ServiceContext) -> Aggregator:
     if ctx.instance not in _aggregators:
-        _aggregators[ctx.instance] = Aggregator(AggregatorConfig.from_env(ctx.env), ctx)
+        _aggregators[ctx.instance] = Aggregator(AggregatorConfig.from_env(ctx.env), ctx,
+                                                  AlertingConfig.from_env(ctx.env))
     return _aggregators[ctx.instance]
 
 

@@ -6,6 +6,8 @@ happens lazily at scrape time, and only for sources that changed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -14,6 +16,8 @@ from aiohttp import web
 from nats.aio.msg import Msg
 
 from contracts import DecodeError, decode
+from contracts.alert import Alert
+from services.aggregator.alerting import AlertDispatcher, AlertingConfig
 from services.aggregator.config import AggregatorConfig
 from services.aggregator.domains import all_renderers
 from services.aggregator.render import (
@@ -52,7 +56,8 @@ def _subject_prefix(subject: str) -> str:
 class Aggregator:
     """Holds the table and wires it to the bus and HTTP."""
 
-    def __init__(self, config: AggregatorConfig, ctx: ServiceContext | None = None) -> None:
+    def __init__(self, config: AggregatorConfig, ctx: ServiceContext | None = None,
+                 alerting: AlertingConfig | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.table = SourceTable(
@@ -63,6 +68,9 @@ class Aggregator:
         )
         self._rate_log = RateLimitedLog(60.0)
         self._last_render_s = 0.0
+        alerting = alerting or AlertingConfig()
+        self.alerts = alerting.engine(config.expiry_intervals)
+        self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
 
     async def on_message(self, msg: Msg) -> None:
         """The NATS callback: decode and apply; never raises."""
@@ -72,6 +80,10 @@ class Aggregator:
             self._decode_error(msg.subject, str(exc))
             return
         self.table.apply(event, time.monotonic())
+        if not isinstance(event, Alert):
+            transitions = self.alerts.on_event(event, time.time())
+            if transitions:
+                self.alert_dispatcher.submit(transitions)
 
     def _decode_error(self, subject: str, error: str) -> None:
         errors = self.table.stats.decode_errors
@@ -130,6 +142,12 @@ class Aggregator:
 async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
     """Subscribe and sweep until stopped."""
     await ctx.bus.subscribe_raw(aggregator.config.subject, aggregator.on_message)
+    alerts_task = asyncio.create_task(aggregator.alert_dispatcher.run(ctx.bus, ctx.stop))
     ctx.set_ready(True, f"consuming {aggregator.config.subject}")
-    while not await ctx.sleep(aggregator.config.sweep_interval_s):
-        aggregator.sweep()
+    try:
+        while not await ctx.sleep(aggregator.config.sweep_interval_s):
+            aggregator.sweep()
+    finally:
+        alerts_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alerts_task
