@@ -12,7 +12,8 @@ class UsageByKey(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         model: model name (``""`` when the observation had none).
-        user: top-N user id or ``other``.
+        user: top-N user id, ``other``, or ``""`` when the trace had no user.
+        segment: user segment (configured trace tag prefix or metadata key), ``""`` when none.
         traces_total: traces counted.
         observations_total: observations counted.
         error_observations_total: observations with level ERROR.
@@ -24,6 +25,7 @@ class UsageByKey(msgspec.Struct, frozen=True, kw_only=True):
 
     model: str
     user: str = "other"
+    segment: str = ""
     traces_total: float = 0.0
     observations_total: float = 0.0
     error_observations_total: float = 0.0
@@ -53,6 +55,8 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
         mean: numeric mean or boolean true-ratio.
         categories: categorical counts.
         nulls: null values skipped.
+        sum: numeric sum (or boolean true count).
+        distribution: numeric scores by upper bound (``le``, cumulative counts are made by the renderer).
     """
 
     name: str
@@ -61,6 +65,8 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
     mean: float | None = None
     categories: dict[str, float] = {}
     nulls: float = 0.0
+    sum: float = 0.0
+    distribution: dict[str, float] = {}
 
 
 class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse.project"):
@@ -74,11 +80,14 @@ class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse
         watermark: end of the last closed, settled bucket included in the totals (Unix seconds).
         retention_days: project data retention, 0 when unlimited or unknown.
         usage: cumulative totals by (model, user).
-        unique_users: distinct users in the window (gauge).
-        unique_sessions: distinct sessions in the window (gauge).
+        unique_users: distinct users in the re-check window (gauge; exact up to 2000, estimated above).
+        unique_sessions: distinct sessions in the re-check window (gauge; same).
         latency: per model and trace name.
         scores: per score name.
-        activity_by_hour: traces per (weekday 0-6, hour 0-23) over the window, key ``"<wd>:<h>"``.
+        activity_by_hour: cumulative traces per UTC (weekday 0-6, hour 0-23), key ``"<wd>:<h>"``.
+        bad_rows_total: unusable rows by reason (cumulative, e.g. ``score_unknown_type``).
+        errors_total: failed cycles by reason (cumulative, this process).
+        endpoints: read endpoints in use (after version detection and 404 fallbacks).
     """
 
     up: bool
@@ -93,3 +102,6 @@ class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse
     latency: list[LatencyQuantiles] = []
     scores: list[ScoreSummary] = []
     activity_by_hour: dict[str, float] = {}
+    bad_rows_total: dict[str, float] = {}
+    errors_total: dict[str, float] = {}
+    endpoints: list[str] = []

@@ -1,0 +1,727 @@
+"""Pure Langfuse logic: version and endpoint plan, row normalisation, bucket contributions, the ledger.
+
+No I/O here. The accounting model: time is cut into closed buckets ``[t, t+Δ)`` of the immutable event
+time (trace ``timestamp``, observation ``startTime``, score ``timestamp``). A bucket is read once it has
+settled (``now ≥ t + Δ + settle``); its *contribution* (counters, user/session sets, latency histograms)
+replaces any earlier contribution of the same bucket. Exported counters are ``base + Σ recent``, where
+``base`` holds the folded contributions of buckets older than the re-check horizon. The whole ledger is
+one JSON document saved atomically, so a restart at any point neither double counts nor skips.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SEP = "\x1f"
+"""Separator inside flat counter keys (never appears in labels we keep)."""
+
+LATENCY_BOUNDS_S: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)
+"""Upper bounds of the fixed latency histogram the quantile gauges are computed from (seconds)."""
+
+SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Upper bounds of the numeric score distribution (``+Inf`` implied)."""
+
+KNOWN_SCORE_TYPES = frozenset({"NUMERIC", "BOOLEAN", "CATEGORICAL"})
+OTHER = "other"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Versions and the endpoint plan
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """Which read endpoints to use against one server.
+
+    Attributes:
+        major: server major version (2, 3, 4; 0 when unknown).
+        traces: ``/api/public/traces`` or ``""`` (v4 ``events_only``: traces come from root observations).
+        observations: ``/api/public/observations`` (offset pages) or ``/api/public/v2/observations`` (cursor).
+        scores: ``/api/public/scores`` (v2), ``/api/public/v2/scores`` (v3) or ``/api/public/v3/scores``.
+    """
+
+    major: int
+    traces: str
+    observations: str
+    scores: str
+
+    @property
+    def cursor_observations(self) -> bool:
+        """True when observations are cursor-paged (``/v2/observations``)."""
+        return self.observations.endswith("/v2/observations")
+
+    @property
+    def cursor_scores(self) -> bool:
+        """True when scores are cursor-paged (``/v3/scores``)."""
+        return self.scores.endswith("/v3/scores")
+
+
+TRACES = "/api/public/traces"
+OBS_V1 = "/api/public/observations"
+OBS_V2 = "/api/public/v2/observations"
+SCORES_V1 = "/api/public/scores"
+SCORES_V2 = "/api/public/v2/scores"
+SCORES_V3 = "/api/public/v3/scores"
+
+
+def parse_major(version: str) -> int:
+    """Major version from ``/health``'s ``version`` (``"4.16.0"`` → 4; ``"v3.1"`` → 3; junk → 0)."""
+    text = version.strip().lstrip("vV")
+    head = text.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def initial_plan(major: int) -> EndpointPlan:
+    """The preferred endpoints for a server major (v4 prefers the events-native endpoints)."""
+    if major >= 4:
+        return EndpointPlan(major, "", OBS_V2, SCORES_V3)
+    if major == 3:
+        return EndpointPlan(major, TRACES, OBS_V1, SCORES_V2)
+    return EndpointPlan(major, TRACES, OBS_V1, SCORES_V1)
+
+
+SCORE_FALLBACKS = {SCORES_V3: SCORES_V2, SCORES_V2: SCORES_V1}
+OBS_FALLBACKS = {OBS_V2: OBS_V1, OBS_V1: OBS_V2}
+
+
+def fallback(plan: EndpointPlan, missing: str) -> EndpointPlan | None:
+    """The plan after ``missing`` answered 404 (the whole endpoint is absent), or None if nothing is left.
+
+    v4 ``events_only`` answers 404 on ``/traces``, ``/observations`` and ``/v2/scores``; v3 by default on
+    ``/v2/observations``; v2 on everything newer than ``/scores``.
+    """
+    if missing == plan.traces:
+        return EndpointPlan(plan.major, "", OBS_V2, plan.scores if plan.scores == SCORES_V3 else SCORES_V3)
+    if missing == plan.observations:
+        alt = OBS_FALLBACKS[missing]
+        if alt == OBS_V2 and plan.traces:
+            return EndpointPlan(plan.major, "", OBS_V2, plan.scores)
+        if alt == OBS_V1 and not plan.traces:
+            return EndpointPlan(plan.major, TRACES, OBS_V1, plan.scores)
+        return None
+    if missing == plan.scores:
+        alt_scores = SCORE_FALLBACKS.get(missing)
+        return EndpointPlan(plan.major, plan.traces, plan.observations, alt_scores) if alt_scores else None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numbers, times, usage
+
+
+def number(value: Any) -> float | None:
+    """A JSON number that may arrive as a string (64-bit ints on ClickHouse < 25.8, v2 obs prices); else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            parsed = float(value.strip())
+        except ValueError:
+            return None
+        return parsed if math.isfinite(parsed) else None
+    return None
+
+
+def parse_time(value: Any) -> float | None:
+    """ISO-8601 (``…Z`` or with offset) → Unix seconds; None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def iso(ts: float) -> str:
+    """Unix seconds → ``2026-08-20T14:00:00.000Z`` (what every time filter accepts)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def reduce_details(details: Any) -> tuple[float, float, float | None]:
+    """``usageDetails``/``costDetails`` → (input, output, total) as the server reduces them.
+
+    ``input`` sums every key containing "input" (``input``, ``input_cached_tokens``…), ``output`` likewise;
+    ``total`` is the ``total`` key itself (None when absent). Summing all keys would count ``total`` twice.
+    """
+    if not isinstance(details, Mapping):
+        return 0.0, 0.0, None
+    inp = out = 0.0
+    total: float | None = None
+    for key, raw in details.items():
+        value = number(raw)
+        if value is None:
+            continue
+        if key == "total":
+            total = value
+        elif "input" in key:
+            inp += value
+        elif "output" in key:
+            out += value
+    return inp, out, total
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalised rows
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """A trace reduced to what the analytics need."""
+
+    id: str
+    timestamp: float
+    name: str
+    user_id: str
+    session_id: str
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    latency_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    """An observation reduced to what the analytics need (tokens, cost, latency in seconds)."""
+
+    id: str
+    trace_id: str
+    start_time: float
+    type: str
+    model: str
+    level: str
+    input_tokens: float
+    output_tokens: float
+    total_tokens: float
+    cost_usd: float
+    latency_s: float | None
+    is_root: bool
+    user_id: str = ""
+    session_id: str = ""
+    trace_name: str = ""
+    name: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """A score: ``value`` is a float (numeric, boolean 0/1), ``category`` a string, both None when null."""
+
+    id: str
+    timestamp: float
+    name: str
+    data_type: str
+    value: float | None
+    category: str | None
+
+
+class BadRowError(ValueError):
+    """A row that cannot be used; ``reason`` is a short bounded label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def parse_trace(item: Any) -> TraceRow:
+    """One ``/traces`` item. ``latency: -1`` (the ``fields`` sentinel) becomes None."""
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+        raise BadRowError("trace_without_id")
+    ts = parse_time(item.get("timestamp"))
+    if ts is None:
+        raise BadRowError("trace_bad_timestamp")
+    latency = number(item.get("latency"))
+    tags = item.get("tags")
+    metadata = item.get("metadata")
+    return TraceRow(
+        id=item["id"], timestamp=ts, name=_str(item.get("name")), user_id=_str(item.get("userId")),
+        session_id=_str(item.get("sessionId")),
+        tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        metadata=metadata if isinstance(metadata, Mapping) else {},
+        latency_s=latency if latency is not None and latency >= 0 else None,
+    )
+
+
+def parse_observation(item: Any) -> ObservationRow:
+    """One observation from ``/observations`` (v1) or ``/v2/observations``.
+
+    Tokens come from ``usageDetails`` (reduced without double counting ``total``), falling back to the v1
+    ``usage`` object; cost from ``totalCost``/``calculatedTotalCost``, falling back to ``costDetails``. A
+    ``-1`` cost or latency is a sentinel for "not computed" and counts as absent. Latency is seconds.
+    """
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+        raise BadRowError("observation_without_id")
+    start = parse_time(item.get("startTime"))
+    if start is None:
+        raise BadRowError("observation_bad_start_time")
+    inp, out, total = reduce_details(item.get("usageDetails"))
+    if not inp and not out and total is None and isinstance(item.get("usage"), Mapping):
+        usage = item["usage"]
+        inp, out = number(usage.get("input")) or 0.0, number(usage.get("output")) or 0.0
+        total = number(usage.get("total"))
+    if total is None:
+        total = inp + out
+    cost: float | None = None
+    for key in ("totalCost", "calculatedTotalCost"):
+        value = number(item.get(key))
+        if value is not None and value >= 0:
+            cost = value
+            break
+    if cost is None:
+        c_in, c_out, c_total = reduce_details(item.get("costDetails"))
+        cost = c_total if c_total is not None else c_in + c_out
+    latency = number(item.get("latency"))
+    if latency is None:
+        end = parse_time(item.get("endTime"))
+        latency = end - start if end is not None else None
+    model = item.get("model") if isinstance(item.get("model"), str) else item.get("providedModelName")
+    parent = item.get("parentObservationId")
+    is_root = bool(item.get("isRootObservation")) if "isRootObservation" in item else not parent
+    return ObservationRow(
+        id=item["id"], trace_id=_str(item.get("traceId")), start_time=start, type=_str(item.get("type")),
+        model=_str(model), level=_str(item.get("level")) or "DEFAULT",
+        input_tokens=inp, output_tokens=out, total_tokens=total, cost_usd=cost,
+        latency_s=latency if latency is not None and latency >= 0 else None, is_root=is_root,
+        user_id=_str(item.get("userId")), session_id=_str(item.get("sessionId")),
+        trace_name=_str(item.get("traceName")), name=_str(item.get("name")),
+        tags=tuple(t for t in item["tags"] if isinstance(t, str)) if isinstance(item.get("tags"), list) else (),
+    )
+
+
+def parse_score(item: Any) -> ScoreRow:
+    """One score from ``/scores`` (v2 server), ``/v2/scores`` or ``/v3/scores`` (polymorphic ``value``).
+
+    Raises BadRowError("score_unknown_type") for data types other than NUMERIC/BOOLEAN/CATEGORICAL (TEXT,
+    CORRECTION, anything new): the caller counts them and moves on.
+    """
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+        raise BadRowError("score_without_id")
+    ts = parse_time(item.get("timestamp"))
+    if ts is None:
+        raise BadRowError("score_bad_timestamp")
+    data_type = _str(item.get("dataType")).upper()
+    if data_type not in KNOWN_SCORE_TYPES:
+        raise BadRowError("score_unknown_type")
+    raw = item.get("value")
+    string_value = item.get("stringValue")
+    value: float | None = None
+    category: str | None = None
+    if data_type == "NUMERIC":
+        value = number(raw)
+    elif data_type == "BOOLEAN":
+        if isinstance(raw, bool):
+            value = 1.0 if raw else 0.0
+        elif number(raw) is not None:
+            value = 1.0 if number(raw) else 0.0
+        elif isinstance(string_value, str) and string_value.lower() in ("true", "false"):
+            value = 1.0 if string_value.lower() == "true" else 0.0
+    else:
+        if isinstance(raw, str):
+            category = raw
+        elif isinstance(string_value, str):
+            category = string_value
+    return ScoreRow(id=item["id"], timestamp=ts, name=_str(item.get("name")), data_type=data_type,
+                    value=value, category=category)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Contributions
+
+
+def key(*parts: str) -> str:
+    """A flat counter key."""
+    return SEP.join(parts)
+
+
+def split_key(flat: str) -> list[str]:
+    """Inverse of :func:`key`."""
+    return flat.split(SEP)
+
+
+def _histogram_index(value: float, bounds: tuple[float, ...]) -> int:
+    return bisect.bisect_left(bounds, value)
+
+
+def segment_of(trace: TraceRow | None, segment_tag_prefix: str, segment_metadata_key: str) -> str:
+    """The user segment of a trace: the first tag starting with ``prefix`` (prefix stripped) or a metadata value."""
+    if trace is None:
+        return ""
+    if segment_tag_prefix:
+        for tag in trace.tags:
+            if tag.startswith(segment_tag_prefix):
+                return tag[len(segment_tag_prefix):][:64]
+    if segment_metadata_key:
+        value = trace.metadata.get(segment_metadata_key)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)[:64]
+    return ""
+
+
+def _add(counters: dict[str, float], flat: str, value: float) -> None:
+    counters[flat] = counters.get(flat, 0.0) + value
+
+
+def bucket_contribution(
+    bucket_start: float,
+    bucket_end: float,
+    traces: Iterable[TraceRow],
+    observations: Iterable[ObservationRow],
+    scores: Iterable[ScoreRow],
+    *,
+    tracked_users: list[str],
+    top_n_users: int,
+    context_traces: Mapping[str, TraceRow] | None = None,
+    traces_from_roots: bool = False,
+    segment_tag_prefix: str = "",
+    segment_metadata_key: str = "",
+    bad_rows: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
+
+    ``tracked_users`` is the ledger's sticky top-N list: users of this bucket join it (largest token use
+    first) while it has room; everyone else is ``other``. The list is extended in place.
+    ``traces_from_roots`` (v4 ``events_only``): traces are the root observations.
+
+    Counter keys: ``usage|model|user|segment|field``, ``score|name|type|field``, ``score_cat|name|category``,
+    ``score_bucket|name|le``, ``activity|weekday|hour``, ``bad|reason``.
+    """
+    seen_traces: dict[str, TraceRow] = {}
+    for t in traces:
+        if bucket_start <= t.timestamp < bucket_end:
+            seen_traces[t.id] = t
+    seen_obs: dict[str, ObservationRow] = {}
+    for o in observations:
+        if bucket_start <= o.start_time < bucket_end:
+            seen_obs[o.trace_id + SEP + o.id] = o
+    seen_scores: dict[str, ScoreRow] = {}
+    for s in scores:
+        if bucket_start <= s.timestamp < bucket_end:
+            seen_scores[s.id] = s
+    lookup: dict[str, TraceRow] = dict(context_traces or {})
+    lookup.update(seen_traces)
+    if traces_from_roots:
+        for o in seen_obs.values():
+            if o.is_root:
+                row = TraceRow(id=o.trace_id, timestamp=o.start_time, name=o.trace_name or o.name,
+                               user_id=o.user_id, session_id=o.session_id, tags=o.tags, latency_s=o.latency_s)
+                seen_traces[o.trace_id] = row
+                lookup.setdefault(o.trace_id, row)
+
+    def user_of_obs(o: ObservationRow) -> tuple[str, str, str]:
+        t = lookup.get(o.trace_id)
+        user = o.user_id or (t.user_id if t else "")
+        name = o.trace_name or (t.name if t else "")
+        return user, name, segment_of(t, segment_tag_prefix, segment_metadata_key)
+
+    # sticky top-N: rank this bucket's users by tokens, then by trace count, then by id (deterministic)
+    weight: dict[str, float] = {}
+    for t in seen_traces.values():
+        if t.user_id:
+            weight[t.user_id] = weight.get(t.user_id, 0.0) + 1e-9
+    for o in seen_obs.values():
+        user = user_of_obs(o)[0]
+        if user:
+            weight[user] = weight.get(user, 0.0) + o.total_tokens
+    for user in sorted(weight, key=lambda u: (-weight[u], u)):
+        if len(tracked_users) >= top_n_users:
+            break
+        if user not in tracked_users:
+            tracked_users.append(user)
+    tracked = set(tracked_users)
+
+    def label(user: str) -> str:
+        if not user:
+            return ""
+        return user if user in tracked else OTHER
+
+    counters: dict[str, float] = {}
+    for t in seen_traces.values():
+        seg = segment_of(t, segment_tag_prefix, segment_metadata_key)
+        _add(counters, key("usage", "", label(t.user_id), seg, "traces"), 1.0)
+        moment = datetime.fromtimestamp(t.timestamp, UTC)
+        _add(counters, key("activity", str(moment.weekday()), str(moment.hour)), 1.0)
+    latency: dict[str, list[float]] = {}
+
+    def observe_latency(model: str, trace_name: str, value: float | None) -> None:
+        if value is None:
+            return
+        counts = latency.setdefault(key(model, trace_name), [0.0] * (len(LATENCY_BOUNDS_S) + 2))
+        counts[_histogram_index(value, LATENCY_BOUNDS_S)] += 1
+        counts[-1] += value  # sum kept in the last slot
+
+    for o in seen_obs.values():
+        user, trace_name, seg = user_of_obs(o)
+        prefix = ("usage", o.model, label(user), seg)
+        _add(counters, key(*prefix, "observations"), 1.0)
+        if o.level == "ERROR":
+            _add(counters, key(*prefix, "errors"), 1.0)
+        _add(counters, key(*prefix, "input_tokens"), o.input_tokens)
+        _add(counters, key(*prefix, "output_tokens"), o.output_tokens)
+        _add(counters, key(*prefix, "total_tokens"), o.total_tokens)
+        _add(counters, key(*prefix, "cost_usd"), o.cost_usd)
+        if o.model:
+            observe_latency(o.model, trace_name, o.latency_s)
+    for t in seen_traces.values():
+        observe_latency("", t.name, t.latency_s)
+    for s in seen_scores.values():
+        base = ("score", s.name, s.data_type)
+        if s.data_type == "CATEGORICAL":
+            if s.category is None:
+                _add(counters, key(*base, "nulls"), 1.0)
+                continue
+            _add(counters, key(*base, "count"), 1.0)
+            _add(counters, key("score_cat", s.name, s.category[:64]), 1.0)
+            continue
+        if s.value is None:
+            _add(counters, key(*base, "nulls"), 1.0)
+            continue
+        _add(counters, key(*base, "count"), 1.0)
+        _add(counters, key(*base, "sum"), s.value)
+        if s.data_type == "NUMERIC":
+            index = _histogram_index(s.value, SCORE_BOUNDS)
+            le = "+Inf" if index >= len(SCORE_BOUNDS) else repr(SCORE_BOUNDS[index])
+            _add(counters, key("score_bucket", s.name, le), 1.0)
+    for reason, count in (bad_rows or {}).items():
+        _add(counters, key("bad", reason), count)
+    users = distinct_sketch({t.user_id for t in seen_traces.values() if t.user_id}
+                            | {o.user_id for o in seen_obs.values() if o.user_id})
+    sessions = distinct_sketch({t.session_id for t in seen_traces.values() if t.session_id}
+                               | {o.session_id for o in seen_obs.values() if o.session_id})
+    return {"start": bucket_start, "counters": counters, "users": users, "sessions": sessions, "latency": latency}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The ledger
+
+
+@dataclass
+class Ledger:
+    """Per-project accounting state (saved as one JSON document).
+
+    Attributes:
+        watermark: end of the last finalised bucket (Unix seconds; 0 before the first).
+        base: folded counters of buckets older than the re-check horizon.
+        recent: bucket start (as string) → contribution, for buckets still re-checked.
+        tracked_users: sticky top-N users.
+    """
+
+    watermark: float = 0.0
+    base: dict[str, float] = field(default_factory=dict)
+    recent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tracked_users: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"v": 1, "watermark": self.watermark, "base": self.base, "recent": self.recent,
+                "tracked_users": self.tracked_users}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Ledger:
+        """Inverse of :meth:`to_json`; raises ValueError on a document of another version."""
+        if doc.get("v") != 1:
+            raise ValueError("unknown ledger version")
+        return cls(watermark=float(doc.get("watermark", 0.0)), base=dict(doc.get("base", {})),
+                   recent=dict(doc.get("recent", {})), tracked_users=list(doc.get("tracked_users", [])))
+
+    def put(self, contribution: dict[str, Any]) -> None:
+        """Set (not add) one bucket's contribution: re-reading a bucket replaces what it gave before."""
+        self.recent[_bucket_key(contribution["start"])] = contribution
+
+    def fold_before(self, horizon: float) -> None:
+        """Move buckets that start before ``horizon`` into ``base``; they are never re-read again."""
+        for bucket in sorted(self.recent, key=float):
+            if float(bucket) >= horizon:
+                continue
+            for flat, value in self.recent.pop(bucket)["counters"].items():
+                _add(self.base, flat, value)
+
+    def totals(self) -> dict[str, float]:
+        """Cumulative counters: base plus every recent bucket."""
+        out = dict(self.base)
+        for contribution in self.recent.values():
+            for flat, value in contribution["counters"].items():
+                _add(out, flat, value)
+        return out
+
+    def window_distinct(self) -> tuple[float, float]:
+        """Distinct users and sessions over the recent window (exact up to the sketch size, then estimated)."""
+        users: set[int] = set()
+        sessions: set[int] = set()
+        for contribution in self.recent.values():
+            users.update(contribution.get("users", ()))
+            sessions.update(contribution.get("sessions", ()))
+        return sketch_count(users), sketch_count(sessions)
+
+    def window_latency(self) -> dict[str, list[float]]:
+        """Merged latency histograms over the recent window, by ``model|trace_name``."""
+        merged: dict[str, list[float]] = {}
+        for contribution in self.recent.values():
+            for flat, counts in contribution.get("latency", {}).items():
+                into = merged.setdefault(flat, [0.0] * len(counts))
+                for i, c in enumerate(counts):
+                    into[i] += c
+        return merged
+
+
+SKETCH_SIZE = 2000
+"""Distinct-value sketches keep the smallest this many 32-bit hashes (exact below it, KMV estimate above)."""
+
+
+def _hash32(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=4).digest(), "big")
+
+
+def distinct_sketch(values: Iterable[str], size: int = SKETCH_SIZE) -> list[int]:
+    """The smallest ``size`` 32-bit hashes of the values: bounded in the ledger, and no raw ids stored."""
+    return sorted({_hash32(v) for v in values})[:size]
+
+
+def sketch_count(hashes: set[int], size: int = SKETCH_SIZE) -> float:
+    """Distinct count of a union of sketches: exact when it holds fewer than ``size`` hashes, else the
+    k-minimum-values estimate ``(k - 1) / (h_k / 2^32)`` (each bucket keeps its smallest ``size``, so the
+    union's smallest ``size`` are all present)."""
+    if len(hashes) < size:
+        return float(len(hashes))
+    kth = sorted(hashes)[size - 1]
+    return (size - 1) / ((kth + 1) / 2**32)
+
+
+def _bucket_key(start: float) -> str:
+    return str(int(start))
+
+
+@dataclass(frozen=True)
+class CyclePlan:
+    """Which buckets one cycle reads: ``new`` ones (advance the watermark) and ``recheck`` ones."""
+
+    new: list[float]
+    recheck: list[float]
+    horizon: float
+
+
+def plan_cycle(
+    ledger: Ledger, now: float, *, bucket_s: float, settle_s: float, recheck_s: float, backfill_s: float,
+    retention_days: int, max_new: int,
+) -> CyclePlan:
+    """Buckets to read now.
+
+    Closed buckets end at or before ``now - settle``. New buckets start at the watermark (or ``backfill``
+    before the closed edge on the first run), never earlier than the retention limit (a bucket partly
+    deleted by retention would show as a drop). Re-checked buckets are the recent ones still inside
+    ``recheck_s`` of the closed edge and after the retention limit.
+    """
+    closed_edge = math.floor((now - settle_s) / bucket_s) * bucket_s
+    earliest = -math.inf
+    if retention_days > 0:
+        earliest = math.ceil((now - (retention_days - 1) * 86400.0) / bucket_s) * bucket_s
+    start = ledger.watermark or closed_edge - backfill_s
+    start = max(start, earliest)
+    new: list[float] = []
+    t = start
+    while t + bucket_s <= closed_edge and len(new) < max_new:
+        new.append(t)
+        t += bucket_s
+    horizon = closed_edge - recheck_s
+    recheck = sorted(float(b) for b in ledger.recent if float(b) >= max(horizon, earliest) and float(b) < start)
+    return CyclePlan(new=new, recheck=recheck, horizon=horizon)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Window statistics
+
+
+def histogram_quantile(counts: list[float], q: float, bounds: tuple[float, ...] = LATENCY_BOUNDS_S) -> float | None:
+    """Quantile from fixed-bound counts (last slot is the sum, the one before it ``+Inf``), linear in a bucket."""
+    buckets = counts[: len(bounds) + 1]
+    total = sum(buckets)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0.0
+    for i, c in enumerate(buckets):
+        if c and seen + c >= rank:
+            lower = bounds[i - 1] if i > 0 else 0.0
+            if i >= len(bounds):
+                return bounds[-1]
+            return lower + (bounds[i] - lower) * ((rank - seen) / c)
+        seen += c
+    return bounds[-1]
+
+
+def exact_quantile(values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile of raw values (tests and DB mode reference)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Snapshot parts
+
+
+@dataclass(frozen=True)
+class SnapshotParts:
+    """What a snapshot carries, computed from a ledger (plain values, mapped to contracts by app.py)."""
+
+    usage: dict[tuple[str, str, str], dict[str, float]]
+    scores: dict[tuple[str, str], dict[str, Any]]
+    latency: dict[tuple[str, str], tuple[float, float, float]]
+    activity: dict[str, float]
+    bad_rows: dict[str, float]
+    unique_users: float
+    unique_sessions: float
+
+
+def snapshot_parts(ledger: Ledger) -> SnapshotParts:
+    """Cumulative counters and window gauges from the ledger."""
+    usage: dict[tuple[str, str, str], dict[str, float]] = {}
+    scores: dict[tuple[str, str], dict[str, Any]] = {}
+    activity: dict[str, float] = {}
+    bad: dict[str, float] = {}
+    categories: dict[str, dict[str, float]] = {}
+    distribution: dict[str, dict[str, float]] = {}
+    for flat, value in ledger.totals().items():
+        parts = split_key(flat)
+        kind = parts[0]
+        if kind == "usage" and len(parts) == 5:
+            usage.setdefault((parts[1], parts[2], parts[3]), {})[parts[4]] = value
+        elif kind == "score" and len(parts) == 4:
+            scores.setdefault((parts[1], parts[2]), {})[parts[3]] = value
+        elif kind == "score_cat" and len(parts) == 3:
+            categories.setdefault(parts[1], {})[parts[2]] = value
+        elif kind == "score_bucket" and len(parts) == 3:
+            distribution.setdefault(parts[1], {})[parts[2]] = value
+        elif kind == "activity" and len(parts) == 3:
+            activity[f"{parts[1]}:{parts[2]}"] = value
+        elif kind == "bad" and len(parts) == 2:
+            bad[parts[1]] = value
+    for (name, data_type), fields in scores.items():
+        if data_type == "CATEGORICAL":
+            fields["categories"] = categories.get(name, {})
+        if data_type == "NUMERIC":
+            fields["distribution"] = distribution.get(name, {})
+    latency: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for flat, counts in ledger.window_latency().items():
+        model, trace_name = split_key(flat)
+        qs = [histogram_quantile(counts, q) for q in (0.5, 0.9, 0.99)]
+        if all(q is not None for q in qs):
+            latency[(model, trace_name)] = (qs[0], qs[1], qs[2])  # type: ignore[assignment]
+    users, sessions = ledger.window_distinct()
+    return SnapshotParts(usage=usage, scores=scores, latency=latency, activity=activity, bad_rows=bad,
+                         unique_users=users, unique_sessions=sessions)
