@@ -27,6 +27,8 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True):
     """One GPU. ``None``: the driver does not support that field on this GPU.
 
     Attributes mirror NVML, normalised to base units (ratios 0..1, bytes, watts, Celsius, hertz).
+    ``unsupported`` names the fields the driver does not support on this GPU; ``error`` is set when the
+    GPU could not be read at all (``gpu_lost``: an XID-style failure, the GPU fell off the bus).
     """
 
     index: int
@@ -49,6 +51,8 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True):
     pcie_tx_bytes_per_second: float | None = None
     pcie_rx_bytes_per_second: float | None = None
     processes: list[GpuProcess] = []
+    unsupported: list[str] = []
+    error: str = ""
 
 
 class GpuHostSnapshot(Snapshot, frozen=True, kw_only=True, tag="gpu.host"):

@@ -7,6 +7,7 @@ from aiohttp import web
 from services.aggregator.alerting import AlertingConfig
 from services.aggregator.app import Aggregator, run
 from services.aggregator.config import DEFAULT_PORT, AggregatorConfig
+from services.aggregator.status_page import status_routes
 from shared.service import ServiceContext, main_entry
 
 _aggregators: dict[str, Aggregator] = {}
@@ -20,8 +21,9 @@ def _aggregator(ctx: ServiceContext) -> Aggregator:
 
 
 def routes(ctx: ServiceContext) -> list[web.RouteDef]:
-    """The aggregator's ``/metrics`` replaces the default service one."""
-    return [web.get("/metrics", _aggregator(ctx).metrics_handler)]
+    """The aggregator's ``/metrics`` replaces the default service one; ``/`` is the status page."""
+    aggregator = _aggregator(ctx)
+    return [web.get("/metrics", aggregator.metrics_handler), *status_routes(aggregator)]
 
 
 async def main(ctx: ServiceContext) -> None:

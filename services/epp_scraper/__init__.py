@@ -1,0 +1,1 @@
+"""epp-scraper: llm-d endpoint picker (EPP) ``/metrics``, every naming generation, as one stable shape."""

@@ -1,0 +1,46 @@
+"""epp-scraper settings (``INFERWATCH_EPP_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import Env
+
+DEFAULT_PORT = 9755
+SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@dataclass(frozen=True)
+class EppScraperConfig:
+    """Attributes:
+    targets: EPP metrics base URLs (``INFERWATCH_EPP_TARGETS``, comma-separated, e.g. ``http://epp:9090``).
+    interval_s: scrape interval (``INFERWATCH_EPP_INTERVAL_S``).
+    timeout_s: per-request timeout (``INFERWATCH_EPP_TIMEOUT_S``).
+    token_file: bearer token file, re-read when it changes (``INFERWATCH_EPP_TOKEN_FILE``; default the pod's
+        service-account token when that file exists; ``""`` sends no token).
+    tls_ca_file: custom CA for https targets (``INFERWATCH_EPP_TLS_CA_FILE``).
+    insecure: ``INFERWATCH_EPP_TLS_INSECURE``: explicit opt-out of TLS verification.
+    """
+
+    targets: tuple[str, ...] = ()
+    interval_s: float = 15.0
+    timeout_s: float = 5.0
+    token_file: str = ""
+    tls_ca_file: str = ""
+    insecure: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env) -> EppScraperConfig:
+        """Read ``INFERWATCH_EPP_*``."""
+        import os
+
+        p = "INFERWATCH_EPP_"
+        default_token = SA_TOKEN_FILE if os.path.exists(SA_TOKEN_FILE) else ""
+        return cls(
+            targets=tuple(t.rstrip("/") for t in env.list(p + "TARGETS")),
+            interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
+            timeout_s=env.float(p + "TIMEOUT_S", cls.timeout_s),
+            token_file=env.get(p + "TOKEN_FILE", default_token),
+            tls_ca_file=env.get(p + "TLS_CA_FILE"),
+            insecure=env.bool(p + "TLS_INSECURE", False),
+        )

@@ -1,0 +1,37 @@
+"""gpu-agent settings (``INFERWATCH_GPU_*``)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from shared.settings import Env
+
+DEFAULT_PORT = 9756
+
+
+@dataclass(frozen=True)
+class GpuAgentConfig:
+    """Attributes:
+    interval_s: polling interval (``INFERWATCH_GPU_INTERVAL_S``).
+    host: host name published as the snapshot's source (``INFERWATCH_GPU_HOST``, default: this host's name).
+    proc_root: where ``/proc`` is mounted (``INFERWATCH_GPU_PROC_ROOT``; ``/host/proc`` in a container).
+    fake: ``INFERWATCH_GPU_FAKE``: drive the agent with the fake NVML (demo and tests), e.g. ``4``
+        (GPU count) or ``4:thermal`` (count and scenario: ``normal``, ``memory_pressure``, ``thermal``, ``xid``).
+    """
+
+    interval_s: float = 5.0
+    host: str = ""
+    proc_root: str = "/proc"
+    fake: str = ""
+
+    @classmethod
+    def from_env(cls, env: Env) -> GpuAgentConfig:
+        """Read ``INFERWATCH_GPU_*``."""
+        p = "INFERWATCH_GPU_"
+        return cls(
+            interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
+            host=env.get(p + "HOST") or socket.gethostname(),
+            proc_root=env.get(p + "PROC_ROOT") or cls.proc_root,
+            fake=env.get(p + "FAKE"),
+        )

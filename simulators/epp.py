@@ -1,0 +1,186 @@
+"""An llm-d endpoint picker (EPP) ``/metrics`` simulator: two pools, pods coming and going, every naming
+generation selectable, the endpoint protected by a bearer token as the EPP's TokenReview filter does.
+
+``EppSimulator.render(naming)`` writes the exposition; ``serve()`` answers ``/metrics`` with 401 without or
+with a wrong token, 403 for a token in ``forbidden_tokens`` (no RBAC), 500 when ``tokenreview_broken``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from simulators.demo import Demo
+
+NAMINGS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model")
+BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0)
+TOKEN_BUCKETS = (1, 16, 128, 1024, 8192)
+
+
+@dataclass
+class SimPool:
+    """One InferencePool."""
+
+    name: str
+    pods: list[str]
+    kv_cache: float = 0.4
+    queue: float = 1.0
+
+
+@dataclass
+class EppSimulator:
+    """State of a simulated EPP."""
+
+    token: str = "sim-token"
+    forbidden_tokens: set[str] = field(default_factory=set)
+    tokenreview_broken: bool = False
+    naming: str = "llm_d_epp"
+    legacy_twins: bool = True  # current EPPs emit inference_objective_* twins next to llm_d_epp_*
+    seed: int = 1
+    pools: list[SimPool] = field(default_factory=lambda: [
+        SimPool("vllm-qwen3-pool", ["qwen3-0", "qwen3-1"]), SimPool("vllm-llama-pool", ["llama-0"])])
+    models: tuple[tuple[str, str], ...] = (("qwen3-8b", "qwen3-8b"), ("llama", "llama-3.1-8b-instruct"))
+    requests: dict[tuple[str, str], float] = field(default_factory=dict)
+    scrapes: int = 0
+
+    def step(self) -> None:
+        """Advance: requests arrive, pods come and go, load moves."""
+        rng = random.Random(self.seed + self.scrapes)
+        self.scrapes += 1
+        for key in self.models:
+            self.requests[key] = self.requests.get(key, 0.0) + rng.randint(5, 50)
+        pool = self.pools[self.scrapes % len(self.pools)]
+        if len(pool.pods) > 1 and rng.random() < 0.3:
+            pool.pods.pop()
+        elif rng.random() < 0.3:
+            pool.pods.append(f"{pool.name.split('-')[1]}-{self.scrapes}")
+        for p in self.pools:
+            p.kv_cache = round(rng.uniform(0.1, 0.95), 3)
+            p.queue = float(rng.randint(0, 8))
+
+    def render(self, naming: str | None = None) -> str:
+        """The exposition body in one naming generation (plus legacy twins for ``llm_d_epp`` if enabled)."""
+        naming = naming or self.naming
+        if naming not in NAMINGS:
+            raise ValueError(f"unknown EPP naming {naming!r}")
+        out: list[str] = []
+        if naming in ("llm_d_epp", "llm_d_router_epp"):
+            p = naming + "_"
+            self._objectives(out, p + "request_total", p + "request_error_total", p + "request_duration_seconds",
+                             p + "request_input_tokens", p + "request_output_tokens", p + "request_running",
+                             std=True)
+            self._pools(out, p + "average_kv_cache_utilization", p + "average_queue_size", p + "ready_endpoints",
+                        p + "per_endpoint_queue_size", "model_server_endpoint", rank=True)
+            self._scheduler(out, p + "scheduler_e2e_duration_seconds", p + "scheduler_attempts_total", "endpoint_name")
+            if naming == "llm_d_epp" and self.legacy_twins:
+                self._legacy(out, "inference_objective")
+        else:
+            self._legacy(out, naming)
+        return "".join(out)
+
+    def _legacy(self, out: list[str], generation: str) -> None:
+        g = generation + "_"
+        self._objectives(out, g + "request_total", g + "request_error_total", g + "request_duration_seconds",
+                         g + "input_tokens", g + "output_tokens", g + "running_requests", std=False)
+        self._pools(out, "inference_pool_average_kv_cache_utilization", "inference_pool_average_queue_size",
+                    "inference_pool_ready_pods", "inference_pool_per_pod_queue_size", "model_server_pod", rank=False)
+        attempts = "inference_extension_scheduler_attempts_total" if generation == "inference_objective" else ""
+        self._scheduler(out, "inference_extension_scheduler_e2e_duration_seconds", attempts, "pod_name")
+
+    @staticmethod
+    def _head(out: list[str], name: str, kind: str, help_text: str) -> None:
+        out.append(f"# HELP {name} [ALPHA] {help_text}\n# TYPE {name} {kind}\n")  # Go client: counters keep _total
+
+    def _objectives(self, out: list[str], total: str, errors: str, duration: str, inputs: str, outputs: str,
+                    running: str, *, std: bool) -> None:
+        extra = ',fairness_id="default-flow",priority="0"' if std else ""
+        self._head(out, total, "counter", "Counter of inference objective requests broken out for each model.")
+        for (m, t), v in sorted(self.requests.items()):
+            out.append(f'{total}{{model_name="{m}",target_model_name="{t}"{extra}}} {v}\n')
+        self._head(out, errors, "counter", "Counter of inference objective requests errors.")
+        for (m, t), v in sorted(self.requests.items()):
+            out.append(f'{errors}{{error_code="ModelServerError",model_name="{m}",target_model_name="{t}"{extra}}} '
+                       f"{v // 20}\n")
+        for name, bounds, scale in ((duration, BUCKETS_S, 0.8), (inputs, TOKEN_BUCKETS, 300.0),
+                                    (outputs, TOKEN_BUCKETS, 120.0)):
+            self._head(out, name, "histogram", "Distribution per model.")
+            for (m, t), v in sorted(self.requests.items()):
+                labels = f'model_name="{m}",target_model_name="{t}"{extra}'
+                for i, le in enumerate(bounds):
+                    out.append(f'{name}_bucket{{{labels},le="{le}"}} {round(v * (i + 1) / (len(bounds) + 1))}\n')
+                out.append(f'{name}_bucket{{{labels},le="+Inf"}} {v}\n{name}_sum{{{labels}}} {v * scale}\n'
+                           f"{name}_count{{{labels}}} {v}\n")
+        self._head(out, running, "gauge", "Inference objective number of running requests in each model.")
+        for m, t in self.models:
+            labels = f'model_name="{m}",target_model_name="{t}"{extra}' if std else f'model_name="{m}"'
+            out.append(f"{running}{{{labels}}} 3\n")
+
+    def _pools(self, out: list[str], kv: str, queue: str, ready: str, per: str, endpoint_label: str,
+               *, rank: bool) -> None:
+        for name, attr in ((kv, "kv_cache"), (queue, "queue")):
+            self._head(out, name, "gauge", "The average of the pool's endpoints.")
+            for p in self.pools:
+                out.append(f'{name}{{name="{p.name}"}} {getattr(p, attr)}\n')
+        self._head(out, ready, "gauge", "The number of ready endpoints in the inference server pool.")
+        for p in self.pools:
+            out.append(f'{ready}{{name="{p.name}"}} {len(p.pods)}\n')
+        self._head(out, per, "gauge", "The total number of queue for each endpoint.")
+        for p in self.pools:
+            for i, pod in enumerate(p.pods):
+                ep = f"{pod}-rank-0" if rank else pod
+                out.append(f'{per}{{{endpoint_label}="{ep}",name="{p.name}"}} {i + p.queue}\n')
+
+    def _scheduler(self, out: list[str], e2e: str, attempts: str, pod_label: str) -> None:
+        n = sum(self.requests.values())
+        self._head(out, e2e, "histogram", "Scheduler end-to-end latency distribution in seconds.")
+        for i, le in enumerate((0.0001, 0.001, 0.01, 0.1)):
+            out.append(f'{e2e}_bucket{{le="{le}"}} {round(n * (i + 1) / 5)}\n')
+        out.append(f'{e2e}_bucket{{le="+Inf"}} {n}\n{e2e}_sum {n * 0.002}\n{e2e}_count {n}\n')
+        if attempts:
+            self._head(out, attempts, "counter", "Total number of scheduling attempts.")
+            pod = self.pools[0].pods[0] if self.pools[0].pods else "none"
+            out.append(f'{attempts}{{{pod_label}="{pod}",namespace="default",port="8000",status="success",'
+                       f'target_model_name="qwen3-8b"}} {n}\n')
+            out.append(f'{attempts}{{{pod_label}="",namespace="",port="",status="failure",'
+                       f'target_model_name="qwen3-8b"}} 2\n')
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics`` behind the TokenReview/SubjectAccessReview filter."""
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if self.tokenreview_broken and token:
+            return web.Response(status=500, text="Internal Server Error")
+        if token in self.forbidden_tokens:
+            return web.Response(status=403, text="Forbidden")
+        if not token or token != self.token:
+            return web.Response(status=401, text="Unauthorized")
+        self.step()
+        return web.Response(text=self.render(), content_type="text/plain", charset="utf-8")
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+        """Serve ``/metrics``; returns the runner and the base URL."""
+        app = web.Application()
+        app.router.add_get("/metrics", self.handle_metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        return runner, f"http://{host}:{bound}"
+
+
+async def start_demo() -> Demo:
+    """``inferwatch up --demo``: one token-protected EPP (two pools) and a token file for the scraper."""
+    import tempfile
+
+    sim = EppSimulator(token="demo-sa-token")
+    runner, url = await sim.serve()
+    token_dir = tempfile.mkdtemp(prefix="inferwatch-epp-")
+    token_file = os.path.join(token_dir, "token")
+    await asyncio.to_thread(Path(token_file).write_text, sim.token, encoding="utf-8")
+    return Demo(env={"INFERWATCH_EPP_TARGETS": url, "INFERWATCH_EPP_TOKEN_FILE": token_file}, runners=[runner])
