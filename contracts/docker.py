@@ -29,6 +29,8 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
         max_model_len: ``--max-model-len``, 0 if unknown.
         scrape_url: the address to scrape, when the container serves HTTP.
         labels: a bounded subset of container labels (``inferwatch.*`` and compose project/service).
+        events_total: lifecycle events seen for this container by the watcher, cumulative, by action.
+        log_signatures_total: failure signatures seen in its log by the watcher, cumulative, by signature.
     """
 
     id: str
@@ -49,6 +51,8 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_model_len: int = 0
     scrape_url: str = ""
     labels: dict[str, str] = {}
+    events_total: dict[str, float] = {}
+    log_signatures_total: dict[str, float] = {}
 
 
 class DockerHostSnapshot(Snapshot, frozen=True, kw_only=True, tag="docker.host"):

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
 
 from contracts import AnyEvent
 from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from contracts.heartbeat import Heartbeat
 from contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from services.vllm_scraper.config import VllmScraperConfig
-from services.vllm_scraper.core import WANTED, detect_generation, engine_stats, model_status, parse_models
+from services.vllm_scraper.core import (
+    WANTED,
+    detect_generation,
+    engine_stats,
+    model_status,
+    parse_dns_spec,
+    parse_models,
+    rendezvous_owner,
+    spread_offset,
+    target_url,
+)
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
 from shared.service import ServiceContext
@@ -26,11 +45,77 @@ class TargetState:
     """What the scraper remembers about one target between scrapes."""
 
     target: ScrapeTarget
-    client: UpstreamClient
+    client: UpstreamClient | None  # None for gRPC targets (``grpc://``, ``grpcs://``)
     status: str = "loading"
     loading_since: float | None = None
     load_duration_s: float | None = None
     errors_total: dict[str, float] = field(default_factory=dict)
+    origins: set[str] = field(default_factory=set)
+    in_flight: bool = False
+
+
+Resolver = Callable[[str, str], Awaitable[list[str]]]
+
+
+async def resolve_dns(spec: str, nameserver: str = "") -> list[str]:
+    """Target URLs behind one DNS spec: A/AAAA (``host:port``, system resolver) or SRV (``_svc._tcp.name``).
+
+    ``nameserver`` (``ip`` or ``ip:port``) sends SRV queries to that server instead of resolv.conf's.
+    """
+    kind, name, port = parse_dns_spec(spec)
+    if kind == "a":
+        infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        return sorted({target_url(str(info[4][0]), port) for info in infos})
+    resolver = dns.asyncresolver.Resolver(configure=not nameserver)
+    if nameserver:
+        ip, _, ns_port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "53")
+        resolver.nameservers = [ip]
+        resolver.port = int(ns_port or 53)
+    answer = await resolver.resolve(name, "SRV", lifetime=5.0)
+    urls: set[str] = set()
+    for record in answer:
+        host = str(record.target).rstrip(".")
+        urls.add(target_url(host, int(record.port)))
+    return sorted(urls)
+
+
+GRPC_SCHEMES = ("grpc://", "grpcs://")
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """A verifying client context: the system CAs, or ``ca_file``/``ca_dir`` when given."""
+    if ca_file and os.path.isdir(ca_file):
+        return ssl.create_default_context(capath=ca_file)
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+async def grpc_health(url: str, timeout_s: float, ca_file: str = "", insecure: bool = False) -> tuple[bool, str]:
+    """``grpc.health.v1.Health/Check`` (service ``""``): (serving, status name or ``grpc_<code>`` on failure).
+
+    ``grpcs://`` uses TLS with verification (custom CA from ``ca_file``); ``grpc://`` is plaintext.
+    """
+    import grpc  # type: ignore[import-untyped]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+    secure = url.startswith("grpcs://")
+    address = url.split("://", 1)[1].rstrip("/")
+    if secure and not insecure:
+        root = None
+        if ca_file:
+            with open(ca_file, "rb") as f:  # noqa: ASYNC230 - a small CA file, read once per check
+                root = f.read()
+        channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root))
+    else:
+        channel = grpc.aio.insecure_channel(address)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        return False, "grpc_" + exc.code().name.lower()
+    finally:
+        await channel.close()
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status).lower()
+    return response.status == health_pb2.HealthCheckResponse.SERVING, name
 
 
 class VllmScraper:
@@ -42,18 +127,48 @@ class VllmScraper:
         self.metrics = UpstreamMetrics(ctx.registry)
         self.targets: dict[str, TargetState] = {}
         self._semaphore = asyncio.Semaphore(config.concurrency)
+        self.peers: dict[str, float] = {}  # other live replicas: instance -> monotonic expiry
+        self.resolver: Resolver = resolve_dns
+        self.running = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        # One TLS context for every target (verification on unless explicitly disabled): building one per
+        # client loads the CA bundle each time, seconds of CPU for a thousand targets.
+        self._tls: ssl.SSLContext | bool = False if config.insecure else _tls_context(config.tls_ca_file)
         for url in config.targets:
-            self.add(ScrapeTarget(kind="vllm", url=url))
+            self.add(ScrapeTarget(kind="vllm", url=url), "static")
 
-    def add(self, target: ScrapeTarget) -> None:
-        """Start scraping a target (or refresh its container metadata)."""
+    # ---- sharding ---------------------------------------------------------------------------
+
+    def replicas(self) -> list[str]:
+        """Live scraper replicas (this one included), from their heartbeats."""
+        now = time.monotonic()
+        for peer in [p for p, expiry in self.peers.items() if expiry <= now]:
+            del self.peers[peer]
+        return sorted({self.ctx.instance, *self.peers})
+
+    def owns(self, url: str, replicas: list[str] | None = None) -> bool:
+        """Whether this replica scrapes ``url`` (always, without sharding)."""
+        if not self.config.shard:
+            return True
+        return rendezvous_owner(url, replicas if replicas is not None else self.replicas()) == self.ctx.instance
+
+    async def on_heartbeat(self, event: AnyEvent, _subject: str) -> None:
+        """Track the other replicas of this service."""
+        if isinstance(event, Heartbeat) and event.service == self.ctx.name and event.source != self.ctx.instance:
+            self.peers[event.source] = time.monotonic() + self.config.peer_expiry_intervals * max(event.interval_s, 0.1)
+
+    # ---- the target set ---------------------------------------------------------------------
+
+    def add(self, target: ScrapeTarget, origin: str = "static") -> None:
+        """Start scraping a target (or refresh its container metadata); ``origin`` says who asked."""
         url = target.url.rstrip("/")
         state = self.targets.get(url)
         if state is not None:
-            state.target = target
+            state.target = target if target.container_id or not state.target.container_id else state.target
+            state.origins.add(origin)
             return
         headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"} if self.config.api_key else None
-        client = UpstreamClient(
+        client = None if url.startswith(GRPC_SCHEMES) else UpstreamClient(
             "vllm",
             url,
             metrics=self.metrics,
@@ -62,41 +177,82 @@ class VllmScraper:
             max_body_bytes=self.config.max_body_bytes,
             retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
             breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-            verify=False if self.config.insecure else (self.config.tls_ca_file or True),
+            verify=self._tls,
         )
-        self.targets[url] = TargetState(target=target, client=client)
-        self.ctx.targets = len(self.targets)
+        state = self.targets[url] = TargetState(target=target, client=client, origins={origin})
+        if self.running and self.owns(url):  # a new target is read at once, not at the next cycle
+            self._spawn(self._scrape_and_publish(state))
 
-    async def remove(self, url: str) -> None:
-        """Stop scraping a target; its series expire on the aggregator."""
-        state = self.targets.pop(url.rstrip("/"), None)
-        self.ctx.targets = len(self.targets)
-        if state is not None:
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def remove(self, url: str, origin: str | None = None) -> None:
+        """Stop scraping a target (``origin``: only if no other origin still names it)."""
+        url = url.rstrip("/")
+        state = self.targets.get(url)
+        if state is None:
+            return
+        if origin is not None:
+            state.origins.discard(origin)
+            if state.origins:
+                return
+        del self.targets[url]
+        if state.client is not None:
             await state.client.aclose()
+
+    async def reconcile(self, origin: str, targets: list[ScrapeTarget], *, also: tuple[str, ...] = ()) -> None:
+        """Make ``origin``'s targets exactly ``targets`` (``also``: origins that a listing supersedes)."""
+        wanted = {t.url.rstrip("/") for t in targets}
+        for target in targets:
+            self.add(target, origin)
+            for other in also:
+                self.targets[target.url.rstrip("/")].origins.discard(other)
+        for url, state in list(self.targets.items()):
+            if url not in wanted and origin in state.origins:
+                await self.remove(url, origin)
 
     async def on_discovery(self, event: AnyEvent, _subject: str) -> None:
         """Targets found/lost by docker-watcher or any other discoverer."""
         if isinstance(event, TargetFound) and event.target.kind == "vllm":
-            self.add(event.target)
+            self.add(event.target, "found")
         elif isinstance(event, TargetLost) and event.target.kind == "vllm":
-            await self.remove(event.target.url)
+            state = self.targets.get(event.target.url.rstrip("/"))
+            if state is not None:  # the discoverer says it is gone: static and DNS origins may keep it
+                state.origins = {o for o in state.origins if o == "static" or o.startswith("dns:")}
+                await self.remove(event.target.url, "found")
         elif isinstance(event, TargetSet):
-            for target in event.targets:
-                if target.kind == "vllm":
-                    self.add(target)
+            await self.reconcile("set:" + event.source, [t for t in event.targets if t.kind == "vllm"],
+                                 also=("found",))
+
+    async def refresh_dns(self) -> None:
+        """Re-resolve every DNS name; a failed lookup keeps that name's previous targets."""
+        for spec in self.config.dns:
+            try:
+                urls = await asyncio.wait_for(self.resolver(spec, self.config.dns_server),
+                                              timeout=max(1.0, self.config.timeout_s))
+            except (OSError, ValueError, TimeoutError, dns.exception.DNSException) as exc:
+                log.warning("DNS lookup failed", extra={"name": spec, "error": f"{type(exc).__name__}: {exc}"[:200]})
+                continue
+            await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec})
+                                                 for u in urls])
 
     async def scrape(self, state: TargetState) -> VllmInstanceSnapshot:
-        """Scrape one target: /metrics, /health, /v1/models, /version, concurrently."""
+        """Scrape one target: /metrics, /health, /v1/models, /version, concurrently (gRPC: the health service)."""
+        if state.client is None:
+            return await self.scrape_grpc(state)
         async with self._semaphore:
             started = time.perf_counter()
             client = state.client
-            metrics_r, health_r, models_r, version_r = await asyncio.gather(
+            results: tuple[Any, ...] = await asyncio.gather(
                 client.get("/metrics", endpoint="/metrics"),
                 client.get("/health", endpoint="/health"),
                 client.get("/v1/models", endpoint="/v1/models", cache_ttl_s=METADATA_TTL_S),
                 client.get_json("/version", endpoint="/version", cache_ttl_s=METADATA_TTL_S),
                 return_exceptions=True,
             )
+            metrics_r, health_r, models_r, version_r = results
             duration = time.perf_counter() - started
         now = time.time()
         error = ""
@@ -152,6 +308,29 @@ class VllmScraper:
             errors_total=dict(state.errors_total),
         )
 
+    async def scrape_grpc(self, state: TargetState) -> VllmInstanceSnapshot:
+        """A ``vllm serve --grpc`` instance: no HTTP, so only ``grpc.health.v1.Health/Check`` is read."""
+        async with self._semaphore:
+            started = time.perf_counter()
+            serving, detail = await grpc_health(state.target.url, self.config.timeout_s,
+                                                self.config.tls_ca_file, self.config.insecure)
+            duration = time.perf_counter() - started
+        now = time.time()
+        reachable = not detail.startswith("grpc_")
+        error = "" if reachable else detail
+        status = model_status(reachable=reachable, health_ok=serving, has_models=serving, previous=state.status)
+        await self._track_loading(state, status, [], now)
+        if error:
+            state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
+        t = state.target
+        return VllmInstanceSnapshot(
+            source=t.url, observed_at=now, collector=self.ctx.instance, interval_s=self.config.interval_s,
+            up=reachable, error=error, status=status, health_ok=serving, version=t.labels.get("vllm_version", ""),
+            scrape_duration_s=duration, load_duration_s=state.load_duration_s, container_id=t.container_id,
+            container_name=t.container_name, gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
+            labels={k: v for k, v in t.labels.items() if k in ("host", "model")}, errors_total=dict(state.errors_total),
+        )
+
     async def _track_loading(self, state: TargetState, status: str, models: list[VllmModelCard], now: float) -> None:
         if status == "loading" and state.loading_since is None:
             state.loading_since = now
@@ -162,19 +341,53 @@ class VllmScraper:
                 models=[m.id for m in models], load_duration_s=state.load_duration_s))
         state.status = status
 
-    async def cycle(self) -> None:
-        """Scrape every target once and publish the snapshots."""
-        states = list(self.targets.values())
-        snapshots = await asyncio.gather(*(self.scrape(s) for s in states), return_exceptions=True)
-        for state, snap in zip(states, snapshots, strict=True):
-            if isinstance(snap, BaseException):  # a bug, not an upstream failure: keep the others going
-                log.error("scrape failed unexpectedly", extra={"target": state.target.url},
-                          exc_info=snap)
-                continue
+    async def _scrape_and_publish(self, state: TargetState, delay_s: float = 0.0) -> None:
+        state.in_flight = True
+        try:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            if self.targets.get(state.target.url.rstrip("/")) is not state:
+                return  # removed meanwhile
+            try:
+                snap = await self.scrape(state)
+            except Exception:  # a bug, not an upstream failure: keep the others going
+                log.exception("scrape failed unexpectedly", extra={"target": state.target.url})
+                return
             await self.ctx.bus.publish(snap)
+        finally:
+            state.in_flight = False
+
+    def owned(self) -> list[TargetState]:
+        """The targets this replica scrapes now."""
+        replicas = self.replicas()
+        return [s for url, s in self.targets.items() if self.owns(url, replicas)]
+
+    async def cycle(self) -> None:
+        """Start one scrape of every owned target, spread over the interval; returns at once.
+
+        Each target runs on its own timer (cycle start + a stable offset), so a slow target never
+        delays the others or the next cycle; a target whose previous scrape is still running is skipped.
+        """
+        if self.config.dns:
+            await self.refresh_dns()
+        states = self.owned()
+        self.ctx.targets = len(states)
+        spread = self.config.interval_s * 0.8 if self.config.spread else 0.0
+        for state in states:
+            if not state.in_flight:
+                state.in_flight = True
+                self._spawn(self._scrape_and_publish(state, spread_offset(state.target.url, spread) if spread else 0.0))
+
+    async def drain(self) -> None:
+        """Wait for every scrape in flight (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close every client."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for url in list(self.targets):
             await self.remove(url)
 
@@ -193,6 +406,11 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     """Scrape every interval until stopped."""
     scraper = VllmScraper(config, ctx)
     await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
+    if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
+        await ctx.bus.subscribe("inferwatch.v1.heartbeat.>", scraper.on_heartbeat)
+        if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
+            return
+    scraper.running = True
     try:
         while True:
             ctx.set_ready(True, f"scraping {len(scraper.targets)} vLLM targets" if scraper.targets

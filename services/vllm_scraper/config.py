@@ -20,6 +20,11 @@ class VllmScraperConfig:
     api_key: ``INFERWATCH_VLLM_API_KEY`` (or ``_FILE``) for ``/v1/models`` behind ``--api-key``.
     tls_ca_file: custom CA for https targets (verification is always on unless ``insecure``).
     insecure: ``INFERWATCH_VLLM_TLS_INSECURE`` (explicit opt-out of TLS verification).
+    dns: ``INFERWATCH_VLLM_DNS``: ``host:port`` (A/AAAA) or ``_svc._tcp.name`` (SRV) names, re-resolved each interval.
+    dns_server: ``INFERWATCH_VLLM_DNS_SERVER``: ``ip[:port]`` for SRV queries (default: the system's resolv.conf).
+    shard: ``INFERWATCH_VLLM_SHARD``: share targets with the other live replicas (rendezvous hashing on heartbeats).
+    spread: ``INFERWATCH_VLLM_SPREAD``: spread the scrapes of one cycle over the interval instead of a burst.
+    peer_expiry_intervals: a replica whose heartbeat is older than this many heartbeat intervals is gone.
     """
 
     targets: tuple[str, ...] = ()
@@ -30,6 +35,11 @@ class VllmScraperConfig:
     api_key: Secret | None = None
     tls_ca_file: str = ""
     insecure: bool = False
+    dns: tuple[str, ...] = ()
+    dns_server: str = ""
+    shard: bool = True
+    spread: bool = True
+    peer_expiry_intervals: float = 2.5
 
     @classmethod
     def from_env(cls, env: Env) -> VllmScraperConfig:
@@ -44,4 +54,9 @@ class VllmScraperConfig:
             api_key=env.secret(p + "API_KEY"),
             tls_ca_file=env.get(p + "TLS_CA_FILE"),
             insecure=env.bool(p + "TLS_INSECURE", False),
+            dns=env.list(p + "DNS"),
+            dns_server=env.get(p + "DNS_SERVER"),
+            shard=env.bool(p + "SHARD", True),
+            spread=env.bool(p + "SPREAD", True),
+            peer_expiry_intervals=env.float(p + "PEER_EXPIRY_INTERVALS", cls.peer_expiry_intervals),
         )

@@ -8,6 +8,7 @@ caching, counters declared with or without ``_total``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 
@@ -216,3 +217,46 @@ def model_status(*, reachable: bool, health_ok: bool, has_models: bool, previous
     if previous in ("ready", "error"):
         return "error"
     return "loading"
+
+
+def rendezvous_owner(key: str, replicas: Iterable[str]) -> str:
+    """The replica that owns ``key`` by rendezvous (highest-random-weight) hashing; ``""`` for none.
+
+    Every replica computes the same answer from the same replica set; when a replica joins or leaves,
+    only the keys it wins (or won) change owner.
+    """
+    best, best_weight = "", -1
+    for replica in replicas:
+        weight = int.from_bytes(hashlib.blake2b(f"{replica}\x00{key}".encode(), digest_size=8).digest(), "big")
+        if weight > best_weight or (weight == best_weight and replica < best):
+            best, best_weight = replica, weight
+    return best
+
+
+def spread_offset(key: str, interval_s: float) -> float:
+    """A stable offset in ``[0, interval_s)`` for ``key``, so scrapes spread over the interval."""
+    fraction = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
+    return fraction * interval_s
+
+
+def parse_dns_spec(spec: str) -> tuple[str, str, int]:
+    """``host:port`` → (``a``, host, port); ``_svc._tcp.name`` (optionally ``srv+…``) → (``srv``, name, 0).
+
+    Raises:
+        ValueError: neither form.
+    """
+    spec = spec.strip().removeprefix("dns+")
+    if spec.startswith("srv+"):
+        return "srv", spec[4:], 0
+    if spec.startswith("_"):
+        return "srv", spec, 0
+    host, sep, port = spec.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"DNS target {spec!r}: expected host:port or _service._tcp.name")
+    return "a", host.strip("[]"), int(port)
+
+
+def target_url(address: str, port: int) -> str:
+    """``http://address:port`` (IPv6 in brackets)."""
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}"
