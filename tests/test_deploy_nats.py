@@ -41,21 +41,22 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     conf = tmp / "nats.conf"
     conf.write_text(text)
     env = {**os.environ, **{var: password(user) for user, var in USERS}}
+    # its log goes to a file: a never-read pipe fills up with permission-violation lines and stalls the server
+    log = (tmp / "nats.log").open("wb")
     proc = subprocess.Popen([binary, "-c", str(conf), "-a", "127.0.0.1"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     url = f"nats://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10
         while not answers(url):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "nats-server exited"
+            assert proc.poll() is None, (tmp / "nats.log").read_text()
             assert time.monotonic() < deadline, "nats-server did not start"
             time.sleep(0.05)
         yield url
     finally:
         proc.terminate()
         proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        log.close()
 
 
 def test_every_service_has_a_user() -> None:
@@ -91,12 +92,22 @@ async def _delivered(url: str, publisher: str, subject: str) -> tuple[bool, list
         await reader.close()
 
 
+async def _delivered_within(url: str, publisher: str, subject: str, tries: int = 3) -> tuple[bool, list[Exception]]:
+    """A permitted publish, given a few tries: about 1 run in 10 on a loaded 2-core machine lost the first
+    message between two fresh connections; a refused publish never arrives however often it is tried."""
+    for _ in range(tries):
+        ok, errors = await _delivered(url, publisher, subject)
+        if ok:
+            return ok, errors
+    return False, errors
+
+
 async def test_a_collector_publishes_its_own_subjects(secured_nats: str) -> None:
     snap = VllmInstanceSnapshot(source="http://v:8000", observed_at=0, collector="t", interval_s=5, up=True)
-    ok, errors = await _delivered(secured_nats, "vllm-scraper", subject_for(snap))
+    ok, errors = await _delivered_within(secured_nats, "vllm-scraper", subject_for(snap))
     assert ok
     assert errors == []
-    ok, _ = await _delivered(secured_nats, "vllm-scraper", "inferwatch.v1.heartbeat.service.vllm-scraper_h_1")
+    ok, _ = await _delivered_within(secured_nats, "vllm-scraper", "inferwatch.v1.heartbeat.service.vllm-scraper_h_1")
     assert ok
 
 
@@ -116,7 +127,7 @@ async def test_a_collector_cannot_publish_another_services_subjects(secured_nats
 
 
 async def test_the_aggregator_publishes_alerts_only(secured_nats: str) -> None:
-    ok, _ = await _delivered(secured_nats, "aggregator", "inferwatch.v1.alert.VllmTargetDown.0123456789abcdef")
+    ok, _ = await _delivered_within(secured_nats, "aggregator", "inferwatch.v1.alert.VllmTargetDown.0123456789abcdef")
     assert ok
     ok, _ = await _delivered(secured_nats, "aggregator", "inferwatch.v1.vllm.instance.x")
     assert not ok
