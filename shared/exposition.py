@@ -34,13 +34,17 @@ Conventions (the same as ``prometheus_client.parser``):
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 import msgspec
 
-__all__ = ["ExpositionError", "MetricFamily", "Sample", "parse_exposition"]
+from contracts.base import Histogram
+
+__all__ = ["ExpositionError", "MetricFamily", "Sample", "histograms_by", "parse_exposition"]
 
 
 class ExpositionError(Exception):
@@ -519,3 +523,40 @@ def _parse(
     if fam is None and kept and decl is not None:
         register(decl, untyped, cur_help, decl, len(lines))
     return result
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def histograms_by(family: MetricFamily | None, key: Callable[[dict[str, str]], K | None]) -> dict[K, Histogram]:
+    """Fold a histogram family's ``_bucket``/``_sum``/``_count`` samples into one `Histogram` per key.
+
+    ``key`` maps a sample's labels (``le`` aside) to the group it belongs to, or ``None`` to skip it;
+    samples that land on the same key are summed, so labels a caller does not keep are aggregated
+    away. Buckets whose ``le`` is not a finite number are skipped (``+Inf`` is the count).
+    """
+    if family is None:
+        return {}
+    buckets: dict[K, dict[float, float]] = {}
+    sums: dict[K, float] = {}
+    counts: dict[K, float] = {}
+    base = len(family.name)
+    for s in family.samples:
+        group = key(s.labels)
+        if group is None:
+            continue
+        suffix = s.name[base:]
+        if suffix == "_bucket":
+            try:
+                le = float(s.labels.get("le", ""))
+            except ValueError:
+                continue
+            if math.isfinite(le):
+                per = buckets.setdefault(group, {})
+                per[le] = per.get(le, 0.0) + s.value
+        elif suffix == "_sum":
+            sums[group] = sums.get(group, 0.0) + s.value
+        elif suffix == "_count":
+            counts[group] = counts.get(group, 0.0) + s.value
+    return {group: Histogram(buckets=sorted(buckets.get(group, {}).items()), sum=sums.get(group, 0.0), count=count)
+            for group, count in counts.items()}

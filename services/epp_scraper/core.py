@@ -10,12 +10,11 @@ keyed without ``_total`` (``shared.exposition``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from contracts.base import Histogram
 from contracts.epp import EppObjectiveStats, EppPoolStats
-from shared.exposition import MetricFamily
+from shared.exposition import MetricFamily, histograms_by
 
 NEW_PREFIXES = ("llm_d_epp_", "llm_d_router_epp_")
 
@@ -87,28 +86,7 @@ def _sum_by_objective(fam: MetricFamily | None) -> dict[ObjectiveKey, float]:
 
 def _histograms_by_objective(fam: MetricFamily | None) -> dict[ObjectiveKey, Histogram]:
     """Histograms per (model, target), summed over the other labels (same buckets per family)."""
-    if fam is None:
-        return {}
-    buckets: dict[ObjectiveKey, dict[float, float]] = {}
-    sums: dict[ObjectiveKey, float] = {}
-    counts: dict[ObjectiveKey, float] = {}
-    for s in fam.samples:
-        key = _objective(s.labels)
-        suffix = s.name[len(fam.name):]
-        if suffix == "_bucket":
-            try:
-                le = float(s.labels.get("le", "nan"))
-            except ValueError:
-                continue
-            if math.isfinite(le):
-                per = buckets.setdefault(key, {})
-                per[le] = per.get(le, 0.0) + s.value
-        elif suffix == "_sum":
-            sums[key] = sums.get(key, 0.0) + s.value
-        elif suffix == "_count":
-            counts[key] = counts.get(key, 0.0) + s.value
-    return {key: Histogram(buckets=sorted(buckets.get(key, {}).items()), sum=sums.get(key, 0.0), count=count)
-            for key, count in counts.items()}
+    return histograms_by(fam, _objective)
 
 
 def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveStats]:

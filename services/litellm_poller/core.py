@@ -20,7 +20,7 @@ import msgspec
 
 from contracts.base import Histogram
 from contracts.litellm import ModelRoute, ModelUsage
-from shared.exposition import MetricFamily
+from shared.exposition import MetricFamily, histograms_by
 
 MODEL_TYPES = ("llm", "embedding", "reranker", "image", "audio", "other")
 MODE_TYPES: dict[str, str] = {
@@ -398,32 +398,7 @@ def _counter_by_group(fam: MetricFamily | None, sub: str = "") -> dict[str, dict
 
 
 def _histograms_by_group(fam: MetricFamily | None) -> dict[str, Histogram]:
-    buckets: dict[str, dict[float, float]] = {}
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    if fam is None:
-        return {}
-    for s in fam.samples:
-        if _internal(s.labels):
-            continue
-        group = _group_of(s.labels)
-        if not group:
-            continue
-        suffix = s.name[len(fam.name):]
-        if suffix == "_bucket":
-            try:
-                le = float(s.labels.get("le", ""))
-            except ValueError:
-                continue
-            if math.isfinite(le):
-                b = buckets.setdefault(group, {})
-                b[le] = b.get(le, 0.0) + s.value
-        elif suffix == "_sum":
-            sums[group] = sums.get(group, 0.0) + s.value
-        elif suffix == "_count":
-            counts[group] = counts.get(group, 0.0) + s.value
-    return {g: Histogram(buckets=sorted(buckets.get(g, {}).items()), sum=sums.get(g, 0.0), count=c)
-            for g, c in counts.items()}
+    return histograms_by(fam, lambda labels: None if _internal(labels) else (_group_of(labels) or None))
 
 
 def status_class(code: str) -> str:

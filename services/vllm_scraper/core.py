@@ -16,7 +16,7 @@ import msgspec
 
 from contracts.base import Histogram
 from contracts.vllm import VllmEngineStats, VllmModelCard
-from shared.exposition import MetricFamily, Sample
+from shared.exposition import MetricFamily, Sample, histograms_by
 
 V = "vllm:"
 
@@ -80,13 +80,6 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def _int(value: object) -> int:
     if not isinstance(value, int | float | str):
         return 0
@@ -97,25 +90,7 @@ def _int(value: object) -> int:
 
 
 def _histograms(fam: MetricFamily) -> dict[EngineKey, Histogram]:
-    buckets: dict[EngineKey, list[tuple[float, float]]] = {}
-    sums: dict[EngineKey, float] = {}
-    counts: dict[EngineKey, float] = {}
-    base = fam.name
-    for s in fam.samples:
-        key = _key(s.labels)
-        suffix = s.name[len(base):]
-        if suffix == "_bucket":
-            le = _float(s.labels.get("le", ""))
-            if math.isfinite(le):  # +Inf is the count; NaN: a missing or broken bucket label, skipped
-                buckets.setdefault(key, []).append((le, s.value))
-        elif suffix == "_sum":
-            sums[key] = s.value
-        elif suffix == "_count":
-            counts[key] = s.value
-    return {
-        key: Histogram(buckets=sorted(buckets.get(key, [])), sum=sums.get(key, 0.0), count=count)
-        for key, count in counts.items()
-    }
+    return histograms_by(fam, _key)
 
 
 def _plain(samples: Iterable[Sample], suffix: str = "") -> dict[EngineKey, float]:
