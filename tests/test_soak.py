@@ -1,7 +1,7 @@
 """Soak (slow tier): `inferwatch up --demo` for a bounded while; every process's memory stays flat.
 
 Budget: INFERWATCH_SOAK_S seconds of steady state (default 60) after a warm-up. RSS of every
-process in the tree is sampled; after warm-up it must not grow by more than 10 %.
+process in the tree is sampled and printed; after warm-up none of ours may grow by more than 10 %.
 """
 
 from __future__ import annotations
@@ -83,5 +83,9 @@ def test_demo_soak_memory_is_flat() -> None:
         report.append((growth, pid, first, last))
         print(f"pid {pid} {names[pid]}: RSS {first / 1024:.1f} → {last / 1024:.1f} MiB ({growth:+.1%})")
     assert report, "no process was sampled"
-    worst = max(report)
+    # nats-server is infrastructure, not ours: its Go heap and JetStream caches settle over minutes, so it
+    # is reported above but not held to the 10 % bound.
+    ours = [r for r in report if "nats-server" not in names[r[1]]]
+    assert len(ours) >= 3
+    worst = max(ours)
     assert worst[0] <= 0.10, f"RSS grew {worst[0]:.1%} in pid {worst[1]} ({names[worst[1]]})"
