@@ -9,6 +9,7 @@ import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -140,3 +141,20 @@ async def get_text(url: str, **kwargs: object) -> str:
         response = await client.get(url, **kwargs)  # type: ignore[arg-type]
         response.raise_for_status()
         return response.text
+
+
+@pytest.fixture
+async def langfuse_server() -> AsyncIterator[Any]:
+    """Start Langfuse simulators on loopback: ``url = await langfuse_server(SimulatedLangfuse(...))``."""
+    from simulators.langfuse import SimulatedLangfuse, serve
+
+    runners = []
+
+    async def start(sim: SimulatedLangfuse) -> str:
+        url, runner = await serve(sim)
+        runners.append(runner)
+        return url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pytest
 from services.langfuse_ingester.app import LangfuseIngester
 from services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from shared.settings import Secret
-from simulators.langfuse import PROJECT_ID, Dataset, SimulatedLangfuse, make_dataset, serve
+from simulators.langfuse import PROJECT_ID, Dataset, SimulatedLangfuse, make_dataset
 from tests.conftest import free_port
 from tests.test_langfuse_ingester import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
 
@@ -116,27 +116,13 @@ def load_dataset(dsn: str, data: Dataset) -> None:
         conn.commit()
 
 
-@pytest.fixture
-async def v2_api() -> AsyncIterator[Any]:
-    runners = []
-
-    async def start(sim: SimulatedLangfuse) -> str:
-        url, runner = await serve(sim)
-        runners.append(runner)
-        return url
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-async def test_db_mode_equals_api_mode_and_the_source(langfuse_db: str, v2_api: Any) -> None:
+async def test_db_mode_equals_api_mode_and_the_source(langfuse_db: str, langfuse_server: Any) -> None:
     data = make_dataset(17, T0 - 240, T0 - 60, traces_per_s=0.3, update_after_s=5.0)
     await asyncio.to_thread(load_dataset, langfuse_db, data)
     sim = SimulatedLangfuse(data, major=2, clock=Clock(T0 + 3600))  # every correction applied
     common: dict[str, Any] = {"bucket_s": 30.0, "settle_s": 0.0, "recheck_s": 60.0, "backfill_s": 300.0,
                               "max_new_buckets": 20}
-    api_project = LangfuseProject(label="p", url=await v2_api(sim), public_key=sim.public_key,
+    api_project = LangfuseProject(label="p", url=await langfuse_server(sim), public_key=sim.public_key,
                                   secret_key=Secret(sim.secret_key))
     db_project = LangfuseProject(label="p", dsn=Secret(langfuse_db), project_id=PROJECT_ID)
     snaps = {}

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from services.langfuse_ingester.core import Ledger
 from shared.bus import Bus, BusSettings
 from shared.service import ServiceContext
 from shared.settings import Env, Secret
-from simulators.langfuse import SimulatedLangfuse, make_dataset, serve
+from simulators.langfuse import SimulatedLangfuse, make_dataset
 from tests.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,29 +101,15 @@ def config_for(url: str, **overrides: Any) -> LangfuseIngesterConfig:
     return LangfuseIngesterConfig(**values)
 
 
-@pytest.fixture
-async def sim_server() -> AsyncIterator[Any]:
-    runners = []
-
-    async def start(sim: SimulatedLangfuse) -> str:
-        url, runner = await serve(sim)
-        runners.append(runner)
-        return url
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
 @pytest.mark.parametrize(("major", "endpoints"), [
     (2, ["/api/public/traces", "/api/public/observations", "/api/public/scores"]),
     (3, ["/api/public/traces", "/api/public/observations", "/api/public/v2/scores"]),
     (4, ["/api/public/v2/observations", "/api/public/v3/scores"]),
 ])
-async def test_every_major_gives_the_sources_totals(sim_server: Any, major: int, endpoints: list[str]) -> None:
+async def test_every_major_gives_the_sources_totals(langfuse_server: Any, major: int, endpoints: list[str]) -> None:
     data = make_dataset(major, T0 - 240, T0 - 60, traces_per_s=0.3)
     sim = SimulatedLangfuse(data, major=major, retention_days=30, clock=Clock(T0))
-    config = config_for(await sim_server(sim))
+    config = config_for(await langfuse_server(sim))
     ingester = LangfuseIngester(config, make_ctx(), MemoryStore(), clock=Clock(T0))
     state = ingester.projects[0]
     snap = await ingest_until(ingester, state, T0)
@@ -144,11 +129,11 @@ async def test_every_major_gives_the_sources_totals(sim_server: Any, major: int,
     await ingester.aclose()
 
 
-async def test_wrong_version_header_falls_back_on_404(sim_server: Any) -> None:
+async def test_wrong_version_header_falls_back_on_404(langfuse_server: Any) -> None:
     data = make_dataset(5, T0 - 200, T0 - 100, traces_per_s=0.2)
     sim = SimulatedLangfuse(data, major=4, clock=Clock(T0))
     sim.reported_version = "3.225.4"  # the server says v3 but runs v4 events_only
-    ingester = LangfuseIngester(config_for(await sim_server(sim)), make_ctx(), MemoryStore(), clock=Clock(T0))
+    ingester = LangfuseIngester(config_for(await langfuse_server(sim)), make_ctx(), MemoryStore(), clock=Clock(T0))
     snap = await ingest_until(ingester, ingester.projects[0], T0)
     assert snap.up
     assert snap.endpoints == ["/api/public/v2/observations", "/api/public/v3/scores"]
@@ -157,11 +142,11 @@ async def test_wrong_version_header_falls_back_on_404(sim_server: Any) -> None:
     await ingester.aclose()
 
 
-async def test_late_rows_and_corrections_are_picked_up_once(sim_server: Any) -> None:
+async def test_late_rows_and_corrections_are_picked_up_once(langfuse_server: Any) -> None:
     clock = Clock(T0 - 150)
     data = make_dataset(11, T0 - 240, T0 - 120, traces_per_s=0.3, max_lag_s=50.0, update_after_s=70.0)
     sim = SimulatedLangfuse(data, major=3, clock=clock)
-    config = config_for(await sim_server(sim), settle_s=5.0, recheck_s=150.0)
+    config = config_for(await langfuse_server(sim), settle_s=5.0, recheck_s=150.0)
     store = MemoryStore()
     ingester = LangfuseIngester(config, make_ctx(), store, clock=clock)
     state = ingester.projects[0]
@@ -181,10 +166,10 @@ async def test_late_rows_and_corrections_are_picked_up_once(sim_server: Any) -> 
 
 
 @pytest.mark.parametrize(("fault", "outcome"), [("500", "http_5xx"), ("timeout", "timeout"), ("auth", "http_401")])
-async def test_faults_are_counted_and_keep_the_totals(sim_server: Any, fault: str, outcome: str) -> None:
+async def test_faults_are_counted_and_keep_the_totals(langfuse_server: Any, fault: str, outcome: str) -> None:
     data = make_dataset(3, T0 - 200, T0 - 100, traces_per_s=0.2)
     sim = SimulatedLangfuse(data, major=3, clock=Clock(T0))
-    config = config_for(await sim_server(sim), timeout_s=0.3)
+    config = config_for(await langfuse_server(sim), timeout_s=0.3)
     ingester = LangfuseIngester(config, make_ctx(), MemoryStore(), clock=Clock(T0))
     state = ingester.projects[0]
     good = await ingest_until(ingester, state, T0)
@@ -206,12 +191,12 @@ async def test_faults_are_counted_and_keep_the_totals(sim_server: Any, fault: st
     await ingester.aclose()
 
 
-async def test_counts_as_strings_and_two_projects(sim_server: Any) -> None:
+async def test_counts_as_strings_and_two_projects(langfuse_server: Any) -> None:
     data = make_dataset(9, T0 - 200, T0 - 100, traces_per_s=0.2)
     strings = SimulatedLangfuse(data, major=4, clock=Clock(T0))
     strings.fault = "strings"
     plain = SimulatedLangfuse(data, major=3, clock=Clock(T0))
-    a, b = await sim_server(strings), await sim_server(plain)
+    a, b = await langfuse_server(strings), await langfuse_server(plain)
     base = config_for(a)
     projects = (base.projects[0], LangfuseProject(label="p2", url=b, public_key="pk-lf-sim",
                                                   secret_key=Secret("sk-lf-sim")))
@@ -229,12 +214,12 @@ async def test_counts_as_strings_and_two_projects(sim_server: Any) -> None:
 
 
 @pytest.mark.slow
-async def test_exact_totals_across_random_kills(sim_server: Any, nats_url: str, tmp_path: Path) -> None:
+async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: str, tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("LANGFUSE_KILL_SEED", "5")))
     now = time.time()
     data = make_dataset(21, now - 40, now + 4, traces_per_s=3.0, max_lag_s=1.5, update_after_s=2.5)
     sim = SimulatedLangfuse(data, major=4)
-    url = await sim_server(sim)
+    url = await langfuse_server(sim)
     kv_bucket = f"lf_exact_{os.getpid()}_{rng.randrange(1 << 30)}"
     env = {**os.environ, "NATS_URL": nats_url, "INFERWATCH_LANGFUSE_URL": url,
            "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key, "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key,
