@@ -7,7 +7,7 @@ source's chunks), "warm" a later scrape with nothing changed (only joins), "1% c
 1% of the sources sent a new snapshot. Baseline: a prometheus_client Gauge filled with the same
 values, rendered with generate_latest.
 
-Run: .venv/bin/python bench/bench_render.py [--sizes 10000,100000] [--json PATH]
+Run: .venv/bin/python bench/bench_render.py [--sizes 10000,100000,1000000] [--json PATH]
 Goal (issue #2): >= 10x faster and <= 0.5x memory.
 """
 
@@ -61,11 +61,14 @@ def run_ours(n: int) -> dict[str, float]:
     cold_s = time.perf_counter() - t0
     __, warm_med = best_of(lambda: render_exposition(table_.rendered()), 5)
 
+    rounds = iter(range(1, 1_000_000))
+
     def churn() -> bytes:
+        k = next(rounds)  # new values every round: a re-sent identical snapshot would skip its re-render
         for i in range(0, sources, 100):
             table_.apply(Heartbeat(source=f"host-{i:05d}", observed_at=2.0 + time.time(), collector="b",
-                                   interval_s=1e9, service="b", version="0", started_at=0, ready=True, targets=i),
-                         now=0.0)
+                                   interval_s=1e9, service="b", version="0", started_at=0, ready=True,
+                                   targets=i + k), now=0.0)
         return render_exposition(table_.rendered())
 
     __, churn_med = best_of(churn, 5)
@@ -93,7 +96,7 @@ def run_baseline(n: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,6 +126,8 @@ def main() -> int:
                      "speedup warm/churn/cold": f"{speed_warm:.0f}x / {speed_churn:.0f}x / {speed_cold:.1f}x",
                      "RSS MB base/ours": f"{b['rss_delta_mb']:.0f} / {o['rss_delta_mb']:.0f}",
                      "memory ratio": f"{mem:.2f}x",
+                     "bytes/series base/ours": f"{b['rss_delta_mb'] * 2**20 / n:.0f} / "
+                                               f"{o['rss_delta_mb'] * 2**20 / n:.0f}",
                      "same bytes": "yes" if abs(b["bytes"] - o["bytes"]) / b["bytes"] < 0.05 else "no"})
         res["n"] = n
         rows[-1]["_raw"] = res

@@ -129,18 +129,26 @@ def main() -> int:
             measured_s = time.monotonic() - t0
             flooder.join(flood_s + 30)
             rate = counter.value / flood_s
+            time.sleep(2)  # let the backlog drain before reading what the aggregator took in
+            own = httpx.get(base + "/metrics", timeout=30).text
+            ingested = sum(float(line.rsplit(" ", 1)[1]) for line in own.splitlines()
+                           if line.startswith('inferwatch_aggregator_events_total{domain="heartbeat"'))
+            slow_drops = sum(float(line.rsplit(" ", 1)[1]) for line in own.splitlines()
+                             if line.startswith('inferwatch_aggregator_dropped_total{reason="slow_consumer"'))
         finally:
             agg.terminate()
             agg.wait(10)
     rows = [_row("/metrics", idle_m, load_m), _row("/readyz", idle_r, load_r)]
     print(f"{series} series on /metrics; publisher offered {rate:,.0f} events/s for {flood_s:.0f} s "
           f"(scrapes took {measured_s:.1f} s of it)")
+    print(f"aggregator ingested {ingested:,.0f} of {counter.value:,} published; slow-consumer drops {slow_drops:,.0f}")
     print(table(rows, list(rows[0])))
     ok_scrape = _p(load_m, .99) <= 2 * _p(idle_m, .99)
     ok_ready = _p(load_r, .99) <= 0.1
     print(f"goal p99 scrape under ingest <= 2x idle: {'MET' if ok_scrape else 'MISSED'}; "
           f"/readyz p99 <= 100 ms: {'MET' if ok_ready else 'MISSED'}")
-    path = write_json("scrape_under_load", {"series": series, "offered_rate": rate, "idle_metrics": idle_m,
+    path = write_json("scrape_under_load", {"series": series, "offered_rate": rate, "ingested": ingested,
+                                            "slow_consumer_drops": slow_drops, "idle_metrics": idle_m,
                                             "load_metrics": load_m, "idle_readyz": idle_r, "load_readyz": load_r},
                       args.json)
     print(f"results: {path}")

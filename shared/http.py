@@ -329,6 +329,8 @@ class UpstreamClient:
         follow_redirects: follow up to 5 redirects, only to the same origin (or its https upgrade) so
             credentials never travel to another host; otherwise 3xx fails with outcome ``http_3xx``.
         trust_env: let httpx read proxy/CA settings from the environment.
+        keepalive_s: how long an idle connection is kept for reuse; a poller should keep it longer than its
+            interval, or every cycle pays a new TCP (and TLS) handshake.
         cache_max_entries: bound of the TTL cache (oldest entries evicted first).
         sleep: how to wait between attempts (tests inject a recorder).
         clock: monotonic clock for the breaker and the cache.
@@ -353,6 +355,7 @@ class UpstreamClient:
         follow_redirects: bool = False,
         trust_env: bool = True,
         cache_max_entries: int = 256,
+        keepalive_s: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -406,6 +409,7 @@ class UpstreamClient:
             transport=transport,
             follow_redirects=False,
             trust_env=trust_env,
+            limits=httpx.Limits(keepalive_expiry=keepalive_s),
         )
         metrics.set_circuit(self._token, api, self.base, "closed")
 

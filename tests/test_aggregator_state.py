@@ -143,3 +143,18 @@ def test_family_names_follow_conventions() -> None:
         if family.type == "counter":
             assert not family.name.endswith("_seconds_total")
         assert family.help
+
+
+def test_resent_snapshot_moves_last_seen_and_a_changed_one_rerenders() -> None:
+    table = SourceTable(all_renderers())
+    table.apply(snapshot(observed_at=100.0), now=0.0)
+    first = samples(render_exposition(table.rendered()))
+    table.apply(snapshot(observed_at=101.0), now=1.0)  # same content, later observation
+    second = samples(render_exposition(table.rendered()))
+    seen = (SOURCE_LAST_SEEN.name, (("domain", "vllm"), ("kind", "instance"), ("source", "http://10.0.0.1:8000")))
+    assert (first[seen], second[seen]) == (100.0, 101.0)
+    assert {k: v for k, v in first.items() if k != seen} == {k: v for k, v in second.items() if k != seen}
+    table.apply(snapshot(observed_at=102.0, container_name="renamed"), now=2.0)
+    third = samples(render_exposition(table.rendered()))
+    assert any(dict(labels).get("container") == "renamed" for _, labels in third)
+    assert not any(dict(labels).get("container") == "vllm-qwen" for _, labels in third)

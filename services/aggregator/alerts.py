@@ -380,6 +380,7 @@ class _SourceSeen:
     observed_at: float = 0.0
     expired: bool = False
     instances: set[str] = field(default_factory=set)
+    silent: set[str] = field(default_factory=set)  # silence alerts firing for this source
 
 
 class AlertEngine:
@@ -436,13 +437,9 @@ class AlertEngine:
         seen.expired = False
         seen.interval_s = event.interval_s if isinstance(event, Snapshot) else 0.0
         out: list[Alert] = []
-        if tracked:
-            for rule in self._silent:
-                if rule.event == tag:
-                    fp = fingerprint(rule.name, self._silent_labels(rule, event.source))
-                    inst = self._instances.get(fp)
-                    if inst is not None and inst.firing:
-                        out.append(self._resolve(fp, now))
+        if seen.silent:  # the source spoke again (kept per source: a heartbeat flood must not hash labels)
+            out.extend(self._resolve(fp, now) for fp in seen.silent if fp in self._instances)
+            seen.silent = set()
         active: set[str] = set()
         for rule in rules or ():
             items: Iterable[object | None] = getattr(event, rule.each, None) or () if rule.each else (None,)
@@ -456,8 +453,7 @@ class AlertEngine:
     def _evaluate(self, rule: Rule, event: Event, item: object | None, key: tuple[str, str], now: float,
                   active: set[str]) -> list[Alert]:
         assert rule.when is not None
-        ident = fingerprint(rule.name, {"source": event.source, "item": repr(_item_id(item))})
-        memory_key = (key[0], key[1], rule.name, ident)
+        memory_key = (key[0], key[1], rule.name, repr(_item_id(item)))
         scope = Scope(event, item, self._memory.get(memory_key, {}))
         try:
             result = rule.when.evaluate(scope)
@@ -519,10 +515,7 @@ class AlertEngine:
                 seen.instances = set()
                 self._memory = {k: v for k, v in self._memory.items() if k[:2] != key}
             if silence >= self.forget_after_s:
-                for rule in self._silent:
-                    fp = fingerprint(rule.name, self._silent_labels(rule, key[1]))
-                    if rule.event == key[0] and fp in self._instances:
-                        out.append(self._resolve(fp, now))
+                out.extend(self._resolve(fp, now) for fp in seen.silent if fp in self._instances)
                 del self._seen[key]
                 continue
             for rule in self._silent:
@@ -543,6 +536,7 @@ class AlertEngine:
             self._instances[fp].value = silence
             return []
         inst = self._instances[fp] = _Instance(rule, labels, {}, key, now, silence, firing=True, starts_at=now)
+        self._seen[key].silent.add(fp)
         inst.annotations = {k: render_template(v, scope) for k, v in rule.annotations.items()}
         return [self._alert(fp, inst, "firing", 0.0)]
 

@@ -17,8 +17,8 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-@dataclass(frozen=True, slots=True)
-class Family:
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: families are module-level singletons, and a
+class Family:  # scrape looks each one up hundreds of thousands of times
     """One metric family we export.
 
     Attributes:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from msgspec.structs import replace
+
 from contracts import Event, Occurrence, Snapshot, domain_kind
 from services.aggregator.render import Family, SeriesWriter, label_block
 
@@ -34,8 +36,10 @@ class SourceEntry:
     event: Snapshot
     received_at: float
     expires_at: float
-    rendered: dict[Family, str] | None = None
-    meta: dict[Family, str] | None = None
+    meta: dict[Family, str] | None = None  # the source_* series; None: a new snapshot arrived since the last scrape
+    body: dict[Family, str] | None = None  # the renderer's chunks for ``body_from``
+    body_from: Snapshot | None = None
+    labels: str = ""  # the source's label block, built once: a busy source is re-rendered at every scrape
 
 
 @dataclass(slots=True)
@@ -105,7 +109,6 @@ class SourceTable:
                 entry.event = event
                 entry.received_at = now
                 entry.expires_at = now + self._expiry_intervals * max(event.interval_s, 0.1)
-                entry.rendered = None
                 entry.meta = None
                 return
             if len(self.sources) >= self._max_sources:
@@ -149,26 +152,36 @@ class SourceTable:
     def rendered(self) -> Iterator[Mapping[Family, str]]:
         """Every source's chunks, rendering the ones that changed since the last scrape."""
         for entry in self.sources.values():
-            if entry.rendered is None:
-                entry.rendered, entry.meta = self._render(entry)
-            yield entry.meta  # type: ignore[misc]  # set together with rendered
-            yield entry.rendered
+            if entry.meta is None:
+                self._render(entry)
+            yield entry.meta  # type: ignore[misc]  # set by _render
+            yield entry.body  # type: ignore[misc]
         for tomb in self.tombstones.values():
             yield tomb.rendered
 
-    def _render(self, entry: SourceEntry) -> tuple[dict[Family, str], dict[Family, str]]:
+    def _render(self, entry: SourceEntry) -> None:
         event = entry.event
-        labels = label_block({"domain": entry.domain, "kind": entry.kind, "source": event.source})
+        labels = entry.labels or label_block({"domain": entry.domain, "kind": entry.kind, "source": event.source})
+        entry.labels = labels
         meta = SeriesWriter()
         meta.gauge(SOURCE_UP, labels, 1.0)
         meta.gauge(SOURCE_LAST_SEEN, labels, event.observed_at)
         meta.gauge(SOURCE_INTERVAL, labels, event.interval_s)
+        entry.meta = meta.freeze()
+        previous = entry.body_from
+        # A collector that re-sends the same content (heartbeats, container and GPU inventories) only moves
+        # the observation time, which is in the meta series: keep the rendered body.
+        if entry.body is None or previous is None or replace(event, observed_at=previous.observed_at) != previous:
+            entry.body = self._render_body(entry)
+        entry.body_from = event
+
+    def _render_body(self, entry: SourceEntry) -> dict[Family, str]:
         writer = SeriesWriter()
-        renderer = self._renderers.get(type(event))
+        renderer = self._renderers.get(type(entry.event))
         if renderer is not None:
             try:
-                renderer(event, writer)
+                renderer(entry.event, writer)
             except Exception:  # one bad snapshot must not break the scrape of everything else
                 self.stats.render_errors[entry.tag] = self.stats.render_errors.get(entry.tag, 0) + 1
                 writer = SeriesWriter()
-        return writer.freeze(), meta.freeze()
+        return writer.freeze()

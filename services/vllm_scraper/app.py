@@ -178,6 +178,7 @@ class VllmScraper:
             retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
             breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
             verify=self._tls,
+            keepalive_s=self.config.interval_s * 2 + 5,  # one connection per target for its whole life
         )
         state = self.targets[url] = TargetState(target=target, client=client, origins={origin})
         if self.running and self.owns(url):  # a new target is read at once, not at the next cycle
