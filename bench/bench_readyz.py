@@ -1,0 +1,117 @@
+"""Every service's ``/readyz`` latency: idle vs under full load, in the same run.
+
+Starts ``inferwatch up --demo`` (every collector, the aggregator and the simulators, collectors at 1 s
+intervals) on a nats-server of our own, times ``--probes`` GET ``/readyz`` per service with the demo
+running (baseline), then again while a publisher process floods the same NATS with small heartbeat
+events at ``--rate`` per second (the aggregator ingests all of them; every collector keeps scraping).
+
+Run: .venv/bin/python bench/bench_readyz.py [--rate 100000] [--probes 200] [--json PATH]
+Goal (issue #8): every service's /readyz p99 <= 100 ms under load (readiness probes need < 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import table, write_json  # noqa: E402
+from bench.bench_scrape_under_load import _flood, _latencies, _p  # noqa: E402
+
+_URL_LINE = re.compile(r"^(?:Aggregator|\s+(?P<name>[a-z-]+))\s+(?P<url>http://127\.0\.0\.1:\d+)")
+
+
+def _service_urls(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """Read ``inferwatch up``'s banner: one base URL per service."""
+    assert proc.stdout is not None
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("inferwatch up exited before printing its services")
+        if line.startswith("Ctrl-C"):
+            return urls
+        match = _URL_LINE.match(line)
+        if match:
+            urls[match["name"] or "aggregator"] = match["url"]
+    raise RuntimeError("inferwatch up did not print its services within 120 s")
+
+
+def _wait_ready(urls: dict[str, str], timeout_s: float = 90) -> None:
+    pending = dict(urls)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for name, url in list(pending.items()):
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    del pending[name]
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.5)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout_s:.0f} s: {', '.join(sorted(pending))}")
+
+
+def main() -> int:
+    """Run the comparison and print (and write) the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100_000, help="offered events/s during the load phase")
+    parser.add_argument("--probes", type=int, default=200, help="GET /readyz per service and phase")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from shared.natsserver import EmbeddedNats
+    from tests.conftest import free_port
+
+    with EmbeddedNats(jetstream=True) as server:
+        env = {**os.environ, "NATS_URL": server.url, "INFERWATCH_LOG_LEVEL": "error",
+               "INFERWATCH_VLLM_INTERVAL_S": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(free_port())],
+                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            urls = _service_urls(proc)
+            _wait_ready(urls)
+            time.sleep(3)  # first scrapes done
+            idle = {name: _latencies(url + "/readyz", args.probes) for name, url in urls.items()}
+            ctx = mp.get_context("spawn")
+            counter = ctx.Value("q", 0)
+            flood_s = 8.0 + 0.01 * args.probes * len(urls)  # covers the probes of every service
+            flooder = ctx.Process(target=_flood, args=(server.url, flood_s, args.rate, counter))
+            flooder.start()
+            time.sleep(2)
+            load = {name: _latencies(url + "/readyz", args.probes) for name, url in urls.items()}
+            flooder.join(flood_s + 30)
+            rate = counter.value / flood_s
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    rows = [{"service": name,
+             "idle p50 ms": f"{_p(idle[name], .5) * 1e3:.1f}", "idle p99 ms": f"{_p(idle[name], .99) * 1e3:.1f}",
+             "load p50 ms": f"{_p(load[name], .5) * 1e3:.1f}", "load p99 ms": f"{_p(load[name], .99) * 1e3:.1f}",
+             "p99 ratio": f"{_p(load[name], .99) / _p(idle[name], .99):.2f}x"} for name in sorted(urls)]
+    print(f"{len(urls)} services; publisher offered {rate:,.0f} events/s during the load phase")
+    print(table(rows, list(rows[0])))
+    met = all(_p(load[name], .99) <= 0.1 for name in urls)
+    print(f"goal every /readyz p99 <= 100 ms under load: {'MET' if met else 'MISSED'}")
+    path = write_json("readyz", {"offered_rate": rate, "idle": idle, "load": load, "goal_met": met}, args.json)
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
