@@ -15,7 +15,7 @@ import pytest
 
 from services.langfuse_ingester.app import LangfuseIngester
 from services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
-from services.langfuse_ingester.db import ClickHouseReader
+from services.langfuse_ingester.db import ClickHouseReader, QueryFn
 from shared.settings import Secret
 from simulators.langfuse import PROJECT_ID, Dataset, SimulatedLangfuse, make_dataset, serve
 from tests.test_langfuse_ingester import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
@@ -66,12 +66,28 @@ def load_dataset(session: Any, data: Dataset) -> None:
     corrected = [o for o in data.observations if o.late_cost is not None]
     assert corrected
     insert(session, "observations", [obs_row(o, o.updated_at) for o in corrected])
+    load_scores(session, data)
+
+
+def load_scores(session: Any, data: Dataset) -> None:
+    """The scores v3+ stores (no null numerics; TEXT rows too): the ``scores`` table, the same in v3 and v4."""
     scores = [{"id": s.id, "timestamp": _dt(s.timestamp), "project_id": PROJECT_ID, "trace_id": s.trace_id,
                "name": s.name, "value": s.value if s.value is not None else 0.0, "source": "API",
                "data_type": s.data_type, "string_value": s.string_value, "created_at": _dt(s.visible_at),
                "updated_at": _dt(s.visible_at), "event_ts": _dt(s.visible_at), "is_deleted": 0}
               for s in data.scores if s.value is not None or s.data_type in ("TEXT", "CATEGORICAL")]
     insert(session, "scores", scores)
+
+
+def chdb_query(session: Any) -> QueryFn:
+    """The reader's query function over a chdb session (server-side parameters, JSON rows)."""
+
+    async def query(sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        result = session.query(sql, "JSONCompact", params={k: str(v) for k, v in params.items()})
+        rows: list[list[Any]] = json.loads(result.bytes())["data"]
+        return rows
+
+    return query
 
 
 async def test_clickhouse_mode_honours_final_and_is_deleted_and_equals_api_mode(tmp_path: Path) -> None:
@@ -85,17 +101,12 @@ async def test_clickhouse_mode_honours_final_and_is_deleted_and_equals_api_mode(
         raw = session.query("SELECT count() FROM observations", "CSV").bytes().strip()
         assert int(raw) > len(data.observations)  # several versions stored; FINAL must pick one
 
-        async def query(sql: str, params: dict[str, Any]) -> list[list[Any]]:
-            result = session.query(sql, "JSONCompact", params={k: str(v) for k, v in params.items()})
-            rows: list[list[Any]] = json.loads(result.bytes())["data"]
-            return rows
-
         db_project = LangfuseProject(label="p", project_id=PROJECT_ID, dsn=Secret("clickhouse://chdb.invalid"))
         common: dict[str, Any] = {"bucket_s": 30.0, "settle_s": 0.0, "recheck_s": 60.0, "backfill_s": 300.0,
                                   "max_new_buckets": 20}
         config = LangfuseIngesterConfig(projects=(db_project,), mode="db", **common)
         ingester = LangfuseIngester(config, make_ctx(), MemoryStore(), clock=Clock(T0))
-        ingester.projects[0].reader = ClickHouseReader(db_project, query)
+        ingester.projects[0].reader = ClickHouseReader(db_project, chdb_query(session))
         db = await ingester.cycle_project(ingester.projects[0])
         assert db.up, db.error
         assert db.endpoints[0] == "clickhouse:traces"

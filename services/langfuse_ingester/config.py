@@ -22,7 +22,8 @@ class LangfuseProject:
         url: Langfuse host (``http://langfuse-web:3000``), API mode.
         public_key: ``pk-lf-…`` (basic-auth user).
         secret_key: ``sk-lf-…`` (basic-auth password).
-        dsn: database DSN for DB mode (``postgresql://…`` for v2).
+        dsn: database DSN for DB mode: ``postgresql://…`` (v2) or ``clickhouse://…`` (v3, v4; v4 read from
+            ``events_core`` when it holds rows for the project).
         project_id: the Langfuse project id, DB mode (the DB holds every project).
     """
 

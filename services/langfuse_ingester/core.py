@@ -122,7 +122,11 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        try:
+            as_float = float(value)
+        except OverflowError:  # a JSON integer beyond float range (big ints are decoded exactly)
+            return None
+        return as_float if math.isfinite(as_float) else None
     if isinstance(value, str):
         try:
             parsed = float(value.strip())

@@ -4,8 +4,10 @@ Langfuse v2 keeps everything in PostgreSQL (``traces``, ``observations_view`` fo
 seconds, ``scores``). The rows go through the same bucket accounting as API mode, so both modes export the
 same series for the same data. Langfuse v3 keeps traces, observations and scores in ClickHouse
 (``ReplacingMergeTree(event_ts, is_deleted)``): reads use ``FINAL`` and ``is_deleted = 0`` so each row
-counts once, in its latest version.
-v4 ``events_only`` (``events_core``) is not read directly yet: use API mode there.
+counts once, in its latest version. Langfuse v4 keeps observations in ``events_full`` and its projection
+``events_core`` (same engine, sorting key ``(project_id, toStartOfMinute(start_time), xxHash32(trace_id),
+span_id, start_time)``) with the trace fields denormalised onto every span and no traces table: traces are the
+root spans (``parent_span_id = ''``), as in API mode's ``/v2/observations``. Scores stay in ``scores``.
 """
 
 from __future__ import annotations
@@ -197,6 +199,27 @@ SELECT id, toUnixTimestamp64Milli(timestamp) / 1000.0, name, data_type, value, s
 """
 
 
+CH_EVENTS_SQL = """
+SELECT span_id, trace_id, toUnixTimestamp64Micro(start_time) / 1e6, type, provided_model_name, level,
+       mapApply((k, v) -> (k, toFloat64(v)), usage_details), mapApply((k, v) -> (k, toFloat64(v)), cost_details),
+       if(end_time IS NULL, NULL, (toUnixTimestamp64Micro(end_time) - toUnixTimestamp64Micro(start_time)) / 1e6),
+       parent_span_id, name, user_id, session_id, trace_name, tags
+  FROM events_core FINAL
+ WHERE project_id = {pid:String} AND start_time >= toDateTime64({lo:Float64}, 6)
+   AND start_time < toDateTime64({hi:Float64}, 6) AND is_deleted = 0
+"""
+# FINAL although Langfuse's own event reads mostly skip it: a span updated after its first write (legacy SDKs
+# through the propagation job, cost or end-time updates) is a newer row with the same sorting key and a later
+# event_ts, and until a merge runs both versions are stored. Every sorting-key column is immutable, so FINAL
+# keeps exactly the latest version of each span; WHERE is_deleted = 0 then drops spans deleted in that version.
+
+CH_TABLES_SQL = """
+SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN ('traces', 'events_core')
+"""
+
+CH_HAS_EVENTS_SQL = "SELECT count() FROM (SELECT 1 FROM events_core WHERE project_id = {pid:String} LIMIT 1)"
+
+
 def ch_trace(row: list[Any]) -> TraceRow:
     """A ``traces FINAL`` row with its latency (0 without observations, as the API says)."""
     tid, ts, name, user_id, session_id, tags, metadata, latency = row
@@ -221,6 +244,26 @@ def ch_observation(row: list[Any]) -> ObservationRow:
         is_root=not parent, name=name or "")
 
 
+def ch_event(row: list[Any]) -> ObservationRow:
+    """An ``events_core FINAL`` row: a span with its trace's fields; the root (no parent span) stands for the trace.
+
+    Tokens are reduced like the API; cost is ``cost_details['total']`` (what the ``total_cost`` alias reads),
+    else input + output.
+    """
+    (span_id, trace_id, start, otype, model, level, usage, cost_details, latency, parent, name, user_id,
+     session_id, trace_name, tags) = row
+    inp, out, total = reduce_details(usage or {})
+    c_in, c_out, c_total = reduce_details(cost_details or {})
+    lat = number(latency)
+    return ObservationRow(
+        id=span_id, trace_id=trace_id or "", start_time=float(start), type=otype or "", model=model or "",
+        level=level or "DEFAULT", input_tokens=inp, output_tokens=out,
+        total_tokens=total if total is not None else inp + out,
+        cost_usd=c_total if c_total is not None else c_in + c_out,
+        latency_s=lat if lat is not None and lat >= 0 else None, is_root=not parent, user_id=user_id or "",
+        session_id=session_id or "", trace_name=trace_name or "", name=name or "", tags=tuple(tags or ()))
+
+
 def ch_score(row: list[Any]) -> ScoreRow | None:
     """A ``scores FINAL`` row; None for data types the analytics do not know."""
     sid, ts, name, data_type, value, string_value = row
@@ -236,12 +279,19 @@ def ch_score(row: list[Any]) -> ScoreRow | None:
 
 
 class ClickHouseReader:
-    """Langfuse v3 ClickHouse through a query function (clickhouse-connect in production, chdb in tests)."""
+    """Langfuse v3 or v4 ClickHouse through a query function (clickhouse-connect in production, chdb in tests).
+
+    The schema is detected at :meth:`prepare`: the v4 events reader once ``events_core`` holds rows of the
+    project (v4 ``events_only`` or ``dual`` write mode), else the v3 tables (v3, or v4 in ``legacy`` write mode,
+    whose migrations create ``events_core`` but which writes no events). Until v4 is found the check is repeated
+    every cycle, so a switch to ``events_only`` is followed; once v4, it stays v4.
+    """
 
     def __init__(self, project: LangfuseProject, query: QueryFn | None = None) -> None:
         if not project.project_id:
             raise ValueError(f"project {project.label}: DB mode needs INFERWATCH_LANGFUSE_PROJECT_ID")
         self.project = project
+        self.schema = ""  # "v3" or "v4" once detected
         self.server_version = "3 (clickhouse)"
         self.retention_days = 0
         self._query = query
@@ -249,43 +299,66 @@ class ClickHouseReader:
 
     def endpoints(self) -> list[str]:
         """Tables read."""
+        if self.schema == "v4":
+            return ["clickhouse:events_core", "clickhouse:scores"]
         return ["clickhouse:traces", "clickhouse:observations", "clickhouse:scores"]
 
     async def prepare(self) -> None:
-        """Open a clickhouse-connect client from the DSN (unless a query function was given)."""
-        if self._query is not None:
-            return
-        import clickhouse_connect
+        """Open a clickhouse-connect client from the DSN (unless a query function was given); detect the schema."""
+        if self._query is None:
+            import clickhouse_connect
 
-        assert self.project.dsn is not None
-        try:
-            self._client = await clickhouse_connect.get_async_client(dsn=self.project.dsn.reveal())
-        except Exception as exc:  # the driver's errors may quote the DSN: keep only the class
-            raise OSError(f"clickhouse: {type(exc).__name__}") from None
-        client = self._client
+            assert self.project.dsn is not None
+            try:
+                self._client = await clickhouse_connect.get_async_client(dsn=self.project.dsn.reveal())
+            except Exception as exc:  # the driver's errors may quote the DSN: keep only the class
+                raise OSError(f"clickhouse: {type(exc).__name__}") from None
+            client = self._client
 
-        async def run(sql: str, params: dict[str, Any]) -> list[list[Any]]:
-            result = await client.query(sql, parameters=params)
-            return [list(r) for r in result.result_rows]
+            async def run(sql: str, params: dict[str, Any]) -> list[list[Any]]:
+                result = await client.query(sql, parameters=params)
+                return [list(r) for r in result.result_rows]
 
-        self._query = run
+            self._query = run
+        if self.schema != "v4":
+            try:
+                self.schema = await self._detect()
+            except OSError:
+                raise
+            except Exception as exc:
+                raise OSError(f"clickhouse: {type(exc).__name__}") from None
+            self.server_version = "4 (clickhouse events)" if self.schema == "v4" else "3 (clickhouse)"
+
+    async def _detect(self) -> str:
+        assert self._query is not None
+        tables = {str(r[0]) for r in await self._query(CH_TABLES_SQL, {})}
+        if "events_core" in tables:
+            has_events = await self._query(CH_HAS_EVENTS_SQL, {"pid": self.project.project_id})
+            if int(has_events[0][0]) > 0 or "traces" not in tables:
+                return "v4"
+        if "traces" in tables:
+            return "v3"
+        raise OSError("clickhouse: no Langfuse tables (traces or events_core) in the DSN's database")
 
     async def read(self, start: float, end: float) -> Any:
         """Rows of ``[start, end)`` in their latest version, deleted rows excluded."""
         from services.langfuse_ingester.app import BucketRows
 
         assert self._query is not None
-        rows = BucketRows()
+        rows = BucketRows(traces_from_roots=self.schema == "v4")
         pid = self.project.project_id
+        window = {"pid": pid, "lo": start, "hi": end}
         try:
-            for record in await self._query(CH_TRACES_SQL, {"pid": pid, "lo": start - LOOKBACK_S, "hi": end}):
-                trace = ch_trace(record)
-                if trace.timestamp >= start:
-                    rows.traces.append(trace)
-                else:
-                    rows.context_traces[trace.id] = trace
-            window = {"pid": pid, "lo": start, "hi": end}
-            rows.observations = [ch_observation(r) for r in await self._query(CH_OBSERVATIONS_SQL, window)]
+            if self.schema == "v4":
+                rows.observations = [ch_event(r) for r in await self._query(CH_EVENTS_SQL, window)]
+            else:
+                for record in await self._query(CH_TRACES_SQL, {"pid": pid, "lo": start - LOOKBACK_S, "hi": end}):
+                    trace = ch_trace(record)
+                    if trace.timestamp >= start:
+                        rows.traces.append(trace)
+                    else:
+                        rows.context_traces[trace.id] = trace
+                rows.observations = [ch_observation(r) for r in await self._query(CH_OBSERVATIONS_SQL, window)]
             for record in await self._query(CH_SCORES_SQL, window):
                 score = ch_score(record)
                 if score is None:
@@ -303,6 +376,7 @@ class ClickHouseReader:
         if self._client is not None:
             await self._client.close()
             self._client = None
+            self._query = None
 
 
 def db_reader(project: LangfuseProject) -> Any:
