@@ -1,1 +1,1 @@
-"""model-catalog: one catalog entry per model seen anywhere (pure merge and Hugging Face parsing so far)."""
+"""model-catalog: one catalog entry per model seen anywhere, enriched from the Hugging Face API."""
