@@ -4,22 +4,33 @@
 ``/healthz`` (the process lives), ``/readyz`` (it is doing its job, or why not) and ``/metrics`` (its
 own metrics), a NATS connection that retries until it works, a heartbeat on
 ``inferwatch.v1.heartbeat.service.<instance>``, and a graceful stop on SIGTERM/SIGINT.
+
+The HTTP server may require credentials and speak TLS (settings common to every service, `HttpSecurity`):
+``INFERWATCH_HTTP_AUTH_BEARER_TOKEN[_FILE]``, ``INFERWATCH_HTTP_AUTH_BASIC_USER`` +
+``INFERWATCH_HTTP_AUTH_BASIC_PASSWORD[_FILE]``, ``INFERWATCH_HTTP_AUTH_PROBES`` and
+``INFERWATCH_HTTP_TLS_CERT_FILE`` / ``INFERWATCH_HTTP_TLS_KEY_FILE``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hmac
 import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -28,7 +39,7 @@ from contracts.heartbeat import Heartbeat
 from contracts.upstream import EndpointCalls, UpstreamCallStats
 from shared.bus import Bus, BusSettings
 from shared.log import configure_logging
-from shared.settings import Env
+from shared.settings import Env, Secret, SettingsError
 
 VERSION = "0.1.0"
 log = logging.getLogger("inferwatch.service")
@@ -95,11 +106,123 @@ class _BusCollector(Collector):
                                 value=1.0 if self._ctx.ready else 0.0)
 
 
+@dataclass(frozen=True)
+class HttpSecurity:
+    """Who may read a service's HTTP endpoints, and whether they are served over TLS.
+
+    Attributes:
+        bearer_token: ``INFERWATCH_HTTP_AUTH_BEARER_TOKEN`` (or ``_FILE``): accepted as ``Authorization: Bearer …``.
+        basic_user: ``INFERWATCH_HTTP_AUTH_BASIC_USER``; needs ``basic_password``.
+        basic_password: ``INFERWATCH_HTTP_AUTH_BASIC_PASSWORD`` (or ``_FILE``).
+        protect_probes: ``INFERWATCH_HTTP_AUTH_PROBES``: also require credentials on ``/healthz`` and ``/readyz``.
+            Off by default: kubelet probes send no credentials, and the probes reveal nothing but liveness.
+        tls_cert_file: ``INFERWATCH_HTTP_TLS_CERT_FILE``: PEM certificate (chain) to serve HTTPS with.
+        tls_key_file: ``INFERWATCH_HTTP_TLS_KEY_FILE``: its PEM private key (empty: the key is in the cert file).
+    """
+
+    bearer_token: Secret | None = None
+    basic_user: str = ""
+    basic_password: Secret | None = None
+    protect_probes: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether any credential is configured."""
+        return self.bearer_token is not None or self.basic_password is not None
+
+    @classmethod
+    def from_env(cls, env: Env) -> HttpSecurity:
+        """Read ``INFERWATCH_HTTP_AUTH_*`` and ``INFERWATCH_HTTP_TLS_*``.
+
+        Raises:
+            SettingsError: half a basic-auth pair, or a TLS key without a certificate.
+        """
+        p = "INFERWATCH_HTTP_"
+        security = cls(
+            bearer_token=env.secret(p + "AUTH_BEARER_TOKEN"),
+            basic_user=env.get(p + "AUTH_BASIC_USER"),
+            basic_password=env.secret(p + "AUTH_BASIC_PASSWORD"),
+            protect_probes=env.bool(p + "AUTH_PROBES", False),
+            tls_cert_file=env.get(p + "TLS_CERT_FILE"),
+            tls_key_file=env.get(p + "TLS_KEY_FILE"),
+        )
+        if bool(security.basic_user) != (security.basic_password is not None):
+            raise SettingsError(f"set both {p}AUTH_BASIC_USER and {p}AUTH_BASIC_PASSWORD[_FILE], or neither")
+        if security.tls_key_file and not security.tls_cert_file:
+            raise SettingsError(f"{p}TLS_KEY_FILE needs {p}TLS_CERT_FILE")
+        return security
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A server TLS context from the certificate and key (None: plain HTTP).
+
+        Raises:
+            SettingsError: the files cannot be read or do not form a certificate/key pair.
+        """
+        if not self.tls_cert_file:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"INFERWATCH_HTTP_TLS_CERT_FILE/KEY_FILE: cannot load: {exc}") from None
+        return context
+
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header value carries an accepted credential (constant-time compares)."""
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and self.bearer_token is not None:
+            return hmac.compare_digest(credentials.encode(), self.bearer_token.reveal().encode())
+        if scheme.lower() == "basic" and self.basic_password is not None:
+            try:
+                user, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            # Both compares always run, so the time taken does not say which half was wrong.
+            user_ok = hmac.compare_digest(user.encode(), self.basic_user.encode())
+            password_ok = hmac.compare_digest(password.encode(), self.basic_password.reveal().encode())
+            return bool(sep) and user_ok and password_ok
+        return False
+
+    def challenges(self) -> list[str]:
+        """The ``WWW-Authenticate`` values of a 401: one per configured scheme."""
+        out = []
+        if self.basic_password is not None:
+            out.append('Basic realm="inferwatch", charset="UTF-8"')
+        if self.bearer_token is not None:
+            out.append('Bearer realm="inferwatch"')
+        return out
+
+
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def auth_middleware(security: HttpSecurity) -> Middleware:
+    """An aiohttp middleware answering 401 (with ``WWW-Authenticate``) to requests without accepted credentials."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBE_PATHS and not security.protect_probes:
+            return await handler(request)
+        if security.authorized(request.headers.get("Authorization", "")):
+            return await handler(request)
+        headers: CIMultiDict[str] = CIMultiDict()
+        for challenge in security.challenges():
+            headers.add("WWW-Authenticate", challenge)
+        return web.json_response({"error": "unauthorized"}, status=401, headers=headers)
+
+    return check
+
+
 MainFn = Callable[[ServiceContext], Coroutine[Any, Any, None]]
 RoutesFn = Callable[[ServiceContext], list[web.RouteDef]]
 
 
-def _http_app(ctx: ServiceContext, extra_routes: list[web.RouteDef]) -> web.Application:
+def _http_app(ctx: ServiceContext, extra_routes: list[web.RouteDef],
+              security: HttpSecurity | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": ctx.name})
 
@@ -113,7 +236,7 @@ def _http_app(ctx: ServiceContext, extra_routes: list[web.RouteDef]) -> web.Appl
         body = generate_latest(ctx.registry)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(security)] if security and security.auth_required else [])
     overridden = {r.path for r in extra_routes if isinstance(r, web.RouteDef)}
     defaults = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     app.add_routes([r for r in defaults if r.path not in overridden] + extra_routes)
@@ -212,11 +335,17 @@ async def run_service(
 
     host = env.get(prefix + "HOST", env.get("INFERWATCH_HTTP_HOST", "127.0.0.1"))
     port = env.int(prefix + "PORT", default_port)
-    runner = web.AppRunner(_http_app(ctx, routes(ctx) if routes else []), access_log=None)
+    security = HttpSecurity.from_env(env)
+    tls = security.ssl_context()
+    runner = web.AppRunner(_http_app(ctx, routes(ctx) if routes else [], security), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
-    log.info("http listening", extra={"url": f"http://{host}:{_bound_port(runner) or port}"})
+    auth = [m for m, on in (("basic", security.basic_password is not None),
+                            ("bearer", security.bearer_token is not None)) if on]
+    log.info("http listening", extra={"url": f"{'https' if tls else 'http'}://{host}:{_bound_port(runner) or port}",
+                                      "auth": ",".join(auth) or "none",
+                                      "auth_probes": security.protect_probes and bool(auth)})
 
     connect = asyncio.create_task(ctx.bus.connect(stop=ctx.stop), name=f"{name}-connect")
     tasks: list[asyncio.Task[None]] = []

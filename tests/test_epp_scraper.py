@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from services.aggregator.__main__ import main as aggregator_main
 from services.aggregator.__main__ import routes as aggregator_routes
 from services.aggregator.domains.epp import render_epp
@@ -15,8 +19,11 @@ from services.aggregator.render import SeriesWriter
 from services.epp_scraper.__main__ import main as scraper_main
 from services.epp_scraper.app import EppScraper, TokenFile
 from services.epp_scraper.config import EppScraperConfig
+from shared.dns import parse_dns_spec
+from shared.settings import Env, SettingsError
 from simulators.epp import NAMINGS, EppSimulator
 from tests.conftest import get_text, running_service, wait_until
+from tests.test_vllm_integration import _SrvServer
 
 
 class _Ctx:
@@ -130,3 +137,151 @@ async def test_epp_end_to_end_through_nats_to_aggregator(nats_url: str, tmp_path
                              r'status="success"\} \d+', body)
     finally:
         await runner.cleanup()
+
+
+# ---- DNS and discovered targets (issue #6) --------------------------------------------------------
+
+
+class _RecordingBus:
+    """Collects what the scraper publishes."""
+
+    def __init__(self) -> None:
+        self.published: list[object] = []
+
+    async def publish(self, event: object) -> None:
+        self.published.append(event)
+
+
+class _BusCtx(_Ctx):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bus = _RecordingBus()
+
+
+async def _srv_server() -> tuple[_SrvServer, asyncio.DatagramTransport, str]:
+    """vllm-scraper's loopback SRV server (shared by import), and its ``ip:port``."""
+    server = _SrvServer()
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: server,
+                                                                             local_addr=("127.0.0.1", 0))
+    return server, transport, "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
+
+
+def test_config_splits_static_urls_and_dns_specs() -> None:
+    cfg = EppScraperConfig.from_env(Env({
+        "INFERWATCH_EPP_TARGETS": "http://epp-a:9090/, dns+http://epp.ns.svc:9090, dns+_m._tcp.epp.ns.svc",
+        "INFERWATCH_EPP_DNS_SERVER": "10.0.0.10:53", "INFERWATCH_EPP_DNS_INTERVAL_S": "30"}))
+    assert cfg.targets == ("http://epp-a:9090",)
+    assert cfg.dns == ("dns+http://epp.ns.svc:9090", "dns+_m._tcp.epp.ns.svc")
+    assert (cfg.dns_server, cfg.dns_interval_s) == ("10.0.0.10:53", 30.0)
+    assert parse_dns_spec(cfg.dns[0]) == ("a", "epp.ns.svc", 9090)
+    assert parse_dns_spec(cfg.dns[1]) == ("srv", "_m._tcp.epp.ns.svc", 0)
+    for bad in ("dns+epp.ns.svc", "dns+https://epp.ns.svc:9090"):
+        with pytest.raises(SettingsError, match="INFERWATCH_EPP_TARGETS"):
+            EppScraperConfig.from_env(Env({"INFERWATCH_EPP_TARGETS": bad}))
+
+
+async def test_dns_a_record_target_is_scraped(tmp_path: Path) -> None:
+    sim = EppSimulator(token="t")
+    runner, url = await sim.serve()
+    port = int(url.rsplit(":", 1)[1])
+    write_token(tmp_path / "token", "t")
+    cfg = EppScraperConfig(dns=(f"dns+http://localhost:{port}",), token_file=str(tmp_path / "token"))
+    scraper = EppScraper(cfg, _BusCtx())  # type: ignore[arg-type]
+    try:
+        await scraper.refresh_dns()
+        assert scraper.clients, "localhost resolved to no address"
+        snaps = [await scraper.scrape(u) for u in scraper.clients]
+    finally:
+        await scraper.aclose()
+        await runner.cleanup()
+    assert any(s.up for s in snaps), [s.error for s in snaps]
+
+
+async def test_srv_targets_come_and_go_and_losses_are_published(tmp_path: Path) -> None:
+    sims = [EppSimulator(token="t") for _ in range(2)]
+    served = [await sim.serve() for sim in sims]
+    urls = [url for _, url in served]
+    server, transport, ns = await _srv_server()
+    ctx = _BusCtx()
+    write_token(tmp_path / "token", "t")
+    scraper = EppScraper(EppScraperConfig(dns=("dns+_metrics._tcp.epp.test.internal",), dns_server=ns,
+                                          targets=(urls[1],), token_file=str(tmp_path / "token")), ctx)  # type: ignore[arg-type]
+    try:
+        server.records = [("127.0.0.1", int(urls[0].rsplit(":", 1)[1]))]
+        await scraper.refresh_dns()
+        assert set(scraper.clients) == set(urls)
+        snaps = [await scraper.scrape(u) for u in urls]
+        assert all(s.up for s in snaps), [s.error for s in snaps]
+        server.records = [("127.0.0.1", int(urls[1].rsplit(":", 1)[1]))]  # the record moved to the static one
+        await scraper.refresh_dns()
+        assert set(scraper.clients) == {urls[1]}
+        assert scraper.origins[urls[1]] == {"static", "dns:dns+_metrics._tcp.epp.test.internal"}
+        lost = [e for e in ctx.bus.published if isinstance(e, TargetLost)]
+        assert [(e.target.kind, e.target.url, e.reason) for e in lost] == [("epp", urls[0], "dns_record_removed")]
+        server.records = []  # an empty answer (NoAnswer) is a failed lookup: previous targets kept
+        await scraper.refresh_dns()
+        assert set(scraper.clients) == {urls[1]}
+        assert len([e for e in ctx.bus.published if isinstance(e, TargetLost)]) == 1
+    finally:
+        transport.close()
+        await scraper.aclose()
+        for runner, _ in served:
+            await runner.cleanup()
+
+
+async def test_discovered_epp_targets_found_lost_and_listed() -> None:
+    ctx = _BusCtx()
+    scraper = EppScraper(EppScraperConfig(targets=("http://static:9090",)), ctx)  # type: ignore[arg-type]
+    now = time.time()
+    try:
+        found = TargetFound(source="c1", observed_at=now, collector="docker-watcher@h:1",
+                            target=ScrapeTarget(kind="epp", url="http://10.0.0.5:9090/"))
+        await scraper.on_discovery(found, "")
+        await scraper.on_discovery(TargetFound(source="c2", observed_at=now, collector="docker-watcher@h:1",
+                                               target=ScrapeTarget(kind="vllm", url="http://10.0.0.6:8000")), "")
+        assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.5:9090"}
+        await scraper.on_discovery(TargetLost(source="c1", observed_at=now, collector="docker-watcher@h:1",
+                                              target=found.target), "")
+        assert set(scraper.clients) == {"http://static:9090"}
+        listing = TargetSet(source="docker-watcher@h:1", observed_at=now, collector="docker-watcher@h:1",
+                            interval_s=5.0, targets=[ScrapeTarget(kind="epp", url="http://10.0.0.7:9090"),
+                                                     ScrapeTarget(kind="epp", url="http://static:9090")])
+        await scraper.on_discovery(listing, "")
+        assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.7:9090"}
+        await scraper.on_discovery(msgspec.structs.replace(listing, targets=[]), "")
+        assert set(scraper.clients) == {"http://static:9090"}  # still configured statically
+    finally:
+        await scraper.aclose()
+
+
+async def test_epp_dns_targets_end_to_end(nats_url: str, tmp_path: Path) -> None:
+    sims = [EppSimulator(token="t", naming="inference_objective") for _ in range(2)]
+    served = [await sim.serve() for sim in sims]
+    urls = [url for _, url in served]
+    server, transport, ns = await _srv_server()
+    server.records = [("127.0.0.1", int(urls[0].rsplit(":", 1)[1]))]
+    write_token(tmp_path / "token", "t")
+    env = {"NATS_URL": nats_url, "INFERWATCH_EPP_TARGETS": "dns+_metrics._tcp.epp.test.internal",
+           "INFERWATCH_EPP_DNS_SERVER": ns, "INFERWATCH_EPP_TOKEN_FILE": str(tmp_path / "token"),
+           "INFERWATCH_EPP_INTERVAL_S": "0.5",
+           "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2"}
+    try:
+        async with (
+            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
+            running_service("epp-scraper", scraper_main, env) as scraper,
+        ):
+            async def info_for(url: str) -> bool:
+                return f'inferwatch_epp_info{{target="{url}",naming="inference_objective"}} 1' in await get_text(
+                    agg.url + "/metrics")
+
+            async def readiness_says(text: str) -> bool:
+                return text in await get_text(scraper.url + "/readyz")
+
+            await wait_until(lambda: info_for(urls[0]), timeout=10, what="SRV-resolved EPP in the aggregator")
+            server.records = [("127.0.0.1", int(urls[1].rsplit(":", 1)[1]))]
+            await wait_until(lambda: info_for(urls[1]), timeout=10, what="moved SRV record's EPP scraped")
+            await wait_until(lambda: readiness_says("scraping 1 EPP targets"), timeout=10, what="old EPP dropped")
+    finally:
+        transport.close()
+        for runner, _ in served:
+            await runner.cleanup()

@@ -13,12 +13,11 @@ from services.vllm_scraper.core import (
     detect_generation,
     engine_stats,
     model_status,
-    parse_dns_spec,
     parse_models,
     rendezvous_owner,
     spread_offset,
-    target_url,
 )
+from shared.dns import parse_dns_spec, target_url
 from shared.exposition import parse_exposition
 from simulators.vllm import SimulatedVllm, VllmGeneration
 

@@ -161,7 +161,7 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
 
 
 async def test_resolve_dns_a_records() -> None:
-    from services.vllm_scraper.app import resolve_dns
+    from shared.dns import resolve_dns
 
     urls = await resolve_dns("localhost:8000")
     assert "http://127.0.0.1:8000" in urls
@@ -251,7 +251,7 @@ class _SrvServer(asyncio.DatagramProtocol):
 
 
 async def test_srv_records_re_resolved_each_interval(nats_url: str) -> None:
-    from services.vllm_scraper.app import resolve_dns
+    from shared.dns import resolve_dns
 
     pairs = await serve([SimulatedVllm(f"srv-{i}", f"org/srv-{i}", VllmGeneration.V1, "0.33.0", seed=i)
                          for i in range(2)])

@@ -1,4 +1,8 @@
-"""epp-scraper's I/O edges: scrape each EPP ``/metrics`` with a rotating bearer token, publish snapshots."""
+"""epp-scraper's I/O edges: scrape each EPP ``/metrics`` with a rotating bearer token, publish snapshots.
+
+Targets come from three origins, like vllm-scraper's: static URLs, DNS specs re-resolved periodically, and
+discovery events (``discovery.found/lost/targets`` with ``kind == "epp"``). A target stays while any origin names it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import os
 import ssl
 import time
 
+from contracts import AnyEvent
 from contracts.base import Histogram
+from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
 from services.epp_scraper.config import EppScraperConfig
 from services.epp_scraper.core import (
@@ -19,6 +25,7 @@ from services.epp_scraper.core import (
     pool_stats,
     scheduler_stats,
 )
+from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
 from shared.service import ServiceContext
@@ -62,18 +69,105 @@ class EppScraper:
         self.config = config
         self.ctx = ctx
         self.token = TokenFile(config.token_file)
-        metrics = UpstreamMetrics(ctx.registry)
-        verify: ssl.SSLContext | bool = False if config.insecure else ssl.create_default_context(
+        self.metrics = UpstreamMetrics(ctx.registry)
+        # One TLS context for every target: building one per client reloads the CA bundle each time.
+        self._verify: ssl.SSLContext | bool = False if config.insecure else ssl.create_default_context(
             cafile=config.tls_ca_file or None)
-        self.clients = {url: UpstreamClient("epp", url, metrics=metrics, timeout_s=config.timeout_s,
-                                            retry=RetryPolicy(attempts=1),
-                                            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=config.interval_s),
-                                            verify=verify)
-                        for url in config.targets}
-        self.errors_total: dict[str, dict[str, float]] = {url: {} for url in config.targets}
+        self.clients: dict[str, UpstreamClient] = {}
+        self.origins: dict[str, set[str]] = {}  # url -> who names it: static, dns:<spec>, found, set:<source>
+        self.errors_total: dict[str, dict[str, float]] = {}
+        self.resolver: Resolver = resolve_dns
+        self._next_dns = 0.0  # monotonic time of the next DNS re-resolution
+        for url in config.targets:
+            self.add(url, "static")
+
+    # ---- the target set ---------------------------------------------------------------------
+
+    def add(self, url: str, origin: str) -> None:
+        """Start scraping ``url`` (or record one more ``origin`` naming it)."""
+        url = url.rstrip("/")
+        if url in self.clients:
+            self.origins[url].add(origin)
+            return
+        self.clients[url] = UpstreamClient("epp", url, metrics=self.metrics, timeout_s=self.config.timeout_s,
+                                           retry=RetryPolicy(attempts=1),
+                                           breaker=BreakerPolicy(failure_threshold=3,
+                                                                 reset_after_s=self.config.interval_s),
+                                           verify=self._verify)
+        self.origins[url] = {origin}
+        self.errors_total.setdefault(url, {})
+        log.info("EPP target added", extra={"target": url, "origin": origin})
+
+    async def remove(self, url: str, origin: str | None = None) -> bool:
+        """Stop scraping ``url`` (``origin``: only once no other origin names it); True when it went."""
+        url = url.rstrip("/")
+        if url not in self.clients:
+            return False
+        if origin is not None:
+            self.origins[url].discard(origin)
+            if self.origins[url]:
+                return False
+        client = self.clients.pop(url)
+        del self.origins[url]
+        self.errors_total.pop(url, None)
+        await client.aclose()
+        log.info("EPP target removed", extra={"target": url, "origin": origin or ""})
+        return True
+
+    async def reconcile(self, origin: str, urls: list[str], *, also: tuple[str, ...] = ()) -> list[str]:
+        """Make ``origin``'s targets exactly ``urls`` (``also``: origins a full listing supersedes).
+
+        Returns the URLs no longer scraped at all.
+        """
+        wanted = {u.rstrip("/") for u in urls}
+        for url in sorted(wanted):
+            self.add(url, origin)
+            for other in also:
+                self.origins[url].discard(other)
+        gone = []
+        for url in [u for u, names in self.origins.items() if u not in wanted and origin in names]:
+            if await self.remove(url, origin):
+                gone.append(url)
+        return gone
+
+    async def refresh_dns(self) -> None:
+        """Re-resolve every DNS spec; a failed lookup keeps that spec's previous targets.
+
+        A target whose record went away is dropped and announced with ``discovery.lost`` (kind ``epp``).
+        """
+        for spec in self.config.dns:
+            try:
+                urls = await asyncio.wait_for(self.resolver(spec, self.config.dns_server),
+                                              timeout=max(1.0, self.config.timeout_s))
+            except LOOKUP_ERRORS as exc:
+                log.warning("DNS lookup failed", extra={"dns_name": spec,
+                                                    "error": f"{type(exc).__name__}: {exc}"[:200]})
+                continue
+            for url in await self.reconcile("dns:" + spec, urls):
+                await self.ctx.bus.publish(TargetLost(
+                    source="dns:" + spec, observed_at=time.time(), collector=self.ctx.instance,
+                    target=ScrapeTarget(kind="epp", url=url, labels={"dns": spec}), reason="dns_record_removed"))
+
+    async def on_discovery(self, event: AnyEvent, _subject: str) -> None:
+        """EPP targets found/lost by a discoverer (``ScrapeTarget.kind == "epp"``); our own announcements ignored."""
+        if event.collector == self.ctx.instance:
+            return
+        if isinstance(event, TargetFound) and event.target.kind == "epp":
+            self.add(event.target.url, "found")
+        elif isinstance(event, TargetLost) and event.target.kind == "epp":
+            url = event.target.url.rstrip("/")
+            if url in self.origins:  # the discoverer says it is gone: static and DNS origins may keep it
+                self.origins[url] = {o for o in self.origins[url] if o == "static" or o.startswith("dns:")}
+                await self.remove(url, "found")
+        elif isinstance(event, TargetSet):
+            await self.reconcile("set:" + event.source, [t.url for t in event.targets if t.kind == "epp"],
+                                 also=("found",))
+
+    # ---- scraping ---------------------------------------------------------------------------
 
     async def scrape(self, url: str) -> EppSnapshot:
         """One scrape of one EPP; failures become ``up=False`` with a reason that says what to fix."""
+        url = url.rstrip("/")
         client = self.clients[url]
         error, naming = "", ""
         objectives: list[EppObjectiveStats] = []
@@ -108,7 +202,8 @@ class EppScraper:
             error = "parse_error"
         if error:
             key = error.split(":", 1)[0]
-            self.errors_total[url][key] = self.errors_total[url].get(key, 0.0) + 1
+            errors = self.errors_total.setdefault(url, {})
+            errors[key] = errors.get(key, 0.0) + 1
             log.warning("EPP scrape failed", extra={"target": url, "reason": error})
         return EppSnapshot(source=url, observed_at=time.time(), collector=self.ctx.instance,
                            interval_s=self.config.interval_s, up=not error, error=error, naming=naming,
@@ -116,8 +211,11 @@ class EppScraper:
                            scheduler_attempts_total=attempts, flow_control_queue_size=flow)
 
     async def cycle(self) -> None:
-        """Scrape every target concurrently and publish the snapshots."""
-        snaps = await asyncio.gather(*(self.scrape(url) for url in self.clients), return_exceptions=True)
+        """Re-resolve DNS when due, then scrape every target concurrently and publish the snapshots."""
+        if self.config.dns and time.monotonic() >= self._next_dns:
+            self._next_dns = time.monotonic() + (self.config.dns_interval_s or self.config.interval_s)
+            await self.refresh_dns()
+        snaps = await asyncio.gather(*(self.scrape(url) for url in list(self.clients)), return_exceptions=True)
         for snap in snaps:
             if isinstance(snap, EppSnapshot):
                 await self.ctx.bus.publish(snap)
@@ -126,18 +224,20 @@ class EppScraper:
 
     async def aclose(self) -> None:
         """Close the clients."""
-        for client in self.clients.values():
-            await client.aclose()
+        for url in list(self.clients):
+            await self.remove(url)
 
 
 async def run(ctx: ServiceContext, config: EppScraperConfig) -> None:
     """Scrape until stopped."""
     scraper = EppScraper(config, ctx)
-    ctx.targets = len(config.targets)
-    ctx.set_ready(True, "")
+    await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
     try:
         while True:
             await scraper.cycle()
+            ctx.targets = len(scraper.clients)
+            ctx.set_ready(True, f"scraping {len(scraper.clients)} EPP targets" if scraper.clients
+                          else "idle: no EPP targets configured, resolved or discovered yet")
             if await ctx.sleep(config.interval_s):
                 return
     finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import Env
+from shared.dns import is_dns_spec, parse_dns_spec
+from shared.settings import Env, SettingsError
 
 DEFAULT_PORT = 9755
 SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -13,7 +14,11 @@ SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 @dataclass(frozen=True)
 class EppScraperConfig:
     """Attributes:
-    targets: EPP metrics base URLs (``INFERWATCH_EPP_TARGETS``, comma-separated, e.g. ``http://epp:9090``).
+    targets: static EPP metrics base URLs (``INFERWATCH_EPP_TARGETS``, comma-separated, e.g. ``http://epp:9090``).
+    dns: DNS specs from the same list (``dns+http://epp.ns.svc:9090`` or ``dns+epp.ns.svc:9090``: A/AAAA;
+        ``dns+_metrics._tcp.epp.ns.svc.cluster.local``: SRV), re-resolved every ``dns_interval_s``.
+    dns_server: ``INFERWATCH_EPP_DNS_SERVER``: ``ip[:port]`` for SRV queries (default: resolv.conf).
+    dns_interval_s: ``INFERWATCH_EPP_DNS_INTERVAL_S``: how often DNS specs are re-resolved (default: every scrape).
     interval_s: scrape interval (``INFERWATCH_EPP_INTERVAL_S``).
     timeout_s: per-request timeout (``INFERWATCH_EPP_TIMEOUT_S``).
     token_file: bearer token file, re-read when it changes (``INFERWATCH_EPP_TOKEN_FILE``; default the pod's
@@ -23,6 +28,9 @@ class EppScraperConfig:
     """
 
     targets: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    dns_server: str = ""
+    dns_interval_s: float = 0.0
     interval_s: float = 15.0
     timeout_s: float = 5.0
     token_file: str = ""
@@ -36,8 +44,18 @@ class EppScraperConfig:
 
         p = "INFERWATCH_EPP_"
         default_token = SA_TOKEN_FILE if os.path.exists(SA_TOKEN_FILE) else ""
+        listed = env.list(p + "TARGETS")
+        dns = tuple(t for t in listed if is_dns_spec(t))
+        for spec in dns:  # a typo fails at start, not silently at every re-resolution
+            try:
+                parse_dns_spec(spec)
+            except ValueError as exc:
+                raise SettingsError(f"{p}TARGETS: {exc}") from None
         return cls(
-            targets=tuple(t.rstrip("/") for t in env.list(p + "TARGETS")),
+            targets=tuple(t.rstrip("/") for t in listed if not is_dns_spec(t)),
+            dns=dns,
+            dns_server=env.get(p + "DNS_SERVER"),
+            dns_interval_s=env.float(p + "DNS_INTERVAL_S", 0.0),
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
             timeout_s=env.float(p + "TIMEOUT_S", cls.timeout_s),
             token_file=env.get(p + "TOKEN_FILE", default_token),

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
-
-import dns.asyncresolver
-import dns.exception
 
 from contracts import AnyEvent
 from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
@@ -22,15 +18,16 @@ from contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from services.vllm_scraper.config import VllmScraperConfig
 from services.vllm_scraper.core import (
     WANTED,
+    cap_engines,
+    cap_models,
     detect_generation,
     engine_stats,
     model_status,
-    parse_dns_spec,
     parse_models,
     rendezvous_owner,
     spread_offset,
-    target_url,
 )
+from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
 from shared.service import ServiceContext
@@ -52,31 +49,6 @@ class TargetState:
     errors_total: dict[str, float] = field(default_factory=dict)
     origins: set[str] = field(default_factory=set)
     in_flight: bool = False
-
-
-Resolver = Callable[[str, str], Awaitable[list[str]]]
-
-
-async def resolve_dns(spec: str, nameserver: str = "") -> list[str]:
-    """Target URLs behind one DNS spec: A/AAAA (``host:port``, system resolver) or SRV (``_svc._tcp.name``).
-
-    ``nameserver`` (``ip`` or ``ip:port``) sends SRV queries to that server instead of resolv.conf's.
-    """
-    kind, name, port = parse_dns_spec(spec)
-    if kind == "a":
-        infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        return sorted({target_url(str(info[4][0]), port) for info in infos})
-    resolver = dns.asyncresolver.Resolver(configure=not nameserver)
-    if nameserver:
-        ip, _, ns_port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "53")
-        resolver.nameservers = [ip]
-        resolver.port = int(ns_port or 53)
-    answer = await resolver.resolve(name, "SRV", lifetime=5.0)
-    urls: set[str] = set()
-    for record in answer:
-        host = str(record.target).rstrip(".")
-        urls.add(target_url(host, int(record.port)))
-    return sorted(urls)
 
 
 GRPC_SCHEMES = ("grpc://", "grpcs://")
@@ -233,8 +205,9 @@ class VllmScraper:
             try:
                 urls = await asyncio.wait_for(self.resolver(spec, self.config.dns_server),
                                               timeout=max(1.0, self.config.timeout_s))
-            except (OSError, ValueError, TimeoutError, dns.exception.DNSException) as exc:
-                log.warning("DNS lookup failed", extra={"name": spec, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            except LOOKUP_ERRORS as exc:
+                log.warning("DNS lookup failed", extra={"dns_name": spec,
+                                                    "error": f"{type(exc).__name__}: {exc}"[:200]})
                 continue
             await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec})
                                                  for u in urls])
@@ -275,6 +248,11 @@ class VllmScraper:
                 models = parse_models(models_r.body)
             except ValueError:
                 error = error or "invalid_models"
+        # cardinality caps: a target exposing thousands of label values costs the same as a normal one
+        engines, dropped = cap_engines(engines, self.config.max_engines, (m.id for m in models))
+        models, dropped_models = cap_models(models, self.config.max_models)
+        if dropped_models:
+            dropped["max_models"] = dropped_models
         health_ok = not isinstance(health_r, BaseException) and health_r.status == 200
         version = ""
         if not isinstance(version_r, BaseException) and isinstance(version_r, dict):
@@ -307,6 +285,7 @@ class VllmScraper:
             gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
             labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
             errors_total=dict(state.errors_total),
+            dropped_series=dropped,
         )
 
     async def scrape_grpc(self, state: TargetState) -> VllmInstanceSnapshot:

@@ -25,6 +25,9 @@ class VllmScraperConfig:
     shard: ``INFERWATCH_VLLM_SHARD``: share targets with the other live replicas (rendezvous hashing on heartbeats).
     spread: ``INFERWATCH_VLLM_SPREAD``: spread the scrapes of one cycle over the interval instead of a burst.
     peer_expiry_intervals: a replica whose heartbeat is older than this many heartbeat intervals is gone.
+    max_engines: ``INFERWATCH_VLLM_MAX_ENGINES``: cap on (model_name, engine) label sets kept per scrape of a
+        target; the rest are dropped and counted (``inferwatch_vllm_dropped_series``).
+    max_models: ``INFERWATCH_VLLM_MAX_MODELS``: cap on ``/v1/models`` cards kept per target (LoRA adapters included).
     """
 
     targets: tuple[str, ...] = ()
@@ -40,6 +43,8 @@ class VllmScraperConfig:
     shard: bool = True
     spread: bool = True
     peer_expiry_intervals: float = 2.5
+    max_engines: int = 32
+    max_models: int = 256
 
     @classmethod
     def from_env(cls, env: Env) -> VllmScraperConfig:
@@ -59,4 +64,6 @@ class VllmScraperConfig:
             shard=env.bool(p + "SHARD", True),
             spread=env.bool(p + "SPREAD", True),
             peer_expiry_intervals=env.float(p + "PEER_EXPIRY_INTERVALS", cls.peer_expiry_intervals),
+            max_engines=env.int(p + "MAX_ENGINES", cls.max_engines),
+            max_models=env.int(p + "MAX_MODELS", cls.max_models),
         )

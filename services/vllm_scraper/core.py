@@ -154,6 +154,46 @@ def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
     ]
 
 
+MAX_FINISHED_REASONS = 16  # vLLM has a handful (stop, length, abort, error); more is a cardinality bomb
+
+
+def cap_engines(
+    engines: list[VllmEngineStats], max_engines: int, served: Iterable[str] = ()
+) -> tuple[list[VllmEngineStats], dict[str, int]]:
+    """Bound one scrape's label sets: at most ``max_engines`` engines, ``MAX_FINISHED_REASONS`` reasons each.
+
+    A target that suddenly exposes thousands of ``model_name``/``engine`` values must not turn into
+    thousands of series downstream. Engines of the ``served`` model names (``/v1/models``) are kept first,
+    then the others in sorted order, so a flood of new names cannot push out the real model.
+
+    Returns:
+        The kept engines (sorted by model name, engine) and the count of what was dropped, by reason
+        (``max_engines``, ``max_finished_reasons``); the dict is empty when nothing was dropped.
+    """
+    dropped: dict[str, int] = {}
+    if len(engines) > max_engines:
+        wanted = set(served)
+        ranked = sorted(engines, key=lambda e: (e.model_name not in wanted, e.model_name, e.engine))
+        dropped["max_engines"] = len(engines) - max(max_engines, 0)
+        engines = sorted(ranked[: max(max_engines, 0)], key=lambda e: (e.model_name, e.engine))
+    kept: list[VllmEngineStats] = []
+    for engine in engines:
+        reasons = engine.request_success_total
+        if len(reasons) > MAX_FINISHED_REASONS:
+            dropped["max_finished_reasons"] = (dropped.get("max_finished_reasons", 0)
+                                               + len(reasons) - MAX_FINISHED_REASONS)
+            bounded = dict(sorted(reasons.items())[:MAX_FINISHED_REASONS])
+            engine = msgspec.structs.replace(engine, request_success_total=bounded)
+        kept.append(engine)
+    return kept, dropped
+
+
+def cap_models(models: list[VllmModelCard], max_models: int) -> tuple[list[VllmModelCard], int]:
+    """The first ``max_models`` cards of ``/v1/models`` and how many were dropped."""
+    limit = max(max_models, 0)
+    return models[:limit], max(len(models) - limit, 0)
+
+
 def parse_models(body: bytes) -> list[VllmModelCard]:
     """``/v1/models`` → cards (unknown fields ignored; ``parent: null`` → ``""``).
 
@@ -212,26 +252,3 @@ def spread_offset(key: str, interval_s: float) -> float:
     """A stable offset in ``[0, interval_s)`` for ``key``, so scrapes spread over the interval."""
     fraction = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
     return fraction * interval_s
-
-
-def parse_dns_spec(spec: str) -> tuple[str, str, int]:
-    """``host:port`` → (``a``, host, port); ``_svc._tcp.name`` (optionally ``srv+…``) → (``srv``, name, 0).
-
-    Raises:
-        ValueError: neither form.
-    """
-    spec = spec.strip().removeprefix("dns+")
-    if spec.startswith("srv+"):
-        return "srv", spec[4:], 0
-    if spec.startswith("_"):
-        return "srv", spec, 0
-    host, sep, port = spec.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"DNS target {spec!r}: expected host:port or _service._tcp.name")
-    return "a", host.strip("[]"), int(port)
-
-
-def target_url(address: str, port: int) -> str:
-    """``http://address:port`` (IPv6 in brackets)."""
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}"
