@@ -95,6 +95,8 @@ class VllmInstanceSnapshot(Snapshot, frozen=True, kw_only=True, tag="vllm.instan
         gpus: GPUs assigned to the container.
         labels: extra bounded labels from discovery.
         errors_total: this collector's cumulative failed scrapes of the target, by reason.
+        dropped_series: label sets left out of this scrape by the collector's caps, by reason
+            (``max_engines``, ``max_finished_reasons``, ``max_models``); empty when nothing was dropped.
     """
 
     up: bool
@@ -112,6 +114,7 @@ class VllmInstanceSnapshot(Snapshot, frozen=True, kw_only=True, tag="vllm.instan
     gpus: list[str] = []
     labels: dict[str, str] = {}
     errors_total: dict[str, float] = {}
+    dropped_series: dict[str, int] = {}
 
 
 class VllmModelLoaded(Occurrence, frozen=True, kw_only=True, tag="vllm.loaded"):

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -875,6 +876,24 @@ class _RedactUrlFilter(logging.Filter):
         if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
             record.args = tuple(_redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
         return True
+
+
+def strip_credentials(url: str) -> str:
+    """``url`` without userinfo, query or fragment (they may hold keys): what may go in a label or a log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    netloc = parts.hostname or ""
+    if parts.hostname and ":" in parts.hostname:
+        netloc = f"[{parts.hostname}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _redact_url(url: httpx.URL) -> str:

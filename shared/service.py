@@ -96,6 +96,7 @@ class _BusCollector(Collector):
             ("published", stats.published, "Events published."),
             ("publish_dropped", stats.dropped, "Events dropped: outbound buffer full or no connection."),
             ("reconnects", stats.reconnects, "Reconnections to NATS."),
+            ("disconnects", stats.disconnects, "Times the NATS connection was lost (a slow-consumer cut too)."),
             ("decode_errors", stats.decode_errors, "Received messages that were not valid events."),
             ("slow_consumer_drops", stats.slow_consumer_drops, "Times NATS dropped messages for a slow subscriber."),
         ):

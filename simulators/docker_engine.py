@@ -60,6 +60,7 @@ class FakeContainer:
     finished_at: float = 0.0
     restart_count: int = 0
     created: float = field(default_factory=time.time)
+    inspect_error: str = ""  # non-empty: /containers/{id}/json answers 500 with this message (a broken container)
     log_queues: list[asyncio.Queue[tuple[int, bytes] | None]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class FakeContainer:
         if self.health:
             state["Health"] = {"Status": self.health, "FailingStreak": 0, "Log": []}
         return {
-            "Id": self.id, "Created": _rfc3339(self.created), "Path": (self.entrypoint + self.cmd)[0],
+            "Id": self.id, "Created": _rfc3339(self.created), "Path": next(iter(self.entrypoint + self.cmd), ""),
             "Args": (self.entrypoint + self.cmd)[1:], "State": state, "Image": "sha256:" + self.id,
             "Name": "/" + self.name, "RestartCount": self.restart_count, "Driver": "overlay2",
             "HostConfig": {"NetworkMode": self.network_mode, "DeviceRequests": self.device_requests or None,
@@ -235,7 +236,11 @@ class FakeDockerEngine:
     async def inspect(self, request: web.Request) -> web.Response:
         ref = request.match_info["cid"]
         c = self._lookup(ref)
-        return self._not_found(ref) if c is None else web.json_response(c.inspect())
+        if c is None:
+            return self._not_found(ref)
+        if c.inspect_error:
+            return web.json_response({"message": c.inspect_error}, status=500)
+        return web.json_response(c.inspect())
 
     async def stats(self, request: web.Request) -> web.Response:
         ref = request.match_info["cid"]

@@ -171,6 +171,50 @@ async def test_docker_socket_loss_resync_no_ghosts(nats_url: str) -> None:
         await demo.stop()
 
 
+async def test_one_container_that_cannot_be_inspected_does_not_blind_the_host(nats_url: str) -> None:
+    """A 500 on one container's inspect (a container mid-removal, a corrupt config) is counted and skipped."""
+    tag = uuid.uuid4().hex[:6]
+    demo = await start_docker_demo(specs(tag)[:1])
+    broken = FakeContainer(id=container_id(f"broken-{tag}"), name=f"broken-{tag}", image="busybox:1.36",
+                           inspect_error="json: cannot unmarshal config")
+    demo.engine.containers[broken.id] = broken
+    demo.engine.start(broken.id)
+    host = f"test-host-{tag}"
+    env = {"NATS_URL": nats_url, "DOCKER_HOST": demo.docker_host, "INFERWATCH_DOCKER_HOST_NAME": host,
+           "INFERWATCH_DOCKER_INTERVAL_S": "0.5", "INFERWATCH_DOCKER_RESYNC_S": "1",
+           "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2"}
+    try:
+        async with (
+            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
+            running_service("docker-watcher", watcher_main, env) as watcher,
+        ):
+            async def containers() -> set[str]:
+                body = await get_text(agg.url + "/metrics")
+                return set(re.findall(r'container="([^"]+)"', "\n".join(
+                    series(body, "inferwatch_container_info", host=host))))
+
+            await wait_until(lambda: _eq(containers(), {f"vllm-new-{tag}", "postgres", "redis"}), timeout=10,
+                             what="every inspectable container, despite the broken one")
+            own = await get_text(watcher.url + "/metrics")
+            refused = [line for line in own.splitlines()
+                       if line.startswith('inferwatch_docker_inspect_failures_total{status="500"}')]
+            assert refused
+            assert value(refused[0]) >= 1
+            # the session survived: a container started afterwards still arrives through the event stream
+            fresh = FakeContainer(id=container_id(f"web-{tag}"), name=f"web-{tag}", image="nginx:1.27",
+                                  entrypoint=["nginx"])
+            demo.engine.containers[fresh.id] = fresh
+            demo.engine.start(fresh.id)
+            await wait_until(lambda: _eq(containers(), {f"vllm-new-{tag}", "postgres", "redis", f"web-{tag}"}),
+                             timeout=10, what="a later container")
+            # the broken container recovers: it shows up on the next resync
+            broken.inspect_error = ""
+            await wait_until(lambda: _eq(containers(), {f"vllm-new-{tag}", "postgres", "redis", f"web-{tag}",
+                                                        f"broken-{tag}"}), timeout=10, what="the repaired container")
+    finally:
+        await demo.stop()
+
+
 async def _eq(coro: Awaitable[set[str]], expected: set[str]) -> bool:
     return await coro == expected
 

@@ -30,10 +30,10 @@ from services.litellm_poller.core import (
     parse_readiness,
     parse_v1_models,
     status_class,
-    strip_credentials,
     usage_by_group,
 )
 from shared.exposition import parse_exposition
+from shared.http import strip_credentials
 from shared.settings import Env, SettingsError
 
 FIX = Path(__file__).parent / "fixtures" / "litellm"

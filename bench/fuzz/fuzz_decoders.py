@@ -2,7 +2,8 @@
 
 Only our own error types may come out (ExpositionError, DecodeError); anything else is a crash that
 atheris reports with the input. Run: .venv/bin/python bench/fuzz/fuzz_decoders.py -runs=200000
-(pip install atheris first; it is not a project dependency). libFuzzer prints how many inputs ran
+(pip install atheris first; it is not a project dependency). The JSON handlers have their own
+harness, ``fuzz_json_handlers.py``. libFuzzer prints how many inputs ran
 ("Done N runs").
 """
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     from contracts import DecodeError, decode
-    from services.vllm_scraper.core import WANTED, engine_stats, parse_models
+    from services.vllm_scraper.core import WANTED, cap_engines, engine_stats, parse_models
     from shared.exposition import ExpositionError, parse_exposition
 
 
@@ -27,7 +28,9 @@ def one_input(data: bytes) -> None:
     try:
         families = parse_exposition(data, max_samples=10_000)
         engine_stats(families)
-        engine_stats(parse_exposition(data, families=WANTED, max_samples=10_000))
+        engines = engine_stats(parse_exposition(data, families=WANTED, max_samples=10_000))
+        kept, _ = cap_engines(engines, 2, ["m"])
+        assert len(kept) <= 2
     except ExpositionError:
         pass
     with contextlib.suppress(DecodeError):

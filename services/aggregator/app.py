@@ -45,6 +45,9 @@ SOURCES = Family("inferwatch_aggregator_sources", "gauge", "Live sources held.")
 SCRAPE_SECONDS = Family("inferwatch_aggregator_render_duration_seconds", "gauge",
                         "How long the previous /metrics render took.")
 BUS_CONNECTED = Family("inferwatch_aggregator_nats_connected", "gauge", "1 when connected to NATS.")
+BUS_DISCONNECTS = Family("inferwatch_aggregator_nats_disconnects", "counter",
+                         "Times the NATS connection was lost (a server cutting a slow consumer shows up here; "
+                         "what it held for us is lost and counted only in the server's /varz).")
 
 _MAX_PREFIXES = 200  # bound on the decode-error label values
 
@@ -122,6 +125,7 @@ class Aggregator:
         w.gauge(SCRAPE_SECONDS, "", self._last_render_s)
         if self.ctx is not None:
             w.gauge(BUS_CONNECTED, "", 1.0 if self.ctx.bus.connected else 0.0)
+            w.counter(BUS_DISCONNECTS, "", self.ctx.bus.stats.disconnects)
         return w.freeze()
 
     def render(self, openmetrics: bool = False) -> bytes:

@@ -21,6 +21,7 @@ import aiodocker
 import aiohttp
 import msgspec
 from aiodocker.multiplexed import multiplexed_result_stream
+from prometheus_client import Counter
 
 from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from contracts.docker import ContainerInfo, ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
@@ -43,6 +44,10 @@ DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", os.path.expanduse
 DOCKER_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
+class InspectRefusedError(Exception):
+    """The engine refused to inspect one container (a 5xx for that container alone)."""
+
+
 class DockerWatcher:
     """The container table of one Docker host and what it has announced."""
 
@@ -59,6 +64,9 @@ class DockerWatcher:
         self.docker: aiodocker.Docker | None = None
         self._include_labels = dict(config.include_labels)
         self._exclude_labels = dict(config.exclude_labels)
+        self.inspect_failures = Counter(
+            "inferwatch_docker_inspect_failures", "Container inspections the engine refused (5xx), by status; "
+            "the container keeps its last known state.", ["status"], registry=ctx.registry)
 
     # ---- pure-ish state changes -------------------------------------------------------------
 
@@ -145,6 +153,12 @@ class DockerWatcher:
     # ---- Docker I/O ------------------------------------------------------------------------
 
     async def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        """The container's inspect document; None when it is gone (404).
+
+        Raises:
+            InspectRefusedError: the engine answered this one container with another error (a container
+                mid-removal, a corrupt config): the caller skips it and the rest of the host carries on.
+        """
         assert self.docker is not None
         try:
             container = self.docker.containers.container(container_id)
@@ -152,7 +166,10 @@ class DockerWatcher:
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return None
-            raise
+            self.inspect_failures.labels(str(exc.status)).inc()
+            log.warning("container inspect refused", extra={"container": container_id[:12], "status": exc.status,
+                                                            "error": str(exc.message)[:200]})
+            raise InspectRefusedError(container_id) from None
         return data if isinstance(data, dict) else None
 
     async def resync(self) -> None:
@@ -162,7 +179,11 @@ class DockerWatcher:
         seen: set[str] = set()
         for summary in listed:
             cid = summary.id
-            inspect = await self._inspect(cid)
+            try:
+                inspect = await self._inspect(cid)
+            except InspectRefusedError:
+                seen.add(cid)  # still listed: keep what we knew rather than announce a removal
+                continue
             if inspect is None:
                 continue
             seen.add(cid)
@@ -184,7 +205,11 @@ class DockerWatcher:
             return
         raw_attributes = actor.get("Attributes")
         attributes: dict[str, Any] = raw_attributes if isinstance(raw_attributes, dict) else {}
-        inspect = None if action == "destroy" else await self._inspect(cid)
+        refused = False
+        try:
+            inspect = None if action == "destroy" else await self._inspect(cid)
+        except InspectRefusedError:
+            inspect, refused = None, True  # announce the event; the container keeps its last known state
         info = self._info(inspect) if inspect is not None else None
         counts = self.events_total.setdefault(cid, {})
         counts[action] = counts.get(action, 0.0) + 1
@@ -196,7 +221,8 @@ class DockerWatcher:
         await self.ctx.bus.publish(ContainerLifecycle(
             source=cid, observed_at=time.time(), collector=self.ctx.instance, host=self.host, name=name,
             action=action, exit_code=exit_code, kind=info.kind if info else self._known_kind(cid)))
-        await self._set_container(info, cid, action)
+        if not refused:
+            await self._set_container(info, cid, action)
         if action == "destroy":
             self.events_total.pop(cid, None)
             self.signatures_total.pop(cid, None)
@@ -234,7 +260,7 @@ class DockerWatcher:
             except aiodocker.DockerError as exc:
                 if exc.status == 404:
                     return
-            except DOCKER_ERRORS:
+            except (*DOCKER_ERRORS, InspectRefusedError):
                 pass
             if await self.ctx.sleep(2.0):
                 return

@@ -27,7 +27,7 @@ from services.epp_scraper.core import (
 )
 from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
 from shared.exposition import ExpositionError, parse_exposition
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
 from shared.service import ServiceContext
 
 log = logging.getLogger("inferwatch.epp_scraper")
@@ -96,7 +96,7 @@ class EppScraper:
                                            verify=self._verify)
         self.origins[url] = {origin}
         self.errors_total.setdefault(url, {})
-        log.info("EPP target added", extra={"target": url, "origin": origin})
+        log.info("EPP target added", extra={"target": strip_credentials(url), "origin": origin})
 
     async def remove(self, url: str, origin: str | None = None) -> bool:
         """Stop scraping ``url`` (``origin``: only once no other origin names it); True when it went."""
@@ -111,7 +111,7 @@ class EppScraper:
         del self.origins[url]
         self.errors_total.pop(url, None)
         await client.aclose()
-        log.info("EPP target removed", extra={"target": url, "origin": origin or ""})
+        log.info("EPP target removed", extra={"target": strip_credentials(url), "origin": origin or ""})
         return True
 
     async def reconcile(self, origin: str, urls: list[str], *, also: tuple[str, ...] = ()) -> list[str]:
@@ -204,8 +204,8 @@ class EppScraper:
             key = error.split(":", 1)[0]
             errors = self.errors_total.setdefault(url, {})
             errors[key] = errors.get(key, 0.0) + 1
-            log.warning("EPP scrape failed", extra={"target": url, "reason": error})
-        return EppSnapshot(source=url, observed_at=time.time(), collector=self.ctx.instance,
+            log.warning("EPP scrape failed", extra={"target": strip_credentials(url), "reason": error})
+        return EppSnapshot(source=strip_credentials(url), observed_at=time.time(), collector=self.ctx.instance,
                            interval_s=self.config.interval_s, up=not error, error=error, naming=naming,
                            objectives=objectives, pools=pools, scheduler_e2e_seconds=latency,
                            scheduler_attempts_total=attempts, flow_control_queue_size=flow)

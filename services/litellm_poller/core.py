@@ -10,17 +10,18 @@ licence-gated exposition (only ``litellm_not_a_premium_user_metric``), internal 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 from contracts.base import Histogram
 from contracts.litellm import ModelRoute, ModelUsage
 from shared.exposition import MetricFamily, histograms_by
+from shared.http import strip_credentials
 
 MODEL_TYPES = ("llm", "embedding", "reranker", "image", "audio", "other")
 MODE_TYPES: dict[str, str] = {
@@ -116,28 +117,14 @@ def decode_json(body: bytes, what: str) -> Any:
         raise ValueError(f"{what}: invalid JSON: {exc}") from None
 
 
-def strip_credentials(url: str) -> str:
-    """``url`` without userinfo, query or fragment (they may hold keys)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    netloc = parts.hostname or ""
-    if parts.hostname and ":" in parts.hostname:
-        netloc = f"[{parts.hostname}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _num(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    return float(value) if math.isfinite(value) else 0.0
+    try:
+        as_float = float(value)
+    except OverflowError:  # a JSON integer beyond float range (msgspec decodes big ints exactly)
+        return 0.0
+    return as_float if math.isfinite(as_float) else 0.0
 
 
 def _int(value: object) -> int:
@@ -297,8 +284,13 @@ def parse_backlog(raw: object) -> dict[str, float]:
     """
     if not isinstance(raw, dict):
         raise ValueError("/health/backlog: not an object")
-    return {k: float(v) for k in ("in_flight_requests", "queued_requests", "rejected_requests")
-            if isinstance(v := raw.get(k), int | float) and not isinstance(v, bool)}
+    out: dict[str, float] = {}
+    for k in ("in_flight_requests", "queued_requests", "rejected_requests"):
+        v = raw.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            with contextlib.suppress(OverflowError):  # an integer beyond float range is left out
+                out[k] = float(v)
+    return out
 
 
 def parse_health(raw: object) -> dict[str, str]:

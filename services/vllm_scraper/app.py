@@ -29,7 +29,7 @@ from services.vllm_scraper.core import (
 )
 from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
 from shared.exposition import ExpositionError, parse_exposition
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
 from shared.service import ServiceContext
 
 log = logging.getLogger("inferwatch.vllm_scraper")
@@ -49,6 +49,11 @@ class TargetState:
     errors_total: dict[str, float] = field(default_factory=dict)
     origins: set[str] = field(default_factory=set)
     in_flight: bool = False
+
+    @property
+    def source(self) -> str:
+        """The target URL as it may appear in events and labels: no userinfo, query or fragment."""
+        return strip_credentials(self.target.url)
 
 
 GRPC_SCHEMES = ("grpc://", "grpcs://")
@@ -241,7 +246,7 @@ class VllmScraper:
                 engines = engine_stats(families)
             except ExpositionError as exc:
                 error = "parse_error"
-                log.warning("malformed exposition", extra={"target": state.target.url, "error": str(exc)[:200]})
+                log.warning("malformed exposition", extra={"target": state.source, "error": str(exc)[:200]})
         models: list[VllmModelCard] = []
         if not isinstance(models_r, BaseException):
             try:
@@ -266,7 +271,7 @@ class VllmScraper:
             state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
         t = state.target
         return VllmInstanceSnapshot(
-            source=t.url,
+            source=state.source,
             observed_at=now,
             collector=self.ctx.instance,
             interval_s=self.config.interval_s,
@@ -304,7 +309,7 @@ class VllmScraper:
             state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
         t = state.target
         return VllmInstanceSnapshot(
-            source=t.url, observed_at=now, collector=self.ctx.instance, interval_s=self.config.interval_s,
+            source=state.source, observed_at=now, collector=self.ctx.instance, interval_s=self.config.interval_s,
             up=reachable, error=error, status=status, health_ok=serving, version=t.labels.get("vllm_version", ""),
             scrape_duration_s=duration, load_duration_s=state.load_duration_s, container_id=t.container_id,
             container_name=t.container_name, gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
@@ -317,7 +322,7 @@ class VllmScraper:
         if status == "ready" and state.status == "loading" and state.loading_since is not None:
             state.load_duration_s = now - state.loading_since
             await self.ctx.bus.publish(VllmModelLoaded(
-                source=state.target.url, observed_at=now, collector=self.ctx.instance,
+                source=state.source, observed_at=now, collector=self.ctx.instance,
                 models=[m.id for m in models], load_duration_s=state.load_duration_s))
         state.status = status
 
@@ -331,7 +336,7 @@ class VllmScraper:
             try:
                 snap = await self.scrape(state)
             except Exception:  # a bug, not an upstream failure: keep the others going
-                log.exception("scrape failed unexpectedly", extra={"target": state.target.url})
+                log.exception("scrape failed unexpectedly", extra={"target": state.source})
                 return
             await self.ctx.bus.publish(snap)
         finally:

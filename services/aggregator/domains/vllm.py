@@ -12,6 +12,9 @@ INFO = Family(P + "info", "gauge",
               "vLLM instance metadata (version, engine generation, models, container, GPUs); always 1.")
 SCRAPE_ERROR = Family(P + "scrape_error_info", "gauge", "Why the last scrape failed; 1 while failing.")
 SCRAPE_ERRORS = Family(P + "scrape_errors", "counter", "Failed scrapes of the instance, by reason.")
+DROPPED_SERIES = Family(P + "dropped_series", "gauge",
+                        "Label sets the scraper left out of the last scrape of the instance because of its caps "
+                        "(max_engines, max_finished_reasons, max_models), by reason.")
 SCRAPE_DURATION = Family(P + "scrape_duration_seconds", "gauge", "Duration of the last scrape.")
 MODEL_STATUS = Family(P + "model_status", "gauge",
                       "1 for the instance's current model status (loading, ready, error), 0 for the others.")
@@ -65,6 +68,8 @@ def render_vllm(event: Event, w: SeriesWriter) -> None:
         w.gauge(SCRAPE_ERROR, label_block({"target": target, "reason": event.error}), 1.0)
     for reason, count in event.errors_total.items():
         w.counter(SCRAPE_ERRORS, label_block({"target": target, "reason": reason}), count)
+    for reason, count in sorted(event.dropped_series.items()):
+        w.gauge(DROPPED_SERIES, label_block({"target": target, "reason": reason}), float(count))
     w.gauge(SCRAPE_DURATION, base, event.scrape_duration_s)
     w.gauge(HEALTH, base, 1.0 if event.health_ok else 0.0)
     for status in STATUSES:
