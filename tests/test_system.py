@@ -43,6 +43,36 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _wait_for_demo_views(port: int, deadline: float) -> dict[str, set[str]]:
+    """Poll the aggregator until the GPU→container join, the EPP pool and the HF-enriched catalog show up."""
+    views: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            time.sleep(0.5)
+            continue
+        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+        vllm_containers = {s.labels["container_id"] for s in samples
+                           if s.name == "inferwatch_container_info" and s.labels.get("kind") == "vllm"}
+        views = {
+            "gpu_containers": {s.labels["container_id"] for s in samples
+                               if s.name == "inferwatch_gpu_process_memory_used_bytes"
+                               and s.labels.get("container_id") in vllm_containers},
+            "epp_pools": {s.labels["pool"] for s in samples
+                          if s.name == "inferwatch_epp_pool_ready_endpoints" and s.value > 0},
+            "vllm_models": {m for s in samples if s.name == "inferwatch_vllm_info"
+                            for m in s.labels.get("models", "").split(",") if m},
+            "hf_models": {s.labels["model"] for s in samples
+                          if s.name == "inferwatch_model_info" and s.labels.get("hf_url", "").startswith("https://")
+                          and s.labels.get("pipeline_tag")},
+        }
+        if views["gpu_containers"] and views["epp_pools"] and views["vllm_models"] <= views["hf_models"]:
+            return views
+        time.sleep(0.5)
+    return views
+
+
 def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
     port = free_port()
     dead_nats = f"nats://127.0.0.1:{free_port()}"  # nothing listens: `up` must start its own server
@@ -75,6 +105,12 @@ def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
         assert 'inferwatch_service_ready{service="vllm-scraper"' in body
         descendants = _children(proc.pid)
         assert len(descendants) >= 4  # nats-server, simulators, aggregator, vllm-scraper
+        # issue 6's demo: GPUs joined to their vLLM containers, an EPP pool, a catalog enriched from the HF simulator
+        joined = _wait_for_demo_views(port, started + 90)
+        assert joined["gpu_containers"], "no GPU process joined to a vLLM container"
+        assert joined["epp_pools"], "no EPP pool with ready endpoints"
+        assert joined["vllm_models"], "no served vLLM model listed"
+        assert joined["vllm_models"] <= joined["hf_models"], joined  # every served vLLM model has HF metadata
     finally:
         proc.send_signal(signal.SIGINT)
         try:
