@@ -7,11 +7,14 @@ an SRV query for a name that does not start with ``_``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import dns.asyncresolver
 import dns.exception
+
+log = logging.getLogger("inferwatch.dns")
 
 #: What a DNS lookup may raise that means "this name did not resolve now" (keep the previous targets).
 LOOKUP_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, TimeoutError, dns.exception.DNSException)
@@ -76,3 +79,16 @@ async def resolve_dns(spec: str, nameserver: str = "") -> list[str]:
         host = str(record.target).rstrip(".")
         urls.add(target_url(host, int(record.port)))
     return sorted(urls)
+
+
+async def resolve_specs(specs: Iterable[str], resolver: Resolver, nameserver: str,
+                        timeout_s: float) -> dict[str, list[str]]:
+    """Each spec's target URLs. A spec whose lookup fails or times out is logged and left out of the
+    result, so the caller keeps that spec's previous targets rather than dropping them on a DNS hiccup."""
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        try:
+            found[spec] = await asyncio.wait_for(resolver(spec, nameserver), timeout=max(1.0, timeout_s))
+        except LOOKUP_ERRORS as exc:
+            log.warning("DNS lookup failed", extra={"dns_name": spec, "error": f"{type(exc).__name__}: {exc}"[:200]})
+    return found

@@ -25,7 +25,7 @@ from services.epp_scraper.core import (
     pool_stats,
     scheduler_stats,
 )
-from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
+from shared.dns import Resolver, resolve_dns, resolve_specs
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
 from shared.service import ServiceContext
@@ -135,14 +135,8 @@ class EppScraper:
 
         A target whose record went away is dropped and announced with ``discovery.lost`` (kind ``epp``).
         """
-        for spec in self.config.dns:
-            try:
-                urls = await asyncio.wait_for(self.resolver(spec, self.config.dns_server),
-                                              timeout=max(1.0, self.config.timeout_s))
-            except LOOKUP_ERRORS as exc:
-                log.warning("DNS lookup failed", extra={"dns_name": spec,
-                                                    "error": f"{type(exc).__name__}: {exc}"[:200]})
-                continue
+        found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
+        for spec, urls in found.items():
             for url in await self.reconcile("dns:" + spec, urls):
                 await self.ctx.bus.publish(TargetLost(
                     source="dns:" + spec, observed_at=time.time(), collector=self.ctx.instance,

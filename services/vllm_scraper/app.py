@@ -27,7 +27,7 @@ from services.vllm_scraper.core import (
     rendezvous_owner,
     spread_offset,
 )
-from shared.dns import LOOKUP_ERRORS, Resolver, resolve_dns
+from shared.dns import Resolver, resolve_dns, resolve_specs
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
 from shared.service import ServiceContext
@@ -206,14 +206,8 @@ class VllmScraper:
 
     async def refresh_dns(self) -> None:
         """Re-resolve every DNS name; a failed lookup keeps that name's previous targets."""
-        for spec in self.config.dns:
-            try:
-                urls = await asyncio.wait_for(self.resolver(spec, self.config.dns_server),
-                                              timeout=max(1.0, self.config.timeout_s))
-            except LOOKUP_ERRORS as exc:
-                log.warning("DNS lookup failed", extra={"dns_name": spec,
-                                                    "error": f"{type(exc).__name__}: {exc}"[:200]})
-                continue
+        found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
+        for spec, urls in found.items():
             await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec})
                                                  for u in urls])
 
