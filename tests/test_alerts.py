@@ -16,6 +16,7 @@ from services.aggregator.alerts import (
     AlertEngine,
     RuleError,
     fingerprint,
+    histogram_growth,
     histogram_quantile,
     load_rules,
     parse_duration,
@@ -108,13 +109,50 @@ def test_increase_compares_with_the_previous_snapshot_of_the_same_item() -> None
     assert eng.on_event(vllm(engines=[engine_stats(preemptions_total=0.0)]), T0 + 20) == []
 
 
-def test_ttft_p95_from_the_cumulative_histogram() -> None:
+def test_ttft_p95_of_the_last_five_minutes_fires_and_resolves() -> None:
     slow = Histogram(buckets=[(0.5, 10.0), (1.0, 20.0), (5.0, 100.0)], sum=300.0, count=100.0)
     assert histogram_quantile(0.95, slow) == pytest.approx(1.0 + 4.0 * (95 - 20) / 80)
     assert histogram_quantile(0.95, Histogram(buckets=[], sum=0, count=0)) is None
     eng = defaults()
-    eng.on_event(vllm(engines=[engine_stats(ttft_seconds=slow)]), T0)
-    assert [a.name for a in eng.tick(T0 + 301)] == ["VllmTtftHigh"]
+
+    def at(t: float, fast: float, slow_: float) -> list[str]:
+        """Cumulative counts: ``fast`` requests under 0.5 s, ``slow_`` between 1 and 5 s, so far."""
+        hist = Histogram(buckets=[(0.5, fast), (1.0, fast), (5.0, fast + slow_)], sum=0.1 * fast + 3 * slow_,
+                         count=fast + slow_)
+        return [f"{a.name}:{a.state}" for a in eng.on_event(vllm(engines=[engine_stats(ttft_seconds=hist)]), t)]
+
+    # a long fast history, then a slow spell: the lifetime p95 would stay low, the last 5 minutes' does not
+    for i in range(21):
+        assert at(T0 + 15 * i, fast=1000.0 * (i + 1), slow_=0.0) == []
+    t = T0 + 15 * 21
+    fired: list[str] = []
+    for i in range(1, 41):
+        fired += at(t + 15 * i, fast=21000.0 + 10 * i, slow_=100.0 * i)
+    assert fired == ["VllmTtftHigh:firing"]  # once, after 300 s of a slow last-5-minutes p95
+    # fast again: once the slow requests leave the window, it resolves, though the lifetime p95 is still slow
+    t += 15 * 40
+    resolved: list[str] = []
+    for i in range(1, 23):
+        resolved += at(t + 15 * i, fast=21400.0 + 1000 * i, slow_=4000.0)
+    assert resolved == ["VllmTtftHigh:resolved"]
+
+
+def test_increase_of_a_histogram_is_bucket_by_bucket_and_a_reset_counts_from_zero() -> None:
+    before = Histogram(buckets=[(1.0, 10.0), (2.0, 30.0)], sum=40.0, count=31.0)
+    after = Histogram(buckets=[(1.0, 12.0), (2.0, 40.0)], sum=60.0, count=45.0)
+    assert histogram_growth(before, after) == Histogram(buckets=[(1.0, 2.0), (2.0, 10.0)], sum=20.0, count=14.0)
+    restarted = Histogram(buckets=[(1.0, 1.0), (2.0, 2.0)], sum=2.0, count=2.0)
+    assert histogram_growth(after, restarted) == restarted
+    assert histogram_growth(before, Histogram(buckets=[(5.0, 1.0)], sum=1.0, count=1.0)) is None
+
+
+def test_increase_takes_an_optional_constant_window() -> None:
+    rule = {"alert": "X", "event": "vllm.instance", "each": "engines", "when": "increase(preemptions_total, w) > 0"}
+    with pytest.raises(RuleError, match="window"):
+        parse_rule(rule)
+    with pytest.raises(RuleError, match="window"):
+        parse_rule({**rule, "when": "increase(preemptions_total, -5) > 0"})
+    assert parse_rule({**rule, "when": "increase(preemptions_total, 60) > 0"}).when is not None
 
 
 def test_heartbeat_silence_fires_and_a_new_heartbeat_resolves() -> None:

@@ -9,6 +9,10 @@ Expression language (``when``): Python expression syntax restricted to names, at
 constants, ``and/or/not``, comparisons, ``+ - * /`` and the functions in `FUNCTIONS`. A name resolves
 on the item first, then on the snapshot (``snapshot.x`` forces the snapshot). ``None`` (a field the
 source does not report) makes any comparison false, so missing data never fires an alert.
+``increase(x)`` is the growth of a cumulative value since the item's previous snapshot and
+``increase(x, 300)`` over the last 300 s; on a histogram it is taken bucket by bucket, so
+``p95(increase(ttft_seconds, 300))`` is the p95 of the last five minutes' requests, as PromQL's
+``histogram_quantile(0.95, rate(…[5m]))``, rather than of the collector's whole lifetime.
 """
 
 from __future__ import annotations
@@ -54,6 +58,26 @@ def histogram_quantile(q: float, hist: Histogram | None) -> float | None:
     return hist.buckets[-1][0] if hist.buckets else None
 
 
+def histogram_growth(before: Histogram, after: Histogram) -> Histogram | None:
+    """``after - before`` bucket by bucket; ``after`` itself when the histogram was reset; None when the
+    bucket bounds changed (the two cannot be compared)."""
+    if [b for b, _ in before.buckets] != [b for b, _ in after.buckets]:
+        return None
+    if after.count < before.count:  # reset: what was observed since the reset
+        return after
+    return Histogram(buckets=[(bound, max(0.0, c - p)) for (bound, c), (_, p) in zip(after.buckets, before.buckets,
+                                                                                     strict=True)],
+                     sum=max(0.0, after.sum - before.sum), count=after.count - before.count)
+
+
+def _growth(before: float | Histogram, after: float | Histogram) -> float | Histogram | None:
+    if isinstance(after, Histogram):
+        return histogram_growth(before, after) if isinstance(before, Histogram) else None
+    if isinstance(before, Histogram):
+        return None
+    return after if after < before else after - before  # a reset counts from zero, as in PromQL
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
@@ -77,7 +101,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "sum_values": (_sum_values, 1),
     "len": (_len, 1),
     "get": (lambda m, k: None if m is None else m.get(k), 2),
-    "increase": (lambda x: x, 1),
+    "increase": (lambda x, window_s=0.0: x, 2),  # 1 or 2 arguments; evaluated by Scope.increase
 }
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -113,11 +137,17 @@ class Expression:
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 raise RuleError(f"rule {self.rule}: unknown function in when={self.source!r} "
                                 f"(known: {', '.join(sorted(FUNCTIONS))})")
-            if node.keywords or len(node.args) != FUNCTIONS[node.func.id][1]:
-                raise RuleError(f"rule {self.rule}: {node.func.id}() takes {FUNCTIONS[node.func.id][1]} argument(s)")
+            arity = FUNCTIONS[node.func.id][1]
             if node.func.id == "increase":
+                window = node.args[1] if len(node.args) == 2 else ast.Constant(0)
+                if node.keywords or len(node.args) not in (1, 2) or not isinstance(window, ast.Constant) \
+                        or not isinstance(window.value, int | float) or window.value < 0:
+                    raise RuleError(f"rule {self.rule}: increase() takes a value and optionally a window "
+                                    f"in seconds (a number >= 0)")
                 node.site = self.increase_sites  # type: ignore[attr-defined]
                 self.increase_sites += 1
+            elif node.keywords or len(node.args) != arity:
+                raise RuleError(f"rule {self.rule}: {node.func.id}() takes {arity} argument(s)")
             for arg in node.args:
                 self._check(arg)
             return
@@ -143,8 +173,8 @@ class Expression:
         if isinstance(node, ast.Attribute):
             base = self._eval(node.value, scope)
             return None if base is None else getattr(base, node.attr, None)
-        if isinstance(node, ast.BoolOp):
-            values = (self._eval(v, scope) for v in node.values)
+        if isinstance(node, ast.BoolOp):  # every operand, no short cut: each increase() must see every snapshot
+            values = [self._eval(v, scope) for v in node.values]
             return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.UnaryOp):
             value = self._eval(node.operand, scope)
@@ -174,9 +204,12 @@ class Expression:
             assert isinstance(node.func, ast.Name)
             args = [self._eval(a, scope) for a in node.args]
             if node.func.id == "increase":
-                return scope.increase(node.site, args[0])  # type: ignore[attr-defined]
+                return scope.increase(node.site, args[0], float(args[1]) if len(args) == 2 else 0.0)  # type: ignore[attr-defined]
             return FUNCTIONS[node.func.id][0](*args)
         raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+
+Sample = tuple[float, float | Histogram]  # (evaluation time, cumulative value)
 
 
 @dataclass
@@ -185,8 +218,9 @@ class Scope:
 
     snapshot: Event
     item: object | None
-    memory: dict[int, float]
-    new_memory: dict[int, float] = field(default_factory=dict)
+    memory: dict[int, list[Sample]]
+    now: float = 0.0
+    new_memory: dict[int, list[Sample]] = field(default_factory=dict)
 
     def lookup(self, name: str) -> Any:
         """Item field, else snapshot field; ``snapshot``/``item`` name the objects themselves."""
@@ -198,15 +232,20 @@ class Scope:
             return getattr(self.item, name)
         return getattr(self.snapshot, name, None)
 
-    def increase(self, site: int, value: Any) -> float | None:
-        """How much a cumulative value grew since this item's previous snapshot (a reset counts as 0)."""
+    def increase(self, site: int, value: Any, window_s: float = 0.0) -> float | Histogram | None:
+        """How much a cumulative value (a number or a histogram) grew over the last ``window_s`` seconds,
+        or since this item's previous snapshot when ``window_s`` is 0; None without an earlier sample.
+
+        The samples inside the window are kept, plus the newest one before it as the baseline.
+        """
         if value is None:
             return None
-        self.new_memory[site] = float(value)
-        previous = self.memory.get(site)
-        if previous is None:
-            return None
-        return max(0.0, float(value) - previous)
+        current: float | Histogram = value if isinstance(value, Histogram) else float(value)
+        start = self.now - window_s
+        history = self.memory.get(site, [])
+        kept = [s for s in history if s[0] <= start][-1:] + [s for s in history if s[0] > start]
+        self.new_memory[site] = [*kept, (self.now, current)]
+        return _growth(kept[0][1], current) if kept else None
 
 
 class _Fields(string.Formatter):
@@ -402,7 +441,7 @@ class AlertEngine:
                 self._by_event.setdefault(rule.event, []).append(rule)
         self._silent_tags = {r.event for r in self._silent}
         self._instances: dict[str, _Instance] = {}
-        self._memory: dict[tuple[str, str, str, str], dict[int, float]] = {}
+        self._memory: dict[tuple[str, str, str, str], dict[int, list[Sample]]] = {}
         self._seen: dict[tuple[str, str], _SourceSeen] = {}
         self.evaluation_errors: dict[str, int] = {}
 
@@ -454,7 +493,7 @@ class AlertEngine:
                   active: set[str]) -> list[Alert]:
         assert rule.when is not None
         memory_key = (key[0], key[1], rule.name, repr(_item_id(item)))
-        scope = Scope(event, item, self._memory.get(memory_key, {}))
+        scope = Scope(event, item, self._memory.get(memory_key, {}), now)
         try:
             result = rule.when.evaluate(scope)
         except (TypeError, ValueError, ArithmeticError, AttributeError):
