@@ -149,6 +149,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             demo_env = _wait_for_file(env_file, sim, 60)
             env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
             print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
+            if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
+                print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
         port = args.port if _port_free(args.port) else _free_port()
         urls = {}
         for name in [AGGREGATOR, *[s for s in service_names() if s != AGGREGATOR]]:

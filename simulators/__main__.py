@@ -1,7 +1,9 @@
 """``python -m simulators``: start every demo simulator and write the environment that points
 the collectors at them (JSON, to ``--env-file``), then serve until SIGTERM/SIGINT.
 
-A simulator module takes part by defining ``async def start_demo() -> Demo``.
+A simulator module takes part by defining ``async def start_demo() -> Demo``. The scenarios the demos declare
+are served by one control API (``simulators.scenarios``), whose URL goes into the environment as
+``INFERWATCH_SIM_CONTROL_URL`` (``INFERWATCH_SIM_CONTROL_PORT`` fixes its port; default: a free one).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import simulators
 from simulators.demo import Demo
+from simulators.scenarios import ScenarioRegistry, serve
 
 log = logging.getLogger("inferwatch.simulators")
 
@@ -26,6 +29,7 @@ log = logging.getLogger("inferwatch.simulators")
 async def _main(env_file: Path | None) -> None:
     demos: list[Demo] = []
     env: dict[str, str] = {}
+    registry = ScenarioRegistry()
     for info in sorted(pkgutil.iter_modules(simulators.__path__), key=lambda i: i.name):
         if info.name.startswith("_") or info.name == "demo":
             continue
@@ -36,6 +40,10 @@ async def _main(env_file: Path | None) -> None:
         demo: Demo = await start()
         demos.append(demo)
         env.update(demo.env)
+        for scenario in demo.scenarios:
+            registry.add(scenario)
+    control_url, control_runner = await serve(registry, port=int(os.environ.get("INFERWATCH_SIM_CONTROL_PORT") or 0))
+    env["INFERWATCH_SIM_CONTROL_URL"] = control_url
     if env_file is not None:
         tmp = env_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(env))
@@ -50,6 +58,7 @@ async def _main(env_file: Path | None) -> None:
     await stop.wait()
     for task in tasks:
         task.cancel()
+    await control_runner.cleanup()
     for demo in reversed(demos):
         await demo.stop()
 

@@ -21,12 +21,15 @@ import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from simulators.demo import Demo
 from simulators.vllm import SimulatedVllm, VllmGeneration, build_app
+
+if TYPE_CHECKING:
+    from simulators.scenarios import Scenario
 
 API_VERSION = "1.47"
 ENGINE_VERSION = "27.3.1-fake"
@@ -487,11 +490,45 @@ async def start_docker_demo(specs: list[tuple[str, str, SimulatedVllm, dict[str,
     return DockerDemo(engine, socket_path, runner, backends, tmpdir)
 
 
+def stuck_loading_scenario(demo: DockerDemo, backend: VllmBackend) -> Scenario:
+    """``vllm_model_stuck_loading``: a new vLLM container starts whose model never finishes loading; ending the
+    scenario lets the load finish. Each start is a new container (new id), so the scraper sees a new target."""
+    from simulators.scenarios import Scenario
+
+    port = int(backend.url.rsplit(":", 1)[1])
+    created: list[str] = []  # container ids, newest last
+
+    def start() -> None:
+        if created and created[-1] in demo.engine.containers:
+            demo.engine.kill(created[-1], 0)
+            demo.engine.destroy(created[-1])
+        backend.fresh(load_seconds=1e9)
+        container = demo.engine.add(vllm_container(f"vllm-warmup-{len(created) + 1}", "vllm/vllm-openai:v0.33.0",
+                                                   port, model=backend.current.root,
+                                                   served_name=backend.current.model, gpu_count=1))
+        created.append(container.id)
+        demo.engine.start(container.id)
+
+    def stop() -> None:
+        backend.current.load_seconds = 0.0  # the weights finally load
+
+    return Scenario("vllm_model_stuck_loading", "VllmModelStuckLoading",
+                    "a new vLLM container starts whose model never finishes loading", start, stop,
+                    labels={"target": backend.url})
+
+
 async def start_demo() -> Demo:
-    """Hook for ``inferwatch up --demo``: the fake engine, ``DOCKER_HOST`` for docker-watcher, a scenario."""
+    """Hook for ``inferwatch up --demo``: the fake engine, ``DOCKER_HOST`` for docker-watcher, a scenario.
+
+    Under ``INFERWATCH_SIM_CALM=1`` no container is killed at random.
+    """
+    from simulators.scenarios import CALM_ENV
+
     demo = await start_docker_demo()
     atexit.register(shutil.rmtree, demo.tmpdir, True)  # Demo.stop() only cleans the runners up
     rng = random.Random(7)
+    warmup = await serve_backend(SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0",
+                                               max_model_len=32768, seed=21))
 
     async def scenario() -> None:
         ids = list(demo.backends)
@@ -505,5 +542,7 @@ async def start_demo() -> Demo:
             demo.restart(victim, load_seconds=rng.uniform(6, 15))
 
     return Demo(env={"DOCKER_HOST": demo.docker_host, "INFERWATCH_DOCKER_INTERVAL_S": "5"},
-                runners=[demo.runner, *(b.runner for b in demo.backends.values() if b.runner)],
-                run=scenario)
+                runners=[demo.runner, *(b.runner for b in demo.backends.values() if b.runner),
+                         *([warmup.runner] if warmup.runner else [])],
+                run=None if os.environ.get(CALM_ENV) == "1" else scenario,
+                scenarios=[stuck_loading_scenario(demo, warmup)])

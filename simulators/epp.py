@@ -30,11 +30,16 @@ class SimPool:
     pods: list[str]
     kv_cache: float = 0.4
     queue: float = 1.0
+    unready: bool = False  # every pod fails its readiness probe: the pool has no ready endpoint
 
 
 @dataclass
 class EppSimulator:
-    """State of a simulated EPP."""
+    """State of a simulated EPP.
+
+    ``fast``: request durations all under 0.5 s (the default spreads them over every bucket, an eighth beyond 30 s);
+    ``slow``: new requests take over 30 s (an upstream stall), counted in ``slow_requests``.
+    """
 
     token: str = "sim-token"
     forbidden_tokens: set[str] = field(default_factory=set)
@@ -46,14 +51,20 @@ class EppSimulator:
         SimPool("vllm-qwen3-pool", ["qwen3-0", "qwen3-1"]), SimPool("vllm-llama-pool", ["llama-0"])])
     models: tuple[tuple[str, str], ...] = (("qwen3-8b", "qwen3-8b"), ("llama", "llama-3.1-8b-instruct"))
     requests: dict[tuple[str, str], float] = field(default_factory=dict)
+    slow_requests: dict[tuple[str, str], float] = field(default_factory=dict)
     scrapes: int = 0
+    fast: bool = False
+    slow: bool = False
 
     def step(self) -> None:
         """Advance: requests arrive, pods come and go, load moves."""
         rng = random.Random(self.seed + self.scrapes)
         self.scrapes += 1
         for key in self.models:
-            self.requests[key] = self.requests.get(key, 0.0) + rng.randint(5, 50)
+            arrived = rng.randint(5, 50)
+            self.requests[key] = self.requests.get(key, 0.0) + arrived
+            if self.slow:
+                self.slow_requests[key] = self.slow_requests.get(key, 0.0) + arrived
         pool = self.pools[self.scrapes % len(self.pools)]
         if len(pool.pods) > 1 and rng.random() < 0.3:
             pool.pods.pop()
@@ -111,9 +122,17 @@ class EppSimulator:
             self._head(out, name, "histogram", "Distribution per model.")
             for (m, t), v in sorted(self.requests.items()):
                 labels = f'model_name="{m}",target_model_name="{t}"{extra}'
+                slow = self.slow_requests.get((m, t), 0.0) if name == duration else 0.0
+                n, observed_sum = v - slow, v * scale
                 for i, le in enumerate(bounds):
-                    out.append(f'{name}_bucket{{{labels},le="{le}"}} {round(v * (i + 1) / (len(bounds) + 1))}\n')
-                out.append(f'{name}_bucket{{{labels},le="+Inf"}} {v}\n{name}_sum{{{labels}}} {v * scale}\n'
+                    if name == duration and self.fast:  # spread over the buckets up to 0.5 s
+                        cumulative = round(n * min(i + 1, 4) / 4)
+                    else:
+                        cumulative = round(n * (i + 1) / (len(bounds) + 1))
+                    out.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}\n')
+                if name == duration and (self.fast or slow):
+                    observed_sum = n * (0.1 if self.fast else scale) + slow * 45.0
+                out.append(f'{name}_bucket{{{labels},le="+Inf"}} {v}\n{name}_sum{{{labels}}} {observed_sum}\n'
                            f"{name}_count{{{labels}}} {v}\n")
         self._head(out, running, "gauge", "Inference objective number of running requests in each model.")
         for m, t in self.models:
@@ -128,7 +147,7 @@ class EppSimulator:
                 out.append(f'{name}{{name="{p.name}"}} {getattr(p, attr)}\n')
         self._head(out, ready, "gauge", "The number of ready endpoints in the inference server pool.")
         for p in self.pools:
-            out.append(f'{ready}{{name="{p.name}"}} {len(p.pods)}\n')
+            out.append(f'{ready}{{name="{p.name}"}} {0 if p.unready else len(p.pods)}\n')
         self._head(out, per, "gauge", "The total number of queue for each endpoint.")
         for p in self.pools:
             for i, pod in enumerate(p.pods):
@@ -175,12 +194,35 @@ class EppSimulator:
 
 
 async def start_demo() -> Demo:
-    """``inferwatch up --demo``: one token-protected EPP (two pools) and a token file for the scraper."""
+    """``inferwatch up --demo``: one token-protected EPP (two pools) and a token file for the scraper.
+
+    Under ``INFERWATCH_SIM_CALM=1`` request durations stay under 0.5 s (the default spread puts an eighth of the
+    requests beyond 30 s, which fires EppLatencyHigh).
+    """
+    import shutil
     import tempfile
 
-    sim = EppSimulator(token="demo-sa-token")
+    from simulators.scenarios import CALM_ENV, Scenario
+
+    sim = EppSimulator(token="demo-sa-token", fast=os.environ.get(CALM_ENV) == "1")
     runner, url = await sim.serve()
     token_dir = tempfile.mkdtemp(prefix="inferwatch-epp-")
     token_file = os.path.join(token_dir, "token")
     await asyncio.to_thread(Path(token_file).write_text, sim.token, encoding="utf-8")
-    return Demo(env={"INFERWATCH_EPP_TARGETS": url, "INFERWATCH_EPP_TOKEN_FILE": token_file}, runners=[runner])
+    pool = sim.pools[1]
+    model = sim.models[0][0]
+
+    def set_pool(on: bool) -> None:
+        pool.unready = on
+
+    def set_slow(on: bool) -> None:
+        sim.slow = on
+
+    scenarios = [
+        Scenario("epp_no_ready_pods", "EppNoReadyPods", f"every pod of InferencePool {pool.name} is unready",
+                 lambda: set_pool(True), lambda: set_pool(False), labels={"target": url, "pool": pool.name}),
+        Scenario("epp_latency_high", "EppLatencyHigh", "requests through the EPP take over 30 s",
+                 lambda: set_slow(True), lambda: set_slow(False), labels={"target": url, "model_name": model}),
+    ]
+    return Demo(env={"INFERWATCH_EPP_TARGETS": url, "INFERWATCH_EPP_TOKEN_FILE": token_file}, runners=[runner],
+                scenarios=scenarios, cleanup=[lambda: shutil.rmtree(token_dir, ignore_errors=True)])

@@ -116,8 +116,12 @@ class Dataset:
 
 
 def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2.0, max_lag_s: float = 0.0,
-                 update_after_s: float = 0.0, users: int = 8) -> Dataset:
+                 update_after_s: float = 0.0, users: int = 8, error_rate: float = 0.1,
+                 score_floor: float = 0.0) -> Dataset:
     """Traces in ``[start, end)``: each with a root SPAN, 1-2 GENERATIONs (one may be ERROR) and 0-3 scores.
+
+    ``error_rate``: share of GENERATIONs at level ERROR. ``score_floor``: NUMERIC scores are uniform in
+    ``[score_floor, 1]``.
 
     ``max_lag_s``: rows become visible up to this long after their event time (ingestion lag).
     ``update_after_s``: when > 0, every fifth generation gets a corrected cost (and level) this long after
@@ -158,7 +162,7 @@ def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2
             obs = SimObservation(
                 id=f"g{i:013x}{g:02x}", trace_id=trace_id, parent_id=root_id, type="GENERATION",
                 name="llm-call", start=g_start, end=round(g_start + rng.random() * duration, 3), model=model,
-                usage=usage, cost=cost, level="ERROR" if rng.random() < 0.1 else "DEFAULT",
+                usage=usage, cost=cost, level="ERROR" if rng.random() < error_rate else "DEFAULT",
                 visible_at=g_start + rng.random() * max_lag_s)
             if update_after_s > 0 and (i + g) % 5 == 0:
                 obs.updated_at = g_start + update_after_s
@@ -172,7 +176,7 @@ def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2
             value: float | None
             string_value: str | None = None
             if data_type == "NUMERIC":  # Langfuse v2 (Postgres) allows a null value; v3+ never stores one
-                value = None if rng.random() < 0.2 else round(rng.random(), 3)
+                value = None if rng.random() < 0.2 else round(score_floor + (1 - score_floor) * rng.random(), 3)
             elif data_type == "BOOLEAN":
                 value = float(rng.random() < 0.7)
                 string_value = "True" if value else "False"
@@ -212,6 +216,7 @@ class SimulatedLangfuse:
         self._cleared.set()
         self.reported_version = VERSIONS[major]
         self.requests: dict[str, int] = {}
+        self._original: dict[tuple[str, str], Any] = {}  # rows an alert scenario changed: their former values
 
     @property
     def fault(self) -> str:
@@ -225,6 +230,38 @@ class SimulatedLangfuse:
             self._cleared.clear()
         else:
             self._cleared.set()
+
+    # ---- alert scenarios
+
+    EFFECTS = ("errors", "slow", "low_scores")
+
+    def affect(self, effect: str, on: bool, since: float | None = None) -> None:
+        """Change the rows of event time ``since`` (default now) onwards: ``errors``: GENERATIONs end at level
+        ERROR; ``slow``: GENERATIONs take 30 s longer; ``low_scores``: NUMERIC scores fall to a fifth.
+        ``on=False`` restores the rows from ``since`` on (earlier ones keep what they had)."""
+        if effect not in self.EFFECTS:
+            raise ValueError(f"unknown effect {effect!r}")
+        since = self.clock() if since is None else since
+        original = self._original
+        if effect == "low_scores":
+            for sc in self.data.scores:
+                if sc.timestamp >= since and sc.data_type == "NUMERIC" and sc.value is not None:
+                    self._swap(original, (effect, sc.id), sc, "value", round(sc.value / 5, 3), on)
+            return
+        for o in self.data.observations:
+            if o.start >= since and o.type == "GENERATION":
+                if effect == "errors":
+                    self._swap(original, (effect, o.id), o, "level", "ERROR", on)
+                else:
+                    self._swap(original, (effect, o.id), o, "end", round(o.end + 30.0, 3), on)
+
+    @staticmethod
+    def _swap(original: dict[Any, Any], key: tuple[str, str], row: Any, attr: str, value: Any, on: bool) -> None:
+        if on and key not in original:
+            original[key] = getattr(row, attr)
+            setattr(row, attr, value)
+        elif not on and key in original:
+            setattr(row, attr, original.pop(key))
 
     # ---- the source's own truth
 
@@ -543,18 +580,40 @@ async def start_demo() -> Any:
     """Hook for ``inferwatch up --demo``: a v4 server with 2 h of history and live traffic.
 
     The ingester is pointed at it with a short bucket and settling delay so the dashboards fill within minutes.
+    Under ``INFERWATCH_SIM_CALM=1``: no history (the score means the ingester reports are lifetime means, which
+    history would pin), one trace a second, no ERROR generations, scores of at least 0.6, and 5 s buckets (the
+    alert scenarios show within seconds).
     """
     from simulators.demo import Demo
+    from simulators.scenarios import CALM_ENV, Scenario
 
     now = time.time()
-    data = make_dataset(int(os.environ.get("INFERWATCH_LANGFUSE_SIM_SEED", "7")), now - 7200, now + 86400,
-                        traces_per_s=0.2, max_lag_s=5.0)
+    seed = int(os.environ.get("INFERWATCH_LANGFUSE_SIM_SEED", "7"))
+    calm = os.environ.get(CALM_ENV) == "1"
+    if calm:
+        data = make_dataset(seed, now, now + 4 * 3600, traces_per_s=1.0, max_lag_s=2.0, error_rate=0.0,
+                            score_floor=0.6)
+        timing = {"BUCKET_S": "5", "SETTLE_S": "3", "INTERVAL_S": "5", "RECHECK_S": "30", "BACKFILL_S": "60"}
+    else:
+        data = make_dataset(seed, now - 7200, now + 86400, traces_per_s=0.2, max_lag_s=5.0)
+        timing = {"BUCKET_S": "60", "SETTLE_S": "30", "INTERVAL_S": "15", "BACKFILL_S": "7200"}
     sim = SimulatedLangfuse(data, major=4, retention_days=30)
     url, runner = await serve(sim)
+    project = "demo"
+
+    def scenario(name: str, alert: str, effect: str, description: str) -> Scenario:
+        return Scenario(name, alert, description, lambda: sim.affect(effect, True), lambda: sim.affect(effect, False),
+                        labels={"project": project})
+
     return Demo(env={
         "INFERWATCH_LANGFUSE_URL": url, "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key,
-        "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key, "INFERWATCH_LANGFUSE_PROJECT": "demo",
-        "INFERWATCH_LANGFUSE_BUCKET_S": "60", "INFERWATCH_LANGFUSE_SETTLE_S": "30",
-        "INFERWATCH_LANGFUSE_INTERVAL_S": "15", "INFERWATCH_LANGFUSE_SEGMENT_TAG_PREFIX": "tier:",
-        "INFERWATCH_LANGFUSE_BACKFILL_S": "7200", "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "150",
-    }, runners=[runner])
+        "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key, "INFERWATCH_LANGFUSE_PROJECT": project,
+        "INFERWATCH_LANGFUSE_SEGMENT_TAG_PREFIX": "tier:", "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "150",
+        **{"INFERWATCH_LANGFUSE_" + k: v for k, v in timing.items()},
+    }, runners=[runner], scenarios=[
+        scenario("langfuse_error_rate_high", "LangfuseErrorRateHigh", "errors",
+                 "new generations end at level ERROR"),
+        scenario("langfuse_latency_high", "LangfuseLatencyHigh", "slow", "new generations take 30 s longer"),
+        scenario("langfuse_score_dropping", "LangfuseScoreDropping", "low_scores",
+                 "new NUMERIC scores fall to a fifth of their value"),
+    ])

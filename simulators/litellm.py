@@ -24,13 +24,16 @@ import json
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from simulators.demo import Demo
+    from simulators.scenarios import Scenario
 
 __all__ = ["Deployment", "SimulatedLitellm", "default_deployments", "serve", "start_demo"]
 
@@ -57,6 +60,7 @@ class Deployment:
     # simulated state
     failing: bool = False
     rate_limited: bool = False
+    price_multiplier: float = 1.0  # a mispriced or runaway deployment: every token costs this many times more
     requests: dict[str, float] = field(default_factory=dict)  # status code -> count
     failures: dict[str, float] = field(default_factory=dict)  # exception class -> count
     input_tokens: float = 0.0
@@ -130,6 +134,21 @@ class SimulatedLitellm:
             if not d.failing and not d.rate_limited and d.state:
                 d.state = 0  # recovered: the group-named series stays latched at 2, as in the real proxy
 
+    def set_deployment(self, group: str, *, failing: bool | None = None, rate_limited: bool | None = None,
+                       price_multiplier: float | None = None) -> None:
+        """Switch one deployment's knobs (an alert scenario); a recovered deployment's state goes back to 0."""
+        d = self._by_group(group)
+        if d is None:
+            raise KeyError(group)
+        if failing is not None:
+            d.failing = failing
+        if rate_limited is not None:
+            d.rate_limited = rate_limited
+        if price_multiplier is not None:
+            d.price_multiplier = price_multiplier
+        if not d.failing and not d.rate_limited:
+            d.state = 0
+
     def restart(self) -> None:
         """A proxy restart: every counter and gauge starts from zero."""
         self.deployments = [Deployment(d.group, d.model_id, d.model, d.mode, d.api_base, d.input_cost,
@@ -143,7 +162,7 @@ class SimulatedLitellm:
         d.requests["200"] = d.requests.get("200", 0.0) + 1
         d.input_tokens += prompt
         d.output_tokens += completion
-        d.spend += prompt * d.input_cost + completion * d.output_cost
+        d.spend += (prompt * d.input_cost + completion * d.output_cost) * d.price_multiplier
         d.latency_sum += latency
         for i, le in enumerate(BUCKETS):
             if latency <= le:
@@ -432,34 +451,91 @@ async def serve(sim: SimulatedLitellm, host: str = "127.0.0.1", port: int = 0) -
     return f"http://{host}:{sock.getsockname()[1]}", runner
 
 
-async def _scenario_loop(sim: SimulatedLitellm) -> None:
-    """Steady traffic; every few minutes the failing deployment recovers for a while, then fails again."""
+async def _scenario_loop(sim: SimulatedLitellm, *, cycle: bool = True) -> None:
+    """Steady traffic; with ``cycle``, every few minutes the failing deployment recovers for a while, then fails
+    again."""
     tick = 0
     while True:
         sim.in_flight = 1 + tick % 3
         sim.traffic(1 + int(2 + 2 * math.sin(tick / 10)))
-        if tick % 120 == 60:
+        if cycle and tick % 120 == 60:
             sim.apply_scenario("healthy")
-        elif tick % 120 == 0:
+        elif cycle and tick % 120 == 0:
             sim.apply_scenario("failing")
         tick += 1
         await asyncio.sleep(1.0)
 
 
-async def start_demo() -> Demo:
-    """Hook for ``inferwatch up --demo``: a proxy with chat, embedding and reranker models, one failing over."""
-    from simulators.demo import Demo
+def demo_scenarios(sim: SimulatedLitellm, proxy: str, edge: SimulatedLitellm, edge_proxy: str) -> list[Scenario]:
+    """The LiteLLM alert scenarios: deployments of ``sim`` (polled as ``proxy``) and the whole ``edge`` proxy."""
+    from simulators.scenarios import Scenario
 
+    def deployment(group: str, **on: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+        off: dict[str, Any] = {k: (1.0 if k == "price_multiplier" else False) for k in on}
+        return (lambda: sim.set_deployment(group, **on)), (lambda: sim.set_deployment(group, **off))
+
+    def edge_fault(on: bool) -> None:
+        edge.fault = "restarting" if on else None
+
+    specs = [
+        ("litellm_deployment_unhealthy", "LitellmDeploymentUnhealthy", "canary-chat",
+         deployment("canary-chat", rate_limited=True), "the canary-chat deployment's upstream answers 429"),
+        ("litellm_fallbacks", "LitellmFallbacks", "failing-chat", deployment("failing-chat", failing=True),
+         "failing-chat's upstream fails; requests fall back to fake-chat"),
+        ("litellm_error_rate_high", "LitellmErrorRateHigh", "fake-embedding",
+         deployment("fake-embedding", failing=True), "fake-embedding's upstream fails with no fallback: 500s"),
+        ("litellm_spend_rate_high", "LitellmSpendRateHigh", "fake-chat",
+         deployment("fake-chat", price_multiplier=100_000.0), "fake-chat tokens cost 100 000 times more"),
+    ]
+    scenarios = [Scenario(name, alert, description, start, stop, labels={"proxy": proxy, "model_group": group})
+                 for name, alert, group, (start, stop), description in specs]
+    scenarios.append(Scenario("litellm_proxy_down", "LitellmProxyDown",
+                              f"the {edge_proxy} proxy answers 503 on every endpoint (restarting)",
+                              lambda: edge_fault(True), lambda: edge_fault(False), labels={"proxy": edge_proxy}))
+    return scenarios
+
+
+async def start_demo() -> Demo:
+    """Hook for ``inferwatch up --demo``: a proxy with chat, embedding and reranker models, one failing over, and a
+    second (``demo-litellm-edge``, in an ``INFERWATCH_CONFIG`` file) for the proxy-down scenario.
+
+    Under ``INFERWATCH_SIM_CALM=1`` every deployment starts healthy and stays so until a scenario says otherwise.
+    """
+    import shutil
+    import tempfile
+
+    import yaml  # type: ignore[import-untyped]
+
+    from simulators.demo import Demo
+    from simulators.scenarios import CALM_ENV
+
+    calm = os.environ.get(CALM_ENV) == "1"
     key = "sk-demo-" + os.urandom(8).hex()
-    sim = SimulatedLitellm(key, scenario="failing")
+    deployments = default_deployments()
+    # a deployment of its own for the unhealthy scenario, named unlike its model: the proxy's cooldown latches the
+    # group-named state series at 2, so a deployment whose group and model names match never shows its recovery
+    deployments.append(Deployment("canary-chat", "canary-chat-deployment-1", "openai/fake-gpt-canary", "chat",
+                                  deployments[0].api_base))
+    sim = SimulatedLitellm(key, deployments, scenario="healthy" if calm else "failing")
     sim.traffic(5)
     url, runner = await serve(sim)
+    edge_key = "sk-demo-" + os.urandom(8).hex()
+    edge = SimulatedLitellm(edge_key)
+    edge.traffic(5)
+    edge_url, edge_runner = await serve(edge)
+    tmpdir = tempfile.mkdtemp(prefix="inferwatch-litellm-")
+    config = os.path.join(tmpdir, "litellm.yaml")
+    proxies = [{"name": "demo-litellm-edge", "url": edge_url, "key": edge_key}]
+    await asyncio.to_thread(Path(config).write_text, yaml.safe_dump({"litellm": {"proxies": proxies}}), "utf-8")
 
     async def run() -> None:
-        await _scenario_loop(sim)
+        await asyncio.gather(_scenario_loop(sim, cycle=not calm), _scenario_loop(edge, cycle=False))
 
     return Demo(env={"INFERWATCH_LITELLM_URL": url, "INFERWATCH_LITELLM_KEY": key,
-                     "INFERWATCH_LITELLM_NAME": "demo-litellm"}, runners=[runner], run=run)
+                     "INFERWATCH_LITELLM_NAME": "demo-litellm", "INFERWATCH_CONFIG": config},
+                runners=[runner, edge_runner], run=run,
+                scenarios=demo_scenarios(sim, "demo-litellm", edge, "demo-litellm-edge"),
+                cleanup=[lambda: shutil.rmtree(tmpdir, ignore_errors=True)])
 
 
 def _main() -> None:  # pragma: no cover - manual use

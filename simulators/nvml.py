@@ -1,7 +1,11 @@
 """A fake NVML implementing ``services.gpu_agent.nvml.Nvml``: several GPUs, processes in containers, scenarios.
 
 Scenarios: ``normal``; ``memory_pressure`` (GPU 0 nearly full); ``thermal`` (GPU 1 hot, thermal throttling);
+``hot`` (GPU 1 at 90 °C, not throttling yet); ``power_throttle`` (GPU 3 capped by the software power limit);
 ``xid`` (GPU 2 falls off the bus, as after an XID 79: every call on it raises ``GPU_IS_LOST``).
+With a ``scenario_file`` (``INFERWATCH_GPU_FAKE_SCENARIO_FILE`` in the gpu-agent), the fake re-reads that file
+whenever it changes: one scenario name per line, applied over the starting scenario (an empty or missing file
+restores it). The demo's scenario control API writes it.
 ``unsupported`` fields raise ``NOT_SUPPORTED`` (as fans on passively cooled data-centre GPUs do);
 ``library_missing`` makes ``nvmlInit`` raise ``LIBRARY_NOT_FOUND``; ``reload_driver()`` makes the next call
 raise ``UNINITIALIZED`` until ``nvmlInit`` runs again.
@@ -9,7 +13,9 @@ raise ``UNINITIALIZED`` until ``nvmlInit`` runs again.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +24,7 @@ import pynvml  # type: ignore[import-untyped]
 from simulators.demo import Demo
 
 GIB = 1024**3
-SCENARIOS = ("normal", "memory_pressure", "thermal", "xid")
+SCENARIOS = ("normal", "memory_pressure", "thermal", "hot", "power_throttle", "xid")
 # The containers of ``simulators/docker_engine.py``'s demo host, by GPU (same deterministic ids), so that the
 # demo's GPU-process → container join finds the vLLM containers.
 DEMO_CONTAINERS = ("vllm-qwen3", "vllm-qwen3", "vllm-llama31", "vllm-mistral")
@@ -86,7 +92,8 @@ def _err(code: int) -> pynvml.NVMLError:
 class FakeNvml:
     """The pynvml functions the agent uses, over ``gpus``; raise pynvml's real exception classes."""
 
-    def __init__(self, gpus: int = 4, scenario: str = "normal", library_missing: bool = False) -> None:
+    def __init__(self, gpus: int = 4, scenario: str = "normal", library_missing: bool = False,
+                 scenario_file: str = "") -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown NVML scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
         self.library_missing = library_missing
@@ -100,6 +107,33 @@ class FakeNvml:
                                          container=DEMO_CONTAINERS[i % len(DEMO_CONTAINERS)],
                                          cgroup_version=2 if i % 2 == 0 else 1)]
         self.apply(scenario)
+        self.scenario_file = scenario_file
+        self._baseline = copy.deepcopy(self.gpus)
+        self._file_stamp: tuple[int, int] | None = None
+
+    def refresh(self) -> None:
+        """Apply the scenario file's scenarios over the starting state if the file changed since the last call."""
+        if not self.scenario_file:
+            return
+        try:
+            st = os.stat(self.scenario_file)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._file_stamp:
+            return
+        self._file_stamp = stamp
+        names: list[str] = []
+        if stamp is not None:
+            try:
+                with open(self.scenario_file, encoding="utf-8") as f:
+                    names = [line.strip() for line in f if line.strip() in SCENARIOS]
+            except OSError:
+                names = []
+        for gpu, base in zip(self.gpus, self._baseline, strict=True):  # in place: the agent holds the handles
+            gpu.__dict__.update(copy.deepcopy(base).__dict__)
+        for name in names:
+            self.apply(name)
 
     def apply(self, scenario: str) -> None:
         """Put the GPUs into a scenario (see the module docstring)."""
@@ -110,6 +144,11 @@ class FakeNvml:
         elif scenario == "thermal" and len(self.gpus) > 1:
             g = self.gpus[1]
             g.temperature, g.sm_mhz, g.throttle = 92, 1200, 0x20 | 0x40
+        elif scenario == "hot" and len(self.gpus) > 1:
+            self.gpus[1].temperature = 90
+        elif scenario == "power_throttle" and len(self.gpus) > 3:
+            g = self.gpus[3]
+            g.power_mw, g.sm_mhz, g.throttle = g.power_limit_mw, 1410, 0x04
         elif scenario == "xid" and len(self.gpus) > 2:
             self.gpus[2].lost = True
 
@@ -132,6 +171,7 @@ class FakeNvml:
 
     def _gpu(self, handle: Any, fn: str) -> FakeGpu:
         self.calls += 1
+        self.refresh()
         if not self.initialised:
             raise _err(pynvml.NVML_ERROR_UNINITIALIZED)
         gpu: FakeGpu = handle
@@ -223,5 +263,44 @@ class FakeNvml:
 
 
 async def start_demo() -> Demo:
-    """``inferwatch up --demo``: point the gpu-agent at a fake NVML with four GPUs."""
-    return Demo(env={"INFERWATCH_GPU_FAKE": "4"})
+    """``inferwatch up --demo``: point the gpu-agent at a fake NVML with four GPUs, switchable by scenarios."""
+    import tempfile
+
+    from simulators.scenarios import Scenario
+
+    tmpdir = tempfile.mkdtemp(prefix="inferwatch-nvml-")
+    path = os.path.join(tmpdir, "scenarios")
+    active: list[str] = []
+
+    def write() -> None:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(name + "\n" for name in active))
+        os.replace(tmp, path)  # the agent never reads half a file
+
+    def switch(name: str, on: bool) -> None:
+        if on and name not in active:
+            active.append(name)
+        elif not on and name in active:
+            active.remove(name)
+        write()
+
+    def scenario(name: str, alert: str, fake: str, gpu: int, description: str) -> Scenario:
+        return Scenario(name, alert, description, lambda: switch(fake, True), lambda: switch(fake, False),
+                        labels={"gpu": str(gpu)})
+
+    write()
+
+    def cleanup() -> None:
+        for leftover in (path, path + ".tmp"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        os.rmdir(tmpdir)
+
+    return Demo(env={"INFERWATCH_GPU_FAKE": "4", "INFERWATCH_GPU_FAKE_SCENARIO_FILE": path},
+                scenarios=[scenario("gpu_temperature_high", "GpuTemperatureHigh", "hot", 1, "GPU 1 runs at 90 °C"),
+                           scenario("gpu_memory_near_full", "GpuMemoryNearFull", "memory_pressure", 0,
+                                    "GPU 0's memory is 79.5 of 80 GiB used"),
+                           scenario("gpu_throttling", "GpuThrottling", "power_throttle", 3,
+                                    "GPU 3's clocks are capped by the software power limit")],
+                cleanup=[cleanup])

@@ -39,6 +39,7 @@ import contextlib
 import enum
 import json
 import math
+import os
 import random
 import signal
 import socket
@@ -57,6 +58,7 @@ from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from simulators.demo import Demo
+    from simulators.scenarios import Scenario
 
 __all__ = [
     "FAULTS",
@@ -583,7 +585,8 @@ class SimulatedVllm:
     """The evolving state of one simulated vLLM server.
 
     Configuration fields (``model`` … ``seed``, ``rps``, ``start_wall``) are read once, at construction.  ``dead``,
-    ``fault`` and ``sleep_level`` may be flipped at any time.
+    ``fault``, ``sleep_level`` and the alert-scenario knobs (``stalled`` … ``prefill_slowdown``) may be flipped at
+    any time.
 
     Attributes:
         model: served model name (the first ``--served-model-name``), the ``model_name`` label.
@@ -602,6 +605,11 @@ class SimulatedVllm:
         sleep_level: 0 awake, 1 or 2 sleeping (``vllm:engine_sleep_state``; no new traffic is admitted).
         started_at: clock reading at which loading began; ``build_app``/``serve`` set it if ``None`` (the factory
             form of ``build_app`` sets it on the first request).
+        stalled: the scheduler admits nothing: arrivals pile up in the waiting queue.
+        kv_usage_floor: KV-cache blocks held outside the simulated requests (e.g. by a leak), as a share of the
+            cache: reported usage is at least this.
+        force_preemption: the scheduler preempts the newest running request every step (KV blocks short).
+        prefill_slowdown: prefill runs this many times slower (slow time to first token).
     """
 
     model: str
@@ -619,6 +627,10 @@ class SimulatedVllm:
     fault: str | None = None
     sleep_level: int = 0
     started_at: float | None = None
+    stalled: bool = False
+    kv_usage_floor: float = 0.0
+    force_preemption: bool = False
+    prefill_slowdown: float = 1.0
 
     def __post_init__(self) -> None:
         self.generation = VllmGeneration(self.generation)
@@ -1397,7 +1409,7 @@ class SimulatedVllm:
         kv = eng.kv_used
         batch = len(running)
         prefill_tokens = 0
-        while eng.waiting and batch < eng.max_seqs:
+        while eng.waiting and batch < eng.max_seqs and not self.stalled:
             r = eng.waiting[0]
             need = eng.blocks(r.prompt + r.gen + 1)
             if kv + need > eng.kv_cap:
@@ -1420,7 +1432,7 @@ class SimulatedVllm:
             else:  # resumed after preemption: recompute everything
                 compute = r.prompt + r.gen
             prefill_tokens += compute
-            r.next_tok = at + compute / eng.prefill_tps * (1.0 + batch / 256.0) + 0.004
+            r.next_tok = at + compute / eng.prefill_tps * (1.0 + batch / 256.0) * self.prefill_slowdown + 0.004
             kv += need
             running.append(r)
             batch += 1
@@ -1471,7 +1483,9 @@ class SimulatedVllm:
         # KV accounting and preemption (newest request first, as vLLM's recompute policy does)
         blocks = eng.blocks
         kv = sum(blocks(r.prompt + r.gen) for r in running)
-        while kv > eng.kv_cap and len(running) > 1:
+        forced = self.force_preemption
+        while (kv > eng.kv_cap or forced) and len(running) > 1:
+            forced = False
             victim = running.pop()
             kv -= blocks(victim.prompt + victim.gen)
             victim.preempt += 1
@@ -1483,7 +1497,7 @@ class SimulatedVllm:
         waiting = float(len(eng.waiting))
         em.waiting.v = waiting
         em.wait_capacity.v = waiting
-        usage = min(1.0, kv / eng.kv_cap)
+        usage = min(1.0, max(kv / eng.kv_cap, self.kv_usage_floor))
         em.kv_usage.v = usage
         em.gpu_cache_usage.v = usage
         asleep = self.sleep_level > 0
@@ -1897,12 +1911,43 @@ def make_fleet(count: int, seed: int = 0) -> list[SimulatedVllm]:
     return fleet
 
 
+def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario]:
+    """The alert scenarios of :func:`demo_fleet` (served at ``urls``): one instance or knob per rule."""
+    from simulators.scenarios import Scenario
+
+    qwen, llama31, mistral, llama2 = fleet[:4]
+
+    def knob(inst: SimulatedVllm, attr: str, on: object, off: object) -> tuple[Callable[[], None], Callable[[], None]]:
+        return (lambda: setattr(inst, attr, on)), (lambda: setattr(inst, attr, off))
+
+    specs = [
+        ("vllm_target_down", "VllmTargetDown", urls[3], knob(llama2, "fault", "500", None),
+         "llama-2-13b-chat's /metrics answers 500 Internal Server Error"),
+        ("vllm_queue_backlog", "VllmQueueBacklog", urls[0], knob(qwen, "stalled", True, False),
+         "qwen3-8b's scheduler admits nothing: arrivals pile up in the waiting queue"),
+        ("vllm_kv_cache_saturated", "VllmKvCacheSaturated", urls[2], knob(mistral, "kv_usage_floor", 0.99, 0.0),
+         "mistral-7b-instruct's KV cache is 99 % held (leaked blocks)"),
+        ("vllm_preemptions", "VllmPreemptions", urls[2], knob(mistral, "force_preemption", True, False),
+         "mistral-7b-instruct's scheduler preempts a running request every second"),
+        ("vllm_ttft_high", "VllmTtftHigh", urls[1], knob(llama31, "prefill_slowdown", 100.0, 1.0),
+         "llama-3.1-8b-instruct's prefill runs 100 times slower (time to first token of seconds)"),
+    ]
+    return [Scenario(name, alert, description, start, stop, labels={"target": url})
+            for name, alert, url, (start, stop), description in specs]
+
+
 async def start_demo() -> Demo:
-    """Hook for ``python -m simulators``: serve :func:`demo_fleet` and point the vLLM scraper at it."""
+    """Hook for ``python -m simulators``: serve :func:`demo_fleet` (plus ``INFERWATCH_DEMO_VLLM_EXTRA`` more)
+    and point the vLLM scraper at it."""
     from simulators.demo import Demo
 
-    pairs = await serve(demo_fleet())
-    return Demo(env={"INFERWATCH_VLLM_TARGETS": ",".join(url for url, _ in pairs)}, runners=[pairs[0][1]])
+    # INFERWATCH_DEMO_VLLM_EXTRA: more simulated servers beyond the four of the demo (a soak at scale)
+    extra = max(int(os.environ.get("INFERWATCH_DEMO_VLLM_EXTRA", "0") or 0), 0)
+    fleet = make_fleet(len(demo_fleet()) + extra)
+    pairs = await serve(fleet)
+    urls = [url for url, _ in pairs]
+    return Demo(env={"INFERWATCH_VLLM_TARGETS": ",".join(urls)}, runners=[pairs[0][1]],
+                scenarios=demo_scenarios(fleet, urls))
 
 
 async def _run(count: int, host: str, port_base: int, seed: int, api_key: str | None) -> None:

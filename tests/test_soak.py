@@ -1,7 +1,9 @@
 """Soak (slow tier): `inferwatch up --demo` for a bounded while; every process's memory stays flat.
 
-Budget: INFERWATCH_SOAK_S seconds of steady state (default 60) after a warm-up. RSS of every
-process in the tree is sampled and printed; after warm-up none of ours may grow by more than 10 %.
+Budget: INFERWATCH_SOAK_S seconds of steady state (default 60) after a warm-up, at a scale of
+INFERWATCH_SOAK_VLLM_EXTRA simulated vLLM servers beyond the demo's four (default 100, scraped every
+2 s). RSS of every process in the tree is sampled and printed; after warm-up none of ours may grow by more
+than 10 %.
 """
 
 from __future__ import annotations
@@ -41,22 +43,26 @@ def _cmdline(pid: int) -> str:
 
 def test_demo_soak_memory_is_flat() -> None:
     soak_s = float(os.environ.get("INFERWATCH_SOAK_S", "60"))
-    warmup_s = 20.0
+    extra = int(os.environ.get("INFERWATCH_SOAK_VLLM_EXTRA", "100"))
+    warmup_s = 25.0
     port = free_port()
-    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "INFERWATCH_VLLM_INTERVAL_S": "1",
-           "INFERWATCH_LOG_LEVEL": "error"}
+    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "INFERWATCH_VLLM_INTERVAL_S": "2",
+           "INFERWATCH_DEMO_VLLM_EXTRA": str(extra), "INFERWATCH_LOG_LEVEL": "error"}
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     samples: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     scrapes = 0
+    most_targets = 0
     try:
         start = time.monotonic()
         while time.monotonic() - start < warmup_s + soak_s:
             assert proc.poll() is None, "inferwatch up exited during the soak"
             try:
-                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).raise_for_status()
+                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                response.raise_for_status()
                 scrapes += 1
+                most_targets = max(most_targets, response.text.count("\ninferwatch_vllm_up{"))
             except httpx.HTTPError:
                 pass
             if time.monotonic() - start >= warmup_s:
@@ -73,6 +79,8 @@ def test_demo_soak_memory_is_flat() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     assert scrapes > soak_s / 2
+    print(f"\nsoak: {soak_s:.0f} s at {most_targets} vLLM targets, {scrapes} scrapes of the aggregator")
+    assert most_targets >= 4 + extra  # the scale asked for was reached
     report = []
     for pid, rss in samples.items():
         if len(rss) < 5:

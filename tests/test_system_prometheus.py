@@ -11,13 +11,14 @@ The Prometheus copy of the rules has its `for` durations set to 0 s so the test 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,23 @@ def _concrete(expr: str) -> str:
     return expr
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A Prometheus whose target is a free port the demo's aggregator will listen on."""
+def fast_rules(rule: dict[str, Any]) -> None:
+    """The test copy of a rule: its ``for`` duration set to 0 s."""
+    if "for" in rule:
+        rule["for"] = "0s"
+
+
+@contextlib.contextmanager
+def run_prometheus(tmp_path: Path, agg_port: int,
+                   rewrite: Callable[[dict[str, Any]], None] = fast_rules) -> Iterator[str]:
+    """A Prometheus (1 s scrape and evaluation) scraping ``127.0.0.1:agg_port``, loaded with a copy of the shipped
+    rules that ``rewrite`` changed rule by rule; yields its URL."""
     binary = require_tool("prometheus")
-    agg_port = free_port()
     rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "inferwatch.rules.yml").read_text())
     for group in rules["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "0s"
+            rewrite(rule)
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -88,7 +95,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
             assert proc.poll() is None, "prometheus exited"
             assert time.monotonic() < deadline, "prometheus not ready after 20 s"
             time.sleep(0.1)
-        yield url, agg_port
+        yield url
     finally:
         proc.terminate()
         try:
@@ -106,15 +113,23 @@ def _ready(url: str) -> bool:
 
 
 @pytest.fixture
-def demo(nats_url: str, prometheus: tuple[str, int]) -> Iterator[str]:
-    """`inferwatch up --demo` on the session NATS, its aggregator on the port Prometheus scrapes."""
-    _, agg_port = prometheus
+def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A Prometheus whose target is a free port the demo's aggregator will listen on."""
+    agg_port = free_port()
+    with run_prometheus(tmp_path, agg_port) as url:
+        yield url, agg_port
+
+
+@contextlib.contextmanager
+def run_demo(nats_url: str, agg_port: int,
+             extra_env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`inferwatch up --demo` on ``nats_url``, its aggregator on ``agg_port``; yields the process."""
     env = {**os.environ, "NATS_URL": nats_url, "INFERWATCH_VLLM_INTERVAL_S": "1",
-           "INFERWATCH_LOG_LEVEL": "warning", "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2"}
+           "INFERWATCH_LOG_LEVEL": "warning", "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2", **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(agg_port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
-        yield f"http://127.0.0.1:{agg_port}"
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -122,6 +137,14 @@ def demo(nats_url: str, prometheus: tuple[str, int]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def demo(nats_url: str, prometheus: tuple[str, int]) -> Iterator[str]:
+    """`inferwatch up --demo` on the session NATS, its aggregator on the port Prometheus scrapes."""
+    _, agg_port = prometheus
+    with run_demo(nats_url, agg_port):
+        yield f"http://127.0.0.1:{agg_port}"
 
 
 async def _query(prom: str, expr: str) -> list[dict[str, Any]]:

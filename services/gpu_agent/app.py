@@ -23,7 +23,8 @@ def make_reader(config: GpuAgentConfig) -> NvmlReader:
         from simulators.nvml import FakeNvml
 
         count, _, scenario = config.fake.partition(":")
-        fake = FakeNvml(gpus=int(count or 4), scenario=scenario or "normal")
+        fake = FakeNvml(gpus=int(count or 4), scenario=scenario or "normal",
+                        scenario_file=config.fake_scenario_file)
         return NvmlReader(fake, container_of=lambda pid: container_id_from_cgroup(fake.cgroup_text(pid)))
     import pynvml  # type: ignore[import-untyped]
 

@@ -17,13 +17,17 @@ class GpuAgentConfig:
     host: host name published as the snapshot's source (``INFERWATCH_GPU_HOST``, default: this host's name).
     proc_root: where ``/proc`` is mounted (``INFERWATCH_GPU_PROC_ROOT``; ``/host/proc`` in a container).
     fake: ``INFERWATCH_GPU_FAKE``: drive the agent with the fake NVML (demo and tests), e.g. ``4``
-        (GPU count) or ``4:thermal`` (count and scenario: ``normal``, ``memory_pressure``, ``thermal``, ``xid``).
+        (GPU count) or ``4:thermal`` (count and scenario: ``normal``, ``memory_pressure``, ``thermal``, ``hot``,
+        ``power_throttle``, ``xid``).
+    fake_scenario_file: ``INFERWATCH_GPU_FAKE_SCENARIO_FILE``: with ``fake``, a file of scenario names (one a line)
+        the fake NVML re-reads whenever it changes (the demo's scenario control API writes it).
     """
 
     interval_s: float = 5.0
     host: str = ""
     proc_root: str = "/proc"
     fake: str = ""
+    fake_scenario_file: str = ""
 
     @classmethod
     def from_env(cls, env: Env) -> GpuAgentConfig:
@@ -34,4 +38,5 @@ class GpuAgentConfig:
             host=env.get(p + "HOST") or socket.gethostname(),
             proc_root=env.get(p + "PROC_ROOT") or cls.proc_root,
             fake=env.get(p + "FAKE"),
+            fake_scenario_file=env.get(p + "FAKE_SCENARIO_FILE"),
         )
