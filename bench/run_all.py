@@ -27,7 +27,7 @@ def main() -> int:
             continue
         print(f"\n=== {name} ({path.name})", flush=True)
         start = time.monotonic()
-        code = subprocess.call([sys.executable, str(path)], cwd=HERE.parent)
+        code = subprocess.call([sys.executable, "-m", f"bench.{path.stem}"], cwd=HERE.parent)
         print(f"--- {name}: exit {code}, {time.monotonic() - start:.0f} s", flush=True)
         if code:
             failed.append(name)

@@ -50,6 +50,11 @@ def instance_id(service: str) -> str:
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
 
 
+def heartbeat_subject_prefix(service: str) -> str:
+    """What the heartbeat subjects of ``service``'s replicas start with (instance ids are ``<service>@…``)."""
+    return f"inferwatch.v1.heartbeat.service.{service}_"
+
+
 def env_prefix(service: str) -> str:
     """``vllm-scraper`` → ``INFERWATCH_VLLM_SCRAPER_``."""
     return "INFERWATCH_" + service.upper().replace("-", "_") + "_"

@@ -115,3 +115,17 @@ def test_schema_documents_cover_every_event() -> None:
     assert set(doc["channels"]) == names
     assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v1.vllm.instance.{source}"
     json.dumps(doc)  # serialisable
+
+
+def test_a_services_heartbeat_subjects_share_the_prefix_its_peers_filter_on() -> None:
+    from contracts.heartbeat import Heartbeat
+    from shared.service import heartbeat_subject_prefix, instance_id
+
+    def subject(service: str) -> str:
+        inst = instance_id(service)
+        return subject_for(Heartbeat(source=inst, observed_at=0, collector=inst, interval_s=5, service=service,
+                                     version="0", started_at=0, ready=True))
+
+    assert subject("vllm-scraper").startswith(heartbeat_subject_prefix("vllm-scraper"))
+    assert not subject("vllm-scraper-canary").startswith(heartbeat_subject_prefix("vllm-scraper"))
+    assert not subject("epp-scraper").startswith(heartbeat_subject_prefix("vllm-scraper"))

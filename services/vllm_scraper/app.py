@@ -30,7 +30,7 @@ from services.vllm_scraper.core import (
 from shared.dns import Resolver, resolve_dns, resolve_specs
 from shared.exposition import ExpositionError, parse_exposition
 from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
-from shared.service import ServiceContext
+from shared.service import ServiceContext, heartbeat_subject_prefix
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -386,7 +386,9 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     scraper = VllmScraper(config, ctx)
     await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
-        await ctx.bus.subscribe("inferwatch.v1.heartbeat.>", scraper.on_heartbeat)
+        # only this service's replicas matter: other heartbeats are skipped before decoding
+        await ctx.bus.subscribe("inferwatch.v1.heartbeat.>", scraper.on_heartbeat,
+                                subject_prefix=heartbeat_subject_prefix(ctx.name))
         if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
             return
     scraper.running = True
