@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from services.aggregator.alerts import (
     DEFAULT_RULES_FILE,
     AlertEngine,
     RuleError,
+    Scope,
     fingerprint,
     histogram_growth,
     histogram_quantile,
@@ -144,6 +146,18 @@ def test_increase_of_a_histogram_is_bucket_by_bucket_and_a_reset_counts_from_zer
     restarted = Histogram(buckets=[(1.0, 1.0), (2.0, 2.0)], sum=2.0, count=2.0)
     assert histogram_growth(after, restarted) == restarted
     assert histogram_growth(before, Histogram(buckets=[(5.0, 1.0)], sum=1.0, count=1.0)) is None
+
+
+def test_a_windowed_increase_keeps_a_dozen_samples_however_often_snapshots_come() -> None:
+    memory: dict[int, list[tuple[float, float | Histogram]]] = {}
+    growths: list[Any] = []
+    for t in range(1000):  # one snapshot a second, a counter growing by 1 a second
+        scope = Scope(vllm(), None, memory, float(t))
+        growths.append(scope.increase(0, float(t), 300.0))
+        memory = scope.new_memory
+        assert len(memory[0]) <= 12
+    assert growths[0] is None
+    assert all(300 <= g <= 330 for g in growths[400:])  # the window, at most 10 % longer
 
 
 def test_increase_takes_an_optional_constant_window() -> None:

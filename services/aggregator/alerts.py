@@ -236,7 +236,9 @@ class Scope:
         """How much a cumulative value (a number or a histogram) grew over the last ``window_s`` seconds,
         or since this item's previous snapshot when ``window_s`` is 0; None without an earlier sample.
 
-        The samples inside the window are kept, plus the newest one before it as the baseline.
+        Kept: the newest sample before the window as the baseline, and samples inside it at least a tenth of
+        the window apart, so memory stays at a dozen samples per item however often snapshots come (the
+        window is then up to 10 % longer than asked).
         """
         if value is None:
             return None
@@ -244,7 +246,8 @@ class Scope:
         start = self.now - window_s
         history = self.memory.get(site, [])
         kept = [s for s in history if s[0] <= start][-1:] + [s for s in history if s[0] > start]
-        self.new_memory[site] = [*kept, (self.now, current)]
+        crowded = window_s > 0 and len(kept) > 1 and self.now - kept[-1][0] < window_s / 10
+        self.new_memory[site] = kept if crowded else [*kept, (self.now, current)]
         return _growth(kept[0][1], current) if kept else None
 
 
