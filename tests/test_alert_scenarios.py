@@ -84,6 +84,7 @@ class Outcome:
     resolved_nats: dict[str, bool] = field(default_factory=dict)
     resolved_prom: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    prom_others: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # same name, other labels or state
     missing: list[str] = field(default_factory=list)  # rules with no scenario
 
 
@@ -171,6 +172,11 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
 
         with contextlib.suppress(AssertionError):  # the per-rule tests name what did not fire
             await wait_until(all_fired, timeout=FIRE_TIMEOUT_S, what="every rule firing", interval=0.5)
+        alerts = await _prom_alerts(client, prom)
+        for name in rules:  # what Prometheus did have, for the message of a rule that did not fire there
+            if not out.fired_prom.get(name):
+                out.prom_others[name] = [{**a["labels"], "state": a["state"]} for a in alerts
+                                         if a["labels"].get("alertname") == name]
 
         ended = time.monotonic()
         for s in scenarios:
@@ -252,7 +258,8 @@ def test_rule_quiet_before_its_scenario(outcome: Outcome, rule: str) -> None:
 
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_fires_in_prometheus(outcome: Outcome, rule: str) -> None:
-    assert outcome.fired_prom.get(rule), f"{rule} {outcome.prom_labels.get(rule)} never firing in Prometheus"
+    assert outcome.fired_prom.get(rule), (f"{rule} {outcome.prom_labels.get(rule)} never firing in Prometheus; "
+                                          f"it had: {outcome.prom_others.get(rule)}")
 
 
 @pytest.mark.parametrize("rule", RULES)
