@@ -153,13 +153,14 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
         port = args.port if _port_free(args.port) else _free_port()
         urls = {}
+        scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
         for name in [AGGREGATOR, *[s for s in service_names() if s != AGGREGATOR]]:
             prefix = "INFERWATCH_" + name.upper().replace("-", "_") + "_"
             child_env = dict(env)
             service_port = port if name == AGGREGATOR else int(env.get(prefix + "PORT") or _free_port())
             child_env[prefix + "PORT"] = str(service_port)
             supervisor.spawn(name, [sys.executable, "-m", _module(name)], child_env)
-            urls[name] = f"http://127.0.0.1:{service_port}"
+            urls[name] = f"{scheme}://127.0.0.1:{service_port}"
         print(f"Aggregator  {urls[AGGREGATOR]}/metrics   (status page: {urls[AGGREGATOR]}/)")
         for name, url in urls.items():
             if name != AGGREGATOR:
