@@ -34,18 +34,9 @@ from contracts.vllm import VllmInstanceSnapshot
 from shared.bus import Bus, BusSettings
 from shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
+from tests.test_alerts_integration import FAST_RULES as RULES  # VllmTargetDown with for: 0s
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = """
-rules:
-  - alert: VllmTargetDown
-    event: vllm.instance
-    when: not up
-    for: 0s
-    severity: critical
-    labels: {target: "{source}"}
-    annotations: {summary: "vLLM target {source} is down"}
-"""
 
 
 def _p(values: list[float], q: float) -> float:

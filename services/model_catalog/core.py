@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from contracts.catalog import CatalogEntry
@@ -310,21 +310,7 @@ def current_sightings(
 
 
 def _unavailable(s: Sighting) -> Sighting:
-    return (
-        s
-        if not s.available
-        else Sighting(
-            name=s.name,
-            provider=s.provider,
-            model_id=s.model_id,
-            endpoint=s.endpoint,
-            model_type=s.model_type,
-            max_context=s.max_context,
-            available=False,
-            seen_at=s.seen_at,
-            quantization=s.quantization,
-        )
-    )
+    return replace(s, available=False) if s.available else s
 
 
 def publish_key(entries: Mapping[str, CatalogEntry]) -> tuple[tuple[Any, ...], ...]:
