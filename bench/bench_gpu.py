@@ -74,7 +74,10 @@ def main() -> None:
     _, cgroup_median = best_of(lambda: [read_cgroup_container("/proc", pid) for _ in range(1000)])
     print(table(rows, ["gpus", "agent_ms_per_gpu_cycle", "raw_calls_ms_per_gpu_cycle", "agent_ms_per_cycle"]))
     print(f"cgroup read+parse (uncached, /proc/self): {cgroup_median / 1000 * 1e6:.1f} us")
-    print("goal: agent_ms_per_gpu_cycle < 5")
+    worst = max(r["agent_ms_per_gpu_cycle"] for r in rows)
+    ratio = worst / max(r["raw_calls_ms_per_gpu_cycle"] for r in rows)
+    print(f"goal agent_ms_per_gpu_cycle < 5: {'MET' if worst < 5 else 'MISSED'} ({worst:.3f} ms at worst; "
+          f"{ratio:.1f}x the raw NVML calls)")
     out = write_json("gpu", {"rows": rows, "cgroup_read_us": cgroup_median / 1000 * 1e6, "goal_ms": 5.0},
                      args.json)
     print(f"wrote {out}")
