@@ -36,6 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from contracts.heartbeat import Heartbeat
+from contracts.subjects import sanitize_token, subject_filter
 from contracts.upstream import EndpointCalls, UpstreamCallStats
 from shared.bus import Bus, BusSettings
 from shared.log import configure_logging
@@ -52,7 +53,7 @@ def instance_id(service: str) -> str:
 
 def heartbeat_subject_prefix(service: str) -> str:
     """What the heartbeat subjects of ``service``'s replicas start with (instance ids are ``<service>@…``)."""
-    return f"inferwatch.v1.heartbeat.service.{service}_"
+    return subject_filter("heartbeat", "service").removesuffix(">") + sanitize_token(service) + "_"
 
 
 def env_prefix(service: str) -> str:
