@@ -50,10 +50,10 @@ class TargetState:
     origins: set[str] = field(default_factory=set)
     in_flight: bool = False
 
-    @property
-    def source(self) -> str:
-        """The target URL as it may appear in events and labels: no userinfo, query or fragment."""
-        return strip_credentials(self.target.url)
+    source: str = ""  # the URL as events and labels may show it (no userinfo, query, fragment); set once
+
+    def __post_init__(self) -> None:
+        self.source = strip_credentials(self.target.url)
 
 
 GRPC_SCHEMES = ("grpc://", "grpcs://")
