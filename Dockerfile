@@ -8,6 +8,7 @@ COPY contracts contracts
 COPY shared shared
 COPY services services
 COPY simulators simulators
+COPY inferwatch inferwatch
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

@@ -33,8 +33,13 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> Path:
     """Write one run's figures (bench/results/<name>-<timestamp>.json unless a path is given)."""
-    payload = {"bench": name, "time": time.time(), "python": platform.python_version(),
-               "machine": platform.machine(), **payload}
+    payload = {
+        "bench": name,
+        "time": time.time(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **payload,
+    }
     out = Path(path) if path else RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))

@@ -28,11 +28,11 @@ from pathlib import Path
 import httpx
 
 from bench._common import write_json
-from contracts import Event
-from contracts.alert import Alert
-from contracts.vllm import VllmInstanceSnapshot
-from shared.bus import Bus, BusSettings
-from shared.natsserver import EmbeddedNats
+from inferwatch.contracts import Event
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.natsserver import EmbeddedNats
 from tests.conftest import free_port
 from tests.test_alerts_integration import FAST_RULES as RULES  # VllmTargetDown with for: 0s
 
@@ -65,9 +65,16 @@ async def _measure(nats_url: str, samples: int) -> dict[str, list[float]]:
         for i in range(samples):
             up = i % 2 == 1
             sent = time.perf_counter()
-            await bus.publish(VllmInstanceSnapshot(source="http://vllm-bench:8000", observed_at=time.time(),
-                                                   collector="bench", interval_s=60.0, up=up,
-                                                   error="" if up else "timeout"))
+            await bus.publish(
+                VllmInstanceSnapshot(
+                    source="http://vllm-bench:8000",
+                    observed_at=time.time(),
+                    collector="bench",
+                    interval_s=60.0,
+                    up=up,
+                    error="" if up else "timeout",
+                )
+            )
             at, state = await asyncio.wait_for(arrived.get(), timeout=10)
             out[state].append(at - sent)
             await asyncio.sleep(0.01)
@@ -86,9 +93,14 @@ def main() -> int:
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(RULES)
         port = free_port()
-        env = {**os.environ, "NATS_URL": server.url, "INFERWATCH_AGGREGATOR_PORT": str(port),
-               "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules), "INFERWATCH_LOG_LEVEL": "error"}
-        agg = subprocess.Popen([sys.executable, "-m", "services.aggregator"], env=env, cwd=ROOT)
+        env = {
+            **os.environ,
+            "NATS_URL": server.url,
+            "INFERWATCH_AGGREGATOR_HTTP_PORT": str(port),
+            "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules),
+            "INFERWATCH_LOG_LEVEL": "error",
+        }
+        agg = subprocess.Popen([sys.executable, "-m", "inferwatch", "run", "aggregator"], env=env, cwd=ROOT)
         try:
             for _ in range(100):
                 try:
@@ -105,13 +117,18 @@ def main() -> int:
     every = times["firing"] + times["resolved"]
     print(f"snapshot published -> alert on NATS, {len(every)} alerts through a real nats-server and aggregator:")
     for state in ("firing", "resolved"):
-        print(f"  {state:9s} p50 {_p(times[state], .5) * 1e3:.2f} ms  p99 {_p(times[state], .99) * 1e3:.2f} ms")
+        print(f"  {state:9s} p50 {_p(times[state], 0.5) * 1e3:.2f} ms  p99 {_p(times[state], 0.99) * 1e3:.2f} ms")
     p99 = _p(every, 0.99)
-    print(f"  Prometheus baseline (computed: 15 s scrape + 60 s evaluation interval): p50 {base_p50:.1f} s, "
-          f"p99 {base_p99:.1f} s -> ratio {base_p99 / p99:,.0f}x (p99)")
+    print(
+        f"  Prometheus baseline (computed: 15 s scrape + 60 s evaluation interval): p50 {base_p50:.1f} s, "
+        f"p99 {base_p99:.1f} s -> ratio {base_p99 / p99:,.0f}x (p99)"
+    )
     print(f"goal p99 <= 1 s: {'MET' if p99 <= 1.0 else 'MISSED'} ({p99 * 1e3:.2f} ms)")
-    path = write_json("alert_latency", {"samples": times, "baseline_p50_s": base_p50, "baseline_p99_s": base_p99,
-                                        "goal_met": p99 <= 1.0}, args.json)
+    path = write_json(
+        "alert_latency",
+        {"samples": times, "baseline_p50_s": base_p50, "baseline_p99_s": base_p99, "goal_met": p99 <= 1.0},
+        args.json,
+    )
     print(f"wrote {path}")
     return 0
 

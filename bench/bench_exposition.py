@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # no
 from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from shared.exposition import parse_exposition  # noqa: E402
+from inferwatch.shared.exposition import parse_exposition  # noqa: E402
 
 V1_FIXTURE = ROOT / "tests" / "fixtures" / "vllm-v1-metrics.txt"
 GOAL = 5.0

@@ -25,15 +25,12 @@ import time
 import httpx
 
 from bench._common import write_json
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.docker_watcher.__main__ import main as watcher_main
-from services.vllm_scraper.__main__ import main as scraper_main
-from shared.natsserver import EmbeddedNats
-from shared.service import MainFn, RoutesFn, run_service
-from shared.settings import Env
-from simulators.docker_engine import container_id, serve_backend, start_docker_demo, vllm_container
-from simulators.vllm import SimulatedVllm, VllmGeneration
+from inferwatch.services import spec
+from inferwatch.shared.natsserver import EmbeddedNats
+from inferwatch.shared.service import run_service
+from inferwatch.shared.settings import Env
+from inferwatch.simulators.docker_engine import container_id, serve_backend, start_docker_demo, vllm_container
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration
 
 PROMETHEUS_SD_REFRESH_S = 60.0
 PROMETHEUS_SCRAPE_S = 15.0
@@ -60,12 +57,11 @@ def prometheus_baseline(samples: int = 200_000) -> tuple[float, float]:
     return percentile(values, 0.5), percentile(values, 0.99)
 
 
-async def _service(name: str, main: MainFn, env: dict[str, str], routes: RoutesFn | None = None) -> tuple[
-        asyncio.Task[None], str]:
+async def _service(name: str, env: dict[str, str]) -> tuple[asyncio.Task[None], str]:
     port = _free_port()
-    prefix = "INFERWATCH_" + name.upper().replace("-", "_") + "_"
-    full = {**env, prefix + "PORT": str(port)}
-    task = asyncio.create_task(run_service(name, main, default_port=port, routes=routes, env=Env(full)))
+    service = spec(name)
+    full = {**env, service.port_variable: str(port)}
+    task = asyncio.create_task(run_service(service, env=Env(full)))
     return task, f"http://127.0.0.1:{port}"
 
 
@@ -74,14 +70,20 @@ async def run(samples: int) -> list[float]:
     latencies: list[float] = []
     with EmbeddedNats(jetstream=False) as nats:
         demo = await start_docker_demo([], extra_containers=True)
-        env = {"NATS_URL": nats.url, "DOCKER_HOST": demo.docker_host, "INFERWATCH_DOCKER_HOST_NAME": "bench",
-               "INFERWATCH_VLLM_INTERVAL_S": "15", "INFERWATCH_DOCKER_INTERVAL_S": "15",
-               "INFERWATCH_LOG_LEVEL": "warning", "INFERWATCH_HEARTBEAT_INTERVAL_S": "1"}
+        env = {
+            "NATS_URL": nats.url,
+            "DOCKER_HOST": demo.docker_host,
+            "INFERWATCH_DOCKER_HOST_NAME": "bench",
+            "INFERWATCH_VLLM_INTERVAL_S": "15",
+            "INFERWATCH_DOCKER_INTERVAL_S": "15",
+            "INFERWATCH_LOG_LEVEL": "warning",
+            "INFERWATCH_HEARTBEAT_INTERVAL_S": "1",
+        }
         tasks = []
-        agg_task, agg_url = await _service("aggregator", aggregator_main, env, aggregator_routes)
+        agg_task, agg_url = await _service("aggregator", env)
         tasks.append(agg_task)
-        for name, main in (("vllm-scraper", scraper_main), ("docker-watcher", watcher_main)):
-            tasks.append((await _service(name, main, env))[0])
+        for name in ("vllm-scraper", "docker-watcher"):
+            tasks.append((await _service(name, env))[0])
         backends = []
         try:
             async with httpx.AsyncClient(timeout=5) as client:
@@ -95,20 +97,29 @@ async def run(samples: int) -> list[float]:
                 await asyncio.sleep(3)
                 for i in range(samples):
                     name = f"vllm-bench-{i}"
-                    backend = await serve_backend(SimulatedVllm(f"m{i}", f"org/m{i}", VllmGeneration.V1, "0.33.0",
-                                                                seed=i))
+                    backend = await serve_backend(
+                        SimulatedVllm(f"m{i}", f"org/m{i}", VllmGeneration.V1, "0.33.0", seed=i)
+                    )
                     backends.append(backend)
                     port = int(backend.url.rsplit(":", 1)[1])
-                    container = demo.engine.add(vllm_container(
-                        name, "vllm/vllm-openai:v0.33.0", port, model=f"org/m{i}", served_name=f"m{i}",
-                        gpus=[str(i % 8)]))
+                    container = demo.engine.add(
+                        vllm_container(
+                            name,
+                            "vllm/vllm-openai:v0.33.0",
+                            port,
+                            model=f"org/m{i}",
+                            served_name=f"m{i}",
+                            gpus=[str(i % 8)],
+                        )
+                    )
                     needle = f'container="{name}"'
                     started = time.perf_counter()
                     demo.engine.start(container.id)
                     while True:
                         body = (await client.get(agg_url + "/metrics")).text
-                        if any(line.startswith("inferwatch_vllm_info{") and needle in line
-                               for line in body.splitlines()):
+                        if any(
+                            line.startswith("inferwatch_vllm_info{") and needle in line for line in body.splitlines()
+                        ):
                             break
                         if time.perf_counter() - started > 30:
                             raise RuntimeError(f"{name} never appeared")
@@ -137,15 +148,24 @@ def main(argv: list[str] | None = None) -> None:
     latencies = asyncio.run(run(args.samples))
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     base50, base99 = prometheus_baseline()
-    result = {"samples": len(latencies), "p50_s": round(p50, 4), "p99_s": round(p99, 4),
-              "mean_s": round(statistics.fmean(latencies), 4), "max_s": round(max(latencies), 4),
-              "prometheus_docker_sd_p50_s_computed": round(base50, 1),
-              "prometheus_docker_sd_p99_s_computed": round(base99, 1),
-              "speedup_p50": round(base50 / p50, 1), "speedup_p99": round(base99 / p99, 1), "goal_p99_s": 1.0}
+    result = {
+        "samples": len(latencies),
+        "p50_s": round(p50, 4),
+        "p99_s": round(p99, 4),
+        "mean_s": round(statistics.fmean(latencies), 4),
+        "max_s": round(max(latencies), 4),
+        "prometheus_docker_sd_p50_s_computed": round(base50, 1),
+        "prometheus_docker_sd_p99_s_computed": round(base99, 1),
+        "speedup_p50": round(base50 / p50, 1),
+        "speedup_p99": round(base99 / p99, 1),
+        "goal_p99_s": 1.0,
+    }
     print(f"container start -> inferwatch_vllm_info on the aggregator, {len(latencies)} starts:")
     print(f"  p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms (goal p99 <= 1 s)")
-    print(f"  Prometheus docker_sd baseline (computed: 60 s refresh + 15 s scrape): p50 {base50:.1f} s, "
-          f"p99 {base99:.1f} s -> ratio {base50 / p50:.0f}x (p50), {base99 / p99:.0f}x (p99)")
+    print(
+        f"  Prometheus docker_sd baseline (computed: 60 s refresh + 15 s scrape): p50 {base50:.1f} s, "
+        f"p99 {base99:.1f} s -> ratio {base50 / p50:.0f}x (p50), {base99 / p99:.0f}x (p99)"
+    )
     print(f"wrote {write_json('freshness', result, args.json)}")
 
 

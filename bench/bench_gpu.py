@@ -26,12 +26,12 @@ CYCLES = 200
 
 def main() -> None:
     """Measure and print the table (and write the JSON)."""
-    from contracts.codec import encode
-    from services.gpu_agent.app import snapshot
-    from services.gpu_agent.config import GpuAgentConfig
-    from services.gpu_agent.core import container_id_from_cgroup
-    from services.gpu_agent.nvml import FIELDS, NvmlReader, read_cgroup_container
-    from simulators.nvml import FakeNvml
+    from inferwatch.contracts.codec import encode
+    from inferwatch.services.gpu_agent.app import snapshot
+    from inferwatch.services.gpu_agent.config import GpuAgentConfig
+    from inferwatch.services.gpu_agent.core import container_id_from_cgroup
+    from inferwatch.services.gpu_agent.nvml import FIELDS, NvmlReader, read_cgroup_container
+    from inferwatch.simulators.nvml import FakeNvml
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpus", default="1,8,64")
@@ -41,6 +41,7 @@ def main() -> None:
     config = GpuAgentConfig(host="bench")
     for n in (int(x) for x in args.gpus.split(",")):
         fake = FakeNvml(gpus=n)
+
         def container_of(pid: int, f: FakeNvml = fake) -> str:
             return container_id_from_cgroup(f.cgroup_text(pid))
 
@@ -64,22 +65,25 @@ def main() -> None:
 
         _, agent_median = best_of(agent_cycles)
         _, raw_median = best_of(raw_cycles)
-        rows.append({
-            "gpus": n,
-            "agent_ms_per_gpu_cycle": round(agent_median / CYCLES / n * 1e3, 4),
-            "raw_calls_ms_per_gpu_cycle": round(raw_median / CYCLES / n * 1e3, 4),
-            "agent_ms_per_cycle": round(agent_median / CYCLES * 1e3, 3),
-        })
+        rows.append(
+            {
+                "gpus": n,
+                "agent_ms_per_gpu_cycle": round(agent_median / CYCLES / n * 1e3, 4),
+                "raw_calls_ms_per_gpu_cycle": round(raw_median / CYCLES / n * 1e3, 4),
+                "agent_ms_per_cycle": round(agent_median / CYCLES * 1e3, 3),
+            }
+        )
     pid = os.getpid()
     _, cgroup_median = best_of(lambda: [read_cgroup_container("/proc", pid) for _ in range(1000)])
     print(table(rows, ["gpus", "agent_ms_per_gpu_cycle", "raw_calls_ms_per_gpu_cycle", "agent_ms_per_cycle"]))
     print(f"cgroup read+parse (uncached, /proc/self): {cgroup_median / 1000 * 1e6:.1f} us")
     worst = max(r["agent_ms_per_gpu_cycle"] for r in rows)
     ratio = worst / max(r["raw_calls_ms_per_gpu_cycle"] for r in rows)
-    print(f"goal agent_ms_per_gpu_cycle < 5: {'MET' if worst < 5 else 'MISSED'} ({worst:.3f} ms at worst; "
-          f"{ratio:.1f}x the raw NVML calls)")
-    out = write_json("gpu", {"rows": rows, "cgroup_read_us": cgroup_median / 1000 * 1e6, "goal_ms": 5.0},
-                     args.json)
+    print(
+        f"goal agent_ms_per_gpu_cycle < 5: {'MET' if worst < 5 else 'MISSED'} ({worst:.3f} ms at worst; "
+        f"{ratio:.1f}x the raw NVML calls)"
+    )
+    out = write_json("gpu", {"rows": rows, "cgroup_read_us": cgroup_median / 1000 * 1e6, "goal_ms": 5.0}, args.json)
     print(f"wrote {out}")
 
 

@@ -25,12 +25,26 @@ from bench._common import table, write_json
 
 
 def _payloads() -> list[bytes]:
-    from contracts import encode
-    from contracts.heartbeat import Heartbeat
+    from inferwatch.contracts import encode
+    from inferwatch.contracts.heartbeat import Heartbeat
 
-    return [encode(Heartbeat(source=f"svc-{i}@host:{i}", observed_at=1795000000.0 + i, collector=f"svc-{i}@host:{i}",
-                             interval_s=5.0, service="vllm-scraper", version="0.1.0", started_at=1795000000.0,
-                             ready=True, reason="scraping 12 vLLM targets", targets=12)) for i in range(1000)]
+    return [
+        encode(
+            Heartbeat(
+                source=f"svc-{i}@host:{i}",
+                observed_at=1795000000.0 + i,
+                collector=f"svc-{i}@host:{i}",
+                interval_s=5.0,
+                service="vllm-scraper",
+                version="0.1.0",
+                started_at=1795000000.0,
+                ready=True,
+                reason="scraping 12 vLLM targets",
+                targets=12,
+            )
+        )
+        for i in range(1000)
+    ]
 
 
 def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
@@ -52,8 +66,8 @@ def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type
 async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
     import nats
 
-    from services.aggregator.app import Aggregator
-    from services.aggregator.config import AggregatorConfig
+    from inferwatch.services.aggregator.app import Aggregator
+    from inferwatch.services.aggregator.config import AggregatorConfig
 
     nc = await nats.connect(url)
     received = 0
@@ -80,8 +94,9 @@ async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
             last = time.perf_counter()
             done.set()
 
-    await nc.subscribe("inferwatch.v1.>", cb=aggregate if ours else count,
-                       pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30)
+    await nc.subscribe(
+        "inferwatch.v1.>", cb=aggregate if ours else count, pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30
+    )
     await nc.flush()
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
@@ -105,7 +120,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from shared.natsserver import EmbeddedNats
+    from inferwatch.shared.natsserver import EmbeddedNats
 
     with EmbeddedNats(jetstream=False) as server:
         rates: dict[str, list[float]] = {"raw": [], "ours": []}
@@ -115,14 +130,27 @@ def main() -> int:
                 rates[kind].append(rate)
     raw, ours = statistics.median(rates["raw"]), statistics.median(rates["ours"])
     ratio = ours / raw
-    print(table([{"subscriber": "raw nats-py callback (baseline)", "msg/s (median)": f"{raw:,.0f}",
-                  "runs": ", ".join(f"{r:,.0f}" for r in rates["raw"])},
-                 {"subscriber": "aggregator on_message", "msg/s (median)": f"{ours:,.0f}",
-                  "runs": ", ".join(f"{r:,.0f}" for r in rates["ours"])}],
-                ["subscriber", "msg/s (median)", "runs"]))
+    print(
+        table(
+            [
+                {
+                    "subscriber": "raw nats-py callback (baseline)",
+                    "msg/s (median)": f"{raw:,.0f}",
+                    "runs": ", ".join(f"{r:,.0f}" for r in rates["raw"]),
+                },
+                {
+                    "subscriber": "aggregator on_message",
+                    "msg/s (median)": f"{ours:,.0f}",
+                    "runs": ", ".join(f"{r:,.0f}" for r in rates["ours"]),
+                },
+            ],
+            ["subscriber", "msg/s (median)", "runs"],
+        )
+    )
     print(f"ratio {ratio:.2f}x; goal >= 0.5x: {'MET' if ratio >= 0.5 else 'MISSED'}")
-    path = write_json("ingest", {"messages": args.messages, "raw": rates["raw"], "ours": rates["ours"],
-                                 "ratio": ratio}, args.json)
+    path = write_json(
+        "ingest", {"messages": args.messages, "raw": rates["raw"], "ours": rates["ours"], "ratio": ratio}, args.json
+    )
     print(f"results: {path}")
     return 0
 

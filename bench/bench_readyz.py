@@ -71,14 +71,25 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=200, help="GET /readyz per service and phase")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from shared.natsserver import EmbeddedNats
+    from inferwatch.shared.natsserver import EmbeddedNats
     from tests.conftest import free_port
 
     with EmbeddedNats(jetstream=True) as server:
-        env = {**os.environ, "NATS_URL": server.url, "INFERWATCH_LOG_LEVEL": "error",
-               "INFERWATCH_VLLM_INTERVAL_S": "1", "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(free_port())],
-                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        env = {
+            **os.environ,
+            "NATS_URL": server.url,
+            "INFERWATCH_LOG_LEVEL": "error",
+            "INFERWATCH_VLLM_INTERVAL_S": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inferwatch", "up", "--demo", "--port", str(free_port())],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             urls = _service_urls(proc)
             _wait_ready(urls)
@@ -103,19 +114,27 @@ def main() -> int:
     idle = {name: lat for name, (lat, _) in idle_probes.items()}
     load = {name: lat for name, (lat, _) in load_probes.items()}
     not_ready = {name: not_ok for name, (_, not_ok) in load_probes.items()}
-    rows = [{"service": name,
-             "idle p50 ms": f"{_p(idle[name], .5) * 1e3:.1f}", "idle p99 ms": f"{_p(idle[name], .99) * 1e3:.1f}",
-             "load p50 ms": f"{_p(load[name], .5) * 1e3:.1f}", "load p99 ms": f"{_p(load[name], .99) * 1e3:.1f}",
-             "p99 ratio": f"{_p(load[name], .99) / _p(idle[name], .99):.2f}x",
-             "not ready under load": f"{not_ready[name]}/{args.probes}"} for name in sorted(urls)]
+    rows = [
+        {
+            "service": name,
+            "idle p50 ms": f"{_p(idle[name], 0.5) * 1e3:.1f}",
+            "idle p99 ms": f"{_p(idle[name], 0.99) * 1e3:.1f}",
+            "load p50 ms": f"{_p(load[name], 0.5) * 1e3:.1f}",
+            "load p99 ms": f"{_p(load[name], 0.99) * 1e3:.1f}",
+            "p99 ratio": f"{_p(load[name], 0.99) / _p(idle[name], 0.99):.2f}x",
+            "not ready under load": f"{not_ready[name]}/{args.probes}",
+        }
+        for name in sorted(urls)
+    ]
     print(f"{len(urls)} services; publisher offered {rate:,.0f} events/s during the load phase")
     print(table(rows, list(rows[0])))
-    met = all(_p(load[name], .99) <= 0.1 for name in urls)
+    met = all(_p(load[name], 0.99) <= 0.1 for name in urls)
     print(f"goal every /readyz p99 <= 100 ms under load: {'MET' if met else 'MISSED'}")
     if any(not_ready.values()):
         print("not ready = answered 503 (e.g. reconnecting after nats-server cut a slow consumer): an answer, timed")
-    path = write_json("readyz", {"offered_rate": rate, "idle": idle, "load": load, "not_ready": not_ready,
-                                 "goal_met": met}, args.json)
+    path = write_json(
+        "readyz", {"offered_rate": rate, "idle": idle, "load": load, "not_ready": not_ready, "goal_met": met}, args.json
+    )
     print(f"results: {path}")
     return 0
 

@@ -33,10 +33,10 @@ def _rss_mb() -> float:
 
 
 def run_ours(n: int) -> dict[str, float]:
-    from contracts import Event
-    from contracts.heartbeat import Heartbeat
-    from services.aggregator.render import Family, SeriesWriter, label_block, render_exposition
-    from services.aggregator.state import SourceTable
+    from inferwatch.contracts import Event
+    from inferwatch.contracts.heartbeat import Heartbeat
+    from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, render_exposition
+    from inferwatch.services.aggregator.state import SourceTable
 
     family = Family("inferwatch_bench_value", "gauge", "Bench series.")
     metrics = [f"m{i}" for i in range(PER_SOURCE // 4)]
@@ -45,16 +45,29 @@ def run_ours(n: int) -> dict[str, float]:
         assert isinstance(event, Heartbeat)
         for gpu in range(4):
             for m in metrics:
-                w.gauge(family, label_block({"host": event.source, "gpu": str(gpu), "metric": m}),
-                        event.targets * 0.5 + gpu)
+                w.gauge(
+                    family, label_block({"host": event.source, "gpu": str(gpu), "metric": m}), event.targets * 0.5 + gpu
+                )
 
     base = _rss_mb()
     table_ = SourceTable({Heartbeat: render_source})
     sources = n // PER_SOURCE
     t0 = time.perf_counter()
     for i in range(sources):
-        table_.apply(Heartbeat(source=f"host-{i:05d}", observed_at=1.0, collector="b", interval_s=1e9, service="b",
-                               version="0", started_at=0, ready=True, targets=i), now=0.0)
+        table_.apply(
+            Heartbeat(
+                source=f"host-{i:05d}",
+                observed_at=1.0,
+                collector="b",
+                interval_s=1e9,
+                service="b",
+                version="0",
+                started_at=0,
+                ready=True,
+                targets=i,
+            ),
+            now=0.0,
+        )
     fill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     body = render_exposition(table_.rendered())
@@ -66,14 +79,32 @@ def run_ours(n: int) -> dict[str, float]:
     def churn() -> bytes:
         k = next(rounds)  # new values every round: a re-sent identical snapshot would skip its re-render
         for i in range(0, sources, 100):
-            table_.apply(Heartbeat(source=f"host-{i:05d}", observed_at=2.0 + time.time(), collector="b",
-                                   interval_s=1e9, service="b", version="0", started_at=0, ready=True,
-                                   targets=i + k), now=0.0)
+            table_.apply(
+                Heartbeat(
+                    source=f"host-{i:05d}",
+                    observed_at=2.0 + time.time(),
+                    collector="b",
+                    interval_s=1e9,
+                    service="b",
+                    version="0",
+                    started_at=0,
+                    ready=True,
+                    targets=i + k,
+                ),
+                now=0.0,
+            )
         return render_exposition(table_.rendered())
 
     __, churn_med = best_of(churn, 5)
-    return {"fill_s": fill_s, "cold_s": cold_s, "warm_s": warm_med, "churn_s": churn_med,
-            "bytes": len(body), "rss_delta_mb": _rss_mb() - base, "series": body.count(b"\n") - 2 - 3 * sources}
+    return {
+        "fill_s": fill_s,
+        "cold_s": cold_s,
+        "warm_s": warm_med,
+        "churn_s": churn_med,
+        "bytes": len(body),
+        "rss_delta_mb": _rss_mb() - base,
+        "series": body.count(b"\n") - 2 - 3 * sources,
+    }
 
 
 def run_baseline(n: int) -> dict[str, float]:
@@ -109,8 +140,9 @@ def main() -> int:
     for n in (int(s) for s in args.sizes.split(",")):
         res = {}
         for impl in ("baseline", "ours"):
-            out = subprocess.run([sys.executable, __file__, "--child", f"{impl}:{n}"], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", f"{impl}:{n}"], capture_output=True, text=True, check=True
+            )
             res[impl] = json.loads(out.stdout)
         b, o = res["baseline"], res["ours"]
         speed_warm = b["render_s"] / o["warm_s"]
@@ -118,17 +150,20 @@ def main() -> int:
         speed_cold = b["render_s"] / o["cold_s"]
         mem = o["rss_delta_mb"] / b["rss_delta_mb"]
         met &= speed_churn >= 10 and mem <= 0.5
-        rows.append({"series": n,
-                     "generate_latest ms": f"{b['render_s'] * 1e3:.1f}",
-                     "ours warm ms": f"{o['warm_s'] * 1e3:.2f}",
-                     "ours 1% churn ms": f"{o['churn_s'] * 1e3:.2f}",
-                     "ours cold ms": f"{o['cold_s'] * 1e3:.1f}",
-                     "speedup warm/churn/cold": f"{speed_warm:.0f}x / {speed_churn:.0f}x / {speed_cold:.1f}x",
-                     "RSS MB base/ours": f"{b['rss_delta_mb']:.0f} / {o['rss_delta_mb']:.0f}",
-                     "memory ratio": f"{mem:.2f}x",
-                     "bytes/series base/ours": f"{b['rss_delta_mb'] * 2**20 / n:.0f} / "
-                                               f"{o['rss_delta_mb'] * 2**20 / n:.0f}",
-                     "same bytes": "yes" if abs(b["bytes"] - o["bytes"]) / b["bytes"] < 0.05 else "no"})
+        rows.append(
+            {
+                "series": n,
+                "generate_latest ms": f"{b['render_s'] * 1e3:.1f}",
+                "ours warm ms": f"{o['warm_s'] * 1e3:.2f}",
+                "ours 1% churn ms": f"{o['churn_s'] * 1e3:.2f}",
+                "ours cold ms": f"{o['cold_s'] * 1e3:.1f}",
+                "speedup warm/churn/cold": f"{speed_warm:.0f}x / {speed_churn:.0f}x / {speed_cold:.1f}x",
+                "RSS MB base/ours": f"{b['rss_delta_mb']:.0f} / {o['rss_delta_mb']:.0f}",
+                "memory ratio": f"{mem:.2f}x",
+                "bytes/series base/ours": f"{b['rss_delta_mb'] * 2**20 / n:.0f} / {o['rss_delta_mb'] * 2**20 / n:.0f}",
+                "same bytes": "yes" if abs(b["bytes"] - o["bytes"]) / b["bytes"] < 0.05 else "no",
+            }
+        )
         res["n"] = n
         rows[-1]["_raw"] = res
     print(table(rows, [c for c in rows[0] if not c.startswith("_")]))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import write_json
-from shared.natsserver import EmbeddedNats
+from inferwatch.shared.natsserver import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -53,8 +53,13 @@ def _free_port() -> int:
 
 def start_simulators(count: int) -> tuple[subprocess.Popen[str], list[str]]:
     """Serve ``count`` simulated vLLM servers in a child process; return it and their URLs."""
-    proc = subprocess.Popen([sys.executable, "-m", "simulators.vllm", "--count", str(count)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch.simulators.vllm", "--count", str(count)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     urls: list[str] = []
     while len(urls) < count:
@@ -79,8 +84,8 @@ class SnapshotCounter:
     async def _subscribe(self) -> None:
         import nats
 
-        from contracts import decode
-        from contracts.vllm import VllmInstanceSnapshot
+        from inferwatch.contracts import decode
+        from inferwatch.contracts.vllm import VllmInstanceSnapshot
 
         async def on_msg(msg: Any) -> None:
             event = decode(msg.data)
@@ -103,9 +108,11 @@ class SnapshotCounter:
 
 def prometheus_up(port: int) -> tuple[float, float]:
     """(targets, targets up) as Prometheus sees them."""
+
     def query(q: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(q)}",
-                                    timeout=5) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(q)}", timeout=5
+        ) as r:
             result = json.loads(r.read())["data"]["result"]
         return float(result[0]["value"][1]) if result else 0.0
 
@@ -132,22 +139,47 @@ def main(argv: list[str] | None = None) -> None:
             procs.append(sims)
             hostports = [u.removeprefix("http://") for u in urls]
             config = tmp / "prometheus.yml"
-            config.write_text(json.dumps({
-                "global": {"scrape_interval": f"{args.interval:g}s", "scrape_timeout": "5s"},
-                "scrape_configs": [{"job_name": "vllm", "static_configs": [{"targets": hostports}]}],
-            }))
+            config.write_text(
+                json.dumps(
+                    {
+                        "global": {"scrape_interval": f"{args.interval:g}s", "scrape_timeout": "5s"},
+                        "scrape_configs": [{"job_name": "vllm", "static_configs": [{"targets": hostports}]}],
+                    }
+                )
+            )
             prom_port = _free_port()
-            prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                                     f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            prom = subprocess.Popen(
+                [
+                    prometheus,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             procs.append(prom)
             ours_port = _free_port()
-            env = {**os.environ, "NATS_URL": nats.url, "INFERWATCH_VLLM_TARGETS": ",".join(urls),
-                   "INFERWATCH_VLLM_INTERVAL_S": f"{args.interval:g}", "INFERWATCH_VLLM_SHARD": "0",
-                   "INFERWATCH_VLLM_SCRAPER_PORT": str(ours_port), "INFERWATCH_LOG_LEVEL": "warning",
-                   "PYTHONPATH": str(ROOT)}
-            ours = subprocess.Popen([sys.executable, "-m", "services.vllm_scraper"], cwd=ROOT, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            env = {
+                **os.environ,
+                "NATS_URL": nats.url,
+                "INFERWATCH_VLLM_TARGETS": ",".join(urls),
+                "INFERWATCH_VLLM_INTERVAL_S": f"{args.interval:g}",
+                "INFERWATCH_VLLM_SHARD": "0",
+                "INFERWATCH_VLLM_HTTP_PORT": str(ours_port),
+                "INFERWATCH_LOG_LEVEL": "warning",
+                "PYTHONPATH": str(ROOT),
+            }
+            ours = subprocess.Popen(
+                [sys.executable, "-m", "inferwatch", "run", "vllm-scraper"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             procs.append(ours)
             counter = SnapshotCounter(nats.url)
             deadline = time.monotonic() + 120
@@ -161,8 +193,11 @@ def main(argv: list[str] | None = None) -> None:
             snaps_end = counter.read()
             prom_targets, prom_targets_up = prometheus_up(prom_port)
             with urllib.request.urlopen(f"http://127.0.0.1:{ours_port}/metrics", timeout=5) as r:
-                own = {line.split(" ")[0]: float(line.split(" ")[1]) for line in r.read().decode().splitlines()
-                       if line.startswith("inferwatch_bus_")}
+                own = {
+                    line.split(" ")[0]: float(line.split(" ")[1])
+                    for line in r.read().decode().splitlines()
+                    if line.startswith("inferwatch_bus_")
+                }
             counter.close()
         finally:
             for proc in procs:
@@ -179,14 +214,18 @@ def main(argv: list[str] | None = None) -> None:
     ours_cycle = (end[0] - start[0]) / cycles
     prom_cycle = (end[1] - start[1]) / cycles
     result = {
-        "targets": args.targets, "interval_s": args.interval, "window_s": round(window, 1),
-        "ours_cpu_s_per_cycle": round(ours_cycle, 3), "prometheus_cpu_s_per_cycle": round(prom_cycle, 3),
+        "targets": args.targets,
+        "interval_s": args.interval,
+        "window_s": round(window, 1),
+        "ours_cpu_s_per_cycle": round(ours_cycle, 3),
+        "prometheus_cpu_s_per_cycle": round(prom_cycle, 3),
         "ratio_ours_over_prometheus": round(ours_cycle / prom_cycle, 2) if prom_cycle else None,
         "ours_cpu_share_of_one_core": round(ours_cycle / args.interval, 3),
         "simulators_cpu_s_per_cycle": round((end[2] - start[2]) / cycles, 3),
         "ours_snapshots_per_cycle": round((snaps_end[0] - snaps_start[0]) / cycles, 1),
         "ours_snapshots_up_per_cycle": round((snaps_end[1] - snaps_start[1]) / cycles, 1),
-        "prometheus_targets": prom_targets, "prometheus_targets_up": prom_targets_up,
+        "prometheus_targets": prom_targets,
+        "prometheus_targets_up": prom_targets_up,
         "ours_bus_published_total": own.get("inferwatch_bus_published_total"),
         "ours_bus_publish_dropped_total": own.get("inferwatch_bus_publish_dropped_total"),
     }
@@ -195,10 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  prometheus   : {prom_cycle:.3f} CPU s / cycle (baseline, same run)")
     print(f"  ratio ours/prometheus: {result['ratio_ours_over_prometheus']}")
     print(f"  (simulators: {result['simulators_cpu_s_per_cycle']} CPU s / cycle, not counted)")
-    print(f"  work done: ours {result['ours_snapshots_per_cycle']} snapshots/cycle "
-          f"({result['ours_snapshots_up_per_cycle']} up); prometheus {prom_targets:g} targets ({prom_targets_up:g} up)")
-    print(f"  scraper bus: published {result['ours_bus_published_total']}, "
-          f"dropped {result['ours_bus_publish_dropped_total']}")
+    print(
+        f"  work done: ours {result['ours_snapshots_per_cycle']} snapshots/cycle "
+        f"({result['ours_snapshots_up_per_cycle']} up); prometheus {prom_targets:g} targets ({prom_targets_up:g} up)"
+    )
+    print(
+        f"  scraper bus: published {result['ours_bus_published_total']}, "
+        f"dropped {result['ours_bus_publish_dropped_total']}"
+    )
     out = write_json("scrape", result, args.json)
     print(f"wrote {out}")
 

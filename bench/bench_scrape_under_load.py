@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import table, write_json  # noqa: E402
-from contracts.vllm import VllmInstanceSnapshot  # noqa: E402
+from inferwatch.contracts.vllm import VllmInstanceSnapshot  # noqa: E402
 from tests.test_aggregator_state import snapshot  # noqa: E402
 
 
@@ -33,11 +33,24 @@ def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  #
     import nats
     import nats.errors
 
-    from contracts import encode
-    from contracts.heartbeat import Heartbeat
+    from inferwatch.contracts import encode
+    from inferwatch.contracts.heartbeat import Heartbeat
 
-    payloads = [encode(Heartbeat(source=f"flood-{i}", observed_at=time.time(), collector="flood", interval_s=60,
-                                 service="flood", version="0", started_at=0, ready=True)) for i in range(1000)]
+    payloads = [
+        encode(
+            Heartbeat(
+                source=f"flood-{i}",
+                observed_at=time.time(),
+                collector="flood",
+                interval_s=60,
+                service="flood",
+                version="0",
+                started_at=0,
+                ready=True,
+            )
+        )
+        for i in range(1000)
+    ]
 
     async def run() -> None:
         nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
@@ -80,10 +93,14 @@ def _p(values: list[float], q: float) -> float:
 
 
 def _row(endpoint: str, idle: list[float], load: list[float]) -> dict[str, str]:
-    return {"endpoint": endpoint,
-            "idle p50 ms": f"{_p(idle, .5) * 1e3:.1f}", "idle p99 ms": f"{_p(idle, .99) * 1e3:.1f}",
-            "ingest p50 ms": f"{_p(load, .5) * 1e3:.1f}", "ingest p99 ms": f"{_p(load, .99) * 1e3:.1f}",
-            "p99 ratio": f"{_p(load, .99) / _p(idle, .99):.2f}x"}
+    return {
+        "endpoint": endpoint,
+        "idle p50 ms": f"{_p(idle, 0.5) * 1e3:.1f}",
+        "idle p99 ms": f"{_p(idle, 0.99) * 1e3:.1f}",
+        "ingest p50 ms": f"{_p(load, 0.5) * 1e3:.1f}",
+        "ingest p99 ms": f"{_p(load, 0.99) * 1e3:.1f}",
+        "p99 ratio": f"{_p(load, 0.99) / _p(idle, 0.99):.2f}x",
+    }
 
 
 def main() -> int:
@@ -92,15 +109,19 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100_000, help="offered events/s")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from shared.bus import Bus, BusSettings
-    from shared.natsserver import EmbeddedNats
+    from inferwatch.shared.bus import Bus, BusSettings
+    from inferwatch.shared.natsserver import EmbeddedNats
     from tests.conftest import free_port
 
     with EmbeddedNats(jetstream=False) as server:
         port = free_port()
-        env = {**os.environ, "NATS_URL": server.url, "INFERWATCH_AGGREGATOR_PORT": str(port),
-               "INFERWATCH_LOG_LEVEL": "error"}
-        agg = subprocess.Popen([sys.executable, "-m", "services.aggregator"], env=env, cwd=ROOT)
+        env = {
+            **os.environ,
+            "NATS_URL": server.url,
+            "INFERWATCH_AGGREGATOR_HTTP_PORT": str(port),
+            "INFERWATCH_LOG_LEVEL": "error",
+        }
+        agg = subprocess.Popen([sys.executable, "-m", "inferwatch", "run", "aggregator"], env=env, cwd=ROOT)
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(100):
@@ -139,30 +160,56 @@ def main() -> int:
             rate = counter.value / flood_s
             time.sleep(2)  # let the backlog drain before reading what the aggregator took in
             own = httpx.get(base + "/metrics", timeout=30).text
-            ingested = sum(float(line.rsplit(" ", 1)[1]) for line in own.splitlines()
-                           if line.startswith('inferwatch_aggregator_events_total{domain="heartbeat"'))
-            slow_drops = sum(float(line.rsplit(" ", 1)[1]) for line in own.splitlines()
-                             if line.startswith('inferwatch_aggregator_dropped_total{reason="slow_consumer"'))
-            cuts = sum(float(line.rsplit(" ", 1)[1]) for line in own.splitlines()
-                       if line.startswith("inferwatch_aggregator_nats_disconnects_total"))
+            ingested = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in own.splitlines()
+                if line.startswith('inferwatch_aggregator_events_total{domain="heartbeat"')
+            )
+            slow_drops = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in own.splitlines()
+                if line.startswith('inferwatch_aggregator_dropped_total{reason="slow_consumer"')
+            )
+            cuts = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in own.splitlines()
+                if line.startswith("inferwatch_aggregator_nats_disconnects_total")
+            )
         finally:
             agg.terminate()
             agg.wait(10)
     rows = [_row("/metrics", idle_m, load_m), _row("/readyz", idle_r, load_r)]
-    print(f"{series} series on /metrics; publisher offered {rate:,.0f} events/s for {flood_s:.0f} s "
-          f"(scrapes took {measured_s:.1f} s of it)")
-    print(f"aggregator ingested {ingested:,.0f} of {counter.value:,} published; slow-consumer drops {slow_drops:,.0f}; "
-          f"disconnects (server-side slow-consumer cuts) {cuts:.0f}; /readyz not ready {not_ready}/{args.scrapes}")
+    print(
+        f"{series} series on /metrics; publisher offered {rate:,.0f} events/s for {flood_s:.0f} s "
+        f"(scrapes took {measured_s:.1f} s of it)"
+    )
+    print(
+        f"aggregator ingested {ingested:,.0f} of {counter.value:,} published; slow-consumer drops {slow_drops:,.0f}; "
+        f"disconnects (server-side slow-consumer cuts) {cuts:.0f}; /readyz not ready {not_ready}/{args.scrapes}"
+    )
     print(table(rows, list(rows[0])))
-    ok_scrape = _p(load_m, .99) <= 2 * _p(idle_m, .99)
-    ok_ready = _p(load_r, .99) <= 0.1
-    print(f"goal p99 scrape under ingest <= 2x idle: {'MET' if ok_scrape else 'MISSED'}; "
-          f"/readyz p99 <= 100 ms: {'MET' if ok_ready else 'MISSED'}")
-    path = write_json("scrape_under_load", {"series": series, "offered_rate": rate, "ingested": ingested,
-                                            "slow_consumer_drops": slow_drops, "disconnects": cuts,
-                                            "not_ready": not_ready, "idle_metrics": idle_m,
-                                            "load_metrics": load_m, "idle_readyz": idle_r, "load_readyz": load_r},
-                      args.json)
+    ok_scrape = _p(load_m, 0.99) <= 2 * _p(idle_m, 0.99)
+    ok_ready = _p(load_r, 0.99) <= 0.1
+    print(
+        f"goal p99 scrape under ingest <= 2x idle: {'MET' if ok_scrape else 'MISSED'}; "
+        f"/readyz p99 <= 100 ms: {'MET' if ok_ready else 'MISSED'}"
+    )
+    path = write_json(
+        "scrape_under_load",
+        {
+            "series": series,
+            "offered_rate": rate,
+            "ingested": ingested,
+            "slow_consumer_drops": slow_drops,
+            "disconnects": cuts,
+            "not_ready": not_ready,
+            "idle_metrics": idle_m,
+            "load_metrics": load_m,
+            "idle_readyz": idle_r,
+            "load_readyz": load_r,
+        },
+        args.json,
+    )
     print(f"results: {path}")
     return 0
 

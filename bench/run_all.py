@@ -28,8 +28,9 @@ def main() -> int:
             continue
         print(f"\n=== {name} ({path.name})", flush=True)
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", f"bench.{path.stem}"], cwd=HERE.parent,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{path.stem}"], cwd=HERE.parent, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         for line in proc.stdout:  # echoed as it comes; the goal and ratio lines are kept for the summary
             print(line, end="", flush=True)

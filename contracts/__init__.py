@@ -4,10 +4,10 @@ This package is the only coupling between services. Events are frozen ``msgspec.
 is published on ``inferwatch.v1.<domain>.<kind>.<source-key>`` (see `contracts.subjects`).
 """
 
-from contracts.base import Event, Histogram, Occurrence, Snapshot
-from contracts.codec import DecodeError, Encoding, decode, encode
-from contracts.registry import EVENT_TYPES, AnyEvent
-from contracts.subjects import ALL, ROOT, domain_kind, sanitize_token, subject_filter, subject_for
+from inferwatch.contracts.base import Event, Histogram, Occurrence, Snapshot
+from inferwatch.contracts.codec import DecodeError, Encoding, decode, encode
+from inferwatch.contracts.registry import EVENT_TYPES, AnyEvent
+from inferwatch.contracts.subjects import ALL, ROOT, domain_kind, sanitize_token, subject_filter, subject_for
 
 __all__ = [
     "ALL",

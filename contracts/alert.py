@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.base import Occurrence
+from inferwatch.contracts.base import Occurrence
 
 
 class Alert(Occurrence, frozen=True, kw_only=True, tag="alert.state"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.base import Snapshot
+from inferwatch.contracts.base import Snapshot
 
 
 class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):

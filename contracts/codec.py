@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from contracts.registry import AnyEvent
+from inferwatch.contracts.registry import AnyEvent
 
 Encoding = Literal["msgpack", "json"]
 

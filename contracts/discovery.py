@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.base import Occurrence, Snapshot
+from inferwatch.contracts.base import Occurrence, Snapshot
 
 
 class ScrapeTarget(msgspec.Struct, frozen=True, kw_only=True):

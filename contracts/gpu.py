@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.base import Snapshot
+from inferwatch.contracts.base import Snapshot
+
+# The throttle-reason vocabulary of ``GpuReading.throttle_reasons``: NVML's clocks-throttle-reason bits
+# (nvml.h ``nvmlClocksThrottleReason*`` / ``nvmlClocksEventReason*``) and the name each travels as.
+# Unknown bits travel as ``bit_<n>``.
+THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
+    (0x0001, "gpu_idle"),
+    (0x0002, "applications_clocks_setting"),
+    (0x0004, "sw_power_cap"),
+    (0x0008, "hw_slowdown"),
+    (0x0010, "sync_boost"),
+    (0x0020, "sw_thermal_slowdown"),
+    (0x0040, "hw_thermal_slowdown"),
+    (0x0080, "hw_power_brake_slowdown"),
+    (0x0100, "display_clock_setting"),
+)
 
 
 class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):

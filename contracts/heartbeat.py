@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.base import Snapshot
+from inferwatch.contracts.base import Snapshot
 
 
 class Heartbeat(Snapshot, frozen=True, kw_only=True, tag="heartbeat.service"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.base import Histogram, Snapshot
+from inferwatch.contracts.base import Histogram, Snapshot
 
 
 class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):

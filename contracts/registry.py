@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Union
 
-from contracts.alert import Alert
-from contracts.base import Event
-from contracts.catalog import ModelCatalogSnapshot
-from contracts.discovery import TargetFound, TargetLost, TargetSet
-from contracts.docker import ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
-from contracts.epp import EppSnapshot
-from contracts.gpu import GpuHostSnapshot
-from contracts.heartbeat import Heartbeat
-from contracts.langfuse import LangfuseProjectSnapshot
-from contracts.litellm import LitellmProxySnapshot
-from contracts.upstream import UpstreamCallStats
-from contracts.vllm import VllmInstanceSnapshot, VllmModelLoaded
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.base import Event
+from inferwatch.contracts.catalog import ModelCatalogSnapshot
+from inferwatch.contracts.discovery import TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.docker import ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
+from inferwatch.contracts.epp import EppSnapshot
+from inferwatch.contracts.gpu import GpuHostSnapshot
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
+from inferwatch.contracts.litellm import LitellmProxySnapshot
+from inferwatch.contracts.upstream import UpstreamCallStats
+from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelLoaded
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     Heartbeat,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from contracts.base import Event
+from inferwatch.contracts.base import Event
 
 ROOT = "inferwatch.v1"
 ALL = f"{ROOT}.>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.base import Histogram, Occurrence, Snapshot
+from inferwatch.contracts.base import Histogram, Occurrence, Snapshot
 
 
 class VllmModelCard(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,9 +22,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import OutboundBufferLimitError
 
-from contracts import AnyEvent, DecodeError, Encoding, Event, decode, encode, subject_for
-from shared.log import RateLimitedLog
-from shared.settings import Env, Secret
+from inferwatch.contracts import AnyEvent, DecodeError, Encoding, Event, decode, encode, subject_for
+from inferwatch.shared.log import RateLimitedLog
+from inferwatch.shared.settings import Env, Secret
 
 log = logging.getLogger("inferwatch.bus")
 
@@ -173,8 +173,7 @@ class Bus:
         for server in self._safe_servers():
             parts = urlsplit(server)
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(parts.hostname, parts.port or 4222), 1.0)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 4222), 1.0)
             except (OSError, TimeoutError):
                 continue
             writer.close()
@@ -225,8 +224,7 @@ class Bus:
             self.stats.slow_consumer_drops += 1
             allowed, suppressed = self._rate_log.allow("slow_consumer")
             if allowed:
-                log.warning("slow consumer: NATS dropped messages for a subscription",
-                            extra={"suppressed": suppressed})
+                log.warning("slow consumer: NATS dropped messages for a subscription", extra={"suppressed": suppressed})
             return
         allowed, suppressed = self._rate_log.allow(f"error:{type(exc).__name__}")
         if allowed:
@@ -264,11 +262,15 @@ class Bus:
         self.stats.dropped += 1
         allowed, suppressed = self._rate_log.allow(f"drop:{why}")
         if allowed:
-            log.warning("dropping published events: %s", why,
-                        extra={"dropped_total": self.stats.dropped, "suppressed": suppressed})
+            log.warning(
+                "dropping published events: %s",
+                why,
+                extra={"dropped_total": self.stats.dropped, "suppressed": suppressed},
+            )
 
-    async def subscribe(self, subject: str, handler: EventHandler, *, queue: str = "",
-                        subject_prefix: str = "") -> Subscription:
+    async def subscribe(
+        self, subject: str, handler: EventHandler, *, queue: str = "", subject_prefix: str = ""
+    ) -> Subscription:
         """Subscribe with decoding: ``handler(event, subject)``; undecodable messages are counted and skipped.
 
         ``subject_prefix``: messages whose subject does not start with it are dropped before decoding (NATS

@@ -81,8 +81,9 @@ async def resolve_dns(spec: str, nameserver: str = "") -> list[str]:
     return sorted(urls)
 
 
-async def resolve_specs(specs: Iterable[str], resolver: Resolver, nameserver: str,
-                        timeout_s: float) -> dict[str, list[str]]:
+async def resolve_specs(
+    specs: Iterable[str], resolver: Resolver, nameserver: str, timeout_s: float
+) -> dict[str, list[str]]:
     """Each spec's target URLs. A spec whose lookup fails or times out is logged and left out of the
     result, so the caller keeps that spec's previous targets rather than dropping them on a DNS hiccup."""
     found: dict[str, list[str]] = {}

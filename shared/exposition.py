@@ -42,7 +42,7 @@ from typing import TypeVar
 
 import msgspec
 
-from contracts.base import Histogram
+from inferwatch.contracts.base import Histogram
 
 __all__ = ["ExpositionError", "MetricFamily", "Sample", "histograms_by", "parse_exposition"]
 
@@ -558,5 +558,7 @@ def histograms_by(family: MetricFamily | None, key: Callable[[dict[str, str]], K
             sums[group] = sums.get(group, 0.0) + s.value
         elif suffix == "_count":
             counts[group] = counts.get(group, 0.0) + s.value
-    return {group: Histogram(buckets=sorted(buckets.get(group, {}).items()), sum=sums.get(group, 0.0), count=count)
-            for group, count in counts.items()}
+    return {
+        group: Histogram(buckets=sorted(buckets.get(group, {}).items()), sum=sums.get(group, 0.0), count=count)
+        for group, count in counts.items()
+    }

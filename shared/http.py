@@ -41,7 +41,7 @@ import httpx
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared.log import register_secret
+from inferwatch.shared.log import register_secret
 
 __all__ = [
     "BreakerPolicy",
@@ -62,8 +62,7 @@ CIRCUIT_VALUES: Final[Mapping[str, int]] = MappingProxyType({"closed": 0, "half_
 #: overloaded. Everything else (a 4xx, a 3xx, an oversized or undecodable body) proves it is up and
 #: answering, so it counts as a success for the breaker (a missing ``/version`` must not trip it).
 BREAKER_FAILURES: Final[frozenset[str]] = frozenset(
-    {"timeout", "connect_error", "tls_error", "read_error", "protocol_error", "transport_error", "http_5xx",
-     "http_429"}
+    {"timeout", "connect_error", "tls_error", "read_error", "protocol_error", "transport_error", "http_5xx", "http_429"}
 )
 
 #: Transport outcomes worth another attempt (a TLS failure is deterministic, so it is not retried).
@@ -98,8 +97,14 @@ class UpstreamError(Exception):
     """
 
     def __init__(
-        self, api: str, endpoint: str, outcome: str, *, status: int | None = None,
-        retry_after_s: float | None = None, attempts: int = 1,
+        self,
+        api: str,
+        endpoint: str,
+        outcome: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        attempts: int = 1,
     ) -> None:
         self.api = api
         self.endpoint = endpoint
@@ -118,17 +123,26 @@ class UpstreamError(Exception):
         return text + f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(api={self.api!r}, endpoint={self.endpoint!r}, outcome={self.outcome!r}, "
-                f"status={self.status!r}, retry_after_s={self.retry_after_s!r}, attempts={self.attempts!r})")
+        return (
+            f"{type(self).__name__}(api={self.api!r}, endpoint={self.endpoint!r}, outcome={self.outcome!r}, "
+            f"status={self.status!r}, retry_after_s={self.retry_after_s!r}, attempts={self.attempts!r})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep it picklable despite the keyword-only constructor
-        return (_rebuild_error, (type(self), self.api, self.endpoint, self.outcome, self.status,
-                                 self.retry_after_s, self.attempts))
+        return (
+            _rebuild_error,
+            (type(self), self.api, self.endpoint, self.outcome, self.status, self.retry_after_s, self.attempts),
+        )
 
 
 def _rebuild_error(
-    cls: type[UpstreamError], api: str, endpoint: str, outcome: str, status: int | None,
-    retry_after_s: float | None, attempts: int,
+    cls: type[UpstreamError],
+    api: str,
+    endpoint: str,
+    outcome: str,
+    status: int | None,
+    retry_after_s: float | None,
+    attempts: int,
 ) -> UpstreamError:
     return cls(api, endpoint, outcome, status=status, retry_after_s=retry_after_s, attempts=attempts)
 
@@ -249,18 +263,37 @@ class UpstreamMetrics:
         families = _FAMILIES.get(registry)
         if families is None:
             families = _Families(
-                requests=Counter("inferwatch_upstream_requests", "Upstream HTTP calls by outcome (per attempt).",
-                                 ["api", "endpoint", "outcome"], registry=registry),
-                duration=Histogram("inferwatch_upstream_request_duration_seconds",
-                                   "Duration of upstream HTTP attempts.", ["api", "endpoint"],
-                                   buckets=_DURATION_BUCKETS, registry=registry),
-                circuit=Gauge("inferwatch_upstream_circuit_state",
-                              "Upstream circuit breaker state (0 closed, 1 half-open, 2 open; worst client).",
-                              ["api"], registry=registry),
-                retries=Counter("inferwatch_upstream_retries", "Upstream HTTP attempts after the first.",
-                                ["api", "endpoint"], registry=registry),
-                cache_hits=Counter("inferwatch_upstream_cache_hits", "Upstream calls answered from the TTL cache.",
-                                   ["api", "endpoint"], registry=registry),
+                requests=Counter(
+                    "inferwatch_upstream_requests",
+                    "Upstream HTTP calls by outcome (per attempt).",
+                    ["api", "endpoint", "outcome"],
+                    registry=registry,
+                ),
+                duration=Histogram(
+                    "inferwatch_upstream_request_duration_seconds",
+                    "Duration of upstream HTTP attempts.",
+                    ["api", "endpoint"],
+                    buckets=_DURATION_BUCKETS,
+                    registry=registry,
+                ),
+                circuit=Gauge(
+                    "inferwatch_upstream_circuit_state",
+                    "Upstream circuit breaker state (0 closed, 1 half-open, 2 open; worst client).",
+                    ["api"],
+                    registry=registry,
+                ),
+                retries=Counter(
+                    "inferwatch_upstream_retries",
+                    "Upstream HTTP attempts after the first.",
+                    ["api", "endpoint"],
+                    registry=registry,
+                ),
+                cache_hits=Counter(
+                    "inferwatch_upstream_cache_hits",
+                    "Upstream calls answered from the TTL cache.",
+                    ["api", "endpoint"],
+                    registry=registry,
+                ),
             )
             _FAMILIES[registry] = families
         self._f = families
@@ -291,8 +324,7 @@ class UpstreamMetrics:
 
     def circuit_states(self) -> dict[str, str]:
         """Breaker state per live client, keyed ``"api base"`` (base is ``scheme://host:port``, no secrets)."""
-        return {f"{api} {base}": state
-                for api, clients in self._f.circuits.items() for base, state in clients.values()}
+        return {f"{api} {base}": state for api, clients in self._f.circuits.items() for base, state in clients.values()}
 
 
 class _AttemptError(Exception):
@@ -418,7 +450,10 @@ class UpstreamClient:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -494,8 +529,11 @@ class UpstreamClient:
             _register_if_sensitive(name, value)
         key: _CacheKey | None = None
         if cache_ttl_s is not None and cache_ttl_s > 0:
-            key = (path, tuple(sorted((k, str(v)) for k, v in (params or {}).items())),
-                   tuple(sorted((k.lower(), v) for k, v in (headers or {}).items())))
+            key = (
+                path,
+                tuple(sorted((k, str(v)) for k, v in (params or {}).items())),
+                tuple(sorted((k.lower(), v) for k, v in (headers or {}).items())),
+            )
             cached = self._cache_get(key)
             if cached is not None:
                 self._metrics.cache_hit(self.api, endpoint)
@@ -543,12 +581,30 @@ class UpstreamClient:
                 delay = self._retry_delay(failed, attempt, attempts)
                 if delay is None:
                     self._log_failure(endpoint, failed, attempt)
-                    raise UpstreamError(self.api, endpoint, failed.outcome, status=failed.status,
-                                        retry_after_s=failed.retry_after_s, attempts=attempt) from failed.__cause__
-                log.info("upstream attempt failed, retrying in %.3fs: api=%s endpoint=%s outcome=%s status=%s "
-                         "attempt=%d", delay, self.api, endpoint, failed.outcome, failed.status, attempt,
-                         extra={"api": self.api, "endpoint": endpoint, "outcome": failed.outcome,
-                                "status": failed.status, "attempt": attempt})
+                    raise UpstreamError(
+                        self.api,
+                        endpoint,
+                        failed.outcome,
+                        status=failed.status,
+                        retry_after_s=failed.retry_after_s,
+                        attempts=attempt,
+                    ) from failed.__cause__
+                log.info(
+                    "upstream attempt failed, retrying in %.3fs: api=%s endpoint=%s outcome=%s status=%s attempt=%d",
+                    delay,
+                    self.api,
+                    endpoint,
+                    failed.outcome,
+                    failed.status,
+                    attempt,
+                    extra={
+                        "api": self.api,
+                        "endpoint": endpoint,
+                        "outcome": failed.outcome,
+                        "status": failed.status,
+                        "attempt": attempt,
+                    },
+                )
                 await self._sleep(delay)
                 continue
             duration = time.perf_counter() - started
@@ -561,8 +617,9 @@ class UpstreamClient:
                 invalid = _AttemptError("invalid_body", response.status)
                 self._metrics.observe(self.api, endpoint, invalid.outcome, duration)
                 self._log_failure(endpoint, invalid, attempt)
-                raise UpstreamError(self.api, endpoint, "invalid_body", status=response.status,
-                                    attempts=attempt) from exc
+                raise UpstreamError(
+                    self.api, endpoint, "invalid_body", status=response.status, attempts=attempt
+                ) from exc
             self._metrics.observe(self.api, endpoint, "ok", duration)
             return response, value
 
@@ -583,7 +640,10 @@ class UpstreamClient:
         return self._retry.backoff_s(attempt, self._rand())
 
     async def _attempt(
-        self, path: str, params: Mapping[str, str | int | float] | None, headers: Mapping[str, str] | None,
+        self,
+        path: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
         deadline_s: float,
     ) -> Response:
         """One attempt under one overall deadline; every failure becomes ``_AttemptError``."""
@@ -606,15 +666,19 @@ class UpstreamClient:
             raise _AttemptError("connect_error") from exc
 
     async def _exchange(
-        self, path: str, params: Mapping[str, str | int | float] | None, headers: Mapping[str, str] | None,
+        self,
+        path: str,
+        params: Mapping[str, str | int | float] | None,
+        headers: Mapping[str, str] | None,
         deadline_s: float,
     ) -> Response:
         started = time.perf_counter()
         url: str | httpx.URL = path
         query: Mapping[str, str | int | float] | None = params
         for _hop in range(_MAX_REDIRECTS + 1):
-            request = self._client.build_request("GET", url, params=query, headers=headers,
-                                                 timeout=httpx.Timeout(deadline_s))
+            request = self._client.build_request(
+                "GET", url, params=query, headers=headers, timeout=httpx.Timeout(deadline_s)
+            )
             upstream = await self._client.send(request, stream=True)
             try:
                 status = upstream.status_code
@@ -626,8 +690,9 @@ class UpstreamClient:
                     url, query = target, None
                     continue
                 if not 200 <= status < 300:
-                    raise _AttemptError(_status_outcome(status), status,
-                                  _retry_after(upstream.headers.get("retry-after"), time.time()))
+                    raise _AttemptError(
+                        _status_outcome(status), status, _retry_after(upstream.headers.get("retry-after"), time.time())
+                    )
                 body = await self._read_body(upstream)
                 return Response(
                     status=status,
@@ -679,8 +744,12 @@ class UpstreamClient:
             self._trial_in_flight = True
             return True
         self._metrics.observe(self.api, endpoint, "circuit_open", None)
-        log.debug("upstream circuit open, failing fast: api=%s endpoint=%s", self.api, endpoint,
-                  extra={"api": self.api, "endpoint": endpoint, "outcome": "circuit_open"})
+        log.debug(
+            "upstream circuit open, failing fast: api=%s endpoint=%s",
+            self.api,
+            endpoint,
+            extra={"api": self.api, "endpoint": endpoint, "outcome": "circuit_open"},
+        )
         raise CircuitOpen(self.api, endpoint, "circuit_open", retry_after_s=max(0.0, remaining), attempts=0)
 
     def _settle(self, success: bool, trial: bool) -> None:
@@ -691,16 +760,25 @@ class UpstreamClient:
             self._failures = 0
             if self._state != "closed":
                 self._set_state("closed")
-                log.info("upstream circuit closed: api=%s base=%s", self.api, self.base,
-                         extra={"api": self.api, "base": self.base})
+                log.info(
+                    "upstream circuit closed: api=%s base=%s",
+                    self.api,
+                    self.base,
+                    extra={"api": self.api, "base": self.base},
+                )
             return
         self._failures += 1
         if trial or (self._state == "closed" and self._failures >= self._breaker.failure_threshold):
             self._opened_at = self._clock()
             self._set_state("open")
-            log.warning("upstream circuit opened after %d consecutive failed calls: api=%s base=%s "
-                        "(failing fast for %.3gs)", self._failures, self.api, self.base,
-                        self._breaker.reset_after_s, extra={"api": self.api, "base": self.base})
+            log.warning(
+                "upstream circuit opened after %d consecutive failed calls: api=%s base=%s (failing fast for %.3gs)",
+                self._failures,
+                self.api,
+                self.base,
+                self._breaker.reset_after_s,
+                extra={"api": self.api, "base": self.base},
+            )
 
     def _set_state(self, state: str) -> None:
         self._state = state
@@ -733,10 +811,21 @@ class UpstreamClient:
             self._cache.popitem(last=False)
 
     def _log_failure(self, endpoint: str, failed: _AttemptError, attempt: int) -> None:
-        log.warning("upstream call failed: api=%s endpoint=%s outcome=%s status=%s attempt=%d",
-                    self.api, endpoint, failed.outcome, failed.status, attempt,
-                    extra={"api": self.api, "endpoint": endpoint, "outcome": failed.outcome,
-                           "status": failed.status, "attempt": attempt})
+        log.warning(
+            "upstream call failed: api=%s endpoint=%s outcome=%s status=%s attempt=%d",
+            self.api,
+            endpoint,
+            failed.outcome,
+            failed.status,
+            attempt,
+            extra={
+                "api": self.api,
+                "endpoint": endpoint,
+                "outcome": failed.outcome,
+                "status": failed.status,
+                "attempt": attempt,
+            },
+        )
 
 
 class _BoundedDecoder:
@@ -860,8 +949,11 @@ def _ssl_context(verify: bool | str | ssl.SSLContext, cert: tuple[str, str] | No
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif isinstance(verify, str):
-        context = (ssl.create_default_context(capath=verify) if os.path.isdir(verify)
-                   else ssl.create_default_context(cafile=verify))
+        context = (
+            ssl.create_default_context(capath=verify)
+            if os.path.isdir(verify)
+            else ssl.create_default_context(cafile=verify)
+        )
     else:
         context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
     if cert is not None:

@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import importlib
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -35,14 +36,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from contracts.heartbeat import Heartbeat
-from contracts.subjects import sanitize_token, subject_filter
-from contracts.upstream import EndpointCalls, UpstreamCallStats
-from shared.bus import Bus, BusSettings
-from shared.log import configure_logging
-from shared.settings import Env, Secret, SettingsError
+from inferwatch import __version__
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.subjects import sanitize_token, subject_filter
+from inferwatch.contracts.upstream import EndpointCalls, UpstreamCallStats
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.log import configure_logging
+from inferwatch.shared.settings import Env, Secret, SettingsError
 
-VERSION = "0.1.0"
 log = logging.getLogger("inferwatch.service")
 
 
@@ -54,11 +55,6 @@ def instance_id(service: str) -> str:
 def heartbeat_subject_prefix(service: str) -> str:
     """What the heartbeat subjects of ``service``'s replicas start with (instance ids are ``<service>@…``)."""
     return subject_filter("heartbeat", "service").removesuffix(">") + sanitize_token(service) + "_"
-
-
-def env_prefix(service: str) -> str:
-    """``vllm-scraper`` → ``INFERWATCH_VLLM_SCRAPER_``."""
-    return "INFERWATCH_" + service.upper().replace("-", "_") + "_"
 
 
 @dataclass
@@ -107,10 +103,12 @@ class _BusCollector(Collector):
             ("slow_consumer_drops", stats.slow_consumer_drops, "Times NATS dropped messages for a slow subscriber."),
         ):
             yield CounterMetricFamily(f"inferwatch_bus_{name}", doc, value=value)
-        yield GaugeMetricFamily("inferwatch_bus_connected", "1 when connected to NATS.",
-                                value=1.0 if self._ctx.bus.connected else 0.0)
-        yield GaugeMetricFamily("inferwatch_service_ready", "1 when the service is ready.",
-                                value=1.0 if self._ctx.ready else 0.0)
+        yield GaugeMetricFamily(
+            "inferwatch_bus_connected", "1 when connected to NATS.", value=1.0 if self._ctx.bus.connected else 0.0
+        )
+        yield GaugeMetricFamily(
+            "inferwatch_service_ready", "1 when the service is ready.", value=1.0 if self._ctx.ready else 0.0
+        )
 
 
 @dataclass(frozen=True)
@@ -224,12 +222,67 @@ def auth_middleware(security: HttpSecurity) -> Middleware:
     return check
 
 
-MainFn = Callable[[ServiceContext], Coroutine[Any, Any, None]]
-RoutesFn = Callable[[ServiceContext], list[web.RouteDef]]
+class ServiceConfig(Protocol):
+    """A service's settings: read from the environment under the service's one prefix."""
+
+    ENV_PREFIX: ClassVar[str]
+
+    @classmethod
+    def from_env(cls, env: Env) -> Any:
+        """Read ``ENV_PREFIX*`` (raises `SettingsError` with a clear message on bad input)."""
+        ...
 
 
-def _http_app(ctx: ServiceContext, extra_routes: list[web.RouteDef],
-              security: HttpSecurity | None = None) -> web.Application:
+@dataclass(frozen=True)
+class ServiceApp:
+    """What a service's ``build(ctx, config)`` returns: its main coroutine and any extra HTTP routes.
+
+    ``run`` starts once NATS is connected; ``routes`` are served from the start (a route may replace
+    the default ``/metrics``).
+    """
+
+    run: Callable[[], Coroutine[Any, Any, object]]
+    routes: list[web.RouteDef] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service, declared once (`inferwatch.services.SERVICES`): everything else derives from this.
+
+    Attributes:
+        name: what the CLI, heartbeats and logs call it (``vllm-scraper``).
+        port: default HTTP port (``<ENV_PREFIX>HTTP_PORT`` overrides it).
+        config: its settings type; ``config.ENV_PREFIX`` is the service's one environment prefix.
+        app: the module holding ``build(ctx, config) -> ServiceApp``, imported only when the service runs
+            (so listing services does not import aiodocker, psycopg, ...).
+        summary: one line for ``inferwatch run --help`` and the README.
+    """
+
+    name: str
+    port: int
+    config: type[ServiceConfig]
+    app: str
+    summary: str
+
+    @property
+    def env_prefix(self) -> str:
+        """``INFERWATCH_VLLM_``: every setting of this service, its host and port included."""
+        return self.config.ENV_PREFIX
+
+    @property
+    def port_variable(self) -> str:
+        """``INFERWATCH_VLLM_HTTP_PORT``: the variable that moves this service's HTTP port."""
+        return self.env_prefix + "HTTP_PORT"
+
+    def build(self, ctx: ServiceContext, config: Any) -> ServiceApp:
+        """Import the service's module and build it for ``ctx``."""
+        app: ServiceApp = importlib.import_module(self.app).build(ctx, config)
+        return app
+
+
+def _http_app(
+    ctx: ServiceContext, extra_routes: list[web.RouteDef], security: HttpSecurity | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": ctx.name})
 
@@ -269,11 +322,17 @@ def upstream_call_stats(ctx: ServiceContext) -> UpstreamCallStats | None:
         return None
     now = time.time()
     return UpstreamCallStats(
-        source=ctx.instance, observed_at=now, collector=ctx.instance, interval_s=ctx.heartbeat_interval_s,
+        source=ctx.instance,
+        observed_at=now,
+        collector=ctx.instance,
+        interval_s=ctx.heartbeat_interval_s,
         service=ctx.name,
-        endpoints=[EndpointCalls(api=api, endpoint=endpoint, outcomes=by_outcome,
-                                 duration_sum_s=durations.get((api, endpoint), 0.0))
-                   for (api, endpoint), by_outcome in sorted(outcomes.items())],
+        endpoints=[
+            EndpointCalls(
+                api=api, endpoint=endpoint, outcomes=by_outcome, duration_sum_s=durations.get((api, endpoint), 0.0)
+            )
+            for (api, endpoint), by_outcome in sorted(outcomes.items())
+        ],
         circuits=circuits,
     )
 
@@ -293,7 +352,7 @@ async def _heartbeat_loop(ctx: ServiceContext) -> None:
                     collector=ctx.instance,
                     interval_s=ctx.heartbeat_interval_s,
                     service=ctx.name,
-                    version=VERSION,
+                    version=__version__,
                     started_at=ctx.started_at,
                     ready=ctx.ready,
                     reason=ctx.reason,
@@ -304,24 +363,35 @@ async def _heartbeat_loop(ctx: ServiceContext) -> None:
             return
 
 
+def http_address(spec: ServiceSpec, env: Env) -> tuple[str, int]:
+    """Where ``spec`` serves HTTP: ``<prefix>HTTP_HOST`` (else ``INFERWATCH_HTTP_HOST``) and ``<prefix>HTTP_PORT``."""
+    host = env.get(spec.env_prefix + "HTTP_HOST", env.get("INFERWATCH_HTTP_HOST", "127.0.0.1"))
+    return host, env.int(spec.port_variable, spec.port)
+
+
 async def run_service(
-    name: str,
-    main: MainFn,
+    spec: ServiceSpec,
     *,
-    default_port: int,
-    routes: RoutesFn | None = None,
     env: Env | None = None,
+    on_app: Callable[[ServiceApp], None] | None = None,
 ) -> None:
     """Run one service until SIGTERM/SIGINT (or ``ctx.stop``), then shut down in order.
 
-    Order: HTTP up first (so ``/healthz`` answers while NATS is still being reached), then the bus
-    (retried with backoff), then the heartbeat and the service's ``main``. On stop: ``main`` is
-    cancelled if it does not return within 5 s, buffered publishes are flushed, the bus drained.
+    Order: settings first (a bad one stops the service before anything starts, with the reason), then
+    HTTP (so ``/healthz`` answers while NATS is still being reached), then the bus (retried with
+    backoff), then the heartbeat and the service's ``run``. On stop: ``run`` is cancelled if it does not
+    return within 5 s, buffered publishes are flushed, the bus drained. ``on_app`` sees the built app
+    (tests reach the service's state through it).
+
+    Raises:
+        SettingsError: the service's settings are invalid.
     """
     env = env or Env()
-    prefix = env_prefix(name)
-    configure_logging(name, level=env.get("INFERWATCH_LOG_LEVEL", "info"),
-                      fmt=env.get("INFERWATCH_LOG_FORMAT", "json"))
+    name = spec.name
+    configure_logging(name, level=env.get("INFERWATCH_LOG_LEVEL", "info"), fmt=env.get("INFERWATCH_LOG_FORMAT", "json"))
+    config = spec.config.from_env(env)
+    security = HttpSecurity.from_env(env)
+    tls = security.ssl_context()
     registry = CollectorRegistry()
     inst = instance_id(name)
     ctx = ServiceContext(
@@ -334,36 +404,46 @@ async def run_service(
         heartbeat_interval_s=env.float("INFERWATCH_HEARTBEAT_INTERVAL_S", 5.0),
     )
     registry.register(_BusCollector(ctx))
+    app = spec.build(ctx, config)
+    if on_app is not None:
+        on_app(app)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, ctx.stop.set)
 
-    host = env.get(prefix + "HOST", env.get("INFERWATCH_HTTP_HOST", "127.0.0.1"))
-    port = env.int(prefix + "PORT", default_port)
-    security = HttpSecurity.from_env(env)
-    tls = security.ssl_context()
-    runner = web.AppRunner(_http_app(ctx, routes(ctx) if routes else [], security), access_log=None)
+    host, port = http_address(spec, env)
+    runner = web.AppRunner(_http_app(ctx, app.routes, security), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
-    auth = [m for m, on in (("basic", security.basic_password is not None),
-                            ("bearer", security.bearer_token is not None)) if on]
-    log.info("http listening", extra={"url": f"{'https' if tls else 'http'}://{host}:{_bound_port(runner) or port}",
-                                      "auth": ",".join(auth) or "none",
-                                      "auth_probes": security.protect_probes and bool(auth)})
+    auth = [
+        m
+        for m, on in (("basic", security.basic_password is not None), ("bearer", security.bearer_token is not None))
+        if on
+    ]
+    log.info(
+        "http listening",
+        extra={
+            "url": f"{'https' if tls else 'http'}://{host}:{_bound_port(runner) or port}",
+            "auth": ",".join(auth) or "none",
+            "auth_probes": security.protect_probes and bool(auth),
+        },
+    )
 
     connect = asyncio.create_task(ctx.bus.connect(stop=ctx.stop), name=f"{name}-connect")
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[object]] = []
     try:
         stop_wait = asyncio.create_task(ctx.stop.wait())
         await asyncio.wait({connect, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
         if ctx.stop.is_set() or connect.cancelled() or connect.exception() is not None:
             return
-        tasks = [asyncio.create_task(main(ctx), name=f"{name}-main"),
-                 asyncio.create_task(_heartbeat_loop(ctx), name=f"{name}-heartbeat")]
+        tasks = [
+            asyncio.create_task(app.run(), name=f"{name}-main"),
+            asyncio.create_task(_heartbeat_loop(ctx), name=f"{name}-heartbeat"),
+        ]
         stopper = asyncio.create_task(ctx.stop.wait())
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -389,9 +469,3 @@ def _bound_port(runner: web.AppRunner) -> int | None:
         if isinstance(addr, tuple) and len(addr) >= 2:
             return int(addr[1])
     return None
-
-
-def main_entry(name: str, main: MainFn, *, default_port: int, routes: RoutesFn | None = None) -> None:
-    """Console entry: run the service and exit 0 on a clean stop."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_service(name, main, default_port=default_port, routes=routes))

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.log import register_secret
+from inferwatch.shared.log import register_secret
 
 
 class SettingsError(ValueError):

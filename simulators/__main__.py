@@ -19,9 +19,9 @@ import pkgutil
 import signal
 from pathlib import Path
 
-import simulators
-from simulators.demo import Demo
-from simulators.scenarios import ScenarioRegistry, serve
+from inferwatch import simulators
+from inferwatch.simulators.demo import Demo
+from inferwatch.simulators.scenarios import ScenarioRegistry, serve
 
 log = logging.getLogger("inferwatch.simulators")
 
@@ -33,7 +33,7 @@ async def _main(env_file: Path | None) -> None:
     for info in sorted(pkgutil.iter_modules(simulators.__path__), key=lambda i: i.name):
         if info.name.startswith("_") or info.name == "demo":
             continue
-        module = importlib.import_module(f"simulators.{info.name}")
+        module = importlib.import_module(f"inferwatch.simulators.{info.name}")
         start = getattr(module, "start_demo", None)
         if start is None:
             continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from simulators.scenarios import Scenario
+from inferwatch.simulators.scenarios import Scenario
 
 
 @dataclass

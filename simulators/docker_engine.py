@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulators.demo import Demo
-from simulators.vllm import SimulatedVllm, VllmGeneration, build_app
+from inferwatch.simulators.demo import Demo
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, build_app
 
 if TYPE_CHECKING:
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.scenarios import Scenario
 
 API_VERSION = "1.47"
 ENGINE_VERSION = "27.3.1-fake"
@@ -69,11 +69,17 @@ class FakeContainer:
     def summary(self) -> dict[str, Any]:
         """The ``/containers/json`` entry."""
         return {
-            "Id": self.id, "Names": ["/" + self.name], "Image": self.image, "ImageID": "sha256:" + self.id,
-            "Command": " ".join(self.entrypoint + self.cmd), "Created": int(self.created),
-            "Ports": [{"PrivatePort": p, "PublicPort": hp, "Type": "tcp", "IP": hip}
-                      for p, (hip, hp) in self.ports.items()],
-            "Labels": self.labels, "State": self.state,
+            "Id": self.id,
+            "Names": ["/" + self.name],
+            "Image": self.image,
+            "ImageID": "sha256:" + self.id,
+            "Command": " ".join(self.entrypoint + self.cmd),
+            "Created": int(self.created),
+            "Ports": [
+                {"PrivatePort": p, "PublicPort": hp, "Type": "tcp", "IP": hip} for p, (hip, hp) in self.ports.items()
+            ],
+            "Labels": self.labels,
+            "State": self.state,
             "Status": "Up" if self.state == "running" else f"Exited ({self.exit_code})",
             "HostConfig": {"NetworkMode": self.network_mode},
             "NetworkSettings": {"Networks": {"bridge": {"IPAddress": self.ip}}},
@@ -83,28 +89,53 @@ class FakeContainer:
         """The ``/containers/{id}/json`` document."""
         running = self.state == "running"
         state: dict[str, Any] = {
-            "Status": self.state, "Running": running, "Paused": self.state == "paused",
-            "Restarting": self.state == "restarting", "OOMKilled": False, "Dead": self.state == "dead",
-            "Pid": 4242 if running else 0, "ExitCode": self.exit_code, "Error": "",
-            "StartedAt": _rfc3339(self.started_at), "FinishedAt": _rfc3339(self.finished_at),
+            "Status": self.state,
+            "Running": running,
+            "Paused": self.state == "paused",
+            "Restarting": self.state == "restarting",
+            "OOMKilled": False,
+            "Dead": self.state == "dead",
+            "Pid": 4242 if running else 0,
+            "ExitCode": self.exit_code,
+            "Error": "",
+            "StartedAt": _rfc3339(self.started_at),
+            "FinishedAt": _rfc3339(self.finished_at),
         }
         if self.health:
             state["Health"] = {"Status": self.health, "FailingStreak": 0, "Log": []}
         return {
-            "Id": self.id, "Created": _rfc3339(self.created), "Path": next(iter(self.entrypoint + self.cmd), ""),
-            "Args": (self.entrypoint + self.cmd)[1:], "State": state, "Image": "sha256:" + self.id,
-            "Name": "/" + self.name, "RestartCount": self.restart_count, "Driver": "overlay2",
-            "HostConfig": {"NetworkMode": self.network_mode, "DeviceRequests": self.device_requests or None,
-                           "PortBindings": {f"{p}/tcp": [{"HostIp": hip, "HostPort": str(hp)}]
-                                            for p, (hip, hp) in self.ports.items()},
-                           "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}},
-            "Config": {"Hostname": self.id[:12], "Image": self.image, "Labels": self.labels, "Tty": False,
-                       "Env": [f"{k}={v}" for k, v in self.env.items()], "Cmd": self.cmd,
-                       "Entrypoint": self.entrypoint or None,
-                       "ExposedPorts": {f"{p}/tcp": {} for p in self.ports}},
+            "Id": self.id,
+            "Created": _rfc3339(self.created),
+            "Path": next(iter(self.entrypoint + self.cmd), ""),
+            "Args": (self.entrypoint + self.cmd)[1:],
+            "State": state,
+            "Image": "sha256:" + self.id,
+            "Name": "/" + self.name,
+            "RestartCount": self.restart_count,
+            "Driver": "overlay2",
+            "HostConfig": {
+                "NetworkMode": self.network_mode,
+                "DeviceRequests": self.device_requests or None,
+                "PortBindings": {
+                    f"{p}/tcp": [{"HostIp": hip, "HostPort": str(hp)}] for p, (hip, hp) in self.ports.items()
+                },
+                "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+            },
+            "Config": {
+                "Hostname": self.id[:12],
+                "Image": self.image,
+                "Labels": self.labels,
+                "Tty": False,
+                "Env": [f"{k}={v}" for k, v in self.env.items()],
+                "Cmd": self.cmd,
+                "Entrypoint": self.entrypoint or None,
+                "ExposedPorts": {f"{p}/tcp": {} for p in self.ports},
+            },
             "NetworkSettings": {
-                "Ports": {f"{p}/tcp": ([{"HostIp": hip, "HostPort": str(hp)}] if running else None)
-                          for p, (hip, hp) in self.ports.items()},
+                "Ports": {
+                    f"{p}/tcp": ([{"HostIp": hip, "HostPort": str(hp)}] if running else None)
+                    for p, (hip, hp) in self.ports.items()
+                },
                 "Networks": {"bridge": {"IPAddress": self.ip if running else "", "Gateway": "172.17.0.1"}},
             },
         }
@@ -131,10 +162,18 @@ class FakeDockerEngine:
         """Publish one event to every connected ``/events`` client."""
         now = time.time()
         event = {
-            "Type": "container", "Action": action, "status": action, "id": container.id, "from": container.image,
-            "Actor": {"ID": container.id, "Attributes": {"name": container.name, "image": container.image,
-                                                          **container.labels, **attributes}},
-            "scope": "local", "time": int(now), "timeNano": int(now * 1e9),
+            "Type": "container",
+            "Action": action,
+            "status": action,
+            "id": container.id,
+            "from": container.image,
+            "Actor": {
+                "ID": container.id,
+                "Attributes": {"name": container.name, "image": container.image, **container.labels, **attributes},
+            },
+            "scope": "local",
+            "time": int(now),
+            "timeNano": int(now * 1e9),
         }
         for queue in list(self.event_queues):
             queue.put_nowait(event)
@@ -205,21 +244,35 @@ class FakeDockerEngine:
         return web.Response(text="OK", headers={"Api-Version": API_VERSION})
 
     async def version(self, _: web.Request) -> web.Response:
-        return web.json_response({
-            "Version": ENGINE_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": "1.24", "Os": "linux",
-            "Arch": "amd64", "KernelVersion": "6.8.0", "GoVersion": "go1.22.7",
-            "Components": [{"Name": "Engine", "Version": ENGINE_VERSION}],
-        })
+        return web.json_response(
+            {
+                "Version": ENGINE_VERSION,
+                "ApiVersion": API_VERSION,
+                "MinAPIVersion": "1.24",
+                "Os": "linux",
+                "Arch": "amd64",
+                "KernelVersion": "6.8.0",
+                "GoVersion": "go1.22.7",
+                "Components": [{"Name": "Engine", "Version": ENGINE_VERSION}],
+            }
+        )
 
     async def info(self, _: web.Request) -> web.Response:
         states = [c.state for c in self.containers.values()]
-        return web.json_response({
-            "ID": "FAKE:ENGINE", "Name": self.name, "Containers": len(states),
-            "ContainersRunning": states.count("running"), "ContainersPaused": states.count("paused"),
-            "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
-            "ServerVersion": ENGINE_VERSION, "OperatingSystem": "Fake Linux", "NCPU": 2,
-            "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
-        })
+        return web.json_response(
+            {
+                "ID": "FAKE:ENGINE",
+                "Name": self.name,
+                "Containers": len(states),
+                "ContainersRunning": states.count("running"),
+                "ContainersPaused": states.count("paused"),
+                "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+                "ServerVersion": ENGINE_VERSION,
+                "OperatingSystem": "Fake Linux",
+                "NCPU": 2,
+                "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
+            }
+        )
 
     async def list_containers(self, request: web.Request) -> web.Response:
         show_all = request.query.get("all", "") in ("1", "true", "True")
@@ -253,15 +306,23 @@ class FakeDockerEngine:
         now = time.time()
         running = c.state == "running"
         usage = int(4e9 + (hash(c.id) % 1000) * 1e6) if running else 0
-        return web.json_response({
-            "read": _rfc3339(now), "preread": _rfc3339(now - 1), "id": c.id, "name": "/" + c.name,
-            "cpu_stats": {"cpu_usage": {"total_usage": int((now - c.started_at) * 1e9) if running else 0},
-                          "system_cpu_usage": int(now * 2e9), "online_cpus": 2},
-            "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 2},
-            "memory_stats": {"usage": usage, "limit": 64 * 1024 ** 3, "stats": {"inactive_file": 0}},
-            "networks": {"eth0": {"rx_bytes": 1024, "tx_bytes": 2048}},
-            "pids_stats": {"current": 42 if running else 0},
-        })
+        return web.json_response(
+            {
+                "read": _rfc3339(now),
+                "preread": _rfc3339(now - 1),
+                "id": c.id,
+                "name": "/" + c.name,
+                "cpu_stats": {
+                    "cpu_usage": {"total_usage": int((now - c.started_at) * 1e9) if running else 0},
+                    "system_cpu_usage": int(now * 2e9),
+                    "online_cpus": 2,
+                },
+                "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 2},
+                "memory_stats": {"usage": usage, "limit": 64 * 1024**3, "stats": {"inactive_file": 0}},
+                "networks": {"eth0": {"rx_bytes": 1024, "tx_bytes": 2048}},
+                "pids_stats": {"current": 42 if running else 0},
+            }
+        )
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -352,9 +413,19 @@ def container_id(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def vllm_container(name: str, image: str, host_port: int, *, model: str, served_name: str = "",
-                   gpus: list[str] | None = None, gpu_count: int = 0, modern: bool = True,
-                   extra_args: list[str] | None = None, cuda: str = "12.4.1") -> FakeContainer:
+def vllm_container(
+    name: str,
+    image: str,
+    host_port: int,
+    *,
+    model: str,
+    served_name: str = "",
+    gpus: list[str] | None = None,
+    gpu_count: int = 0,
+    modern: bool = True,
+    extra_args: list[str] | None = None,
+    cuda: str = "12.4.1",
+) -> FakeContainer:
     """A vLLM container the way ``docker run --gpus … vllm/vllm-openai:<tag>`` creates it."""
     if modern:
         entrypoint, cmd = ["vllm", "serve"], [model]
@@ -369,12 +440,22 @@ def vllm_container(name: str, image: str, host_port: int, *, model: str, served_
     elif gpu_count:
         requests = [{"Driver": "nvidia", "Count": gpu_count, "DeviceIDs": None, "Capabilities": [["gpu"]]}]
     return FakeContainer(
-        id=container_id(name), name=name, image=image, entrypoint=entrypoint, cmd=cmd,
+        id=container_id(name),
+        name=name,
+        image=image,
+        entrypoint=entrypoint,
+        cmd=cmd,
         labels={"com.docker.compose.project": "llm", "com.docker.compose.service": name},
-        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", "CUDA_VERSION": cuda,
-             "NVIDIA_VISIBLE_DEVICES": "all", "VLLM_USAGE_SOURCE": "production-docker-image",
-             "HF_TOKEN": "hf_demo_secret_never_exported"},
-        device_requests=requests, ports={8000: ("127.0.0.1", host_port)}, ip=f"172.17.0.{10 + host_port % 200}",
+        env={
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",
+            "CUDA_VERSION": cuda,
+            "NVIDIA_VISIBLE_DEVICES": "all",
+            "VLLM_USAGE_SOURCE": "production-docker-image",
+            "HF_TOKEN": "hf_demo_secret_never_exported",
+        },
+        device_requests=requests,
+        ports={8000: ("127.0.0.1", host_port)},
+        ip=f"172.17.0.{10 + host_port % 200}",
     )
 
 
@@ -389,16 +470,24 @@ class VllmBackend:
     def fresh(self, load_seconds: float) -> None:
         """The process restarted: a new server that loads for ``load_seconds`` first."""
         old = self.current
-        self.current = SimulatedVllm(old.model, old.root, old.generation, old.version,
-                                     max_model_len=old.max_model_len, engines=old.engines,
-                                     load_seconds=load_seconds, seed=old.seed + 1)
+        self.current = SimulatedVllm(
+            old.model,
+            old.root,
+            old.generation,
+            old.version,
+            max_model_len=old.max_model_len,
+            engines=old.engines,
+            load_seconds=load_seconds,
+            seed=old.seed + 1,
+        )
 
 
 async def serve_backend(inst: SimulatedVllm) -> VllmBackend:
     """Serve one simulated vLLM on a free loopback port through a swappable factory."""
     backend = VllmBackend(inst)
-    runner = web.AppRunner(build_app(lambda: backend.current), access_log=None, shutdown_timeout=0.5,
-                           handler_cancellation=True)
+    runner = web.AppRunner(
+        build_app(lambda: backend.current), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -410,23 +499,55 @@ async def serve_backend(inst: SimulatedVllm) -> VllmBackend:
 def demo_specs() -> list[tuple[str, str, SimulatedVllm, dict[str, Any]]]:
     """(container name, image, simulated server, container options) for the demo host."""
     return [
-        ("vllm-qwen3", "vllm/vllm-openai:v0.33.0",
-         SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, engines=2,
-                       seed=11),
-         {"served_name": "qwen3-8b", "gpus": ["0", "1"], "extra_args": ["--tensor-parallel-size", "2"]}),
-        ("vllm-llama31", "vllm/vllm-openai:v0.10.1",
-         SimulatedVllm("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", VllmGeneration.V1_10, "0.10.1",
-                       max_model_len=16384, load_seconds=12.0, seed=12),
-         {"served_name": "llama-3.1-8b-instruct", "gpus": ["2"], "extra_args": ["--max-model-len", "16384"]}),
-        ("vllm-mistral", "vllm/vllm-openai:v0.6.3.post1",
-         SimulatedVllm("mistral-7b-instruct", "mistralai/Mistral-7B-Instruct-v0.3", VllmGeneration.V0_6,
-                       "0.6.3.post1", seed=13),
-         {"served_name": "mistral-7b-instruct", "gpu_count": 1, "modern": False,
-          "extra_args": ["--quantization", "awq"]}),
-        ("vllm-rocm-llama2", "vllm/vllm-openai-rocm:v0.5.3.post1",
-         SimulatedVllm("llama-2-13b-chat", "meta-llama/Llama-2-13b-chat-hf", VllmGeneration.V0_5, "0.5.3.post1",
-                       max_model_len=4096, seed=14, rps=0.5),
-         {"served_name": "llama-2-13b-chat", "gpus": ["3"], "modern": False}),
+        (
+            "vllm-qwen3",
+            "vllm/vllm-openai:v0.33.0",
+            SimulatedVllm(
+                "qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, engines=2, seed=11
+            ),
+            {"served_name": "qwen3-8b", "gpus": ["0", "1"], "extra_args": ["--tensor-parallel-size", "2"]},
+        ),
+        (
+            "vllm-llama31",
+            "vllm/vllm-openai:v0.10.1",
+            SimulatedVllm(
+                "llama-3.1-8b-instruct",
+                "meta-llama/Llama-3.1-8B-Instruct",
+                VllmGeneration.V1_10,
+                "0.10.1",
+                max_model_len=16384,
+                load_seconds=12.0,
+                seed=12,
+            ),
+            {"served_name": "llama-3.1-8b-instruct", "gpus": ["2"], "extra_args": ["--max-model-len", "16384"]},
+        ),
+        (
+            "vllm-mistral",
+            "vllm/vllm-openai:v0.6.3.post1",
+            SimulatedVllm(
+                "mistral-7b-instruct", "mistralai/Mistral-7B-Instruct-v0.3", VllmGeneration.V0_6, "0.6.3.post1", seed=13
+            ),
+            {
+                "served_name": "mistral-7b-instruct",
+                "gpu_count": 1,
+                "modern": False,
+                "extra_args": ["--quantization", "awq"],
+            },
+        ),
+        (
+            "vllm-rocm-llama2",
+            "vllm/vllm-openai-rocm:v0.5.3.post1",
+            SimulatedVllm(
+                "llama-2-13b-chat",
+                "meta-llama/Llama-2-13b-chat-hf",
+                VllmGeneration.V0_5,
+                "0.5.3.post1",
+                max_model_len=4096,
+                seed=14,
+                rps=0.5,
+            ),
+            {"served_name": "llama-2-13b-chat", "gpus": ["3"], "modern": False},
+        ),
     ]
 
 
@@ -468,14 +589,15 @@ class DockerDemo:
             os.rmdir(self.tmpdir)
 
 
-async def start_docker_demo(specs: list[tuple[str, str, SimulatedVllm, dict[str, Any]]] | None = None,
-                            *, extra_containers: bool = True) -> DockerDemo:
+async def start_docker_demo(
+    specs: list[tuple[str, str, SimulatedVllm, dict[str, Any]]] | None = None, *, extra_containers: bool = True
+) -> DockerDemo:
     """Start the fake engine on a temp socket with vLLM containers (started) and a couple of others."""
     tmpdir = tempfile.mkdtemp(prefix="inferwatch-docker-")
     socket_path = os.path.join(tmpdir, "docker.sock")
     engine = FakeDockerEngine()
     backends: dict[str, VllmBackend] = {}
-    for name, image, inst, options in (specs if specs is not None else demo_specs()):
+    for name, image, inst, options in specs if specs is not None else demo_specs():
         backend = await serve_backend(inst)
         port = int(backend.url.rsplit(":", 1)[1])
         container = engine.add(vllm_container(name, image, port, model=inst.root, **options))
@@ -483,8 +605,15 @@ async def start_docker_demo(specs: list[tuple[str, str, SimulatedVllm, dict[str,
         engine.start(container.id)
     if extra_containers:
         for name, image in (("postgres", "postgres:16"), ("redis", "redis:7-alpine")):
-            other = engine.add(FakeContainer(id=container_id(name), name=name, image=image,
-                                             entrypoint=["docker-entrypoint.sh"], cmd=[name.split("-")[0]]))
+            other = engine.add(
+                FakeContainer(
+                    id=container_id(name),
+                    name=name,
+                    image=image,
+                    entrypoint=["docker-entrypoint.sh"],
+                    cmd=[name.split("-")[0]],
+                )
+            )
             engine.start(other.id)
     runner = await serve_engine(engine, socket_path)
     return DockerDemo(engine, socket_path, runner, backends, tmpdir)
@@ -493,7 +622,7 @@ async def start_docker_demo(specs: list[tuple[str, str, SimulatedVllm, dict[str,
 def stuck_loading_scenario(demo: DockerDemo, backend: VllmBackend) -> Scenario:
     """``vllm_model_stuck_loading``: a new vLLM container starts whose model never finishes loading; ending the
     scenario lets the load finish. Each start is a new container (new id), so the scraper sees a new target."""
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.scenarios import Scenario
 
     port = int(backend.url.rsplit(":", 1)[1])
     created: list[str] = []  # container ids, newest last
@@ -503,18 +632,30 @@ def stuck_loading_scenario(demo: DockerDemo, backend: VllmBackend) -> Scenario:
             demo.engine.kill(created[-1], 0)
             demo.engine.destroy(created[-1])
         backend.fresh(load_seconds=1e9)
-        container = demo.engine.add(vllm_container(f"vllm-warmup-{len(created) + 1}", "vllm/vllm-openai:v0.33.0",
-                                                   port, model=backend.current.root,
-                                                   served_name=backend.current.model, gpu_count=1))
+        container = demo.engine.add(
+            vllm_container(
+                f"vllm-warmup-{len(created) + 1}",
+                "vllm/vllm-openai:v0.33.0",
+                port,
+                model=backend.current.root,
+                served_name=backend.current.model,
+                gpu_count=1,
+            )
+        )
         created.append(container.id)
         demo.engine.start(container.id)
 
     def stop() -> None:
         backend.current.load_seconds = 0.0  # the weights finally load
 
-    return Scenario("vllm_model_stuck_loading", "VllmModelStuckLoading",
-                    "a new vLLM container starts whose model never finishes loading", start, stop,
-                    labels={"target": backend.url})
+    return Scenario(
+        "vllm_model_stuck_loading",
+        "VllmModelStuckLoading",
+        "a new vLLM container starts whose model never finishes loading",
+        start,
+        stop,
+        labels={"target": backend.url},
+    )
 
 
 async def start_demo() -> Demo:
@@ -522,13 +663,14 @@ async def start_demo() -> Demo:
 
     Under ``INFERWATCH_SIM_CALM=1`` no container is killed at random.
     """
-    from simulators.scenarios import CALM_ENV
+    from inferwatch.simulators.scenarios import CALM_ENV
 
     demo = await start_docker_demo()
     atexit.register(shutil.rmtree, demo.tmpdir, True)  # Demo.stop() only cleans the runners up
     rng = random.Random(7)
-    warmup = await serve_backend(SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0",
-                                               max_model_len=32768, seed=21))
+    warmup = await serve_backend(
+        SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, seed=21)
+    )
 
     async def scenario() -> None:
         ids = list(demo.backends)
@@ -541,8 +683,13 @@ async def start_demo() -> Demo:
             await asyncio.sleep(rng.uniform(20, 40))
             demo.restart(victim, load_seconds=rng.uniform(6, 15))
 
-    return Demo(env={"DOCKER_HOST": demo.docker_host, "INFERWATCH_DOCKER_INTERVAL_S": "5"},
-                runners=[demo.runner, *(b.runner for b in demo.backends.values() if b.runner),
-                         *([warmup.runner] if warmup.runner else [])],
-                run=None if os.environ.get(CALM_ENV) == "1" else scenario,
-                scenarios=[stuck_loading_scenario(demo, warmup)])
+    return Demo(
+        env={"DOCKER_HOST": demo.docker_host, "INFERWATCH_DOCKER_INTERVAL_S": "5"},
+        runners=[
+            demo.runner,
+            *(b.runner for b in demo.backends.values() if b.runner),
+            *([warmup.runner] if warmup.runner else []),
+        ],
+        run=None if os.environ.get(CALM_ENV) == "1" else scenario,
+        scenarios=[stuck_loading_scenario(demo, warmup)],
+    )

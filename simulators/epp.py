@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from simulators.demo import Demo
+from inferwatch.simulators.demo import Demo
 
 NAMINGS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model")
 BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0)
@@ -47,8 +47,12 @@ class EppSimulator:
     naming: str = "llm_d_epp"
     legacy_twins: bool = True  # current EPPs emit inference_objective_* twins next to llm_d_epp_*
     seed: int = 1
-    pools: list[SimPool] = field(default_factory=lambda: [
-        SimPool("vllm-qwen3-pool", ["qwen3-0", "qwen3-1"]), SimPool("vllm-llama-pool", ["llama-0"])])
+    pools: list[SimPool] = field(
+        default_factory=lambda: [
+            SimPool("vllm-qwen3-pool", ["qwen3-0", "qwen3-1"]),
+            SimPool("vllm-llama-pool", ["llama-0"]),
+        ]
+    )
     models: tuple[tuple[str, str], ...] = (("qwen3-8b", "qwen3-8b"), ("llama", "llama-3.1-8b-instruct"))
     requests: dict[tuple[str, str], float] = field(default_factory=dict)
     slow_requests: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -82,11 +86,25 @@ class EppSimulator:
         out: list[str] = []
         if naming in ("llm_d_epp", "llm_d_router_epp"):
             p = naming + "_"
-            self._objectives(out, p + "request_total", p + "request_error_total", p + "request_duration_seconds",
-                             p + "request_input_tokens", p + "request_output_tokens", p + "request_running",
-                             std=True)
-            self._pools(out, p + "average_kv_cache_utilization", p + "average_queue_size", p + "ready_endpoints",
-                        p + "per_endpoint_queue_size", "model_server_endpoint", rank=True)
+            self._objectives(
+                out,
+                p + "request_total",
+                p + "request_error_total",
+                p + "request_duration_seconds",
+                p + "request_input_tokens",
+                p + "request_output_tokens",
+                p + "request_running",
+                std=True,
+            )
+            self._pools(
+                out,
+                p + "average_kv_cache_utilization",
+                p + "average_queue_size",
+                p + "ready_endpoints",
+                p + "per_endpoint_queue_size",
+                "model_server_endpoint",
+                rank=True,
+            )
             self._scheduler(out, p + "scheduler_e2e_duration_seconds", p + "scheduler_attempts_total", "endpoint_name")
             if naming == "llm_d_epp" and self.legacy_twins:
                 self._legacy(out, "inference_objective")
@@ -96,10 +114,25 @@ class EppSimulator:
 
     def _legacy(self, out: list[str], generation: str) -> None:
         g = generation + "_"
-        self._objectives(out, g + "request_total", g + "request_error_total", g + "request_duration_seconds",
-                         g + "input_tokens", g + "output_tokens", g + "running_requests", std=False)
-        self._pools(out, "inference_pool_average_kv_cache_utilization", "inference_pool_average_queue_size",
-                    "inference_pool_ready_pods", "inference_pool_per_pod_queue_size", "model_server_pod", rank=False)
+        self._objectives(
+            out,
+            g + "request_total",
+            g + "request_error_total",
+            g + "request_duration_seconds",
+            g + "input_tokens",
+            g + "output_tokens",
+            g + "running_requests",
+            std=False,
+        )
+        self._pools(
+            out,
+            "inference_pool_average_kv_cache_utilization",
+            "inference_pool_average_queue_size",
+            "inference_pool_ready_pods",
+            "inference_pool_per_pod_queue_size",
+            "model_server_pod",
+            rank=False,
+        )
         attempts = "inference_extension_scheduler_attempts_total" if generation == "inference_objective" else ""
         self._scheduler(out, "inference_extension_scheduler_e2e_duration_seconds", attempts, "pod_name")
 
@@ -107,18 +140,32 @@ class EppSimulator:
     def _head(out: list[str], name: str, kind: str, help_text: str) -> None:
         out.append(f"# HELP {name} [ALPHA] {help_text}\n# TYPE {name} {kind}\n")  # Go client: counters keep _total
 
-    def _objectives(self, out: list[str], total: str, errors: str, duration: str, inputs: str, outputs: str,
-                    running: str, *, std: bool) -> None:
+    def _objectives(
+        self,
+        out: list[str],
+        total: str,
+        errors: str,
+        duration: str,
+        inputs: str,
+        outputs: str,
+        running: str,
+        *,
+        std: bool,
+    ) -> None:
         extra = ',fairness_id="default-flow",priority="0"' if std else ""
         self._head(out, total, "counter", "Counter of inference objective requests broken out for each model.")
         for (m, t), v in sorted(self.requests.items()):
             out.append(f'{total}{{model_name="{m}",target_model_name="{t}"{extra}}} {v}\n')
         self._head(out, errors, "counter", "Counter of inference objective requests errors.")
         for (m, t), v in sorted(self.requests.items()):
-            out.append(f'{errors}{{error_code="ModelServerError",model_name="{m}",target_model_name="{t}"{extra}}} '
-                       f"{v // 20}\n")
-        for name, bounds, scale in ((duration, BUCKETS_S, 0.8), (inputs, TOKEN_BUCKETS, 300.0),
-                                    (outputs, TOKEN_BUCKETS, 120.0)):
+            out.append(
+                f'{errors}{{error_code="ModelServerError",model_name="{m}",target_model_name="{t}"{extra}}} {v // 20}\n'
+            )
+        for name, bounds, scale in (
+            (duration, BUCKETS_S, 0.8),
+            (inputs, TOKEN_BUCKETS, 300.0),
+            (outputs, TOKEN_BUCKETS, 120.0),
+        ):
             self._head(out, name, "histogram", "Distribution per model.")
             for (m, t), v in sorted(self.requests.items()):
                 labels = f'model_name="{m}",target_model_name="{t}"{extra}'
@@ -132,15 +179,18 @@ class EppSimulator:
                     out.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}\n')
                 if name == duration and (self.fast or slow):
                     observed_sum = n * (0.1 if self.fast else scale) + slow * 45.0
-                out.append(f'{name}_bucket{{{labels},le="+Inf"}} {v}\n{name}_sum{{{labels}}} {observed_sum}\n'
-                           f"{name}_count{{{labels}}} {v}\n")
+                out.append(
+                    f'{name}_bucket{{{labels},le="+Inf"}} {v}\n{name}_sum{{{labels}}} {observed_sum}\n'
+                    f"{name}_count{{{labels}}} {v}\n"
+                )
         self._head(out, running, "gauge", "Inference objective number of running requests in each model.")
         for m, t in self.models:
             labels = f'model_name="{m}",target_model_name="{t}"{extra}' if std else f'model_name="{m}"'
             out.append(f"{running}{{{labels}}} 3\n")
 
-    def _pools(self, out: list[str], kv: str, queue: str, ready: str, per: str, endpoint_label: str,
-               *, rank: bool) -> None:
+    def _pools(
+        self, out: list[str], kv: str, queue: str, ready: str, per: str, endpoint_label: str, *, rank: bool
+    ) -> None:
         for name, attr in ((kv, "kv_cache"), (queue, "queue")):
             self._head(out, name, "gauge", "The average of the pool's endpoints.")
             for p in self.pools:
@@ -163,10 +213,13 @@ class EppSimulator:
         if attempts:
             self._head(out, attempts, "counter", "Total number of scheduling attempts.")
             pod = self.pools[0].pods[0] if self.pools[0].pods else "none"
-            out.append(f'{attempts}{{{pod_label}="{pod}",namespace="default",port="8000",status="success",'
-                       f'target_model_name="qwen3-8b"}} {n}\n')
-            out.append(f'{attempts}{{{pod_label}="",namespace="",port="",status="failure",'
-                       f'target_model_name="qwen3-8b"}} 2\n')
+            out.append(
+                f'{attempts}{{{pod_label}="{pod}",namespace="default",port="8000",status="success",'
+                f'target_model_name="qwen3-8b"}} {n}\n'
+            )
+            out.append(
+                f'{attempts}{{{pod_label}="",namespace="",port="",status="failure",target_model_name="qwen3-8b"}} 2\n'
+            )
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics`` behind the TokenReview/SubjectAccessReview filter."""
@@ -202,7 +255,7 @@ async def start_demo() -> Demo:
     import shutil
     import tempfile
 
-    from simulators.scenarios import CALM_ENV, Scenario
+    from inferwatch.simulators.scenarios import CALM_ENV, Scenario
 
     sim = EppSimulator(token="demo-sa-token", fast=os.environ.get(CALM_ENV) == "1")
     runner, url = await sim.serve()
@@ -219,10 +272,26 @@ async def start_demo() -> Demo:
         sim.slow = on
 
     scenarios = [
-        Scenario("epp_no_ready_pods", "EppNoReadyPods", f"every pod of InferencePool {pool.name} is unready",
-                 lambda: set_pool(True), lambda: set_pool(False), labels={"target": url, "pool": pool.name}),
-        Scenario("epp_latency_high", "EppLatencyHigh", "requests through the EPP take over 30 s",
-                 lambda: set_slow(True), lambda: set_slow(False), labels={"target": url, "model_name": model}),
+        Scenario(
+            "epp_no_ready_pods",
+            "EppNoReadyPods",
+            f"every pod of InferencePool {pool.name} is unready",
+            lambda: set_pool(True),
+            lambda: set_pool(False),
+            labels={"target": url, "pool": pool.name},
+        ),
+        Scenario(
+            "epp_latency_high",
+            "EppLatencyHigh",
+            "requests through the EPP take over 30 s",
+            lambda: set_slow(True),
+            lambda: set_slow(False),
+            labels={"target": url, "model_name": model},
+        ),
     ]
-    return Demo(env={"INFERWATCH_EPP_TARGETS": url, "INFERWATCH_EPP_TOKEN_FILE": token_file}, runners=[runner],
-                scenarios=scenarios, cleanup=[lambda: shutil.rmtree(token_dir, ignore_errors=True)])
+    return Demo(
+        env={"INFERWATCH_EPP_TARGETS": url, "INFERWATCH_EPP_TOKEN_FILE": token_file},
+        runners=[runner],
+        scenarios=scenarios,
+        cleanup=[lambda: shutil.rmtree(token_dir, ignore_errors=True)],
+    )

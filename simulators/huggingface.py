@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.demo import Demo
+from inferwatch.simulators.demo import Demo
 
 PRIVATE_REPO = "inferwatch-demo/private-finetune"
 RESTRICTED_REPO = "inferwatch-demo/restricted-model"

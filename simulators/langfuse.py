@@ -30,10 +30,15 @@ from aiohttp import web
 
 PROJECT_ID = "cm7x2k9q10003lf0pr0j3ct01"
 VERSIONS = {2: "2.95.12", 3: "3.225.4", 4: "4.16.0"}
-EVENTS_ONLY_404 = {"message": "This endpoint is not available on deployments running in Langfuse v4 events_only "
-                              "mode. Learn more about Langfuse v4 at: https://langfuse.com/docs/v4"}
-V2_API_404 = {"message": "The metrics v2 API is only available in a Langfuse v4 write mode. Learn more at: "
-                         "https://langfuse.com/docs/v4", "error": "LangfuseNotFoundError"}
+EVENTS_ONLY_404 = {
+    "message": "This endpoint is not available on deployments running in Langfuse v4 events_only "
+    "mode. Learn more about Langfuse v4 at: https://langfuse.com/docs/v4"
+}
+V2_API_404 = {
+    "message": "The metrics v2 API is only available in a Langfuse v4 write mode. Learn more at: "
+    "https://langfuse.com/docs/v4",
+    "error": "LangfuseNotFoundError",
+}
 UNAUTHORIZED = {"message": "Invalid credentials. Confirm that you've configured the correct host."}
 MODELS = (("gpt-4o-2024-08-06", 2.5e-06, 1e-05), ("gpt-4o-mini", 1.5e-07, 6e-07), ("llama-3.1-8b", 1e-07, 1e-07))
 TRACE_NAMES = ("chat-completion", "rag-query", "embed-docs")
@@ -115,9 +120,18 @@ class Dataset:
     scores: list[SimScore] = field(default_factory=list)
 
 
-def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2.0, max_lag_s: float = 0.0,
-                 update_after_s: float = 0.0, users: int = 8, error_rate: float = 0.1,
-                 score_floor: float = 0.0) -> Dataset:
+def make_dataset(
+    seed: int,
+    start: float,
+    end: float,
+    *,
+    traces_per_s: float = 2.0,
+    max_lag_s: float = 0.0,
+    update_after_s: float = 0.0,
+    users: int = 8,
+    error_rate: float = 0.1,
+    score_floor: float = 0.0,
+) -> Dataset:
     """Traces in ``[start, end)``: each with a root SPAN, 1-2 GENERATIONs (one may be ERROR) and 0-3 scores.
 
     ``error_rate``: share of GENERATIONs at level ERROR. ``score_floor``: NUMERIC scores are uniform in
@@ -140,15 +154,36 @@ def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2
         session = f"sess-{rng.randrange(users * 2):04x}" if rng.random() < 0.7 else None
         tier = rng.choice(("gold", "free"))
         lag = rng.random() * max_lag_s
-        data.traces.append(SimTrace(
-            id=trace_id, timestamp=ts, name=rng.choice(TRACE_NAMES), user_id=user, session_id=session,
-            tags=["chat", f"tier:{tier}"], metadata={"tenant": rng.choice(("acme", "globex"))},
-            visible_at=ts + lag))
+        data.traces.append(
+            SimTrace(
+                id=trace_id,
+                timestamp=ts,
+                name=rng.choice(TRACE_NAMES),
+                user_id=user,
+                session_id=session,
+                tags=["chat", f"tier:{tier}"],
+                metadata={"tenant": rng.choice(("acme", "globex"))},
+                visible_at=ts + lag,
+            )
+        )
         root_id = f"r{i:015x}"
         duration = round(0.2 + rng.random() * 4, 3)
-        data.observations.append(SimObservation(
-            id=root_id, trace_id=trace_id, parent_id=None, type="SPAN", name="handle", start=ts,
-            end=round(ts + duration, 3), model=None, usage={}, cost={}, level="DEFAULT", visible_at=ts + lag))
+        data.observations.append(
+            SimObservation(
+                id=root_id,
+                trace_id=trace_id,
+                parent_id=None,
+                type="SPAN",
+                name="handle",
+                start=ts,
+                end=round(ts + duration, 3),
+                model=None,
+                usage={},
+                cost={},
+                level="DEFAULT",
+                visible_at=ts + lag,
+            )
+        )
         for g in range(rng.randint(1, 2)):
             model, p_in, p_out = rng.choice(MODELS)
             inp, cached, out = rng.randint(50, 3000), rng.choice((0, 0, 128)), rng.randint(10, 800)
@@ -160,18 +195,31 @@ def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2
             cost["total"] = round(sum(cost.values()), 9)
             g_start = round(ts + 0.001 * (g + 1), 3)
             obs = SimObservation(
-                id=f"g{i:013x}{g:02x}", trace_id=trace_id, parent_id=root_id, type="GENERATION",
-                name="llm-call", start=g_start, end=round(g_start + rng.random() * duration, 3), model=model,
-                usage=usage, cost=cost, level="ERROR" if rng.random() < error_rate else "DEFAULT",
-                visible_at=g_start + rng.random() * max_lag_s)
+                id=f"g{i:013x}{g:02x}",
+                trace_id=trace_id,
+                parent_id=root_id,
+                type="GENERATION",
+                name="llm-call",
+                start=g_start,
+                end=round(g_start + rng.random() * duration, 3),
+                model=model,
+                usage=usage,
+                cost=cost,
+                level="ERROR" if rng.random() < error_rate else "DEFAULT",
+                visible_at=g_start + rng.random() * max_lag_s,
+            )
             if update_after_s > 0 and (i + g) % 5 == 0:
                 obs.updated_at = g_start + update_after_s
                 obs.late_cost = {k: round(v * 2, 9) for k, v in cost.items()}
                 obs.late_level = "ERROR"
             data.observations.append(obs)
         for s in range(rng.choice((0, 1, 1, 2, 3))):
-            kind = ("helpfulness", "NUMERIC"), ("user_feedback", "BOOLEAN"), ("sentiment", "CATEGORICAL"), \
-                ("note", "TEXT")
+            kind = (
+                ("helpfulness", "NUMERIC"),
+                ("user_feedback", "BOOLEAN"),
+                ("sentiment", "CATEGORICAL"),
+                ("note", "TEXT"),
+            )
             name, data_type = kind[(i + s) % 4]
             value: float | None
             string_value: str | None = None
@@ -185,9 +233,18 @@ def make_dataset(seed: int, start: float, end: float, *, traces_per_s: float = 2
                 string_value = rng.choice(("positive", "neutral", "negative"))
             else:
                 value, string_value = None, "free text"
-            data.scores.append(SimScore(
-                id=f"s{i:013x}{s:02x}", trace_id=trace_id, timestamp=round(ts + 0.5, 3), name=name,
-                data_type=data_type, value=value, string_value=string_value, visible_at=ts + 0.5 + lag))
+            data.scores.append(
+                SimScore(
+                    id=f"s{i:013x}{s:02x}",
+                    trace_id=trace_id,
+                    timestamp=round(ts + 0.5, 3),
+                    name=name,
+                    data_type=data_type,
+                    value=value,
+                    string_value=string_value,
+                    visible_at=ts + 0.5 + lag,
+                )
+            )
     return data
 
 
@@ -202,9 +259,16 @@ class SimulatedLangfuse:
         reported_version: what ``/health`` says (tests make it lie to exercise the 404 fallbacks).
     """
 
-    def __init__(self, data: Dataset, *, major: int = 4, public_key: str = "pk-lf-sim",
-                 secret_key: str = "sk-lf-sim", retention_days: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        data: Dataset,
+        *,
+        major: int = 4,
+        public_key: str = "pk-lf-sim",
+        secret_key: str = "sk-lf-sim",
+        retention_days: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.data = data
         self.major = major
         self.public_key = public_key
@@ -267,9 +331,18 @@ class SimulatedLangfuse:
 
     def totals(self, start: float, end: float) -> dict[str, float]:
         """The data set's own sums over event time ``[start, end)`` (final values)."""
-        out = {"traces": 0.0, "observations": 0.0, "errors": 0.0, "input_tokens": 0.0, "output_tokens": 0.0,
-               "total_tokens": 0.0, "cost_usd": 0.0, "scores_counted": 0.0, "score_nulls": 0.0,
-               "score_unknown_type": 0.0}
+        out = {
+            "traces": 0.0,
+            "observations": 0.0,
+            "errors": 0.0,
+            "input_tokens": 0.0,
+            "output_tokens": 0.0,
+            "total_tokens": 0.0,
+            "cost_usd": 0.0,
+            "scores_counted": 0.0,
+            "score_nulls": 0.0,
+            "score_unknown_type": 0.0,
+        }
         for t in self.data.traces:
             if start <= t.timestamp < end:
                 out["traces"] += 1
@@ -303,14 +376,28 @@ class SimulatedLangfuse:
         obs = self._obs_for(t.id, now)
         latency = (max(o.end for o in obs) - min(o.start for o in obs)) if obs else 0
         doc: dict[str, Any] = {
-            "id": t.id, "timestamp": _iso(t.timestamp), "name": t.name, "userId": t.user_id,
-            "metadata": t.metadata, "release": None, "version": None, "projectId": PROJECT_ID, "public": False,
-            "bookmarked": False, "tags": t.tags, "input": None, "output": None, "sessionId": t.session_id,
-            "createdAt": _iso(t.visible_at), "updatedAt": _iso(t.visible_at),
+            "id": t.id,
+            "timestamp": _iso(t.timestamp),
+            "name": t.name,
+            "userId": t.user_id,
+            "metadata": t.metadata,
+            "release": None,
+            "version": None,
+            "projectId": PROJECT_ID,
+            "public": False,
+            "bookmarked": False,
+            "tags": t.tags,
+            "input": None,
+            "output": None,
+            "sessionId": t.session_id,
+            "createdAt": _iso(t.visible_at),
+            "updatedAt": _iso(t.visible_at),
             "observations": [o.id for o in obs],
             "scores": [s.id for s in self.data.scores if s.trace_id == t.id and s.visible_at <= now],
             "totalCost": self._num(round(sum(o.cost_at(now).get("total", 0.0) for o in obs), 9)),
-            "latency": round(latency, 3), "htmlPath": f"/project/{PROJECT_ID}/traces/{t.id}", "externalId": None,
+            "latency": round(latency, 3),
+            "htmlPath": f"/project/{PROJECT_ID}/traces/{t.id}",
+            "externalId": None,
         }
         if self.major >= 3:
             doc["environment"] = "default"
@@ -320,66 +407,159 @@ class SimulatedLangfuse:
         cost = o.cost_at(now)
         total = o.usage.get("total", 0)
         doc: dict[str, Any] = {
-            "id": o.id, "projectId": PROJECT_ID, "traceId": o.trace_id, "parentObservationId": o.parent_id,
-            "name": o.name, "type": o.type, "startTime": _iso(o.start), "endTime": _iso(o.end),
-            "completionStartTime": None, "version": None, "createdAt": _iso(o.visible_at),
+            "id": o.id,
+            "projectId": PROJECT_ID,
+            "traceId": o.trace_id,
+            "parentObservationId": o.parent_id,
+            "name": o.name,
+            "type": o.type,
+            "startTime": _iso(o.start),
+            "endTime": _iso(o.end),
+            "completionStartTime": None,
+            "version": None,
+            "createdAt": _iso(o.visible_at),
             "updatedAt": _iso(max(o.visible_at, o.updated_at if now >= o.updated_at else o.visible_at)),
-            "input": None, "output": None, "metadata": {}, "level": o.level_at(now), "statusMessage": None,
-            "model": o.model, "modelParameters": None, "promptId": None,
-            "usage": {"unit": "TOKENS", "input": sum(v for k, v in o.usage.items() if "input" in k),
-                      "output": o.usage.get("output", 0), "total": total},
-            "unit": "TOKENS", "promptTokens": o.usage.get("input", 0), "completionTokens": o.usage.get("output", 0),
-            "totalTokens": total, "modelId": None, "inputPrice": None, "outputPrice": None, "totalPrice": None,
-            "calculatedInputCost": cost.get("input"), "calculatedOutputCost": cost.get("output"),
-            "calculatedTotalCost": cost.get("total", 0), "latency": round(o.end - o.start, 3),
+            "input": None,
+            "output": None,
+            "metadata": {},
+            "level": o.level_at(now),
+            "statusMessage": None,
+            "model": o.model,
+            "modelParameters": None,
+            "promptId": None,
+            "usage": {
+                "unit": "TOKENS",
+                "input": sum(v for k, v in o.usage.items() if "input" in k),
+                "output": o.usage.get("output", 0),
+                "total": total,
+            },
+            "unit": "TOKENS",
+            "promptTokens": o.usage.get("input", 0),
+            "completionTokens": o.usage.get("output", 0),
+            "totalTokens": total,
+            "modelId": None,
+            "inputPrice": None,
+            "outputPrice": None,
+            "totalPrice": None,
+            "calculatedInputCost": cost.get("input"),
+            "calculatedOutputCost": cost.get("output"),
+            "calculatedTotalCost": cost.get("total", 0),
+            "latency": round(o.end - o.start, 3),
             "timeToFirstToken": None,
         }
         if self.major >= 3:
-            doc.update({"environment": "default", "promptName": None, "promptVersion": None,
-                        "usageDetails": {k: self._num(v) for k, v in o.usage.items()}, "costDetails": cost,
-                        "usagePricingTierName": None, "usagePricingTierId": None})
+            doc.update(
+                {
+                    "environment": "default",
+                    "promptName": None,
+                    "promptVersion": None,
+                    "usageDetails": {k: self._num(v) for k, v in o.usage.items()},
+                    "costDetails": cost,
+                    "usagePricingTierName": None,
+                    "usagePricingTierId": None,
+                }
+            )
         return doc
 
     def _obs_v2_json(self, o: SimObservation, now: float) -> dict[str, Any]:
         trace = next((t for t in self.data.traces if t.id == o.trace_id), None)
         cost = o.cost_at(now)
         return {
-            "id": o.id, "traceId": o.trace_id, "startTime": _iso(o.start), "endTime": _iso(o.end),
-            "projectId": PROJECT_ID, "parentObservationId": o.parent_id, "type": o.type, "name": o.name,
-            "level": o.level_at(now), "statusMessage": None, "version": None, "environment": "default",
-            "bookmarked": False, "public": False, "userId": trace.user_id if trace else None,
-            "sessionId": trace.session_id if trace else None, "traceName": trace.name if trace else None,
-            "tags": trace.tags if trace else [], "isRootObservation": o.parent_id is None,
-            "completionStartTime": None, "createdAt": _iso(o.visible_at), "updatedAt": _iso(o.visible_at),
-            "model": o.model, "internalModelId": None, "modelParameters": None,
+            "id": o.id,
+            "traceId": o.trace_id,
+            "startTime": _iso(o.start),
+            "endTime": _iso(o.end),
+            "projectId": PROJECT_ID,
+            "parentObservationId": o.parent_id,
+            "type": o.type,
+            "name": o.name,
+            "level": o.level_at(now),
+            "statusMessage": None,
+            "version": None,
+            "environment": "default",
+            "bookmarked": False,
+            "public": False,
+            "userId": trace.user_id if trace else None,
+            "sessionId": trace.session_id if trace else None,
+            "traceName": trace.name if trace else None,
+            "tags": trace.tags if trace else [],
+            "isRootObservation": o.parent_id is None,
+            "completionStartTime": None,
+            "createdAt": _iso(o.visible_at),
+            "updatedAt": _iso(o.visible_at),
+            "model": o.model,
+            "internalModelId": None,
+            "modelParameters": None,
             "usageDetails": {k: self._num(v) for k, v in o.usage.items()},
             "inputUsage": sum(v for k, v in o.usage.items() if "input" in k),
-            "outputUsage": o.usage.get("output", 0), "totalUsage": o.usage.get("total", 0),
-            "costDetails": cost, "inputCost": cost.get("input"), "outputCost": cost.get("output"),
-            "totalCost": cost.get("total", 0), "usagePricingTierId": None, "usagePricingTierName": None,
-            "promptId": None, "promptName": None, "promptVersion": None, "latency": round(o.end - o.start, 3),
-            "timeToFirstToken": None, "modelId": None, "inputPrice": None, "outputPrice": None, "totalPrice": None,
+            "outputUsage": o.usage.get("output", 0),
+            "totalUsage": o.usage.get("total", 0),
+            "costDetails": cost,
+            "inputCost": cost.get("input"),
+            "outputCost": cost.get("output"),
+            "totalCost": cost.get("total", 0),
+            "usagePricingTierId": None,
+            "usagePricingTierName": None,
+            "promptId": None,
+            "promptName": None,
+            "promptVersion": None,
+            "latency": round(o.end - o.start, 3),
+            "timeToFirstToken": None,
+            "modelId": None,
+            "inputPrice": None,
+            "outputPrice": None,
+            "totalPrice": None,
         }
 
     def _score_json(self, s: SimScore, style: str) -> dict[str, Any]:
         trace = next((t for t in self.data.traces if t.id == s.trace_id), None)
         base: dict[str, Any] = {
-            "id": s.id, "projectId": PROJECT_ID, "name": s.name, "dataType": s.data_type, "source": "API",
-            "timestamp": _iso(s.timestamp), "createdAt": _iso(s.visible_at), "updatedAt": _iso(s.visible_at),
-            "comment": None, "configId": None,
+            "id": s.id,
+            "projectId": PROJECT_ID,
+            "name": s.name,
+            "dataType": s.data_type,
+            "source": "API",
+            "timestamp": _iso(s.timestamp),
+            "createdAt": _iso(s.visible_at),
+            "updatedAt": _iso(s.visible_at),
+            "comment": None,
+            "configId": None,
         }
         if style == "v1":  # Langfuse v2 server: value nullable, no environment
-            base.update({"value": s.value, "traceId": s.trace_id, "observationId": None, "authorUserId": None,
-                         "stringValue": s.string_value, "queueId": None,
-                         "trace": {"userId": trace.user_id if trace else None, "tags": trace.tags if trace else []}})
+            base.update(
+                {
+                    "value": s.value,
+                    "traceId": s.trace_id,
+                    "observationId": None,
+                    "authorUserId": None,
+                    "stringValue": s.string_value,
+                    "queueId": None,
+                    "trace": {"userId": trace.user_id if trace else None, "tags": trace.tags if trace else []},
+                }
+            )
             return base
         if style == "v2":
             value = 0.0 if s.value is None else s.value
-            base.update({"value": value, "environment": "default", "authorUserId": None, "metadata": {},
-                         "queueId": None, "traceId": s.trace_id, "observationId": None, "sessionId": None,
-                         "datasetRunId": None, "stringValue": s.string_value,
-                         "trace": {"userId": trace.user_id if trace else None, "tags": trace.tags if trace else [],
-                                   "environment": "default", "sessionId": trace.session_id if trace else None}})
+            base.update(
+                {
+                    "value": value,
+                    "environment": "default",
+                    "authorUserId": None,
+                    "metadata": {},
+                    "queueId": None,
+                    "traceId": s.trace_id,
+                    "observationId": None,
+                    "sessionId": None,
+                    "datasetRunId": None,
+                    "stringValue": s.string_value,
+                    "trace": {
+                        "userId": trace.user_id if trace else None,
+                        "tags": trace.tags if trace else [],
+                        "environment": "default",
+                        "sessionId": trace.session_id if trace else None,
+                    },
+                }
+            )
             if s.data_type == "TEXT":
                 base.pop("value")
             return base
@@ -390,8 +570,14 @@ class SimulatedLangfuse:
             v3_value = bool(s.value)
         else:
             v3_value = s.string_value
-        base.update({"value": v3_value, "environment": "default", "metadata": {},
-                     "subject": {"kind": "trace", "id": s.trace_id}})
+        base.update(
+            {
+                "value": v3_value,
+                "environment": "default",
+                "metadata": {},
+                "subject": {"kind": "trace", "id": s.trace_id},
+            }
+        )
         return base
 
     # ---- HTTP
@@ -470,12 +656,14 @@ class SimulatedLangfuse:
         if page < 1 or not 1 <= limit <= 100:
             return web.json_response({"message": "Invalid request data", "error": []}, status=400)
         meta = {"page": page, "limit": limit, "totalItems": len(rows), "totalPages": math.ceil(len(rows) / limit)}
-        return rows[(page - 1) * limit: page * limit], meta
+        return rows[(page - 1) * limit : page * limit], meta
 
     def _traces(self, q: Any, now: float) -> Any:
         lo, hi = self._window(q, "fromTimestamp", "toTimestamp")
-        rows = sorted((t for t in self.data.traces if lo <= t.timestamp < hi and t.visible_at <= now),
-                      key=lambda t: (-t.timestamp, t.id))
+        rows = sorted(
+            (t for t in self.data.traces if lo <= t.timestamp < hi and t.visible_at <= now),
+            key=lambda t: (-t.timestamp, t.id),
+        )
         paged = self._page(q, rows)
         if isinstance(paged, web.Response):
             return paged
@@ -483,8 +671,10 @@ class SimulatedLangfuse:
 
     def _observations(self, q: Any, now: float) -> Any:
         lo, hi = self._window(q, "fromStartTime", "toStartTime")
-        rows = sorted((o for o in self.data.observations if lo <= o.start < hi and o.visible_at <= now),
-                      key=lambda o: (-o.start, o.id))
+        rows = sorted(
+            (o for o in self.data.observations if lo <= o.start < hi and o.visible_at <= now),
+            key=lambda o: (-o.start, o.id),
+        )
         paged = self._page(q, rows)
         if isinstance(paged, web.Response):
             return paged
@@ -492,8 +682,10 @@ class SimulatedLangfuse:
 
     def _visible_scores(self, q: Any, now: float) -> list[SimScore]:
         lo, hi = self._window(q, "fromTimestamp", "toTimestamp")
-        return sorted((s for s in self.data.scores if lo <= s.timestamp < hi and s.visible_at <= now
-                       and self._exists(s)), key=lambda s: (-s.timestamp, s.id))
+        return sorted(
+            (s for s in self.data.scores if lo <= s.timestamp < hi and s.visible_at <= now and self._exists(s)),
+            key=lambda s: (-s.timestamp, s.id),
+        )
 
     def _exists(self, s: SimScore) -> bool:
         """TEXT scores exist from v3 on; null values only in v2's Postgres."""
@@ -543,16 +735,19 @@ class SimulatedLangfuse:
         if not 1 <= limit <= 1000:
             return web.json_response({"message": "Invalid request data", "error": []}, status=400)
         lo, hi = self._window(q, "fromStartTime", "toStartTime")
-        rows = sorted((o for o in self.data.observations if lo <= o.start < hi and o.visible_at <= now),
-                      key=lambda o: (-o.start, o.trace_id, o.id))
+        rows = sorted(
+            (o for o in self.data.observations if lo <= o.start < hi and o.visible_at <= now),
+            key=lambda o: (-o.start, o.trace_id, o.id),
+        )
         if (cur := self._cursor(q)) is not None:
             last = (-(_parse(cur["lastStartTimeTo"]) or 0.0), cur["lastTraceId"], cur["lastId"])
             rows = [o for o in rows if (-o.start, o.trace_id, o.id) > last]
         page = rows[:limit]
         meta: dict[str, Any] = {}
         if len(rows) > limit:
-            token = json.dumps({"lastStartTimeTo": _iso(page[-1].start), "lastTraceId": page[-1].trace_id,
-                                "lastId": page[-1].id})
+            token = json.dumps(
+                {"lastStartTimeTo": _iso(page[-1].start), "lastTraceId": page[-1].trace_id, "lastId": page[-1].id}
+            )
             meta["cursor"] = base64.b64encode(token.encode()).decode()
         return {"data": [self._obs_v2_json(o, now) for o in page], "meta": meta}
 
@@ -584,15 +779,14 @@ async def start_demo() -> Any:
     history would pin), one trace a second, no ERROR generations, scores of at least 0.6, and 5 s buckets (the
     alert scenarios show within seconds).
     """
-    from simulators.demo import Demo
-    from simulators.scenarios import CALM_ENV, Scenario
+    from inferwatch.simulators.demo import Demo
+    from inferwatch.simulators.scenarios import CALM_ENV, Scenario
 
     now = time.time()
     seed = int(os.environ.get("INFERWATCH_LANGFUSE_SIM_SEED", "7"))
     calm = os.environ.get(CALM_ENV) == "1"
     if calm:
-        data = make_dataset(seed, now, now + 4 * 3600, traces_per_s=1.0, max_lag_s=2.0, error_rate=0.0,
-                            score_floor=0.6)
+        data = make_dataset(seed, now, now + 4 * 3600, traces_per_s=1.0, max_lag_s=2.0, error_rate=0.0, score_floor=0.6)
         timing = {"BUCKET_S": "5", "SETTLE_S": "3", "INTERVAL_S": "5", "RECHECK_S": "30", "BACKFILL_S": "60"}
     else:
         data = make_dataset(seed, now - 7200, now + 86400, traces_per_s=0.2, max_lag_s=5.0)
@@ -602,18 +796,36 @@ async def start_demo() -> Any:
     project = "demo"
 
     def scenario(name: str, alert: str, effect: str, description: str) -> Scenario:
-        return Scenario(name, alert, description, lambda: sim.affect(effect, True), lambda: sim.affect(effect, False),
-                        labels={"project": project})
+        return Scenario(
+            name,
+            alert,
+            description,
+            lambda: sim.affect(effect, True),
+            lambda: sim.affect(effect, False),
+            labels={"project": project},
+        )
 
-    return Demo(env={
-        "INFERWATCH_LANGFUSE_URL": url, "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key,
-        "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key, "INFERWATCH_LANGFUSE_PROJECT": project,
-        "INFERWATCH_LANGFUSE_SEGMENT_TAG_PREFIX": "tier:", "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "150",
-        **{"INFERWATCH_LANGFUSE_" + k: v for k, v in timing.items()},
-    }, runners=[runner], scenarios=[
-        scenario("langfuse_error_rate_high", "LangfuseErrorRateHigh", "errors",
-                 "new generations end at level ERROR"),
-        scenario("langfuse_latency_high", "LangfuseLatencyHigh", "slow", "new generations take 30 s longer"),
-        scenario("langfuse_score_dropping", "LangfuseScoreDropping", "low_scores",
-                 "new NUMERIC scores fall to a fifth of their value"),
-    ])
+    return Demo(
+        env={
+            "INFERWATCH_LANGFUSE_URL": url,
+            "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key,
+            "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key,
+            "INFERWATCH_LANGFUSE_PROJECT": project,
+            "INFERWATCH_LANGFUSE_SEGMENT_TAG_PREFIX": "tier:",
+            "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "150",
+            **{"INFERWATCH_LANGFUSE_" + k: v for k, v in timing.items()},
+        },
+        runners=[runner],
+        scenarios=[
+            scenario(
+                "langfuse_error_rate_high", "LangfuseErrorRateHigh", "errors", "new generations end at level ERROR"
+            ),
+            scenario("langfuse_latency_high", "LangfuseLatencyHigh", "slow", "new generations take 30 s longer"),
+            scenario(
+                "langfuse_score_dropping",
+                "LangfuseScoreDropping",
+                "low_scores",
+                "new NUMERIC scores fall to a fifth of their value",
+            ),
+        ],
+    )

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from simulators.demo import Demo
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.demo import Demo
+    from inferwatch.simulators.scenarios import Scenario
 
 __all__ = ["Deployment", "SimulatedLitellm", "default_deployments", "serve", "start_demo"]
 
@@ -41,8 +41,10 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 HEALTH_KEY = "litellm-internal-health-check"
 MASTER_HASH = "litellm_proxy_master_key"
-_METRICS_OPT_OUT = (" To allow unauthenticated access, set `litellm_settings.require_auth_for_metrics_endpoint: false`"
-                    " in your proxy_config.yaml.")
+_METRICS_OPT_OUT = (
+    " To allow unauthenticated access, set `litellm_settings.require_auth_for_metrics_endpoint: false`"
+    " in your proxy_config.yaml."
+)
 
 
 @dataclass
@@ -88,12 +90,32 @@ def default_deployments(upstream: str = "http://127.0.0.1:18080/v1") -> list[Dep
     """Chat, embedding, reranker and a chat deployment that fails over to ``fake-chat``."""
     return [
         Deployment("fake-chat", "fake-chat-deployment-1", "openai/fake-gpt", "chat", upstream),
-        Deployment("fake-embedding", "fake-embedding-deployment-1", "openai/fake-embed", "embedding", upstream,
-                   input_cost=1e-07, output_cost=0.0),
-        Deployment("fake-rerank", "fake-rerank-deployment-1", "hosted_vllm/fake-rerank", "rerank",
-                   upstream + "/rerank", input_cost=0.0, output_cost=0.0),
-        Deployment("failing-chat", "failing-chat-deployment-1", "openai/fake-gpt", "chat",
-                   upstream.replace("/v1", "/fail/v1"), fallback="fake-chat"),
+        Deployment(
+            "fake-embedding",
+            "fake-embedding-deployment-1",
+            "openai/fake-embed",
+            "embedding",
+            upstream,
+            input_cost=1e-07,
+            output_cost=0.0,
+        ),
+        Deployment(
+            "fake-rerank",
+            "fake-rerank-deployment-1",
+            "hosted_vllm/fake-rerank",
+            "rerank",
+            upstream + "/rerank",
+            input_cost=0.0,
+            output_cost=0.0,
+        ),
+        Deployment(
+            "failing-chat",
+            "failing-chat-deployment-1",
+            "openai/fake-gpt",
+            "chat",
+            upstream.replace("/v1", "/fail/v1"),
+            fallback="fake-chat",
+        ),
     ]
 
 
@@ -110,8 +132,15 @@ def _labels(**labels: str) -> str:
 class SimulatedLitellm:
     """One simulated LiteLLM proxy (see the module docstring for its knobs)."""
 
-    def __init__(self, key: str, deployments: list[Deployment] | None = None, *, version: str = "1.106.2",
-                 metrics: str = "prometheus", scenario: str = "healthy") -> None:
+    def __init__(
+        self,
+        key: str,
+        deployments: list[Deployment] | None = None,
+        *,
+        version: str = "1.106.2",
+        metrics: str = "prometheus",
+        scenario: str = "healthy",
+    ) -> None:
         self.key = key
         self.deployments = deployments if deployments is not None else default_deployments()
         self.version = version
@@ -134,8 +163,14 @@ class SimulatedLitellm:
             if not d.failing and not d.rate_limited and d.state:
                 d.state = 0  # recovered: the group-named series stays latched at 2, as in the real proxy
 
-    def set_deployment(self, group: str, *, failing: bool | None = None, rate_limited: bool | None = None,
-                       price_multiplier: float | None = None) -> None:
+    def set_deployment(
+        self,
+        group: str,
+        *,
+        failing: bool | None = None,
+        rate_limited: bool | None = None,
+        price_multiplier: float | None = None,
+    ) -> None:
         """Switch one deployment's knobs (an alert scenario); a recovered deployment's state goes back to 0."""
         d = self._by_group(group)
         if d is None:
@@ -151,8 +186,10 @@ class SimulatedLitellm:
 
     def restart(self) -> None:
         """A proxy restart: every counter and gauge starts from zero."""
-        self.deployments = [Deployment(d.group, d.model_id, d.model, d.mode, d.api_base, d.input_cost,
-                                       d.output_cost, d.fallback) for d in self.deployments]
+        self.deployments = [
+            Deployment(d.group, d.model_id, d.model, d.mode, d.api_base, d.input_cost, d.output_cost, d.fallback)
+            for d in self.deployments
+        ]
         self.apply_scenario(self.scenario)
 
     def _by_group(self, group: str) -> Deployment | None:
@@ -214,11 +251,17 @@ class SimulatedLitellm:
             row: dict[str, Any] = {
                 "model_name": d.group,
                 "litellm_params": {"api_base": d.api_base, "use_in_pass_through": False, "model": d.model},
-                "model_info": {"input_cost_per_token": d.input_cost, "output_cost_per_token": d.output_cost,
-                               "id": d.model_id, "db_model": False, "mode": d.mode,
-                               "max_tokens": 4096 if d.mode == "chat" else None,
-                               "max_input_tokens": 8192 if d.mode == "chat" else None,
-                               "litellm_provider": d.provider, "supports_function_calling": d.mode == "chat"},
+                "model_info": {
+                    "input_cost_per_token": d.input_cost,
+                    "output_cost_per_token": d.output_cost,
+                    "id": d.model_id,
+                    "db_model": False,
+                    "mode": d.mode,
+                    "max_tokens": 4096 if d.mode == "chat" else None,
+                    "max_input_tokens": 8192 if d.mode == "chat" else None,
+                    "litellm_provider": d.provider,
+                    "supports_function_calling": d.mode == "chat",
+                },
             }
             if self.fault == "bad_model_info":
                 row["brand_new_field"] = {"nested": [1, 2]}
@@ -229,16 +272,34 @@ class SimulatedLitellm:
 
     def model_group_info(self) -> dict[str, Any]:
         """``/model_group/info``."""
-        return {"data": [{"model_group": d.group, "providers": [d.provider], "mode": d.mode,
-                          "max_input_tokens": 8192.0 if d.mode == "chat" else None,
-                          "input_cost_per_token": d.input_cost, "output_cost_per_token": d.output_cost,
-                          "tpm": None, "rpm": None, "supported_openai_params": [], "is_public_model_group": False,
-                          "health_status": None} for d in self.deployments]}
+        return {
+            "data": [
+                {
+                    "model_group": d.group,
+                    "providers": [d.provider],
+                    "mode": d.mode,
+                    "max_input_tokens": 8192.0 if d.mode == "chat" else None,
+                    "input_cost_per_token": d.input_cost,
+                    "output_cost_per_token": d.output_cost,
+                    "tpm": None,
+                    "rpm": None,
+                    "supported_openai_params": [],
+                    "is_public_model_group": False,
+                    "health_status": None,
+                }
+                for d in self.deployments
+            ]
+        }
 
     def v1_models(self) -> dict[str, Any]:
         """``/v1/models``."""
-        return {"data": [{"id": d.group, "object": "model", "created": 1677610602, "owned_by": "openai",
-                          "mode": d.mode} for d in self.deployments], "object": "list"}
+        return {
+            "data": [
+                {"id": d.group, "object": "model", "created": 1677610602, "owned_by": "openai", "mode": d.mode}
+                for d in self.deployments
+            ],
+            "object": "list",
+        }
 
     def health(self) -> dict[str, Any]:
         """``/health`` (what background health checks cached)."""
@@ -246,17 +307,28 @@ class SimulatedLitellm:
         bad = [d for d in self.deployments if d.failing or d.rate_limited]
         return {
             "healthy_endpoints": [{"api_base": d.api_base, "model": d.model, "model_id": d.model_id} for d in ok],
-            "unhealthy_endpoints": [{"api_base": d.api_base, "model": d.model, "model_id": d.model_id,
-                                     "error": "litellm.InternalServerError: simulated"} for d in bad],
-            "healthy_count": len(ok), "unhealthy_count": len(bad)}
+            "unhealthy_endpoints": [
+                {
+                    "api_base": d.api_base,
+                    "model": d.model,
+                    "model_id": d.model_id,
+                    "error": "litellm.InternalServerError: simulated",
+                }
+                for d in bad
+            ],
+            "healthy_count": len(ok),
+            "unhealthy_count": len(bad),
+        }
 
     def exposition(self) -> str:
         """``/metrics/`` for this version and metrics mode."""
         old = self.version.startswith(("1.6", "1.7")) and not self.version.startswith("1.76")
         if self.metrics == "licence_gated":
-            return ("# HELP litellm_not_a_premium_user_metric_total Prometheus is an enterprise feature\n"
-                    "# TYPE litellm_not_a_premium_user_metric_total counter\n"
-                    f"litellm_not_a_premium_user_metric_total{{litellm_version=\"{self.version}\"}} 1.0\n")
+            return (
+                "# HELP litellm_not_a_premium_user_metric_total Prometheus is an enterprise feature\n"
+                "# TYPE litellm_not_a_premium_user_metric_total counter\n"
+                f'litellm_not_a_premium_user_metric_total{{litellm_version="{self.version}"}} 1.0\n'
+            )
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str, lines: list[str]) -> None:
@@ -264,29 +336,51 @@ class SimulatedLitellm:
             out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
             out.extend(lines)
 
-        who = {"api_key_alias": "None", "hashed_api_key": MASTER_HASH, "team": "None", "team_alias": "None",
-               "user": "default_user_id", "end_user": "None", "org_id": "None", "org_alias": "None"}
-        probe = {"api_key_alias": HEALTH_KEY, "hashed_api_key": HEALTH_KEY, "team": HEALTH_KEY,
-                 "team_alias": HEALTH_KEY, "user": "None", "end_user": "None", "org_id": "None", "org_alias": "None"}
+        who = {
+            "api_key_alias": "None",
+            "hashed_api_key": MASTER_HASH,
+            "team": "None",
+            "team_alias": "None",
+            "user": "default_user_id",
+            "end_user": "None",
+            "org_id": "None",
+            "org_alias": "None",
+        }
+        probe = {
+            "api_key_alias": HEALTH_KEY,
+            "hashed_api_key": HEALTH_KEY,
+            "team": HEALTH_KEY,
+            "team_alias": HEALTH_KEY,
+            "user": "None",
+            "end_user": "None",
+            "org_id": "None",
+            "org_alias": "None",
+        }
         requests, failed, tokens_in, tokens_out, tokens_all, spend, lat = [], [], [], [], [], [], []
         state, cooled, dep_fail, fallback, remaining = [], [], [], [], []
         req_name = "litellm_requests_metric_total" if old else "litellm_proxy_total_requests_metric_total"
-        fail_name = "litellm_llm_api_failed_requests_metric_total" if old else \
-            "litellm_proxy_failed_requests_metric_total"
+        fail_name = (
+            "litellm_llm_api_failed_requests_metric_total" if old else "litellm_proxy_failed_requests_metric_total"
+        )
         tok = "" if old else "_metric"
         for d in self.deployments:
             base = {"requested_model": d.group, "model_id": d.model_id, "api_provider": d.provider}
             if old:
-                requests.append(f"{req_name}{_labels(**who, model=d.bare, requested_model=d.group)} "
-                                f"{float(sum(d.requests.values()))}\n")
+                requests.append(
+                    f"{req_name}{_labels(**who, model=d.bare, requested_model=d.group)} "
+                    f"{float(sum(d.requests.values()))}\n"
+                )
             else:
-                requests.append(f"{req_name}{_labels(**probe, requested_model='', model_id='', status_code='200', api_provider=d.provider)} 2.0\n")  # noqa: E501
+                requests.append(
+                    f"{req_name}{_labels(**probe, requested_model='', model_id='', status_code='200', api_provider=d.provider)} 2.0\n"  # noqa: E501
+                )
                 for code, n in sorted(d.requests.items()):
                     requests.append(f"{req_name}{_labels(**who, **base, status_code=code)} {n}\n")
             for exc, n in sorted(d.failures.items()):
                 status = "429" if "RateLimit" in exc else "500"
-                failed.append(f"{fail_name}{_labels(**who, **base, exception_class=exc, exception_status=status)}"
-                              f" {n}\n")
+                failed.append(
+                    f"{fail_name}{_labels(**who, **base, exception_class=exc, exception_status=status)} {n}\n"
+                )
             labels = _labels(**who, **base, model=d.bare)
             tokens_in.append(f"litellm_input_tokens{tok}_total{labels} {d.input_tokens}\n")
             tokens_out.append(f"litellm_output_tokens{tok}_total{labels} {d.output_tokens}\n")
@@ -301,38 +395,63 @@ class SimulatedLitellm:
             lat.append(f"litellm_request_total_latency_metric_sum{_labels(**hl)} {d.latency_sum}\n")
             dep = {"api_base": d.api_base, "api_provider": d.provider, "model_id": d.model_id}
             state.append(f"litellm_deployment_state{_labels(**dep, litellm_model_name=d.bare)} {float(d.state)}\n")
-            state.append(f"litellm_deployment_state{_labels(**{**dep, 'model_id': ''}, litellm_model_name=d.bare)}"
-                         " 0.0\n")  # health-probe series
+            state.append(
+                f"litellm_deployment_state{_labels(**{**dep, 'model_id': ''}, litellm_model_name=d.bare)} 0.0\n"
+            )  # health-probe series
             if d.cooled_down:  # latched: stays at 2 after recovery
                 state.append(f"litellm_deployment_state{_labels(**dep, litellm_model_name=d.group)} 2.0\n")
-                cooled.append(f"litellm_deployment_cooled_down_total{_labels(**dep, litellm_model_name=d.group, exception_status='500')} {d.cooldowns}\n")  # noqa: E501
+                cooled.append(
+                    f"litellm_deployment_cooled_down_total{_labels(**dep, litellm_model_name=d.group, exception_status='500')} {d.cooldowns}\n"  # noqa: E501
+                )
             if d.failures:
-                dep_fail.append(f"litellm_deployment_failure_responses_total{_labels(**dep, **who, litellm_model_name=d.bare, requested_model=d.group, model_group=d.group, exception_status='500', exception_class='Openai.InternalServerError')} {sum(d.failures.values())}\n")  # noqa: E501
+                dep_fail.append(
+                    f"litellm_deployment_failure_responses_total{_labels(**dep, **who, litellm_model_name=d.bare, requested_model=d.group, model_group=d.group, exception_status='500', exception_class='Openai.InternalServerError')} {sum(d.failures.values())}\n"  # noqa: E501
+                )
             if d.fallbacks_ok:
-                fallback.append(f"litellm_deployment_successful_fallbacks_total{_labels(**who, requested_model=d.group, fallback_model=d.fallback, model_id='None', exception_class='Openai.InternalServerError', exception_status='500')} {d.fallbacks_ok}\n")  # noqa: E501
+                fallback.append(
+                    f"litellm_deployment_successful_fallbacks_total{_labels(**who, requested_model=d.group, fallback_model=d.fallback, model_id='None', exception_class='Openai.InternalServerError', exception_status='500')} {d.fallbacks_ok}\n"  # noqa: E501
+                )
             left = 0.0 if d.rate_limited else 999.0 - min(998.0, d.requests.get("200", 0.0))
-            rname = "litellm_remaining_requests" if old or self.version.startswith("1.80") \
+            rname = (
+                "litellm_remaining_requests"
+                if old or self.version.startswith("1.80")
                 else "litellm_remaining_requests_metric"
-            remaining.append(f"{rname}{_labels(**dep, api_key_alias='None', hashed_api_key=MASTER_HASH, litellm_model_name=d.bare, model_group=d.group)} {left}\n")  # noqa: E501
-        family(req_name.removesuffix("_total"), "counter", "Total number of requests made to the proxy server",
-               requests)
+            )
+            remaining.append(
+                f"{rname}{_labels(**dep, api_key_alias='None', hashed_api_key=MASTER_HASH, litellm_model_name=d.bare, model_group=d.group)} {left}\n"  # noqa: E501
+            )
+        family(
+            req_name.removesuffix("_total"), "counter", "Total number of requests made to the proxy server", requests
+        )
         family(fail_name.removesuffix("_total"), "counter", "Total number of failed responses from proxy", failed)
         family(f"litellm_input_tokens{tok}", "counter", "Total number of input tokens from LLM requests", tokens_in)
         family(f"litellm_output_tokens{tok}", "counter", "Total number of output tokens", tokens_out)
         family(f"litellm_total_tokens{tok}", "counter", "Total number of input + output tokens", tokens_all)
         family("litellm_spend_metric", "counter", "Total spend on LLM requests", spend)
         family("litellm_request_total_latency_metric", "histogram", "Total latency (seconds) for a request", lat)
-        family("litellm_deployment_state", "gauge", "LLM Deployment Analytics - The state of the deployment: "
-               "0 = healthy, 1 = partial outage, 2 = complete outage", state)
-        family("litellm_deployment_cooled_down", "counter", "Number of times a deployment has been cooled down",
-               cooled)
+        family(
+            "litellm_deployment_state",
+            "gauge",
+            "LLM Deployment Analytics - The state of the deployment: "
+            "0 = healthy, 1 = partial outage, 2 = complete outage",
+            state,
+        )
+        family("litellm_deployment_cooled_down", "counter", "Number of times a deployment has been cooled down", cooled)
         family("litellm_deployment_failure_responses", "counter", "Total LLM API failures per deployment", dep_fail)
         family("litellm_deployment_successful_fallbacks", "counter", "Successful fallbacks", fallback)
-        family("litellm_remaining_requests_metric" if "_metric" in remaining[0] else "litellm_remaining_requests",
-               "gauge", "remaining requests for model, returned from LLM API Provider", remaining)
+        family(
+            "litellm_remaining_requests_metric" if "_metric" in remaining[0] else "litellm_remaining_requests",
+            "gauge",
+            "remaining requests for model, returned from LLM API Provider",
+            remaining,
+        )
         if not old:
-            family("litellm_in_flight_requests", "gauge", "Number of HTTP requests currently in-flight",
-                   [f"litellm_in_flight_requests {float(self.in_flight)}\n"])
+            family(
+                "litellm_in_flight_requests",
+                "gauge",
+                "Number of HTTP requests currently in-flight",
+                [f"litellm_in_flight_requests {float(self.in_flight)}\n"],
+            )
         return "".join(out)
 
     # ---- HTTP ----------------------------------------------------------------------------------------
@@ -349,12 +468,15 @@ class SimulatedLitellm:
             if metrics:
                 return web.json_response(
                     "Unauthorized access to metrics endpoint: Authentication Error, Malformed API Key passed in. "
-                    "Ensure Key has `Bearer ` prefix." + _METRICS_OPT_OUT, status=401)
+                    "Ensure Key has `Bearer ` prefix." + _METRICS_OPT_OUT,
+                    status=401,
+                )
             return _error(401, "Authentication Error, No api key passed in.", "auth_error")
         if key != self.key:
             if metrics:
-                return web.json_response("Unauthorized access to metrics endpoint: No connected db." + _METRICS_OPT_OUT,
-                                         status=401)
+                return web.json_response(
+                    "Unauthorized access to metrics endpoint: No connected db." + _METRICS_OPT_OUT, status=401
+                )
             return _error(400, "No connected db.", "no_db_connection", None)
         return None
 
@@ -368,9 +490,18 @@ class SimulatedLitellm:
             if denied is not None:
                 return denied
             if self.fault == "429":
-                return web.json_response({"error": {"message": "Rate limit exceeded", "type": "throttling_error",
-                                                    "param": "None", "code": "429"}}, status=429,
-                                         headers={"Retry-After": str(self.retry_after_s)})
+                return web.json_response(
+                    {
+                        "error": {
+                            "message": "Rate limit exceeded",
+                            "type": "throttling_error",
+                            "param": "None",
+                            "code": "429",
+                        }
+                    },
+                    status=429,
+                    headers={"Retry-After": str(self.retry_after_s)},
+                )
             if self.fault == "500":
                 return web.Response(status=500, text="Internal Server Error")
         return None
@@ -386,16 +517,30 @@ class SimulatedLitellm:
             return self._gate(request, keyed=False) or web.json_response({"status": "healthy", "db": "Not connected"})
 
         async def details(request: web.Request) -> web.Response:
-            return self._gate(request) or web.json_response({
-                "status": "healthy", "db": "Not connected", "cache": None, "litellm_version": self.version,
-                "success_callbacks": ["sync_deployment_callback_on_success", "PrometheusLogger"]
-                if self.metrics == "prometheus" else ["sync_deployment_callback_on_success"],
-                "use_aiohttp_transport": True, "log_level": "WARNING", "is_detailed_debug": False})
+            return self._gate(request) or web.json_response(
+                {
+                    "status": "healthy",
+                    "db": "Not connected",
+                    "cache": None,
+                    "litellm_version": self.version,
+                    "success_callbacks": ["sync_deployment_callback_on_success", "PrometheusLogger"]
+                    if self.metrics == "prometheus"
+                    else ["sync_deployment_callback_on_success"],
+                    "use_aiohttp_transport": True,
+                    "log_level": "WARNING",
+                    "is_detailed_debug": False,
+                }
+            )
 
         async def backlog(request: web.Request) -> web.Response:
-            return self._gate(request) or web.json_response({"in_flight_requests": self.in_flight,
-                                                             "admitted_requests": 0, "queued_requests": 0,
-                                                             "rejected_requests": 0})
+            return self._gate(request) or web.json_response(
+                {
+                    "in_flight_requests": self.in_flight,
+                    "admitted_requests": 0,
+                    "queued_requests": 0,
+                    "rejected_requests": 0,
+                }
+            )
 
         async def health(request: web.Request) -> web.Response:
             return self._gate(request) or web.json_response(self.health())
@@ -468,7 +613,7 @@ async def _scenario_loop(sim: SimulatedLitellm, *, cycle: bool = True) -> None:
 
 def demo_scenarios(sim: SimulatedLitellm, proxy: str, edge: SimulatedLitellm, edge_proxy: str) -> list[Scenario]:
     """The LiteLLM alert scenarios: deployments of ``sim`` (polled as ``proxy``) and the whole ``edge`` proxy."""
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.scenarios import Scenario
 
     def deployment(group: str, **on: Any) -> tuple[Callable[[], None], Callable[[], None]]:
         off: dict[str, Any] = {k: (1.0 if k == "price_multiplier" else False) for k in on}
@@ -478,20 +623,49 @@ def demo_scenarios(sim: SimulatedLitellm, proxy: str, edge: SimulatedLitellm, ed
         edge.fault = "restarting" if on else None
 
     specs = [
-        ("litellm_deployment_unhealthy", "LitellmDeploymentUnhealthy", "canary-chat",
-         deployment("canary-chat", rate_limited=True), "the canary-chat deployment's upstream answers 429"),
-        ("litellm_fallbacks", "LitellmFallbacks", "failing-chat", deployment("failing-chat", failing=True),
-         "failing-chat's upstream fails; requests fall back to fake-chat"),
-        ("litellm_error_rate_high", "LitellmErrorRateHigh", "fake-embedding",
-         deployment("fake-embedding", failing=True), "fake-embedding's upstream fails with no fallback: 500s"),
-        ("litellm_spend_rate_high", "LitellmSpendRateHigh", "fake-chat",
-         deployment("fake-chat", price_multiplier=100_000.0), "fake-chat tokens cost 100 000 times more"),
+        (
+            "litellm_deployment_unhealthy",
+            "LitellmDeploymentUnhealthy",
+            "canary-chat",
+            deployment("canary-chat", rate_limited=True),
+            "the canary-chat deployment's upstream answers 429",
+        ),
+        (
+            "litellm_fallbacks",
+            "LitellmFallbacks",
+            "failing-chat",
+            deployment("failing-chat", failing=True),
+            "failing-chat's upstream fails; requests fall back to fake-chat",
+        ),
+        (
+            "litellm_error_rate_high",
+            "LitellmErrorRateHigh",
+            "fake-embedding",
+            deployment("fake-embedding", failing=True),
+            "fake-embedding's upstream fails with no fallback: 500s",
+        ),
+        (
+            "litellm_spend_rate_high",
+            "LitellmSpendRateHigh",
+            "fake-chat",
+            deployment("fake-chat", price_multiplier=100_000.0),
+            "fake-chat tokens cost 100 000 times more",
+        ),
     ]
-    scenarios = [Scenario(name, alert, description, start, stop, labels={"proxy": proxy, "model_group": group})
-                 for name, alert, group, (start, stop), description in specs]
-    scenarios.append(Scenario("litellm_proxy_down", "LitellmProxyDown",
-                              f"the {edge_proxy} proxy answers 503 on every endpoint (restarting)",
-                              lambda: edge_fault(True), lambda: edge_fault(False), labels={"proxy": edge_proxy}))
+    scenarios = [
+        Scenario(name, alert, description, start, stop, labels={"proxy": proxy, "model_group": group})
+        for name, alert, group, (start, stop), description in specs
+    ]
+    scenarios.append(
+        Scenario(
+            "litellm_proxy_down",
+            "LitellmProxyDown",
+            f"the {edge_proxy} proxy answers 503 on every endpoint (restarting)",
+            lambda: edge_fault(True),
+            lambda: edge_fault(False),
+            labels={"proxy": edge_proxy},
+        )
+    )
     return scenarios
 
 
@@ -506,16 +680,17 @@ async def start_demo() -> Demo:
 
     import yaml  # type: ignore[import-untyped]
 
-    from simulators.demo import Demo
-    from simulators.scenarios import CALM_ENV
+    from inferwatch.simulators.demo import Demo
+    from inferwatch.simulators.scenarios import CALM_ENV
 
     calm = os.environ.get(CALM_ENV) == "1"
     key = "sk-demo-" + os.urandom(8).hex()
     deployments = default_deployments()
     # a deployment of its own for the unhealthy scenario, named unlike its model: the proxy's cooldown latches the
     # group-named state series at 2, so a deployment whose group and model names match never shows its recovery
-    deployments.append(Deployment("canary-chat", "canary-chat-deployment-1", "openai/fake-gpt-canary", "chat",
-                                  deployments[0].api_base))
+    deployments.append(
+        Deployment("canary-chat", "canary-chat-deployment-1", "openai/fake-gpt-canary", "chat", deployments[0].api_base)
+    )
     sim = SimulatedLitellm(key, deployments, scenario="healthy" if calm else "failing")
     sim.traffic(5)
     url, runner = await serve(sim)
@@ -531,11 +706,18 @@ async def start_demo() -> Demo:
     async def run() -> None:
         await asyncio.gather(_scenario_loop(sim, cycle=not calm), _scenario_loop(edge, cycle=False))
 
-    return Demo(env={"INFERWATCH_LITELLM_URL": url, "INFERWATCH_LITELLM_KEY": key,
-                     "INFERWATCH_LITELLM_NAME": "demo-litellm", "INFERWATCH_CONFIG": config},
-                runners=[runner, edge_runner], run=run,
-                scenarios=demo_scenarios(sim, "demo-litellm", edge, "demo-litellm-edge"),
-                cleanup=[lambda: shutil.rmtree(tmpdir, ignore_errors=True)])
+    return Demo(
+        env={
+            "INFERWATCH_LITELLM_URL": url,
+            "INFERWATCH_LITELLM_KEY": key,
+            "INFERWATCH_LITELLM_NAME": "demo-litellm",
+            "INFERWATCH_CONFIG": config,
+        },
+        runners=[runner, edge_runner],
+        run=run,
+        scenarios=demo_scenarios(sim, "demo-litellm", edge, "demo-litellm-edge"),
+        cleanup=[lambda: shutil.rmtree(tmpdir, ignore_errors=True)],
+    )
 
 
 def _main() -> None:  # pragma: no cover - manual use

@@ -1,9 +1,13 @@
 """A fake NVML implementing ``services.gpu_agent.nvml.Nvml``: several GPUs, processes in containers, scenarios.
 
+The gpu-agent loads it through its binding seam: ``INFERWATCH_GPU_NVML=inferwatch.simulators.nvml:from_env``
+with ``INFERWATCH_SIM_NVML=<gpus>[:<scenario>]`` (default ``4``) and optionally
+``INFERWATCH_SIM_NVML_SCENARIO_FILE``.
+
 Scenarios: ``normal``; ``memory_pressure`` (GPU 0 nearly full); ``thermal`` (GPU 1 hot, thermal throttling);
 ``hot`` (GPU 1 at 90 °C, not throttling yet); ``power_throttle`` (GPU 3 capped by the software power limit);
 ``xid`` (GPU 2 falls off the bus, as after an XID 79: every call on it raises ``GPU_IS_LOST``).
-With a ``scenario_file`` (``INFERWATCH_GPU_FAKE_SCENARIO_FILE`` in the gpu-agent), the fake re-reads that file
+With a ``scenario_file`` (``INFERWATCH_SIM_NVML_SCENARIO_FILE``), the fake re-reads that file
 whenever it changes: one scenario name per line, applied over the starting scenario (an empty or missing file
 restores it). The demo's scenario control API writes it.
 ``unsupported`` fields raise ``NOT_SUPPORTED`` (as fans on passively cooled data-centre GPUs do);
@@ -21,7 +25,8 @@ from typing import Any
 
 import pynvml  # type: ignore[import-untyped]
 
-from simulators.demo import Demo
+from inferwatch.shared.settings import Env
+from inferwatch.simulators.demo import Demo
 
 GIB = 1024**3
 SCENARIOS = ("normal", "memory_pressure", "thermal", "hot", "power_throttle", "xid")
@@ -89,11 +94,23 @@ def _err(code: int) -> pynvml.NVMLError:
     return pynvml.NVMLError(code)
 
 
+BINDING = "inferwatch.simulators.nvml:from_env"
+
+
+def from_env(env: Env) -> FakeNvml:
+    """The fake the gpu-agent's ``INFERWATCH_GPU_NVML`` names: ``INFERWATCH_SIM_NVML=<gpus>[:<scenario>]``."""
+    count, _, scenario = env.get("INFERWATCH_SIM_NVML", "4").partition(":")
+    return FakeNvml(
+        gpus=int(count or 4), scenario=scenario or "normal", scenario_file=env.get("INFERWATCH_SIM_NVML_SCENARIO_FILE")
+    )
+
+
 class FakeNvml:
     """The pynvml functions the agent uses, over ``gpus``; raise pynvml's real exception classes."""
 
-    def __init__(self, gpus: int = 4, scenario: str = "normal", library_missing: bool = False,
-                 scenario_file: str = "") -> None:
+    def __init__(
+        self, gpus: int = 4, scenario: str = "normal", library_missing: bool = False, scenario_file: str = ""
+    ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown NVML scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
         self.library_missing = library_missing
@@ -103,9 +120,14 @@ class FakeNvml:
         for i, gpu in enumerate(self.gpus):
             used = int((40 + 31 * (i % 2)) * GIB)
             gpu.used = used
-            gpu.processes = [FakeProcess(pid=1000 + i, usedGpuMemory=used - GIB,
-                                         container=DEMO_CONTAINERS[i % len(DEMO_CONTAINERS)],
-                                         cgroup_version=2 if i % 2 == 0 else 1)]
+            gpu.processes = [
+                FakeProcess(
+                    pid=1000 + i,
+                    usedGpuMemory=used - GIB,
+                    container=DEMO_CONTAINERS[i % len(DEMO_CONTAINERS)],
+                    cgroup_version=2 if i % 2 == 0 else 1,
+                )
+            ]
         self.apply(scenario)
         self.scenario_file = scenario_file
         self._baseline = copy.deepcopy(self.gpus)
@@ -266,7 +288,7 @@ async def start_demo() -> Demo:
     """``inferwatch up --demo``: point the gpu-agent at a fake NVML with four GPUs, switchable by scenarios."""
     import tempfile
 
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.scenarios import Scenario
 
     tmpdir = tempfile.mkdtemp(prefix="inferwatch-nvml-")
     path = os.path.join(tmpdir, "scenarios")
@@ -286,8 +308,9 @@ async def start_demo() -> Demo:
         write()
 
     def scenario(name: str, alert: str, fake: str, gpu: int, description: str) -> Scenario:
-        return Scenario(name, alert, description, lambda: switch(fake, True), lambda: switch(fake, False),
-                        labels={"gpu": str(gpu)})
+        return Scenario(
+            name, alert, description, lambda: switch(fake, True), lambda: switch(fake, False), labels={"gpu": str(gpu)}
+        )
 
     write()
 
@@ -297,10 +320,24 @@ async def start_demo() -> Demo:
                 os.unlink(leftover)
         os.rmdir(tmpdir)
 
-    return Demo(env={"INFERWATCH_GPU_FAKE": "4", "INFERWATCH_GPU_FAKE_SCENARIO_FILE": path},
-                scenarios=[scenario("gpu_temperature_high", "GpuTemperatureHigh", "hot", 1, "GPU 1 runs at 90 °C"),
-                           scenario("gpu_memory_near_full", "GpuMemoryNearFull", "memory_pressure", 0,
-                                    "GPU 0's memory is 79.5 of 80 GiB used"),
-                           scenario("gpu_throttling", "GpuThrottling", "power_throttle", 3,
-                                    "GPU 3's clocks are capped by the software power limit")],
-                cleanup=[cleanup])
+    return Demo(
+        env={"INFERWATCH_GPU_NVML": BINDING, "INFERWATCH_SIM_NVML": "4", "INFERWATCH_SIM_NVML_SCENARIO_FILE": path},
+        scenarios=[
+            scenario("gpu_temperature_high", "GpuTemperatureHigh", "hot", 1, "GPU 1 runs at 90 °C"),
+            scenario(
+                "gpu_memory_near_full",
+                "GpuMemoryNearFull",
+                "memory_pressure",
+                0,
+                "GPU 0's memory is 79.5 of 80 GiB used",
+            ),
+            scenario(
+                "gpu_throttling",
+                "GpuThrottling",
+                "power_throttle",
+                3,
+                "GPU 3's clocks are capped by the software power limit",
+            ),
+        ],
+        cleanup=[cleanup],
+    )

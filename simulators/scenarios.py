@@ -52,8 +52,14 @@ class Scenario:
 
     def describe(self) -> dict[str, Any]:
         """The JSON the API returns for this scenario."""
-        return {"name": self.name, "alert": self.alert, "description": self.description, "active": self.active,
-                "since": self.since, "labels": dict(self.labels)}
+        return {
+            "name": self.name,
+            "alert": self.alert,
+            "description": self.description,
+            "active": self.active,
+            "since": self.since,
+            "labels": dict(self.labels),
+        }
 
 
 class ScenarioRegistry:
@@ -99,9 +105,11 @@ class ScenarioRegistry:
             async def handler(request: web.Request) -> web.Response:
                 name = request.match_info["name"]
                 if name not in self.scenarios:
-                    return web.json_response({"error": f"unknown scenario {name!r}",
-                                              "known": sorted(self.scenarios)}, status=404)
+                    return web.json_response(
+                        {"error": f"unknown scenario {name!r}", "known": sorted(self.scenarios)}, status=404
+                    )
                 return web.json_response(action(name).describe())
+
             return handler
 
         app = web.Application()

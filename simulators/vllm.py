@@ -57,8 +57,8 @@ from aiohttp import web
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from simulators.demo import Demo
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.demo import Demo
+    from inferwatch.simulators.scenarios import Scenario
 
 __all__ = [
     "FAULTS",
@@ -1913,7 +1913,7 @@ def make_fleet(count: int, seed: int = 0) -> list[SimulatedVllm]:
 
 def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario]:
     """The alert scenarios of :func:`demo_fleet` (served at ``urls``): one instance or knob per rule."""
-    from simulators.scenarios import Scenario
+    from inferwatch.simulators.scenarios import Scenario
 
     qwen, llama31, mistral, llama2 = fleet[:4]
 
@@ -1921,33 +1921,61 @@ def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario
         return (lambda: setattr(inst, attr, on)), (lambda: setattr(inst, attr, off))
 
     specs = [
-        ("vllm_target_down", "VllmTargetDown", urls[3], knob(llama2, "fault", "500", None),
-         "llama-2-13b-chat's /metrics answers 500 Internal Server Error"),
-        ("vllm_queue_backlog", "VllmQueueBacklog", urls[0], knob(qwen, "stalled", True, False),
-         "qwen3-8b's scheduler admits nothing: arrivals pile up in the waiting queue"),
-        ("vllm_kv_cache_saturated", "VllmKvCacheSaturated", urls[2], knob(mistral, "kv_usage_floor", 0.99, 0.0),
-         "mistral-7b-instruct's KV cache is 99 % held (leaked blocks)"),
-        ("vllm_preemptions", "VllmPreemptions", urls[2], knob(mistral, "force_preemption", True, False),
-         "mistral-7b-instruct's scheduler preempts a running request every second"),
-        ("vllm_ttft_high", "VllmTtftHigh", urls[1], knob(llama31, "prefill_slowdown", 100.0, 1.0),
-         "llama-3.1-8b-instruct's prefill runs 100 times slower (time to first token of seconds)"),
+        (
+            "vllm_target_down",
+            "VllmTargetDown",
+            urls[3],
+            knob(llama2, "fault", "500", None),
+            "llama-2-13b-chat's /metrics answers 500 Internal Server Error",
+        ),
+        (
+            "vllm_queue_backlog",
+            "VllmQueueBacklog",
+            urls[0],
+            knob(qwen, "stalled", True, False),
+            "qwen3-8b's scheduler admits nothing: arrivals pile up in the waiting queue",
+        ),
+        (
+            "vllm_kv_cache_saturated",
+            "VllmKvCacheSaturated",
+            urls[2],
+            knob(mistral, "kv_usage_floor", 0.99, 0.0),
+            "mistral-7b-instruct's KV cache is 99 % held (leaked blocks)",
+        ),
+        (
+            "vllm_preemptions",
+            "VllmPreemptions",
+            urls[2],
+            knob(mistral, "force_preemption", True, False),
+            "mistral-7b-instruct's scheduler preempts a running request every second",
+        ),
+        (
+            "vllm_ttft_high",
+            "VllmTtftHigh",
+            urls[1],
+            knob(llama31, "prefill_slowdown", 100.0, 1.0),
+            "llama-3.1-8b-instruct's prefill runs 100 times slower (time to first token of seconds)",
+        ),
     ]
-    return [Scenario(name, alert, description, start, stop, labels={"target": url})
-            for name, alert, url, (start, stop), description in specs]
+    return [
+        Scenario(name, alert, description, start, stop, labels={"target": url})
+        for name, alert, url, (start, stop), description in specs
+    ]
 
 
 async def start_demo() -> Demo:
     """Hook for ``python -m simulators``: serve :func:`demo_fleet` (plus ``INFERWATCH_DEMO_VLLM_EXTRA`` more)
     and point the vLLM scraper at it."""
-    from simulators.demo import Demo
+    from inferwatch.simulators.demo import Demo
 
     # INFERWATCH_DEMO_VLLM_EXTRA: more simulated servers beyond the four of the demo (a soak at scale)
     extra = max(int(os.environ.get("INFERWATCH_DEMO_VLLM_EXTRA", "0") or 0), 0)
     fleet = make_fleet(len(demo_fleet()) + extra)
     pairs = await serve(fleet)
     urls = [url for url, _ in pairs]
-    return Demo(env={"INFERWATCH_VLLM_TARGETS": ",".join(urls)}, runners=[pairs[0][1]],
-                scenarios=demo_scenarios(fleet, urls))
+    return Demo(
+        env={"INFERWATCH_VLLM_TARGETS": ",".join(urls)}, runners=[pairs[0][1]], scenarios=demo_scenarios(fleet, urls)
+    )
 
 
 async def _run(count: int, host: str, port_base: int, seed: int, api_key: str | None) -> None:

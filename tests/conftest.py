@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.natsserver import EmbeddedNats, find_binary
-from shared.service import MainFn, RoutesFn, run_service
-from shared.settings import Env
+from inferwatch.services import spec
+from inferwatch.shared.natsserver import EmbeddedNats, find_binary
+from inferwatch.shared.service import ServiceApp, run_service
+from inferwatch.shared.settings import Env
 
 
 def free_port() -> int:
@@ -84,6 +85,12 @@ class RunningService:
 
     url: str
     task: asyncio.Task[None]
+    built: list[ServiceApp]  # run_service's on_app appends the app it built
+
+    @property
+    def app(self) -> ServiceApp:
+        """The running service's app (its routes, and whatever state its ``run`` closes over)."""
+        return self.built[0]
 
     async def stop(self) -> None:
         """Cancel it the way SIGTERM would (its stop event), then wait."""
@@ -94,15 +101,19 @@ class RunningService:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    name: str, main: MainFn, env: Mapping[str, str], *, routes: RoutesFn | None = None, ready_timeout: float = 10.0,
+    name: str,
+    env: Mapping[str, str],
+    *,
+    ready_timeout: float = 10.0,
     wait_ready: bool = True,
 ) -> AsyncIterator[RunningService]:
-    """Run a service with ``env`` on a free port until the block ends."""
+    """Run the registered service ``name`` with ``env`` on a free port until the block ends."""
+    service = spec(name)
     port = free_port()
-    prefix = "INFERWATCH_" + name.upper().replace("-", "_") + "_"
-    full_env = {"INFERWATCH_HEARTBEAT_INTERVAL_S": "0.5", **env, prefix + "PORT": str(port)}
-    task = asyncio.create_task(run_service(name, main, default_port=port, routes=routes, env=Env(full_env)))
-    svc = RunningService(f"http://127.0.0.1:{port}", task)
+    full_env = {"INFERWATCH_HEARTBEAT_INTERVAL_S": "0.5", **env, service.port_variable: str(port)}
+    built: list[ServiceApp] = []
+    task = asyncio.create_task(run_service(service, env=Env(full_env), on_app=built.append))
+    svc = RunningService(f"http://127.0.0.1:{port}", task, built)
     try:
         await wait_until(lambda: _answers(svc.url + "/healthz"), timeout=ready_timeout, what=f"{name} /healthz")
         if wait_ready:
@@ -146,7 +157,7 @@ async def get_text(url: str, **kwargs: object) -> str:
 @pytest.fixture
 async def langfuse_server() -> AsyncIterator[Any]:
     """Start Langfuse simulators on loopback: ``url = await langfuse_server(SimulatedLangfuse(...))``."""
-    from simulators.langfuse import SimulatedLangfuse, serve
+    from inferwatch.simulators.langfuse import SimulatedLangfuse, serve
 
     runners = []
 

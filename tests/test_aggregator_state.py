@@ -7,28 +7,43 @@ import asyncio
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from contracts import Event
-from contracts.base import Histogram
-from contracts.heartbeat import Heartbeat
-from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
-from services.aggregator.app import Aggregator
-from services.aggregator.config import AggregatorConfig
-from services.aggregator.domains import all_families, all_renderers
-from services.aggregator.render import SeriesWriter, fmt_value, label_block, render_exposition
-from services.aggregator.state import SOURCE_LAST_SEEN, SOURCE_UP, SourceTable
+from inferwatch.contracts import Event
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
+from inferwatch.services.aggregator.app import Aggregator
+from inferwatch.services.aggregator.config import AggregatorConfig
+from inferwatch.services.aggregator.domains import all_families, all_renderers
+from inferwatch.services.aggregator.render import SeriesWriter, fmt_value, label_block, render_exposition
+from inferwatch.services.aggregator.state import SOURCE_LAST_SEEN, SOURCE_UP, SourceTable
 
 
 def snapshot(source: str = "http://10.0.0.1:8000", observed_at: float = 100.0, **kw: object) -> VllmInstanceSnapshot:
-    engines = [VllmEngineStats(
-        model_name="qwen3-8b", engine="0", requests_running=3, requests_waiting=1, kv_cache_usage_ratio=0.42,
-        prompt_tokens_total=1000, generation_tokens_total=5000, request_success_total={"stop": 10, "length": 2},
-        ttft_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
-    )]
-    fields: dict[str, object] = {"up": True, "status": "ready", "health_ok": True, "version": "0.33.0",
-                                 "generation": "v1", "models": [VllmModelCard(id="qwen3-8b", max_model_len=32768)],
-                                 "engines": engines, "container_name": "vllm-qwen", **kw}
-    return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0,
-                                **fields)  # type: ignore[arg-type]
+    engines = [
+        VllmEngineStats(
+            model_name="qwen3-8b",
+            engine="0",
+            requests_running=3,
+            requests_waiting=1,
+            kv_cache_usage_ratio=0.42,
+            prompt_tokens_total=1000,
+            generation_tokens_total=5000,
+            request_success_total={"stop": 10, "length": 2},
+            ttft_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
+        )
+    ]
+    fields: dict[str, object] = {
+        "up": True,
+        "status": "ready",
+        "health_ok": True,
+        "version": "0.33.0",
+        "generation": "v1",
+        "models": [VllmModelCard(id="qwen3-8b", max_model_len=32768)],
+        "engines": engines,
+        "container_name": "vllm-qwen",
+        **kw,
+    }
+    return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0, **fields)  # type: ignore[arg-type]
 
 
 def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,14 +70,31 @@ def test_vllm_snapshot_renders_parseable_text_and_openmetrics() -> None:
     table.apply(snapshot(source="http://10.0.0.2:8000", container_name="vllm-b"), now=0.0)
     text = render_exposition(table.rendered())
     got = samples(text)
-    key = ("inferwatch_vllm_kv_cache_usage_ratio",
-           (("container", "vllm-qwen"), ("engine", "0"), ("model_name", "qwen3-8b"), ("target", "http://10.0.0.1:8000")))
+    key = (
+        "inferwatch_vllm_kv_cache_usage_ratio",
+        (("container", "vllm-qwen"), ("engine", "0"), ("model_name", "qwen3-8b"), ("target", "http://10.0.0.1:8000")),
+    )
     assert got[key] == 0.42
-    assert got[("inferwatch_vllm_request_success_total", (
-        ("container", "vllm-qwen"), ("engine", "0"), ("finished_reason", "stop"), ("model_name", "qwen3-8b"),
-        ("target", "http://10.0.0.1:8000")))] == 10
-    inf_bucket = [v for (n, labels), v in got.items()
-                  if n == "inferwatch_vllm_time_to_first_token_seconds_bucket" and ("le", "+Inf") in labels]
+    assert (
+        got[
+            (
+                "inferwatch_vllm_request_success_total",
+                (
+                    ("container", "vllm-qwen"),
+                    ("engine", "0"),
+                    ("finished_reason", "stop"),
+                    ("model_name", "qwen3-8b"),
+                    ("target", "http://10.0.0.1:8000"),
+                ),
+            )
+        ]
+        == 10
+    )
+    inf_bucket = [
+        v
+        for (n, labels), v in got.items()
+        if n == "inferwatch_vllm_time_to_first_token_seconds_bucket" and ("le", "+Inf") in labels
+    ]
     assert inf_bucket == [12.0, 12.0]
     # each family appears once, contiguous, even with two sources
     assert text.count(b"# TYPE inferwatch_vllm_up gauge") == 1
@@ -116,8 +148,19 @@ def test_a_failing_renderer_does_not_break_the_scrape() -> None:
 
     renderers = {**all_renderers(), Heartbeat: broken}
     table = SourceTable(renderers)
-    table.apply(Heartbeat(source="s@h:1", observed_at=1, collector="s@h:1", interval_s=5, service="s", version="0",
-                          started_at=0, ready=True), now=0)
+    table.apply(
+        Heartbeat(
+            source="s@h:1",
+            observed_at=1,
+            collector="s@h:1",
+            interval_s=5,
+            service="s",
+            version="0",
+            started_at=0,
+            ready=True,
+        ),
+        now=0,
+    )
     table.apply(snapshot(), now=0)
     got = samples(render_exposition(table.rendered()))
     assert ("inferwatch_vllm_up", (("container", "vllm-qwen"), ("target", "http://10.0.0.1:8000"))) in got

@@ -31,10 +31,10 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from contracts import Event
-from contracts.alert import Alert
-from services.aggregator.alerts import DEFAULT_RULES_FILE
-from shared.bus import Bus, BusSettings
+from inferwatch.contracts import Event
+from inferwatch.contracts.alert import Alert
+from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE
+from inferwatch.shared.bus import Bus, BusSettings
 from tests.conftest import free_port, wait_until
 from tests.test_system import _children
 from tests.test_system_prometheus import run_demo, run_prometheus
@@ -92,15 +92,15 @@ def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
-def _collector_pid(root: int, module: str) -> int:
+def _collector_pid(root: int, service: str) -> int:
     for pid in _children(root):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"services.{module}".encode() in cmdline:
+        if cmdline[-3:-1] == [b"run", service.encode()]:
             return pid
-    raise AssertionError(f"no services.{module} process under `inferwatch up`")
+    raise AssertionError(f"no `inferwatch run {service}` process under `inferwatch up`")
 
 
 async def _prom_alerts(client: httpx.AsyncClient, prom: str) -> list[dict[str, Any]]:
@@ -127,10 +127,16 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
         for s in scenarios:
             out.labels[s["alert"]] = out.prom_labels[s["alert"]] = s["labels"]
         # the baseline: every collector has published (the series the rules read exist in Prometheus)
-        for expr in ("inferwatch_vllm_up", "inferwatch_litellm_up", "inferwatch_gpu_temperature_celsius",
-                     "inferwatch_epp_pool_ready_endpoints", "inferwatch_langfuse_info"):
-            await wait_until(lambda e=expr: _has(client, prom, e), timeout=60, what=f"{expr} in Prometheus",
-                             interval=0.5)
+        for expr in (
+            "inferwatch_vllm_up",
+            "inferwatch_litellm_up",
+            "inferwatch_gpu_temperature_celsius",
+            "inferwatch_epp_pool_ready_endpoints",
+            "inferwatch_langfuse_info",
+        ):
+            await wait_until(
+                lambda e=expr: _has(client, prom, e), timeout=60, what=f"{expr} in Prometheus", interval=0.5
+            )
         pid = _collector_pid(proc_pid, STOPPED_COLLECTOR)
         instance = f"{STOPPED_COLLECTOR.replace('_', '-')}@{socket.gethostname()}:{pid}"
         out.labels[HEARTBEAT], out.prom_labels[HEARTBEAT] = {"instance": instance}, {"source": instance}
@@ -144,8 +150,9 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
             return {fp for fp, st in state.items() if st == "firing"}
 
         def seen_firing_on_nats(name: str) -> bool:
-            return any(a.name == name and a.state == "firing" and _matches(a.labels, out.labels[name])
-                       for a in received)
+            return any(
+                a.name == name and a.state == "firing" and _matches(a.labels, out.labels[name]) for a in received
+            )
 
         rules = [r for r in RULES if r in out.labels]
         for name in rules:
@@ -164,8 +171,11 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
                     out.fired_nats[name] = True
                     out.timings[f"{name} NATS fired"] = time.monotonic() - started
                 if not out.fired_prom.get(name) and any(
-                        a["labels"].get("alertname") == name and a["state"] == "firing"
-                        and _matches(a["labels"], out.prom_labels[name]) for a in alerts):
+                    a["labels"].get("alertname") == name
+                    and a["state"] == "firing"
+                    and _matches(a["labels"], out.prom_labels[name])
+                    for a in alerts
+                ):
                     out.fired_prom[name] = True
                     out.timings[f"{name} Prometheus fired"] = time.monotonic() - started
             return all(out.fired_nats.get(n) and out.fired_prom.get(n) for n in rules)
@@ -175,8 +185,9 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
         alerts = await _prom_alerts(client, prom)
         for name in rules:  # what Prometheus did have, for the message of a rule that did not fire there
             if not out.fired_prom.get(name):
-                out.prom_others[name] = [{**a["labels"], "state": a["state"]} for a in alerts
-                                         if a["labels"].get("alertname") == name]
+                out.prom_others[name] = [
+                    {**a["labels"], "state": a["state"]} for a in alerts if a["labels"].get("alertname") == name
+                ]
 
         ended = time.monotonic()
         for s in scenarios:
@@ -190,9 +201,14 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
                 if not out.resolved_nats.get(name) and out.fired_nats.get(name) and not firing_on_nats(name):
                     out.resolved_nats[name] = True
                     out.timings[f"{name} NATS resolved"] = time.monotonic() - ended
-                if not out.resolved_prom.get(name) and out.fired_prom.get(name) and not any(
+                if (
+                    not out.resolved_prom.get(name)
+                    and out.fired_prom.get(name)
+                    and not any(
                         a["labels"].get("alertname") == name and _matches(a["labels"], out.prom_labels[name])
-                        for a in alerts):
+                        for a in alerts
+                    )
+                ):
                     out.resolved_prom[name] = True
                     out.timings[f"{name} Prometheus resolved"] = time.monotonic() - ended
             return all(out.resolved_nats.get(n) and out.resolved_prom.get(n) for n in rules)
@@ -228,21 +244,28 @@ def outcome(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     _aggregator_rules(tmp / "aggregator-rules.yaml")
     agg_port, control_port = free_port(), free_port()
     env = {
-        "INFERWATCH_SIM_CALM": "1", "INFERWATCH_SIM_CONTROL_PORT": str(control_port),
+        "INFERWATCH_SIM_CALM": "1",
+        "INFERWATCH_SIM_CONTROL_PORT": str(control_port),
         "INFERWATCH_AGGREGATOR_RULES_FILE": str(tmp / "aggregator-rules.yaml"),
-        "INFERWATCH_HEARTBEAT_INTERVAL_S": "1", "INFERWATCH_LITELLM_INTERVAL_S": "1",
-        "INFERWATCH_EPP_INTERVAL_S": "1", "INFERWATCH_GPU_INTERVAL_S": "1",
-        "INFERWATCH_LANGFUSE_INTERVAL_S": "2", "INFERWATCH_LANGFUSE_BUCKET_S": "2",
-        "INFERWATCH_LANGFUSE_SETTLE_S": "3", "INFERWATCH_LANGFUSE_RECHECK_S": "12",
+        "INFERWATCH_HEARTBEAT_INTERVAL_S": "1",
+        "INFERWATCH_LITELLM_INTERVAL_S": "1",
+        "INFERWATCH_EPP_INTERVAL_S": "1",
+        "INFERWATCH_GPU_INTERVAL_S": "1",
+        "INFERWATCH_LANGFUSE_INTERVAL_S": "2",
+        "INFERWATCH_LANGFUSE_BUCKET_S": "2",
+        "INFERWATCH_LANGFUSE_SETTLE_S": "3",
+        "INFERWATCH_LANGFUSE_RECHECK_S": "12",
     }
     with run_prometheus(tmp, agg_port, _short_windows) as prom, run_demo(nats_url, agg_port, env) as proc:
         out = Outcome()
         asyncio.run(_run(nats_url, prom, f"http://127.0.0.1:{control_port}", proc.pid, out))
         print(f"\nalert scenarios: {out.timings.get('total', 0):.0f} s from the first scenario to the last check")
         for rule in RULES:
-            seen = [f"{what} {out.timings[f'{rule} {what}']:.1f}s" for what in (
-                "Prometheus fired", "NATS fired", "Prometheus resolved", "NATS resolved")
-                if f"{rule} {what}" in out.timings]
+            seen = [
+                f"{what} {out.timings[f'{rule} {what}']:.1f}s"
+                for what in ("Prometheus fired", "NATS fired", "Prometheus resolved", "NATS resolved")
+                if f"{rule} {what}" in out.timings
+            ]
             print(f"  {rule:<28} {', '.join(seen) or 'nothing'}")
         yield out
 
@@ -258,8 +281,9 @@ def test_rule_quiet_before_its_scenario(outcome: Outcome, rule: str) -> None:
 
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_fires_in_prometheus(outcome: Outcome, rule: str) -> None:
-    assert outcome.fired_prom.get(rule), (f"{rule} {outcome.prom_labels.get(rule)} never firing in Prometheus; "
-                                          f"it had: {outcome.prom_others.get(rule)}")
+    assert outcome.fired_prom.get(rule), (
+        f"{rule} {outcome.prom_labels.get(rule)} never firing in Prometheus; it had: {outcome.prom_others.get(rule)}"
+    )
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from contracts.base import Histogram
-from contracts.heartbeat import Heartbeat
-from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from services.aggregator.alerting import AlertingConfig, alertmanager_payload
-from services.aggregator.alerts import (
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.services.aggregator.alerting import AlertingConfig, alertmanager_payload
+from inferwatch.services.aggregator.alerts import (
     DEFAULT_RULES_FILE,
     AlertEngine,
     RuleError,
@@ -28,11 +28,25 @@ from services.aggregator.alerts import (
 T0 = 1_800_000_000.0
 
 
-def vllm(source: str = "http://vllm-a:8000", *, up: bool = True, status: str = "ready",
-         engines: list[VllmEngineStats] | None = None, at: float = T0) -> VllmInstanceSnapshot:
-    return VllmInstanceSnapshot(source=source, observed_at=at, collector="vllm-scraper@t", interval_s=5.0, up=up,
-                                error="" if up else "timeout", status=status, container_name="vllm-a",
-                                engines=engines or [])
+def vllm(
+    source: str = "http://vllm-a:8000",
+    *,
+    up: bool = True,
+    status: str = "ready",
+    engines: list[VllmEngineStats] | None = None,
+    at: float = T0,
+) -> VllmInstanceSnapshot:
+    return VllmInstanceSnapshot(
+        source=source,
+        observed_at=at,
+        collector="vllm-scraper@t",
+        interval_s=5.0,
+        up=up,
+        error="" if up else "timeout",
+        status=status,
+        container_name="vllm-a",
+        engines=engines or [],
+    )
 
 
 def engine_stats(model: str = "qwen", **kw: object) -> VllmEngineStats:
@@ -47,11 +61,26 @@ def defaults(expiry_intervals: float = math.inf) -> AlertEngine:
 def test_default_rules_load_and_cover_the_issue_list() -> None:
     names = {r.name for r in load_rules(DEFAULT_RULES_FILE)}
     assert names == {
-        "VllmTargetDown", "VllmModelStuckLoading", "VllmKvCacheSaturated", "VllmQueueBacklog", "VllmPreemptions",
-        "VllmTtftHigh", "LitellmProxyDown", "LitellmDeploymentUnhealthy", "LitellmFallbacks",
-        "LitellmErrorRateHigh", "LitellmSpendRateHigh", "LangfuseErrorRateHigh", "LangfuseLatencyHigh",
-        "LangfuseScoreDropping", "GpuTemperatureHigh", "GpuMemoryNearFull", "GpuThrottling", "EppNoReadyPods",
-        "EppLatencyHigh", "CollectorHeartbeatMissing",
+        "VllmTargetDown",
+        "VllmModelStuckLoading",
+        "VllmKvCacheSaturated",
+        "VllmQueueBacklog",
+        "VllmPreemptions",
+        "VllmTtftHigh",
+        "LitellmProxyDown",
+        "LitellmDeploymentUnhealthy",
+        "LitellmFallbacks",
+        "LitellmErrorRateHigh",
+        "LitellmSpendRateHigh",
+        "LangfuseErrorRateHigh",
+        "LangfuseLatencyHigh",
+        "LangfuseScoreDropping",
+        "GpuTemperatureHigh",
+        "GpuMemoryNearFull",
+        "GpuThrottling",
+        "EppNoReadyPods",
+        "EppLatencyHigh",
+        "CollectorHeartbeatMissing",
     }
     for rule in load_rules(DEFAULT_RULES_FILE):
         assert rule.annotations["runbook_url"].endswith("#" + rule.name.lower())
@@ -64,8 +93,12 @@ def test_target_down_respects_for_and_resolves() -> None:
     fired = eng.tick(T0 + 31)
     assert [(a.name, a.state) for a in fired] == [("VllmTargetDown", "firing")]
     alert = fired[0]
-    assert alert.labels == {"alertname": "VllmTargetDown", "severity": "critical", "target": "http://vllm-a:8000",
-                            "container": "vllm-a"}
+    assert alert.labels == {
+        "alertname": "VllmTargetDown",
+        "severity": "critical",
+        "target": "http://vllm-a:8000",
+        "container": "vllm-a",
+    }
     assert alert.annotations["description"] == "The last scrape of http://vllm-a:8000 failed: timeout"
     assert alert.source == fingerprint("VllmTargetDown", alert.labels)
     # still down: no duplicate
@@ -87,8 +120,13 @@ def test_condition_gone_before_for_never_fires() -> None:
 
 def test_per_item_alerts_are_separate_and_missing_fields_never_fire() -> None:
     eng = defaults()
-    snap = vllm(engines=[engine_stats("a", kv_cache_usage_ratio=0.99), engine_stats("b", kv_cache_usage_ratio=0.2),
-                         engine_stats("c")])
+    snap = vllm(
+        engines=[
+            engine_stats("a", kv_cache_usage_ratio=0.99),
+            engine_stats("b", kv_cache_usage_ratio=0.2),
+            engine_stats("c"),
+        ]
+    )
     eng.on_event(snap, T0)
     fired = eng.tick(T0 + 121)
     assert [(a.name, a.labels["model_name"]) for a in fired] == [("VllmKvCacheSaturated", "a")]
@@ -119,8 +157,9 @@ def test_ttft_p95_of_the_last_five_minutes_fires_and_resolves() -> None:
 
     def at(t: float, fast: float, slow_: float) -> list[str]:
         """Cumulative counts: ``fast`` requests under 0.5 s, ``slow_`` between 1 and 5 s, so far."""
-        hist = Histogram(buckets=[(0.5, fast), (1.0, fast), (5.0, fast + slow_)], sum=0.1 * fast + 3 * slow_,
-                         count=fast + slow_)
+        hist = Histogram(
+            buckets=[(0.5, fast), (1.0, fast), (5.0, fast + slow_)], sum=0.1 * fast + 3 * slow_, count=fast + slow_
+        )
         return [f"{a.name}:{a.state}" for a in eng.on_event(vllm(engines=[engine_stats(ttft_seconds=hist)]), t)]
 
     # a long fast history, then a slow spell: the lifetime p95 would stay low, the last 5 minutes' does not
@@ -171,8 +210,16 @@ def test_increase_takes_an_optional_constant_window() -> None:
 
 def test_heartbeat_silence_fires_and_a_new_heartbeat_resolves() -> None:
     eng = defaults()
-    hb = Heartbeat(source="vllm-scraper@h:1", observed_at=T0, collector="vllm-scraper@h:1", interval_s=5.0,
-                   service="vllm-scraper", version="0.1", started_at=T0, ready=True)
+    hb = Heartbeat(
+        source="vllm-scraper@h:1",
+        observed_at=T0,
+        collector="vllm-scraper@h:1",
+        interval_s=5.0,
+        service="vllm-scraper",
+        version="0.1",
+        started_at=T0,
+        ready=True,
+    )
     assert eng.on_event(hb, T0) == []
     assert eng.tick(T0 + 20) == []
     fired = eng.tick(T0 + 31)
@@ -217,18 +264,21 @@ rules:
     assert [(a.name, a.severity) for a in fired] == [("VllmQueueBacklog", "critical")]
 
 
-@pytest.mark.parametrize(("rule", "error"), [
-    ({"alert": "X", "event": "nope.kind", "when": "up"}, "unknown event"),
-    ({"alert": "X", "event": "vllm.instance", "when": "__import__('os')"}, "unknown function"),
-    ({"alert": "X", "event": "vllm.instance", "when": "up.__class__"}, "private attribute"),
-    ({"alert": "X", "event": "vllm.instance", "when": "not_a_field > 1"}, "no field(s) ['not_a_field']"),
-    ({"alert": "X", "event": "vllm.instance", "each": "enginez", "when": "up"}, "no list field"),
-    ({"alert": "X", "event": "vllm.instance", "when": "up", "for": "soon"}, "bad duration"),
-    ({"alert": "X", "event": "vllm.instance", "when": "up", "severity": "page"}, "severity"),
-    ({"alert": "X", "event": "vllm.instance", "when": "[x for x in engines]"}, "not allowed"),
-    ({"alert": "X", "event": "vllm.instance", "when": "up", "colour": "red"}, "unknown keys"),
-    ({"alert": "bad name", "event": "vllm.instance", "when": "up"}, "Identifier"),
-])
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ({"alert": "X", "event": "nope.kind", "when": "up"}, "unknown event"),
+        ({"alert": "X", "event": "vllm.instance", "when": "__import__('os')"}, "unknown function"),
+        ({"alert": "X", "event": "vllm.instance", "when": "up.__class__"}, "private attribute"),
+        ({"alert": "X", "event": "vllm.instance", "when": "not_a_field > 1"}, "no field(s) ['not_a_field']"),
+        ({"alert": "X", "event": "vllm.instance", "each": "enginez", "when": "up"}, "no list field"),
+        ({"alert": "X", "event": "vllm.instance", "when": "up", "for": "soon"}, "bad duration"),
+        ({"alert": "X", "event": "vllm.instance", "when": "up", "severity": "page"}, "severity"),
+        ({"alert": "X", "event": "vllm.instance", "when": "[x for x in engines]"}, "not allowed"),
+        ({"alert": "X", "event": "vllm.instance", "when": "up", "colour": "red"}, "unknown keys"),
+        ({"alert": "bad name", "event": "vllm.instance", "when": "up"}, "Identifier"),
+    ],
+)
 def test_invalid_rules_are_rejected_with_a_clear_message(rule: dict[str, object], error: str) -> None:
     with pytest.raises(RuleError, match=None) as info:
         parse_rule(rule)
@@ -255,8 +305,9 @@ def test_durations() -> None:
 def test_rules_for_other_event_types_cost_nothing() -> None:
     eng = defaults()
     hb_free = AlertEngine([r for r in eng.rules if r.event != "heartbeat.service"])
-    hb = Heartbeat(source="x", observed_at=T0, collector="x", interval_s=5.0, service="x", version="1",
-                   started_at=T0, ready=True)
+    hb = Heartbeat(
+        source="x", observed_at=T0, collector="x", interval_s=5.0, service="x", version="1", started_at=T0, ready=True
+    )
     assert hb_free.on_event(hb, T0) == []
     assert hb_free._seen == {}
 
@@ -292,8 +343,16 @@ def test_out_of_order_snapshots_are_ignored() -> None:
 
 def test_a_silent_source_is_forgotten_with_its_tombstone() -> None:
     eng = AlertEngine(load_rules(DEFAULT_RULES_FILE), forget_after_s=600)
-    hb = Heartbeat(source="old@h:1", observed_at=T0, collector="old@h:1", interval_s=5.0, service="vllm-scraper",
-                   version="0.1", started_at=T0, ready=True)
+    hb = Heartbeat(
+        source="old@h:1",
+        observed_at=T0,
+        collector="old@h:1",
+        interval_s=5.0,
+        service="vllm-scraper",
+        version="0.1",
+        started_at=T0,
+        ready=True,
+    )
     eng.on_event(hb, T0)
     assert [a.state for a in eng.tick(T0 + 31)] == ["firing"]
     out = eng.tick(T0 + 601)

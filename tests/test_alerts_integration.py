@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from contracts import Event, decode
-from contracts.alert import Alert
-from contracts.subjects import subject_for
-from contracts.vllm import VllmInstanceSnapshot
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from shared.bus import Bus, BusSettings
-from tests.conftest import free_port, require_tool, running_service, wait_until
+from inferwatch.contracts import Event, decode
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.subjects import subject_for
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.shared.bus import Bus, BusSettings
+from tests.conftest import free_port, get_text, require_tool, running_service, wait_until
 
 FAST_RULES = """
 rules:
@@ -35,8 +33,14 @@ rules:
 
 
 def snapshot(up: bool) -> VllmInstanceSnapshot:
-    return VllmInstanceSnapshot(source="http://vllm-it:8000", observed_at=time.time(), collector="test",
-                                interval_s=5.0, up=up, error="" if up else "timeout")
+    return VllmInstanceSnapshot(
+        source="http://vllm-it:8000",
+        observed_at=time.time(),
+        collector="test",
+        interval_s=5.0,
+        up=up,
+        error="" if up else "timeout",
+    )
 
 
 @contextlib.contextmanager
@@ -47,9 +51,16 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     config.write_text("route: {receiver: blackhole, group_wait: 0s}\nreceivers: [{name: blackhole}]\n")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         yield f"http://127.0.0.1:{port}"
@@ -67,8 +78,15 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
 async def _am_alerts(url: str, active: bool = True) -> list[dict[str, object]]:
     try:
         async with httpx.AsyncClient(timeout=2) as client:
-            r = await client.get(url + "/api/v2/alerts", params={"active": str(active).lower(), "silenced": "false",
-                                                                   "inhibited": "false", "unprocessed": "true"})
+            r = await client.get(
+                url + "/api/v2/alerts",
+                params={
+                    "active": str(active).lower(),
+                    "silenced": "false",
+                    "inhibited": "false",
+                    "unprocessed": "true",
+                },
+            )
             return r.json() if r.status_code == 200 else []
     except httpx.HTTPError:
         return []
@@ -79,9 +97,13 @@ async def test_alert_on_nats_within_one_second_and_in_alertmanager(nats_url: str
     rules.write_text(FAST_RULES)
     with alertmanager(tmp_path) as am_url:
         await wait_until(lambda: _answers(am_url + "/-/ready"), timeout=15, what="alertmanager ready")
-        env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules),
-               "INFERWATCH_AGGREGATOR_ALERTMANAGER_URL": am_url, "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2"}
-        async with running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as svc:
+        env = {
+            "NATS_URL": nats_url,
+            "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules),
+            "INFERWATCH_AGGREGATOR_ALERTMANAGER_URL": am_url,
+            "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2",
+        }
+        async with running_service("aggregator", env) as svc:
             bus = Bus(BusSettings(servers=(nats_url,)), name="test-alerts")
             await bus.connect()
             received: list[tuple[float, str, Alert]] = []
@@ -104,15 +126,14 @@ async def test_alert_on_nats_within_one_second_and_in_alertmanager(nats_url: str
 
                 def in_am() -> object:
                     return _named(am_url, "VllmTargetDown", active=True)
+
                 found = await wait_until(in_am, timeout=5, what="alert in Alertmanager")
                 assert found["labels"]["severity"] == "critical"
                 assert found["annotations"]["summary"] == "vLLM target http://vllm-it:8000 is down"
 
                 # the status page's view
-                from services.aggregator.__main__ import _aggregators
-                (agg,) = _aggregators.values()
-                assert svc.url
-                assert any(a.name == "VllmTargetDown" for a in agg.alerts.firing())
+                status = json.loads(await get_text(svc.url + "/api/status"))
+                assert any(a["name"] == "VllmTargetDown" for a in status["alerts"])
 
                 # a second identical snapshot: no duplicate on NATS
                 await bus.publish(snapshot(up=False))
@@ -128,6 +149,7 @@ async def test_alert_on_nats_within_one_second_and_in_alertmanager(nats_url: str
 
                 async def gone_from_am() -> bool:
                     return await _named(am_url, "VllmTargetDown", active=True) is None
+
                 await wait_until(gone_from_am, timeout=5, what="resolved in Alertmanager")
             finally:
                 await bus.close()
@@ -150,23 +172,22 @@ async def _answers(url: str) -> bool:
 
 
 def test_decode_of_published_alert_roundtrips() -> None:
-    alert = Alert(source="abc", observed_at=1.0, collector="aggregator", name="VllmTargetDown", state="firing",
-                  labels={"target": "x"})
-    from contracts import encode
+    alert = Alert(
+        source="abc",
+        observed_at=1.0,
+        collector="aggregator",
+        name="VllmTargetDown",
+        state="firing",
+        labels={"target": "x"},
+    )
+    from inferwatch.contracts import encode
+
     assert decode(encode(alert)) == alert
 
 
-@pytest.fixture(autouse=True)
-def _reset_aggregators() -> Iterator[None]:
-    from services.aggregator.__main__ import _aggregators
-    _aggregators.clear()
-    yield
-    _aggregators.clear()
-
-
 async def test_unreachable_alertmanager_is_counted_and_nats_publishing_goes_on(nats_url: str) -> None:
-    from services.aggregator.alerting import AlertDispatcher, AlertingConfig
-    from services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
+    from inferwatch.services.aggregator.alerting import AlertDispatcher, AlertingConfig
+    from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
 
     config = AlertingConfig(alertmanager_url=f"http://127.0.0.1:{free_port()}", tick_s=0.05, resend_s=0.2)
     engine = AlertEngine(load_rules(DEFAULT_RULES_FILE))
@@ -176,11 +197,21 @@ async def test_unreachable_alertmanager_is_counted_and_nats_publishing_goes_on(n
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(bus, stop))
     try:
-        alert = Alert(source="fp1", observed_at=time.time(), collector="aggregator", name="VllmTargetDown",
-                      state="firing", labels={"target": "x"}, starts_at=time.time())
+        alert = Alert(
+            source="fp1",
+            observed_at=time.time(),
+            collector="aggregator",
+            name="VllmTargetDown",
+            state="firing",
+            labels={"target": "x"},
+            starts_at=time.time(),
+        )
         dispatcher.submit([alert])
-        await wait_until(lambda: dispatcher.published == 1 and dispatcher.forward_errors >= 1, timeout=5,
-                         what="published on NATS and a counted forwarding error")
+        await wait_until(
+            lambda: dispatcher.published == 1 and dispatcher.forward_errors >= 1,
+            timeout=5,
+            what="published on NATS and a counted forwarding error",
+        )
         assert dispatcher.forwarded == 0
     finally:
         stop.set()

@@ -8,13 +8,11 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts import encode, subject_for
-from contracts.heartbeat import Heartbeat
-from contracts.vllm import VllmInstanceSnapshot
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from shared.bus import Bus, BusSettings
-from shared.natsserver import EmbeddedNats
+from inferwatch.contracts import encode, subject_for
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.natsserver import EmbeddedNats
 from tests.conftest import free_port, get_text, running_service, wait_until
 
 
@@ -27,8 +25,15 @@ def metric(body: str, name: str, **labels: str) -> float | None:
 
 
 def vllm_snapshot(source: str, interval_s: float = 0.5, version: str = "0.33.0") -> VllmInstanceSnapshot:
-    return VllmInstanceSnapshot(source=source, observed_at=time.time(), collector="test", interval_s=interval_s,
-                                up=True, status="ready", version=version)
+    return VllmInstanceSnapshot(
+        source=source,
+        observed_at=time.time(),
+        collector="test",
+        interval_s=interval_s,
+        up=True,
+        status="ready",
+        version=version,
+    )
 
 
 async def publisher(url: str) -> Bus:
@@ -39,7 +44,7 @@ async def publisher(url: str) -> Bus:
 
 async def test_aggregator_exports_sources_and_survives_garbage(nats_url: str) -> None:
     env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_SUBJECT": "inferwatch.v1.>"}
-    async with running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg:
+    async with running_service("aggregator", env) as agg:
         bus = await publisher(nats_url)
         try:
             await bus.publish_raw("inferwatch.v1.vllm.instance.broken", b"\xc1\xc1 not msgpack")
@@ -49,12 +54,16 @@ async def test_aggregator_exports_sources_and_survives_garbage(nats_url: str) ->
 
             async def both_up() -> bool:
                 body = await get_text(agg.url + "/metrics")
-                return all(metric(body, "inferwatch_vllm_up", target=t) == 1 for t in ("http://a:8000", "http://b:8000"))
+                return all(
+                    metric(body, "inferwatch_vllm_up", target=t) == 1 for t in ("http://a:8000", "http://b:8000")
+                )
 
             await wait_until(both_up, timeout=5, what="both vLLM sources on /metrics")
             body = await get_text(agg.url + "/metrics")
-            assert metric(body, "inferwatch_aggregator_decode_errors_total",
-                          subject_prefix="inferwatch.v1.vllm.instance") == 2
+            assert (
+                metric(body, "inferwatch_aggregator_decode_errors_total", subject_prefix="inferwatch.v1.vllm.instance")
+                == 2
+            )
             assert metric(body, "inferwatch_source_up", domain="vllm", source="http://a:8000") == 1
             assert metric(body, "inferwatch_aggregator_events_total", domain="vllm", kind="instance") == 2
             # the aggregator's own heartbeat arrives through the same bus
@@ -76,16 +85,18 @@ async def _has_service(url: str, service: str) -> bool:
 
 async def _gone(url: str, target: str) -> bool:
     body = await get_text(url + "/metrics")
-    return metric(body, "inferwatch_vllm_up", target=target) is None and \
-        metric(body, "inferwatch_source_up", domain="vllm", source=target) == 0
+    return (
+        metric(body, "inferwatch_vllm_up", target=target) is None
+        and metric(body, "inferwatch_source_up", domain="vllm", source=target) == 0
+    )
 
 
 async def test_nats_down_at_start_then_up_and_restarted_mid_run(private_nats: EmbeddedNats) -> None:
     url = private_nats.url
     private_nats.stop()  # NATS unreachable at start
     env = {"NATS_URL": url}
-    async with running_service("aggregator", aggregator_main, env, routes=aggregator_routes,
-                               wait_ready=False) as agg, httpx.AsyncClient(timeout=2) as client:
+    async with running_service("aggregator", env, wait_ready=False) as agg, httpx.AsyncClient(timeout=2) as client:
+
         async def not_ready_with_reason() -> bool:
             r = await client.get(agg.url + "/readyz")
             return r.status_code == 503 and "NATS" in r.json()["reason"]
@@ -106,6 +117,7 @@ async def test_nats_down_at_start_then_up_and_restarted_mid_run(private_nats: Em
                     await bus.publish(vllm_snapshot(s, interval_s=0.5, version=version))
                 body = (await client.get(agg.url + "/metrics")).text
                 return all(metric(body, "inferwatch_vllm_info", target=s, version=version) == 1 for s in sources)
+
             return check
 
         await wait_until(all_up("before"), timeout=5, what="all sources visible")
@@ -130,8 +142,17 @@ async def test_publish_while_disconnected_is_bounded_and_counted(private_nats: E
     await bus.connect()
     private_nats.stop()
     await wait_until(lambda: not bus.connected, timeout=5, what="client notices the outage")
-    event = Heartbeat(source="x", observed_at=1, collector="x", interval_s=1, service="x", version="0",
-                      started_at=0, ready=True, reason="y" * 500)
+    event = Heartbeat(
+        source="x",
+        observed_at=1,
+        collector="x",
+        interval_s=1,
+        service="x",
+        version="0",
+        started_at=0,
+        ready=True,
+        reason="y" * 500,
+    )
     results = [await bus.publish(event) for _ in range(50)]
     assert results.count(False) > 0, "a full buffer must drop, not grow"
     assert bus.stats.dropped == results.count(False)

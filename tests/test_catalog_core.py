@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from contracts.vllm import VllmInstanceSnapshot, VllmModelCard
-from services.model_catalog.core import (
+from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelCard
+from inferwatch.services.model_catalog.core import (
     HfInfo,
     Sighting,
     enrich,
@@ -111,9 +111,9 @@ def test_enrich_sets_type_from_pipeline_tag() -> None:
 
 
 def test_render_catalog_info_and_availability() -> None:
-    from contracts.catalog import ModelCatalogSnapshot
-    from services.aggregator.domains.catalog import render_catalog
-    from services.aggregator.render import SeriesWriter
+    from inferwatch.contracts.catalog import ModelCatalogSnapshot
+    from inferwatch.services.aggregator.domains.catalog import render_catalog
+    from inferwatch.services.aggregator.render import SeriesWriter
 
     entries = merge(
         [
@@ -163,7 +163,7 @@ def _vllm(status: str = "ready") -> VllmInstanceSnapshot:
 
 
 def test_sightings_from_vllm_cards() -> None:
-    from services.model_catalog.core import sightings_from_vllm
+    from inferwatch.services.model_catalog.core import sightings_from_vllm
 
     base, lora = sightings_from_vllm(_vllm())
     assert base == Sighting(
@@ -181,8 +181,8 @@ def test_sightings_from_vllm_cards() -> None:
 
 
 def test_sightings_from_litellm_groups_deployments() -> None:
-    from contracts.litellm import LitellmProxySnapshot, ModelRoute
-    from services.model_catalog.core import sightings_from_litellm
+    from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
+    from inferwatch.services.model_catalog.core import sightings_from_litellm
 
     routes = [
         ModelRoute(model_group="chat", deployment_id="a", model_type="llm", status="outage", max_tokens=8192),
@@ -212,8 +212,8 @@ def test_sightings_from_litellm_groups_deployments() -> None:
 
 
 def test_sightings_from_docker_by_container() -> None:
-    from contracts.docker import ContainerInfo, DockerHostSnapshot
-    from services.model_catalog.core import sightings_from_docker
+    from inferwatch.contracts.docker import ContainerInfo, DockerHostSnapshot
+    from inferwatch.services.model_catalog.core import sightings_from_docker
 
     snap = DockerHostSnapshot(
         source="h",
@@ -254,7 +254,7 @@ def test_sightings_from_docker_by_container() -> None:
 
 
 def test_down_source_keeps_models_and_silent_sources_fade_out() -> None:
-    from services.model_catalog.core import SourceSightings, current_sightings, replace_source
+    from inferwatch.services.model_catalog.core import SourceSightings, current_sightings, replace_source
 
     up = replace_source(
         None, [Sighting(name="m", provider="vllm", available=True)], up=True, received_at=100.0, interval_s=10.0
@@ -272,7 +272,7 @@ def test_down_source_keeps_models_and_silent_sources_fade_out() -> None:
 
 
 def test_publish_key_ignores_last_seen_only() -> None:
-    from services.model_catalog.core import publish_key
+    from inferwatch.services.model_catalog.core import publish_key
 
     a = merge([Sighting(name="m", provider="vllm", seen_at=1.0, available=True)])
     b = merge([Sighting(name="m", provider="vllm", seen_at=2.0, available=True)], a)
@@ -282,7 +282,7 @@ def test_publish_key_ignores_last_seen_only() -> None:
 
 
 def test_hf_records_round_trip_and_statuses() -> None:
-    from services.model_catalog.core import HfRecord, kv_key, record_for_status, retry_delay_s
+    from inferwatch.services.model_catalog.core import HfRecord, kv_key, record_for_status, retry_delay_s
 
     record = HfRecord("ok", 12.5, HfInfo(parameter_count=7, license="mit", gated=True))
     assert HfRecord.from_json(record.to_json()) == record

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import contracts
-from contracts import EVENT_TYPES, DecodeError, decode, encode, sanitize_token, subject_for
-from contracts.alert import Alert
-from contracts.base import Histogram
-from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from services.cli import asyncapi, json_schemas
+from inferwatch import contracts
+from inferwatch.cli import asyncapi, json_schemas
+from inferwatch.contracts import EVENT_TYPES, DecodeError, decode, encode, sanitize_token, subject_for
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 text = st.text(max_size=20)
@@ -31,8 +31,12 @@ st.register_type_strategy(float, finite)
 st.register_type_strategy(str, text)
 st.register_type_strategy(int, st.integers(-(2**63), 2**63 - 1))
 for _module in ("base", "vllm", "docker", "discovery", "litellm", "langfuse", "gpu", "epp", "catalog", "upstream"):
-    for _obj in vars(__import__(f"contracts.{_module}", fromlist=["_"])).values():
-        if isinstance(_obj, type) and issubclass(_obj, msgspec.Struct) and _obj.__module__.startswith("contracts"):
+    for _obj in vars(__import__(f"inferwatch.contracts.{_module}", fromlist=["_"])).values():
+        if (
+            isinstance(_obj, type)
+            and issubclass(_obj, msgspec.Struct)
+            and _obj.__module__.startswith("inferwatch.contracts")
+        ):
             st.register_type_strategy(_obj, st.deferred(lambda c=_obj: struct_strategy(c)))
 
 
@@ -60,9 +64,18 @@ def test_events_are_frozen_and_tagged() -> None:
 
 
 def test_json_wire_is_self_describing() -> None:
-    snap = VllmInstanceSnapshot(source="http://10.0.0.5:8000", observed_at=1.5, collector="c", interval_s=15,
-                                up=True, engines=[VllmEngineStats(model_name="m", ttft_seconds=Histogram(
-                                    buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0))])
+    snap = VllmInstanceSnapshot(
+        source="http://10.0.0.5:8000",
+        observed_at=1.5,
+        collector="c",
+        interval_s=15,
+        up=True,
+        engines=[
+            VllmEngineStats(
+                model_name="m", ttft_seconds=Histogram(buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0)
+            )
+        ],
+    )
     doc = json.loads(encode(snap, "json"))
     assert doc["type"] == "vllm.instance"
     assert doc["source"] == "http://10.0.0.5:8000"
@@ -92,9 +105,17 @@ def test_sanitized_tokens_keep_distinct_keys_apart(a: str, b: str) -> None:
         assert sanitize_token(a) != sanitize_token(b) or sanitize_token(a) == "_"
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00\x01", b"{not json", b'{"type":"nope.nope","source":"x"}',
-                                  msgspec.msgpack.encode({"type": "vllm.instance"}),
-                                  b'{"type":"heartbeat.service","source":1}'])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00\x01",
+        b"{not json",
+        b'{"type":"nope.nope","source":"x"}',
+        msgspec.msgpack.encode({"type": "vllm.instance"}),
+        b'{"type":"heartbeat.service","source":1}',
+    ],
+)
 def test_bad_messages_raise_decode_error_only(data: bytes) -> None:
     with pytest.raises(DecodeError):
         decode(data)
@@ -118,13 +139,23 @@ def test_schema_documents_cover_every_event() -> None:
 
 
 def test_a_services_heartbeat_subjects_share_the_prefix_its_peers_filter_on() -> None:
-    from contracts.heartbeat import Heartbeat
-    from shared.service import heartbeat_subject_prefix, instance_id
+    from inferwatch.contracts.heartbeat import Heartbeat
+    from inferwatch.shared.service import heartbeat_subject_prefix, instance_id
 
     def subject(service: str) -> str:
         inst = instance_id(service)
-        return subject_for(Heartbeat(source=inst, observed_at=0, collector=inst, interval_s=5, service=service,
-                                     version="0", started_at=0, ready=True))
+        return subject_for(
+            Heartbeat(
+                source=inst,
+                observed_at=0,
+                collector=inst,
+                interval_s=5,
+                service=service,
+                version="0",
+                started_at=0,
+                ready=True,
+            )
+        )
 
     assert subject("vllm-scraper").startswith(heartbeat_subject_prefix("vllm-scraper"))
     assert not subject("vllm-scraper-canary").startswith(heartbeat_subject_prefix("vllm-scraper"))

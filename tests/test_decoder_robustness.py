@@ -7,19 +7,21 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.vllm_scraper.core import engine_stats, parse_models
-from shared.exposition import ExpositionError, parse_exposition
+from inferwatch.services.vllm_scraper.core import engine_stats, parse_models
+from inferwatch.shared.exposition import ExpositionError, parse_exposition
 
 V1 = (Path(__file__).parent / "fixtures" / "vllm-v1-metrics.txt").read_bytes()
 
 
 def test_broken_bucket_bound_is_skipped_not_fatal() -> None:
     # found by atheris: a histogram bucket whose `le` is not a number crashed the mapping
-    body = (b"# TYPE vllm:time_to_first_token_seconds histogram\n"
-            b'vllm:time_to_first_token_seconds_bucket{le="2.-",model_name="m"} 1\n'
-            b'vllm:time_to_first_token_seconds_bucket{le="0.5",model_name="m"} 1\n'
-            b'vllm:time_to_first_token_seconds_count{model_name="m"} 3\n'
-            b'vllm:time_to_first_token_seconds_sum{model_name="m"} 1.5\n')
+    body = (
+        b"# TYPE vllm:time_to_first_token_seconds histogram\n"
+        b'vllm:time_to_first_token_seconds_bucket{le="2.-",model_name="m"} 1\n'
+        b'vllm:time_to_first_token_seconds_bucket{le="0.5",model_name="m"} 1\n'
+        b'vllm:time_to_first_token_seconds_count{model_name="m"} 3\n'
+        b'vllm:time_to_first_token_seconds_sum{model_name="m"} 1.5\n'
+    )
     [stats] = engine_stats(parse_exposition(body))
     assert stats.ttft_seconds is not None
     assert stats.ttft_seconds.buckets == [(0.5, 1.0)]
@@ -34,7 +36,7 @@ def test_models_with_odd_fields() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, len(V1) - 1), st.integers(1, 64), st.binary(max_size=16))
 def test_mutated_exposition_maps_or_raises_exposition_error(pos: int, length: int, junk: bytes) -> None:
-    mutated = V1[:pos] + junk + V1[pos + length:]
+    mutated = V1[:pos] + junk + V1[pos + length :]
     try:
         families = parse_exposition(mutated)
     except ExpositionError:

@@ -15,11 +15,11 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import yaml  # type: ignore[import-untyped]
 
-from services.aggregator import app as aggregator_app
-from services.aggregator import state as aggregator_state
-from services.aggregator.alerts import DEFAULT_RULES_FILE, load_rules
-from services.aggregator.domains import all_families
-from services.aggregator.render import Family
+from inferwatch.services.aggregator import app as aggregator_app
+from inferwatch.services.aggregator import state as aggregator_state
+from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, load_rules
+from inferwatch.services.aggregator.domains import all_families
+from inferwatch.services.aggregator.render import Family
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,13 @@ def _dashboards() -> dict[str, dict[str, Any]]:
 def test_the_six_dashboards_with_variables_and_panel_help() -> None:
     boards = _dashboards()
     assert {b["title"] for b in boards.values()} == {
-        "LiteLLM status", "vLLM Docker status", "Model catalog", "Langfuse analytics", "Performance comparison", "EPP"}
+        "LiteLLM status",
+        "vLLM Docker status",
+        "Model catalog",
+        "Langfuse analytics",
+        "Performance comparison",
+        "EPP",
+    }
     for name, board in boards.items():
         variables = {v["name"] for v in board["templating"]["list"]}
         assert {"host", "model", "container"} <= variables, name
@@ -186,11 +192,22 @@ def test_pending_names_are_not_also_landed_families() -> None:
 def test_promql_in_dashboards_parses(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     # promtool has no expression checker; load every query as a recording rule and let `check rules` parse it
-    exprs = sorted({expr.replace("$__rate_interval", "5m").replace("$__range", "1h")
-                    .replace("$host", ".*").replace("$model", ".*").replace("$container", ".*")
-                    for _, expr in _queries() if not expr.startswith("label_values(")})
-    rules = {"groups": [{"name": "dashboards", "rules": [{"record": f"dashboard:query{i}", "expr": e}
-                                                          for i, e in enumerate(exprs)]}]}
+    exprs = sorted(
+        {
+            expr.replace("$__rate_interval", "5m")
+            .replace("$__range", "1h")
+            .replace("$host", ".*")
+            .replace("$model", ".*")
+            .replace("$container", ".*")
+            for _, expr in _queries()
+            if not expr.startswith("label_values(")
+        }
+    )
+    rules = {
+        "groups": [
+            {"name": "dashboards", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump(rules))
     run_tool(promtool, "check", "rules", path)
@@ -214,8 +231,21 @@ def test_compose_file_validates_against_the_compose_spec_schema() -> None:
 
 def test_compose_services_and_isolation() -> None:
     services = _compose()["services"]
-    expected = {"nats", "aggregator", "docker-watcher", "vllm-scraper", "epp-scraper", "litellm-poller",
-                "langfuse-ingester", "gpu-agent", "model-catalog", "demo", "prometheus", "alertmanager", "grafana"}
+    expected = {
+        "nats",
+        "aggregator",
+        "docker-watcher",
+        "vllm-scraper",
+        "epp-scraper",
+        "litellm-poller",
+        "langfuse-ingester",
+        "gpu-agent",
+        "model-catalog",
+        "demo",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     assert expected <= set(services)
     for name, svc in services.items():
         mounts = svc.get("volumes", [])
@@ -290,7 +320,7 @@ def test_nats_helm_values_match_the_server_config() -> None:
     assert values["config"]["jetstream"]["enabled"] is True
     conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
     for user in values["config"]["merge"]["authorization"]["users"]:
-        block = conf[conf.index(f"{{user: {user['user']},"):]
-        publish_line = block[block.index("publish:"):].splitlines()[0]
+        block = conf[conf.index(f"{{user: {user['user']},") :]
+        publish_line = block[block.index("publish:") :].splitlines()[0]
         allowed = re.findall(r'"([^"]+)"', publish_line)
         assert allowed == user["permissions"]["publish"]["allow"], user["user"]

@@ -15,9 +15,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from contracts.subjects import subject_for
-from contracts.vllm import VllmInstanceSnapshot
-from shared.natsserver import answers, find_binary
+from inferwatch.contracts.subjects import subject_for
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.shared.natsserver import answers, find_binary
 from tests.conftest import free_port
 
 CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "nats-server.conf"
@@ -43,8 +43,9 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, **{var: password(user) for user, var in USERS}}
     # its log goes to a file: a never-read pipe fills up with permission-violation lines and stalls the server
     log = (tmp / "nats.log").open("wb")
-    proc = subprocess.Popen([binary, "-c", str(conf), "-a", "127.0.0.1"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf), "-a", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
     url = f"nats://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10
@@ -60,16 +61,26 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_every_service_has_a_user() -> None:
-    assert {u for u, _ in USERS} >= {"aggregator", "docker-watcher", "vllm-scraper", "epp-scraper", "litellm-poller",
-                                     "langfuse-ingester", "gpu-agent", "model-catalog", "reader"}
+    assert {u for u, _ in USERS} >= {
+        "aggregator",
+        "docker-watcher",
+        "vllm-scraper",
+        "epp-scraper",
+        "litellm-poller",
+        "langfuse-ingester",
+        "gpu-agent",
+        "model-catalog",
+        "reader",
+    }
 
 
 async def _connect(url: str, user: str, errors: list[Exception]) -> NatsClient:
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    return await nats.connect(url, user=user, password=password(user), error_cb=on_error,
-                              allow_reconnect=False, connect_timeout=2)
+    return await nats.connect(
+        url, user=user, password=password(user), error_cb=on_error, allow_reconnect=False, connect_timeout=2
+    )
 
 
 async def _delivered(url: str, publisher: str, subject: str) -> tuple[bool, list[Exception]]:
@@ -111,15 +122,17 @@ async def test_a_collector_publishes_its_own_subjects(secured_nats: str) -> None
     assert ok
 
 
-@pytest.mark.parametrize(("user", "subject"), [
-    ("vllm-scraper", "inferwatch.v1.litellm.proxy.main"),
-    ("litellm-poller", "inferwatch.v1.vllm.instance.http_v_8000-abcd1234"),
-    ("gpu-agent", "inferwatch.v1.alert.VllmTargetDown.0123456789abcdef"),
-    ("docker-watcher", "inferwatch.v1.gpu.host.node1"),
-    ("reader", "inferwatch.v1.vllm.instance.x"),
-])
-async def test_a_collector_cannot_publish_another_services_subjects(secured_nats: str, user: str,
-                                                                    subject: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        ("vllm-scraper", "inferwatch.v1.litellm.proxy.main"),
+        ("litellm-poller", "inferwatch.v1.vllm.instance.http_v_8000-abcd1234"),
+        ("gpu-agent", "inferwatch.v1.alert.VllmTargetDown.0123456789abcdef"),
+        ("docker-watcher", "inferwatch.v1.gpu.host.node1"),
+        ("reader", "inferwatch.v1.vllm.instance.x"),
+    ],
+)
+async def test_a_collector_cannot_publish_another_services_subjects(secured_nats: str, user: str, subject: str) -> None:
     ok, errors = await _delivered(secured_nats, user, subject)
     assert not ok
     await asyncio.sleep(0.05)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.docker import ContainerInfo
-from services.docker_watcher.core import (
+from inferwatch.contracts.docker import ContainerInfo
+from inferwatch.services.docker_watcher.core import (
     classify,
     container_info,
     gpu_assignment,
@@ -112,14 +112,22 @@ def test_scrape_target_carries_container_and_gpus() -> None:
     assert scrape_target(stopped, "h") is None
 
 
-@pytest.mark.parametrize(("argv", "model", "served", "port", "grpc"), [
-    (["vllm", "serve", "m/x", "--port=9000"], "m/x", ("m/x",), 9000, False),
-    (["vllm", "serve", "--model", "m/y", "--served-model-name=a"], "m/y", ("a",), 0, False),
-    (["vllm", "serve", "m/z", "--grpc"], "m/z", ("m/z",), 0, True),
-    (["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "m/w", "--port", "8080"],
-     "m/w", ("m/w",), 8080, False),
-    ([], "", (), 0, False),
-])
+@pytest.mark.parametrize(
+    ("argv", "model", "served", "port", "grpc"),
+    [
+        (["vllm", "serve", "m/x", "--port=9000"], "m/x", ("m/x",), 9000, False),
+        (["vllm", "serve", "--model", "m/y", "--served-model-name=a"], "m/y", ("a",), 0, False),
+        (["vllm", "serve", "m/z", "--grpc"], "m/z", ("m/z",), 0, True),
+        (
+            ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "m/w", "--port", "8080"],
+            "m/w",
+            ("m/w",),
+            8080,
+            False,
+        ),
+        ([], "", (), 0, False),
+    ],
+)
 def test_parse_vllm_args(argv: list[str], model: str, served: tuple[str, ...], port: int, grpc: bool) -> None:
     args = parse_vllm_args(argv)
     assert (args.model_path, args.served_names, args.port, args.grpc) == (model, served, port, grpc)
@@ -159,18 +167,25 @@ def test_docker_time() -> None:
     assert parse_docker_time(None) == 0.0
 
 
-@pytest.mark.parametrize(("line", "signature"), [
-    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "cuda_oom"),
-    ("RuntimeError: CUDA error: out of memory", "cuda_oom"),
-    ("vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue.", "engine_dead"),
-    ("ERROR 11-20 09:13:01 [core.py:700] EngineCore encountered a fatal error.", "engine_dead"),
-    ("torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/NCCLUtils.hpp:275",
-     "nccl_error"),
-    ("OSError: foo/bar is not a valid model identifier listed on 'https://huggingface.co/models'",
-     "model_load_failed"),
-    ("ValueError: Model architectures ['FooForCausalLM'] are not supported for now.", "model_load_failed"),
-    ("INFO 11-20 09:13:01 [loggers.py:123] Engine 000: Avg prompt throughput: 2381.6 tokens/s", ""),
-])
+@pytest.mark.parametrize(
+    ("line", "signature"),
+    [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "cuda_oom"),
+        ("RuntimeError: CUDA error: out of memory", "cuda_oom"),
+        ("vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue.", "engine_dead"),
+        ("ERROR 11-20 09:13:01 [core.py:700] EngineCore encountered a fatal error.", "engine_dead"),
+        (
+            "torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/NCCLUtils.hpp:275",
+            "nccl_error",
+        ),
+        (
+            "OSError: foo/bar is not a valid model identifier listed on 'https://huggingface.co/models'",
+            "model_load_failed",
+        ),
+        ("ValueError: Model architectures ['FooForCausalLM'] are not supported for now.", "model_load_failed"),
+        ("INFO 11-20 09:13:01 [loggers.py:123] Engine 000: Avg prompt throughput: 2381.6 tokens/s", ""),
+    ],
+)
 def test_log_signatures(line: str, signature: str) -> None:
     assert log_signature(line) == signature
 
@@ -201,10 +216,13 @@ def test_scrape_url_ipv6_binding() -> None:
     assert scrape_url(doc, 8000) == "http://[fd00::1]:18000"
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                                 max_size=5),
-                    max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+        max_leaves=30,
+    )
+)
 def test_container_info_never_raises_on_garbage(doc: object) -> None:
     data = doc if isinstance(doc, dict) else {"Config": doc, "State": doc, "HostConfig": doc, "Args": doc}
     info = container_info(data)

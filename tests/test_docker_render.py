@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from contracts.docker import ContainerInfo, DockerHostSnapshot
-from services.aggregator.domains.docker import render_docker_host
-from services.aggregator.render import SeriesWriter
+from inferwatch.contracts.docker import ContainerInfo, DockerHostSnapshot
+from inferwatch.services.aggregator.domains.docker import render_docker_host
+from inferwatch.services.aggregator.render import SeriesWriter
 
 
 def test_render_docker_host() -> None:
     snap = DockerHostSnapshot(
-        source="gpu-1", observed_at=1.0, collector="c", interval_s=15.0, engine_version="27.3.1",
+        source="gpu-1",
+        observed_at=1.0,
+        collector="c",
+        interval_s=15.0,
+        engine_version="27.3.1",
         containers=[
-            ContainerInfo(id="a" * 64, name="vllm-0", image="vllm/vllm-openai:v0.33.0", state="running",
-                          health="healthy", started_at=1795165965.5, restart_count=2, kind="vllm",
-                          vllm_version="0.33.0", models=["qwen3-8b"], gpus=["0", "1"], cuda_version="12.8.1",
-                          events_total={"start": 3.0, "die": 2.0}, log_signatures_total={"cuda_oom": 1.0}),
+            ContainerInfo(
+                id="a" * 64,
+                name="vllm-0",
+                image="vllm/vllm-openai:v0.33.0",
+                state="running",
+                health="healthy",
+                started_at=1795165965.5,
+                restart_count=2,
+                kind="vllm",
+                vllm_version="0.33.0",
+                models=["qwen3-8b"],
+                gpus=["0", "1"],
+                cuda_version="12.8.1",
+                events_total={"start": 3.0, "die": 2.0},
+                log_signatures_total={"cuda_oom": 1.0},
+            ),
             ContainerInfo(id="b" * 64, name="db", image="postgres:16", state="exited"),
         ],
     )

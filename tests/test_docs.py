@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.metrics_table import README, with_table
+from scripts.readme_tables import README, with_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_metrics_table_matches_the_code() -> None:
+def test_readme_tables_match_the_code() -> None:
     text = README.read_text()
-    stale = "README metrics table is stale: run `.venv/bin/python -m scripts.metrics_table --write`"
-    assert with_table(text) == text, stale
+    stale = "README tables are stale: run `.venv/bin/python -m scripts.readme_tables --write`"
+    assert with_tables(text) == text, stale
 
 
 def test_ci_runs_the_readme_test_command() -> None:

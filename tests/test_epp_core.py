@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.epp_scraper.core import (
+from inferwatch.services.epp_scraper.core import (
     WANTED,
     auth_failure_reason,
     detect_naming,
@@ -14,7 +14,7 @@ from services.epp_scraper.core import (
     pool_stats,
     scheduler_stats,
 )
-from shared.exposition import parse_exposition
+from inferwatch.shared.exposition import parse_exposition
 
 FIXTURES = Path(__file__).parent / "fixtures" / "epp"
 NAMINGS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model")

@@ -11,17 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.aggregator.domains.epp import render_epp
-from services.aggregator.render import SeriesWriter
-from services.epp_scraper.__main__ import main as scraper_main
-from services.epp_scraper.app import EppScraper, TokenFile
-from services.epp_scraper.config import EppScraperConfig
-from shared.dns import parse_dns_spec
-from shared.settings import Env, SettingsError
-from simulators.epp import NAMINGS, EppSimulator
+from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.services.aggregator.domains.epp import render_epp
+from inferwatch.services.aggregator.render import SeriesWriter
+from inferwatch.services.epp_scraper.app import EppScraper, TokenFile
+from inferwatch.services.epp_scraper.config import EppScraperConfig
+from inferwatch.shared.dns import parse_dns_spec
+from inferwatch.shared.settings import Env, SettingsError
+from inferwatch.simulators.epp import NAMINGS, EppSimulator
 from tests.conftest import get_text, running_service, wait_until
 from tests.test_vllm_integration import _SrvServer
 
@@ -61,8 +58,11 @@ async def test_scrape_each_naming_generation_with_token(tmp_path: Path, naming: 
     w = SeriesWriter()
     render_epp(snap, w)
     text = "".join(w.freeze().values())
-    assert re.search(r'inferwatch_epp_requests_total\{target="[^"]+",model_name="qwen3-8b",target_model_name='
-                     r'"qwen3-8b"\} \d+', text)
+    assert re.search(
+        r'inferwatch_epp_requests_total\{target="[^"]+",model_name="qwen3-8b",target_model_name='
+        r'"qwen3-8b"\} \d+',
+        text,
+    )
     assert 'inferwatch_epp_pool_ready_endpoints{target="' in text
 
 
@@ -117,24 +117,37 @@ async def test_epp_end_to_end_through_nats_to_aggregator(nats_url: str, tmp_path
     runner, url = await sim.serve()
     token = tmp_path / "token"
     write_token(token, "sa-token")
-    env = {"NATS_URL": nats_url, "INFERWATCH_EPP_TARGETS": url,
-           "INFERWATCH_EPP_TOKEN_FILE": str(token), "INFERWATCH_EPP_INTERVAL_S": "0.5",
-           "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_EPP_TARGETS": url,
+        "INFERWATCH_EPP_TOKEN_FILE": str(token),
+        "INFERWATCH_EPP_INTERVAL_S": "0.5",
+        "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("epp-scraper", scraper_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("epp-scraper", env),
         ):
+
             async def body_with(pattern: str) -> str | None:
                 body = await get_text(agg.url + "/metrics")
                 return body if re.search(pattern, body) else None
 
-            body = await wait_until(lambda: body_with(
-                rf'inferwatch_epp_pool_average_kv_cache_utilization_ratio\{{target="{re.escape(url)}",'
-                r'pool="vllm-llama-pool"\} [0-9.]+'), timeout=10, what="EPP pool series in the aggregator")
+            body = await wait_until(
+                lambda: body_with(
+                    rf'inferwatch_epp_pool_average_kv_cache_utilization_ratio\{{target="{re.escape(url)}",'
+                    r'pool="vllm-llama-pool"\} [0-9.]+'
+                ),
+                timeout=10,
+                what="EPP pool series in the aggregator",
+            )
             assert f'inferwatch_epp_info{{target="{url}",naming="inference_objective"}} 1' in body
-            assert re.search(rf'inferwatch_epp_scheduler_attempts_total\{{target="{re.escape(url)}",'
-                             r'status="success"\} \d+', body)
+            assert re.search(
+                rf'inferwatch_epp_scheduler_attempts_total\{{target="{re.escape(url)}",'
+                r'status="success"\} \d+',
+                body,
+            )
     finally:
         await runner.cleanup()
 
@@ -161,15 +174,22 @@ class _BusCtx(_Ctx):
 async def _srv_server() -> tuple[_SrvServer, asyncio.DatagramTransport, str]:
     """vllm-scraper's loopback SRV server (shared by import), and its ``ip:port``."""
     server = _SrvServer()
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: server,
-                                                                             local_addr=("127.0.0.1", 0))
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: server, local_addr=("127.0.0.1", 0)
+    )
     return server, transport, "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
 
 
 def test_config_splits_static_urls_and_dns_specs() -> None:
-    cfg = EppScraperConfig.from_env(Env({
-        "INFERWATCH_EPP_TARGETS": "http://epp-a:9090/, dns+http://epp.ns.svc:9090, dns+_m._tcp.epp.ns.svc",
-        "INFERWATCH_EPP_DNS_SERVER": "10.0.0.10:53", "INFERWATCH_EPP_DNS_INTERVAL_S": "30"}))
+    cfg = EppScraperConfig.from_env(
+        Env(
+            {
+                "INFERWATCH_EPP_TARGETS": "http://epp-a:9090/, dns+http://epp.ns.svc:9090, dns+_m._tcp.epp.ns.svc",
+                "INFERWATCH_EPP_DNS_SERVER": "10.0.0.10:53",
+                "INFERWATCH_EPP_DNS_INTERVAL_S": "30",
+            }
+        )
+    )
     assert cfg.targets == ("http://epp-a:9090",)
     assert cfg.dns == ("dns+http://epp.ns.svc:9090", "dns+_m._tcp.epp.ns.svc")
     assert (cfg.dns_server, cfg.dns_interval_s) == ("10.0.0.10:53", 30.0)
@@ -204,8 +224,15 @@ async def test_srv_targets_come_and_go_and_losses_are_published(tmp_path: Path) 
     server, transport, ns = await _srv_server()
     ctx = _BusCtx()
     write_token(tmp_path / "token", "t")
-    scraper = EppScraper(EppScraperConfig(dns=("dns+_metrics._tcp.epp.test.internal",), dns_server=ns,
-                                          targets=(urls[1],), token_file=str(tmp_path / "token")), ctx)  # type: ignore[arg-type]
+    scraper = EppScraper(
+        EppScraperConfig(
+            dns=("dns+_metrics._tcp.epp.test.internal",),
+            dns_server=ns,
+            targets=(urls[1],),
+            token_file=str(tmp_path / "token"),
+        ),
+        ctx,
+    )  # type: ignore[arg-type]
     try:
         server.records = [("127.0.0.1", int(urls[0].rsplit(":", 1)[1]))]
         await scraper.refresh_dns()
@@ -234,18 +261,37 @@ async def test_discovered_epp_targets_found_lost_and_listed() -> None:
     scraper = EppScraper(EppScraperConfig(targets=("http://static:9090",)), ctx)  # type: ignore[arg-type]
     now = time.time()
     try:
-        found = TargetFound(source="c1", observed_at=now, collector="docker-watcher@h:1",
-                            target=ScrapeTarget(kind="epp", url="http://10.0.0.5:9090/"))
+        found = TargetFound(
+            source="c1",
+            observed_at=now,
+            collector="docker-watcher@h:1",
+            target=ScrapeTarget(kind="epp", url="http://10.0.0.5:9090/"),
+        )
         await scraper.on_discovery(found, "")
-        await scraper.on_discovery(TargetFound(source="c2", observed_at=now, collector="docker-watcher@h:1",
-                                               target=ScrapeTarget(kind="vllm", url="http://10.0.0.6:8000")), "")
+        await scraper.on_discovery(
+            TargetFound(
+                source="c2",
+                observed_at=now,
+                collector="docker-watcher@h:1",
+                target=ScrapeTarget(kind="vllm", url="http://10.0.0.6:8000"),
+            ),
+            "",
+        )
         assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.5:9090"}
-        await scraper.on_discovery(TargetLost(source="c1", observed_at=now, collector="docker-watcher@h:1",
-                                              target=found.target), "")
+        await scraper.on_discovery(
+            TargetLost(source="c1", observed_at=now, collector="docker-watcher@h:1", target=found.target), ""
+        )
         assert set(scraper.clients) == {"http://static:9090"}
-        listing = TargetSet(source="docker-watcher@h:1", observed_at=now, collector="docker-watcher@h:1",
-                            interval_s=5.0, targets=[ScrapeTarget(kind="epp", url="http://10.0.0.7:9090"),
-                                                     ScrapeTarget(kind="epp", url="http://static:9090")])
+        listing = TargetSet(
+            source="docker-watcher@h:1",
+            observed_at=now,
+            collector="docker-watcher@h:1",
+            interval_s=5.0,
+            targets=[
+                ScrapeTarget(kind="epp", url="http://10.0.0.7:9090"),
+                ScrapeTarget(kind="epp", url="http://static:9090"),
+            ],
+        )
         await scraper.on_discovery(listing, "")
         assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.7:9090"}
         await scraper.on_discovery(msgspec.structs.replace(listing, targets=[]), "")
@@ -261,18 +307,24 @@ async def test_epp_dns_targets_end_to_end(nats_url: str, tmp_path: Path) -> None
     server, transport, ns = await _srv_server()
     server.records = [("127.0.0.1", int(urls[0].rsplit(":", 1)[1]))]
     write_token(tmp_path / "token", "t")
-    env = {"NATS_URL": nats_url, "INFERWATCH_EPP_TARGETS": "dns+_metrics._tcp.epp.test.internal",
-           "INFERWATCH_EPP_DNS_SERVER": ns, "INFERWATCH_EPP_TOKEN_FILE": str(tmp_path / "token"),
-           "INFERWATCH_EPP_INTERVAL_S": "0.5",
-           "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_EPP_TARGETS": "dns+_metrics._tcp.epp.test.internal",
+        "INFERWATCH_EPP_DNS_SERVER": ns,
+        "INFERWATCH_EPP_TOKEN_FILE": str(tmp_path / "token"),
+        "INFERWATCH_EPP_INTERVAL_S": "0.5",
+        "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("epp-scraper", scraper_main, env) as scraper,
+            running_service("aggregator", env) as agg,
+            running_service("epp-scraper", env) as scraper,
         ):
+
             async def info_for(url: str) -> bool:
                 return f'inferwatch_epp_info{{target="{url}",naming="inference_objective"}} 1' in await get_text(
-                    agg.url + "/metrics")
+                    agg.url + "/metrics"
+                )
 
             async def readiness_says(text: str) -> bool:
                 return text in await get_text(scraper.url + "/readyz")

@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Exemplar
 
-from shared.exposition import ExpositionError, MetricFamily, Sample, parse_exposition
+from inferwatch.shared.exposition import ExpositionError, MetricFamily, Sample, parse_exposition
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 V1 = FIXTURES / "vllm-v1-metrics.txt"

@@ -17,21 +17,17 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, UnixConnector, web
 
-from contracts import decode
-from contracts.docker import ContainerLifecycle, DockerHostSnapshot
-from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.aggregator.domains import all_renderers
-from services.aggregator.state import SourceTable
-from services.docker_watcher.__main__ import main as watcher_main
-from services.vllm_scraper.__main__ import main as scraper_main
-from services.vllm_scraper.config import VllmScraperConfig
-from services.vllm_scraper.core import MAX_FINISHED_REASONS, cap_engines, cap_models
-from shared.bus import Bus, BusSettings
-from shared.settings import Env
-from simulators.docker_engine import FakeContainer, FakeDockerEngine, container_id, serve_engine
-from simulators.vllm import SimulatedVllm, VllmGeneration, serve
+from inferwatch.contracts import decode
+from inferwatch.contracts.docker import ContainerLifecycle, DockerHostSnapshot
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
+from inferwatch.services.aggregator.domains import all_renderers
+from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.vllm_scraper.config import VllmScraperConfig
+from inferwatch.services.vllm_scraper.core import MAX_FINISHED_REASONS, cap_engines, cap_models
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.settings import Env
+from inferwatch.simulators.docker_engine import FakeContainer, FakeDockerEngine, container_id, serve_engine
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
 from tests.conftest import free_port, get_text, running_service, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -169,8 +165,8 @@ async def test_cardinality_bomb_is_capped_counted_and_isolated(nats_url: str) ->
         async with serve_app(app) as bomb_url:
             env["INFERWATCH_VLLM_TARGETS"] = f"{bomb_url},{normal_url}"
             async with (
-                running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-                running_service("vllm-scraper", scraper_main, env),
+                running_service("aggregator", env) as agg,
+                running_service("vllm-scraper", env),
             ):
 
                 async def bomb_reported() -> str | None:
@@ -259,8 +255,8 @@ async def test_flapping_target_counts_failures_and_leaks_no_series(nats_url: str
 
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env) as scraper,
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env) as scraper,
         ):
             flapper = asyncio.create_task(flap())
             try:
@@ -402,7 +398,7 @@ async def test_docker_event_stream_cut_mid_event_reconnects_and_resyncs(nats_url
         return found[0] if found else None
 
     try:
-        async with running_service("docker-watcher", watcher_main, env) as watcher:
+        async with running_service("docker-watcher", env) as watcher:
             await wait_until(lambda: state_of(f"web-{tag}") == "running", timeout=15, what="web running")
             await wait_until(lambda: proxy.events_connections >= 1, timeout=5, what="the event stream")
             proxy.cut_next = True

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from services.aggregator.app import Aggregator
-from services.aggregator.config import AggregatorConfig
-from shared.bus import Bus, BusSettings
-from shared.natsserver import EmbeddedNats, find_binary
+from inferwatch.services.aggregator.app import Aggregator
+from inferwatch.services.aggregator.config import AggregatorConfig
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.natsserver import EmbeddedNats, find_binary
 from tests.conftest import free_port, get_text, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,8 @@ PAUSE_S = 10.0
 
 
 def _payloads() -> list[bytes]:
-    from contracts import encode
-    from contracts.heartbeat import Heartbeat
+    from inferwatch.contracts import encode
+    from inferwatch.contracts.heartbeat import Heartbeat
 
     return [
         encode(
@@ -123,14 +123,16 @@ async def test_frozen_aggregator_recovers_with_bounded_memory(monitored_nats: tu
     env = {
         **os.environ,
         "NATS_URL": url,
-        "INFERWATCH_AGGREGATOR_PORT": str(port),
+        "INFERWATCH_AGGREGATOR_HTTP_PORT": str(port),
         "PYTHONPATH": str(ROOT),
         "INFERWATCH_LOG_LEVEL": "warning",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.aggregator",
+        "inferwatch",
+        "run",
+        "aggregator",
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

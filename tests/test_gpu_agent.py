@@ -9,16 +9,13 @@ from pathlib import Path
 import httpx
 import pynvml  # type: ignore[import-untyped]
 
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.aggregator.domains.gpu import render_gpu_host
-from services.aggregator.render import SeriesWriter
-from services.gpu_agent.__main__ import main as agent_main
-from services.gpu_agent.app import snapshot
-from services.gpu_agent.config import GpuAgentConfig
-from services.gpu_agent.core import container_id_from_cgroup
-from services.gpu_agent.nvml import NvmlReader, read_cgroup_container
-from simulators.nvml import FakeNvml, container_id_for
+from inferwatch.services.aggregator.domains.gpu import render_gpu_host
+from inferwatch.services.aggregator.render import SeriesWriter
+from inferwatch.services.gpu_agent.app import snapshot
+from inferwatch.services.gpu_agent.config import GpuAgentConfig
+from inferwatch.services.gpu_agent.core import container_id_from_cgroup
+from inferwatch.services.gpu_agent.nvml import NvmlReader, read_cgroup_container
+from inferwatch.simulators.nvml import FakeNvml, container_id_for
 from tests.conftest import get_text, running_service, wait_until
 
 GIB = 1024**3
@@ -30,7 +27,7 @@ def fake_reader(fake: FakeNvml) -> NvmlReader:
 
 
 def test_fake_container_ids_match_the_docker_demo() -> None:
-    from simulators.docker_engine import container_id
+    from inferwatch.simulators.docker_engine import container_id
 
     assert container_id_for("vllm-qwen3") == container_id("vllm-qwen3")
 
@@ -142,8 +139,10 @@ def test_render_gpu_series_and_process_join_labels() -> None:
     assert 'inferwatch_gpu_nvml_available{host="gpu-host",reason=""} 1\n' in text
     assert f"inferwatch_gpu_memory_used_bytes{{{ident}}} 76235669504\n" in text
     cid = container_id_for("vllm-qwen3")[:12]
-    assert (f'inferwatch_gpu_process_memory_used_bytes{{{ident},pid="1001",container_id="{cid}",kind="compute"}} '
-            f"{70 * GIB}\n") in text
+    assert (
+        f'inferwatch_gpu_process_memory_used_bytes{{{ident},pid="1001",container_id="{cid}",kind="compute"}} '
+        f"{70 * GIB}\n"
+    ) in text
     assert f'inferwatch_gpu_field_unsupported{{{ident},field="fan"}} 1\n' in text
     assert "inferwatch_gpu_fan_speed_ratio{" not in text
     assert f'inferwatch_gpu_throttle_reason{{{ident},reason="hw_thermal_slowdown"}} 0\n' in text
@@ -154,19 +153,30 @@ def test_render_gpu_series_and_process_join_labels() -> None:
 
 async def test_agent_end_to_end_through_nats_to_aggregator(nats_url: str) -> None:
     host = f"gpu-test-{uuid.uuid4().hex[:6]}"
-    env = {"NATS_URL": nats_url, "INFERWATCH_GPU_FAKE": "3:thermal", "INFERWATCH_GPU_HOST": host,
-           "INFERWATCH_GPU_INTERVAL_S": "0.5", "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_GPU_NVML": "inferwatch.simulators.nvml:from_env",
+        "INFERWATCH_SIM_NVML": "3:thermal",
+        "INFERWATCH_GPU_HOST": host,
+        "INFERWATCH_GPU_INTERVAL_S": "0.5",
+        "INFERWATCH_AGGREGATOR_SWEEP_INTERVAL_S": "0.2",
+    }
     async with (
-        running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-        running_service("gpu-agent", agent_main, env) as agent,
+        running_service("aggregator", env) as agg,
+        running_service("gpu-agent", env) as agent,
     ):
+
         async def body_with(pattern: str) -> str | None:
             body = await get_text(agg.url + "/metrics")
             return body if re.search(pattern, body) else None
 
-        body = await wait_until(lambda: body_with(
-            rf'inferwatch_gpu_throttle_reason\{{host="{host}",gpu="1",[^}}]*reason="sw_thermal_slowdown"\}} 1'),
-            timeout=10, what="thermal throttling of GPU 1 in the aggregator")
+        body = await wait_until(
+            lambda: body_with(
+                rf'inferwatch_gpu_throttle_reason\{{host="{host}",gpu="1",[^}}]*reason="sw_thermal_slowdown"\}} 1'
+            ),
+            timeout=10,
+            what="thermal throttling of GPU 1 in the aggregator",
+        )
         assert re.search(rf'inferwatch_gpu_host_info\{{host="{host}",driver_version="550.54.15"', body)
         own = await get_text(agent.url + "/metrics")
         assert "inferwatch_gpu_nvml_available 1.0" in own
@@ -181,7 +191,8 @@ async def test_agent_without_nvml_stays_up_and_says_why(nats_url: str) -> None:
         pynvml.nvmlShutdown()
         return  # a host with NVIDIA drivers: absence cannot be exercised with the real library
     env = {"NATS_URL": nats_url, "INFERWATCH_GPU_INTERVAL_S": "0.5", "INFERWATCH_GPU_HOST": "no-gpu"}
-    async with running_service("gpu-agent", agent_main, env, wait_ready=False) as agent:
+    async with running_service("gpu-agent", env, wait_ready=False) as agent:
+
         async def not_ready() -> str | None:
             async with httpx.AsyncClient(timeout=2) as client:
                 r = await client.get(agent.url + "/readyz")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.gpu_agent.core import (
+from inferwatch.services.gpu_agent.core import (
     container_id_from_cgroup,
     cuda_version_string,
     gpu_processes,
@@ -20,10 +20,18 @@ FIXTURES = Path(__file__).parent / "fixtures" / "gpu"
 CID = "3f1c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f"
 
 
-@pytest.mark.parametrize("name", [
-    "cgroup-v1-docker.txt", "cgroup-v2-docker.txt", "cgroup-v1-k8s.txt", "cgroup-v2-k8s-containerd.txt",
-    "cgroup-v2-k8s-crio.txt", "cgroup-v2-podman.txt", "cgroup-v2-podman-rootless.txt",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cgroup-v1-docker.txt",
+        "cgroup-v2-docker.txt",
+        "cgroup-v1-k8s.txt",
+        "cgroup-v2-k8s-containerd.txt",
+        "cgroup-v2-k8s-crio.txt",
+        "cgroup-v2-podman.txt",
+        "cgroup-v2-podman-rootless.txt",
+    ],
+)
 def test_container_id_from_cgroup_in_containers(name: str) -> None:
     assert container_id_from_cgroup((FIXTURES / name).read_text()) == CID
 
@@ -64,8 +72,16 @@ def test_gpu_reading_normalises_units() -> None:
     raw = {
         "utilization": SimpleNamespace(gpu=87, memory=41),
         "memory": SimpleNamespace(used=71 * 1024**3, free=9 * 1024**3, total=80 * 1024**3),
-        "temperature": 66, "power_usage": 412_345, "power_limit": 700_000, "sm_clock": 1980, "mem_clock": 2619,
-        "throttle": 0x4, "ecc_corrected": 3, "ecc_uncorrected": 0, "pcie_tx": 1000, "pcie_rx": 2000,
+        "temperature": 66,
+        "power_usage": 412_345,
+        "power_limit": 700_000,
+        "sm_clock": 1980,
+        "mem_clock": 2619,
+        "throttle": 0x4,
+        "ecc_corrected": 3,
+        "ecc_uncorrected": 0,
+        "pcie_tx": 1000,
+        "pcie_rx": 2000,
     }
     r = gpu_reading(2, "GPU-x", "NVIDIA H100", raw, [], ["fan"])
     assert r.utilization_ratio == pytest.approx(0.87)
@@ -87,4 +103,7 @@ def test_gpu_processes_merge_compute_and_graphics() -> None:
     graphics = [SimpleNamespace(pid=10, usedGpuMemory=1), SimpleNamespace(pid=3, usedGpuMemory=1024)]
     procs = gpu_processes(compute, graphics, {10: CID})
     assert [(p.pid, p.kind, p.container_id, p.used_memory_bytes) for p in procs] == [
-        (3, "graphics", "", 1024.0), (10, "compute", CID, 5.0 * 1024**3), (11, "compute", "", 0.0)]
+        (3, "graphics", "", 1024.0),
+        (10, "compute", CID, 5.0 * 1024**3),
+        (11, "compute", "", 0.0),
+    ]

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-from shared.http import (
+from inferwatch.shared.http import (
     BreakerPolicy,
     CircuitOpen,
     RetryPolicy,
@@ -112,9 +112,18 @@ def _app(state: Upstream) -> web.Application:
         return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
 
     app = web.Application()
-    for path, handler in {"/ok": ok, "/flaky": flaky, "/limited": limited, "/auth": unauthorized, "/hang": hang,
-                          "/dribble": dribble, "/big": big, "/invalid": invalid, "/redirect": redirect,
-                          "/gzip": gzipped}.items():
+    for path, handler in {
+        "/ok": ok,
+        "/flaky": flaky,
+        "/limited": limited,
+        "/auth": unauthorized,
+        "/hang": hang,
+        "/dribble": dribble,
+        "/big": big,
+        "/invalid": invalid,
+        "/redirect": redirect,
+        "/gzip": gzipped,
+    }.items():
         app.router.add_get(path, handler)
     return app
 
@@ -174,8 +183,9 @@ def metrics(registry: CollectorRegistry) -> UpstreamMetrics:
 
 
 def requests(registry: CollectorRegistry, endpoint: str, outcome: str, api: str = "test") -> float:
-    value = registry.get_sample_value("inferwatch_upstream_requests_total",
-                                      {"api": api, "endpoint": endpoint, "outcome": outcome})
+    value = registry.get_sample_value(
+        "inferwatch_upstream_requests_total", {"api": api, "endpoint": endpoint, "outcome": outcome}
+    )
     return value or 0.0
 
 
@@ -207,7 +217,7 @@ def mock(handler: Handler) -> tuple[httpx.MockTransport, list[httpx.Request]]:
 async def stream(data: bytes, size: int = 16384) -> AsyncIterator[bytes]:
     """Response content that is really streamed (bytes content is pre-read by httpx)."""
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 async def expect_error(call: Awaitable[Any]) -> UpstreamError:
@@ -222,7 +232,10 @@ async def expect_error(call: Awaitable[Any]) -> UpstreamError:
 async def test_ok_json_and_metrics(upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry) -> None:
     async with client(upstream.url, metrics) as c:
         assert await c.get_json("/ok", endpoint="/ok", params={"b": 2, "a": "x"}) == {
-            "ok": True, "n": 1, "q": {"a": "x", "b": "2"}}
+            "ok": True,
+            "n": 1,
+            "q": {"a": "x", "b": "2"},
+        }
         response = await c.get("/ok")
     assert response.status == 200
     assert response.headers["content-type"].startswith("application/json")
@@ -241,7 +254,9 @@ async def test_gzip_body_is_decoded(upstream: Upstream, metrics: UpstreamMetrics
 
 
 async def test_500_then_ok_is_retried_with_backoff(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     sleeps = Sleeps()
     retry = RetryPolicy(attempts=3, base_delay_s=0.2, jitter=0.5)
@@ -264,7 +279,9 @@ async def test_429_retry_after_within_max_delay_is_honoured(upstream: Upstream, 
 
 
 async def test_429_retry_after_beyond_max_delay_gives_up_at_once(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     sleeps = Sleeps()
     async with client(upstream.url, metrics, sleep=sleeps) as c:
@@ -286,7 +303,9 @@ async def test_401_fails_at_once(upstream: Upstream, metrics: UpstreamMetrics, r
 
 
 async def test_hanging_server_times_out_every_attempt(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     async with client(upstream.url, metrics, timeout_s=0.3, retry=RetryPolicy(attempts=2)) as c:
         started = time.monotonic()
@@ -308,7 +327,9 @@ async def test_dribbled_body_is_cut_at_the_deadline(upstream: Upstream, metrics:
 
 
 async def test_huge_streamed_body_is_aborted_early_with_bounded_memory(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     cap = 1 * MB
     async with client(upstream.url, metrics, max_body_bytes=cap) as c:
@@ -327,7 +348,8 @@ async def test_huge_streamed_body_is_aborted_early_with_bounded_memory(
 
 
 async def test_declared_content_length_over_cap_is_rejected_before_reading(
-    upstream: Upstream, metrics: UpstreamMetrics,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
 ) -> None:
     async with client(upstream.url, metrics, max_body_bytes=MB) as c:
         error = await expect_error(c.get("/big", params={"declared": "1"}))
@@ -337,7 +359,9 @@ async def test_declared_content_length_over_cap_is_rejected_before_reading(
 
 
 async def test_invalid_json_is_invalid_body_and_not_cached(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     async with client(upstream.url, metrics) as c:
         for _ in range(2):
@@ -350,7 +374,8 @@ async def test_invalid_json_is_invalid_body_and_not_cached(
 
 
 async def test_connection_refused_is_connect_error_after_retries(
-    metrics: UpstreamMetrics, registry: CollectorRegistry,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     state = Upstream(url="")
     runner = await _serve(state)
@@ -388,10 +413,31 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         if openssl is None:
             pytest.skip("needs the cryptography package or the openssl CLI")
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE"],
-            check=True, capture_output=True, timeout=30,
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
     return cert, key
 
@@ -409,16 +455,23 @@ def _cert_with_cryptography(cert: Path, key: Path) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(private, hashes.SHA256())
     )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
 
 
 @pytest.fixture
@@ -434,7 +487,10 @@ async def tls_upstream(self_signed: tuple[Path, Path]) -> AsyncIterator[Upstream
 
 
 async def test_tls_is_verified_by_default(
-    tls_upstream: Upstream, self_signed: tuple[Path, Path], metrics: UpstreamMetrics, registry: CollectorRegistry,
+    tls_upstream: Upstream,
+    self_signed: tuple[Path, Path],
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     sleeps = Sleeps()
     async with client(tls_upstream.url, metrics, sleep=sleeps) as c:
@@ -453,14 +509,20 @@ async def test_tls_is_verified_by_default(
 
 
 async def test_secrets_never_leak(
-    upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture,
+    upstream: Upstream,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "inferwatch.http"):
         caplog.set_level(logging.DEBUG, logger=name)
     marker = "s3cr3t-MARKER"
-    headers = {"Authorization": f"Bearer {marker}-bearer", "x-api-key": f"{marker}-xkey",
-               "x-litellm-api-key": f"{marker}-litellm"}
+    headers = {
+        "Authorization": f"Bearer {marker}-bearer",
+        "x-api-key": f"{marker}-xkey",
+        "x-litellm-api-key": f"{marker}-litellm",
+    }
     errors: list[UpstreamError] = []
     state = Upstream(url="")
     closed = await _serve(state)
@@ -475,8 +537,11 @@ async def test_secrets_never_leak(
     ]
     for url, options, path in cases:
         async with client(url, metrics, **options) as c:
-            errors.append(await expect_error(c.get(path, params={"api_key": f"{marker}-query"},
-                                                   headers={"x-api-key": f"{marker}-percall"})))
+            errors.append(
+                await expect_error(
+                    c.get(path, params={"api_key": f"{marker}-query"}, headers={"x-api-key": f"{marker}-percall"})
+                )
+            )
             if path == "/auth":  # a successful call too: httpx logs its URL (query included) at INFO
                 assert (await c.get_json("/ok", params={"key": f"{marker}-ok"}))["ok"] is True
     assert [e.outcome for e in errors[:3]] == ["http_401", "http_401", "connect_error"]
@@ -496,7 +561,8 @@ async def test_secrets_never_leak(
 
 
 async def test_circuit_breaker_opens_fails_fast_and_recovers(
-    metrics: UpstreamMetrics, registry: CollectorRegistry,
+    metrics: UpstreamMetrics,
+    registry: CollectorRegistry,
 ) -> None:
     healthy = False
 
@@ -505,8 +571,14 @@ async def test_circuit_breaker_opens_fails_fast_and_recovers(
 
     transport, seen = mock(handler)
     clock = Clock()
-    c = client("http://upstream", metrics, transport=transport, clock=clock, retry=RetryPolicy(attempts=2),
-               breaker=BreakerPolicy(failure_threshold=3, reset_after_s=30))
+    c = client(
+        "http://upstream",
+        metrics,
+        transport=transport,
+        clock=clock,
+        retry=RetryPolicy(attempts=2),
+        breaker=BreakerPolicy(failure_threshold=3, reset_after_s=30),
+    )
 
     def gauge() -> float | None:
         return registry.get_sample_value("inferwatch_upstream_circuit_state", {"api": "test"})
@@ -548,8 +620,13 @@ async def test_half_open_lets_exactly_one_trial_through(metrics: UpstreamMetrics
 
     transport, seen = mock(handler)
     clock = Clock()
-    c = client("http://upstream", metrics, transport=transport, clock=clock,
-               breaker=BreakerPolicy(failure_threshold=1, reset_after_s=5))
+    c = client(
+        "http://upstream",
+        metrics,
+        transport=transport,
+        clock=clock,
+        breaker=BreakerPolicy(failure_threshold=1, reset_after_s=5),
+    )
     c._settle(False, False)  # one failure opens it (threshold 1)
     assert c.circuit_state() == "open"
     clock.now += 5
@@ -589,8 +666,18 @@ async def test_client_errors_do_not_trip_the_breaker(metrics: UpstreamMetrics) -
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(301, "http_3xx"), (400, "http_4xx"), (401, "http_401"), (403, "http_403"), (404, "http_404"),
-     (418, "http_4xx"), (429, "http_429"), (500, "http_5xx"), (501, "http_5xx"), (503, "http_5xx")],
+    [
+        (301, "http_3xx"),
+        (400, "http_4xx"),
+        (401, "http_401"),
+        (403, "http_403"),
+        (404, "http_404"),
+        (418, "http_4xx"),
+        (429, "http_429"),
+        (500, "http_5xx"),
+        (501, "http_5xx"),
+        (503, "http_5xx"),
+    ],
 )
 async def test_status_outcomes(status: int, outcome: str, metrics: UpstreamMetrics) -> None:
     transport, seen = mock(lambda _r: httpx.Response(status, headers={"location": "/elsewhere"}))
@@ -646,13 +733,16 @@ async def test_ttl_cache(metrics: UpstreamMetrics, registry: CollectorRegistry) 
 
     transport, seen = mock(handler)
     clock = Clock()
-    c = client("http://upstream", metrics, transport=transport, clock=clock, cache_max_entries=2,
-               retry=RetryPolicy(attempts=1))
+    c = client(
+        "http://upstream", metrics, transport=transport, clock=clock, cache_max_entries=2, retry=RetryPolicy(attempts=1)
+    )
     first = await c.get("/models", endpoint="/models", params={"a": 1, "b": 2}, cache_ttl_s=60)
     again = await c.get("/models", endpoint="/models", params={"b": 2, "a": 1}, cache_ttl_s=60)
     assert (first.from_cache, again.from_cache, again.body) == (False, True, first.body)
     assert await c.get_json("/models", endpoint="/models", params={"a": 1, "b": 2}, cache_ttl_s=60) == {
-        "path": "/models", "q": {"a": "1", "b": "2"}}
+        "path": "/models",
+        "q": {"a": "1", "b": "2"},
+    }
     assert len(seen) == 1
     assert sample(registry, "inferwatch_upstream_cache_hits_total", api="test", endpoint="/models") == 2
     assert requests(registry, "/models", "ok") == 1
@@ -705,8 +795,13 @@ async def test_body_at_cap_passes_and_corrupt_encoding_is_invalid(metrics: Upstr
         for _ in range(4):
             yield b"a" * 256
 
-    transport, _ = mock(lambda r: httpx.Response(200, content=chunks()) if r.url.path == "/exact"
-                        else httpx.Response(200, content=stream(b"garbage"), headers={"content-encoding": "gzip"}))
+    transport, _ = mock(
+        lambda r: (
+            httpx.Response(200, content=chunks())
+            if r.url.path == "/exact"
+            else httpx.Response(200, content=stream(b"garbage"), headers={"content-encoding": "gzip"})
+        )
+    )
     async with client("http://upstream", metrics, transport=transport, max_body_bytes=1024) as c:
         assert len((await c.get("/exact")).body) == 1024
         assert (await expect_error(c.get("/corrupt"))).outcome == "invalid_body"
@@ -725,8 +820,9 @@ async def test_cross_origin_redirect_is_refused(metrics: UpstreamMetrics) -> Non
         return httpx.Response(200, json="wrong")
 
     transport, seen = mock(handler)
-    async with client("http://upstream", metrics, transport=transport, follow_redirects=True,
-                      headers={"x-api-key": "k"}) as c:
+    async with client(
+        "http://upstream", metrics, transport=transport, follow_redirects=True, headers={"x-api-key": "k"}
+    ) as c:
         error = await expect_error(c.get("/start"))
     assert (error.outcome, error.status) == ("http_3xx", 302)
     assert [str(r.url) for r in seen] == ["http://upstream/start", "http://upstream/next", "https://upstream/final"]
@@ -753,16 +849,27 @@ async def test_transport_failures_map_to_outcomes(metrics: UpstreamMetrics) -> N
     transport, seen = mock(handler)
     async with client("http://upstream", metrics, transport=transport) as c:
         outcomes = {path: (await expect_error(c.get(path))).outcome for path in failures}
-    assert outcomes == {"/connect": "connect_error", "/read": "read_error", "/protocol": "protocol_error",
-                        "/timeout": "timeout", "/tls": "tls_error"}
+    assert outcomes == {
+        "/connect": "connect_error",
+        "/read": "read_error",
+        "/protocol": "protocol_error",
+        "/timeout": "timeout",
+        "/tls": "tls_error",
+    }
     assert len(seen) == 4 * 3 + 1  # everything retried except TLS
 
 
 async def test_metrics_are_shared_per_registry_and_gauge_shows_worst_client(registry: CollectorRegistry) -> None:
     first, second = UpstreamMetrics(registry), UpstreamMetrics(registry)  # no duplicate-registration error
     transport, _ = mock(lambda _r: httpx.Response(503))
-    a = UpstreamClient("vllm", "http://a:8000", metrics=first, transport=transport, retry=RetryPolicy(attempts=1),
-                       breaker=BreakerPolicy(failure_threshold=1))
+    a = UpstreamClient(
+        "vllm",
+        "http://a:8000",
+        metrics=first,
+        transport=transport,
+        retry=RetryPolicy(attempts=1),
+        breaker=BreakerPolicy(failure_threshold=1),
+    )
     b = UpstreamClient("vllm", "http://user:pw@b:8000/prefix", metrics=second, transport=transport)
     await expect_error(a.get("/metrics"))
     assert registry.get_sample_value("inferwatch_upstream_circuit_state", {"api": "vllm"}) == 2
@@ -775,8 +882,13 @@ async def test_metrics_are_shared_per_registry_and_gauge_shows_worst_client(regi
 
 async def test_base_url_prefix_userinfo_and_headers_are_applied(metrics: UpstreamMetrics) -> None:
     transport, seen = mock(lambda _r: httpx.Response(200, json=[]))
-    async with UpstreamClient("litellm", "http://u:p@proxy:4000/api", metrics=metrics, transport=transport,
-                              headers={"x-litellm-api-key": "k1"}) as c:
+    async with UpstreamClient(
+        "litellm",
+        "http://u:p@proxy:4000/api",
+        metrics=metrics,
+        transport=transport,
+        headers={"x-litellm-api-key": "k1"},
+    ) as c:
         await c.get_json("/v1/models", headers={"x-extra": "1"}, params={"limit": 5})
     request = seen[0]
     assert str(request.url) == "http://proxy:4000/api/v1/models?limit=5"

@@ -9,14 +9,13 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from shared.service import HttpSecurity, ServiceContext, run_service
-from shared.settings import Env, SettingsError
+from inferwatch.shared.service import HttpSecurity, ServiceApp, ServiceContext, ServiceSpec, run_service
+from inferwatch.shared.settings import Env, SettingsError
 from tests.conftest import free_port, require_tool, running_service, wait_until
 
 TOKEN = "s3cret-bearer-token"
@@ -42,7 +41,7 @@ async def test_aggregator_endpoints_need_basic_or_bearer_credentials(nats_url: s
         "INFERWATCH_HTTP_AUTH_BASIC_PASSWORD": PASSWORD,
     }
     async with (
-        running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
+        running_service("aggregator", env) as agg,
         httpx.AsyncClient(timeout=5) as client,
     ):
         for probe in ("/healthz", "/readyz"):  # open by default: kubelet probes send no credentials
@@ -72,15 +71,27 @@ async def test_aggregator_endpoints_need_basic_or_bearer_credentials(nats_url: s
         assert PASSWORD not in body
 
 
-async def _idle(ctx: ServiceContext) -> None:
-    await ctx.stop.wait()
+class BareConfig:
+    """No settings: the bare service only serves the common endpoints."""
+
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_AUTH_TEST_"
+
+    @classmethod
+    def from_env(cls, env: Env) -> BareConfig:
+        return cls()
+
+
+def build(ctx: ServiceContext, config: BareConfig) -> ServiceApp:
+    """A service that does nothing until stopped (this module is its ``ServiceSpec.app``)."""
+    return ServiceApp(run=ctx.stop.wait)
 
 
 @contextlib.asynccontextmanager
 async def serve(env: Mapping[str, str], probe: httpx.AsyncClient, scheme: str = "http") -> AsyncIterator[str]:
-    """A bare service (``_idle`` main) on a free port; its base URL once ``/healthz`` answers ``probe``."""
+    """A bare service (``build`` above) on a free port; its base URL once ``/healthz`` answers ``probe``."""
     port = free_port()
-    task = asyncio.create_task(run_service("auth-test", _idle, default_port=port, env=Env(dict(env))))
+    bare = ServiceSpec("auth-test", port, BareConfig, __name__, "does nothing")
+    task = asyncio.create_task(run_service(bare, env=Env(dict(env))))
     url = f"{scheme}://127.0.0.1:{port}"
 
     async def answers() -> bool:

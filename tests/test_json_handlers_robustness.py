@@ -15,8 +15,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.docker_watcher.core import container_info
-from services.langfuse_ingester.core import (
+from inferwatch.services.docker_watcher.core import container_info
+from inferwatch.services.langfuse_ingester.core import (
     BadRowError,
     number,
     parse_major,
@@ -26,7 +26,7 @@ from services.langfuse_ingester.core import (
     parse_trace,
     reduce_details,
 )
-from services.litellm_poller.core import (
+from inferwatch.services.litellm_poller.core import (
     decode_json,
     merge_group_info,
     parse_backlog,
@@ -36,8 +36,8 @@ from services.litellm_poller.core import (
     parse_readiness,
     parse_v1_models,
 )
-from services.model_catalog.core import parse_hf_model
-from services.vllm_scraper.core import parse_models
+from inferwatch.services.model_catalog.core import parse_hf_model
+from inferwatch.services.vllm_scraper.core import parse_models
 
 # Keys the handlers look for, so generated objects reach their inner paths, not only the first check.
 KEYS = (

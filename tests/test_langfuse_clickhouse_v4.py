@@ -14,18 +14,23 @@ from typing import Any
 
 import pytest
 
-from services.langfuse_ingester.app import LangfuseIngester
-from services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
-from services.langfuse_ingester.db import ClickHouseReader
-from shared.settings import Secret
-from simulators.langfuse import PROJECT_ID, Dataset, SimObservation, SimulatedLangfuse, make_dataset, serve
+from inferwatch.services.langfuse_ingester.app import LangfuseIngester
+from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
+from inferwatch.services.langfuse_ingester.db import ClickHouseReader
+from inferwatch.shared.settings import Secret
+from inferwatch.simulators.langfuse import PROJECT_ID, Dataset, SimObservation, SimulatedLangfuse, make_dataset, serve
 from tests.test_langfuse_clickhouse import SCHEMA, _dt, chdb_query, insert, load_dataset, load_scores
 from tests.test_langfuse_ingester import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
 
 chdb_session = pytest.importorskip("chdb.session")
 
-COMMON: dict[str, Any] = {"bucket_s": 30.0, "settle_s": 0.0, "recheck_s": 60.0, "backfill_s": 300.0,
-                          "max_new_buckets": 20}
+COMMON: dict[str, Any] = {
+    "bucket_s": 30.0,
+    "settle_s": 0.0,
+    "recheck_s": 60.0,
+    "backfill_s": 300.0,
+    "max_new_buckets": 20,
+}
 
 
 def all_statements() -> list[str]:
@@ -48,14 +53,31 @@ def event_row(data: Dataset, o: SimObservation, when: float, *, ended: bool = Tr
     """One ``events_full`` row: the span as visible at ``when``, with its trace's fields denormalised onto it."""
     trace = next(t for t in data.traces if t.id == o.trace_id)
     root = o.parent_id is None
-    return {"project_id": PROJECT_ID, "trace_id": o.trace_id, "span_id": o.id, "parent_span_id": o.parent_id or "",
-            "start_time": _dt(o.start), "end_time": _dt(o.end) if ended else None, "name": o.name, "type": o.type,
-            "trace_name": trace.name, "user_id": trace.user_id or "", "session_id": trace.session_id or "",
-            "tags": trace.tags, "level": o.level_at(when), "is_app_root": root, "provided_model_name": o.model or "",
-            "usage_details": o.usage, "cost_details": o.cost_at(when),
-            "metadata_names": list(trace.metadata) if root else [],
-            "metadata_values": [str(v) for v in trace.metadata.values()] if root else [],
-            "created_at": _dt(o.visible_at), "updated_at": _dt(when), "event_ts": _dt(when), "is_deleted": 0}
+    return {
+        "project_id": PROJECT_ID,
+        "trace_id": o.trace_id,
+        "span_id": o.id,
+        "parent_span_id": o.parent_id or "",
+        "start_time": _dt(o.start),
+        "end_time": _dt(o.end) if ended else None,
+        "name": o.name,
+        "type": o.type,
+        "trace_name": trace.name,
+        "user_id": trace.user_id or "",
+        "session_id": trace.session_id or "",
+        "tags": trace.tags,
+        "level": o.level_at(when),
+        "is_app_root": root,
+        "provided_model_name": o.model or "",
+        "usage_details": o.usage,
+        "cost_details": o.cost_at(when),
+        "metadata_names": list(trace.metadata) if root else [],
+        "metadata_values": [str(v) for v in trace.metadata.values()] if root else [],
+        "created_at": _dt(o.visible_at),
+        "updated_at": _dt(when),
+        "event_ts": _dt(when),
+        "is_deleted": 0,
+    }
 
 
 def load_events(session: Any, data: Dataset) -> None:
@@ -72,8 +94,11 @@ def load_events(session: Any, data: Dataset) -> None:
     gen = next(o for o in data.observations if o.type == "GENERATION")
     ghost_gen = {**event_row(data, gen, gen.visible_at), "span_id": "deleted-generation"}
     insert(session, "events_full", [ghost_root, ghost_gen])
-    insert(session, "events_full", [{**row, "event_ts": _dt(first.visible_at + 60), "is_deleted": 1}
-                                    for row in (ghost_root, ghost_gen)])
+    insert(
+        session,
+        "events_full",
+        [{**row, "event_ts": _dt(first.visible_at + 60), "is_deleted": 1} for row in (ghost_root, ghost_gen)],
+    )
     load_scores(session, data)
 
 
@@ -83,8 +108,9 @@ async def api_snapshot(data: Dataset, major: int) -> Any:
     url, runner = await serve(sim)
     try:
         project = LangfuseProject(label="p", url=url, public_key=sim.public_key, secret_key=Secret(sim.secret_key))
-        ingester = LangfuseIngester(LangfuseIngesterConfig(projects=(project,), **COMMON), make_ctx(), MemoryStore(),
-                                    clock=Clock(T0))
+        ingester = LangfuseIngester(
+            LangfuseIngesterConfig(projects=(project,), **COMMON), make_ctx(), MemoryStore(), clock=Clock(T0)
+        )
         snap = await ingester.cycle_project(ingester.projects[0])
         await ingester.aclose()
     finally:
@@ -96,8 +122,9 @@ async def api_snapshot(data: Dataset, major: int) -> Any:
 def db_ingester(session: Any) -> tuple[LangfuseIngester, ClickHouseReader]:
     """A DB-mode ingester whose ClickHouse reader queries the chdb session."""
     project = LangfuseProject(label="p", project_id=PROJECT_ID, dsn=Secret("clickhouse://chdb.invalid"))
-    ingester = LangfuseIngester(LangfuseIngesterConfig(projects=(project,), mode="db", **COMMON), make_ctx(),
-                                MemoryStore(), clock=Clock(T0))
+    ingester = LangfuseIngester(
+        LangfuseIngesterConfig(projects=(project,), mode="db", **COMMON), make_ctx(), MemoryStore(), clock=Clock(T0)
+    )
     reader = ClickHouseReader(project, chdb_query(session))
     ingester.projects[0].reader = reader
     return ingester, reader
@@ -105,8 +132,15 @@ def db_ingester(session: Any) -> tuple[LangfuseIngester, ClickHouseReader]:
 
 def by_series(snap: Any) -> dict[tuple[str, ...], float]:
     """Every usage counter by (model, user, segment, field)."""
-    fields = ("traces_total", "observations_total", "error_observations_total", "input_tokens_total",
-              "output_tokens_total", "total_tokens_total", "cost_usd_total")
+    fields = (
+        "traces_total",
+        "observations_total",
+        "error_observations_total",
+        "input_tokens_total",
+        "output_tokens_total",
+        "total_tokens_total",
+        "cost_usd_total",
+    )
     return {(u.model, u.user, u.segment, f): getattr(u, f) for u in snap.usage for f in fields}
 
 

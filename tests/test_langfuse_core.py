@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.langfuse_ingester.config import LangfuseIngesterConfig
-from services.langfuse_ingester.core import (
+from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig
+from inferwatch.services.langfuse_ingester.core import (
     OBS_V1,
     OBS_V2,
     SCORES_V1,
@@ -37,7 +37,7 @@ from services.langfuse_ingester.core import (
     sketch_count,
     snapshot_parts,
 )
-from shared.settings import Env, SettingsError
+from inferwatch.shared.settings import Env, SettingsError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "langfuse"
 
@@ -65,8 +65,7 @@ def test_endpoint_plans_and_404_fallbacks() -> None:
     # a "v3" that is really events_only: /traces 404 → events-native endpoints
     events_only = fallback(v3, TRACES)
     assert events_only is not None
-    assert (events_only.traces, events_only.observations, events_only.scores) == (
-        "", OBS_V2, SCORES_V3)
+    assert (events_only.traces, events_only.observations, events_only.scores) == ("", OBS_V2, SCORES_V3)
     # scores: v3 → v2 → v1 → nothing
     step = fallback(v4, SCORES_V3)
     assert step is not None
@@ -104,13 +103,22 @@ def test_usage_details_reduction_does_not_double_count_total() -> None:
 
 def test_observation_v1_and_v2_fixtures_agree() -> None:
     v1 = {o.id: o for o in map(parse_observation, load("observations.json")["data"])}
-    v2 = {o.id: o for o in map(parse_observation, load("observations-v2-page1.json")["data"]
-                                + load("observations-v2-page2.json")["data"])}
+    v2 = {
+        o.id: o
+        for o in map(
+            parse_observation, load("observations-v2-page1.json")["data"] + load("observations-v2-page2.json")["data"]
+        )
+    }
     assert v1.keys() == v2.keys()
     for oid, a in v1.items():
         b = v2[oid]
         assert (a.model, a.level, a.input_tokens, a.output_tokens, a.total_tokens) == (
-            b.model, b.level, b.input_tokens, b.output_tokens, b.total_tokens)
+            b.model,
+            b.level,
+            b.input_tokens,
+            b.output_tokens,
+            b.total_tokens,
+        )
         assert a.cost_usd == pytest.approx(b.cost_usd)
         assert a.latency_s == pytest.approx(b.latency_s)
     trace = parse_trace(load("traces-page1.json")["data"][0])
@@ -127,8 +135,15 @@ def test_trace_sentinels_are_not_values() -> None:
     late = parse_trace(load("traces-page2.json")["data"][0])
     assert late.latency_s == 0.0
     assert late.user_id == ""
-    obs = parse_observation({"id": "x", "startTime": "2026-08-20T14:00:00Z", "totalCost": -1, "latency": -1,
-                             "costDetails": {"total": "0.5"}})
+    obs = parse_observation(
+        {
+            "id": "x",
+            "startTime": "2026-08-20T14:00:00Z",
+            "totalCost": -1,
+            "latency": -1,
+            "costDetails": {"total": "0.5"},
+        }
+    )
     assert obs.cost_usd == 0.5
     assert obs.latency_s is None
 
@@ -157,8 +172,9 @@ def test_scores_of_every_shape() -> None:
     old = {s.name: s for s in map(parse_score, load("scores-langfuse-v2.json")["data"])}
     assert old["sentiment"].category == "negative"
     assert old["sentiment"].value is None
-    null_cat = parse_score({"id": "n", "timestamp": "2026-08-20T14:00:00Z", "dataType": "CATEGORICAL",
-                            "value": None, "stringValue": None})
+    null_cat = parse_score(
+        {"id": "n", "timestamp": "2026-08-20T14:00:00Z", "dataType": "CATEGORICAL", "value": None, "stringValue": None}
+    )
     assert null_cat.category is None
     session = parse_score(load("scores-v2-session-score-trace-null.json")["data"][0])
     assert session.value == 0.0
@@ -168,13 +184,31 @@ def fixture_contribution(tracked: list[str], top_n: int = 5) -> dict[str, Any]:
     traces = [parse_trace(t) for t in load("traces-page1.json")["data"] + load("traces-page2.json")["data"]]
     obs = [parse_observation(o) for o in load("observations.json")["data"]]
     scores = [parse_score(s) for s in load("scores-v2.json")["data"]]
-    scores.append(parse_score({"id": "null1", "timestamp": "2026-08-20T14:30:00Z", "name": "sentiment",
-                               "dataType": "CATEGORICAL", "value": 0, "stringValue": None}))
+    scores.append(
+        parse_score(
+            {
+                "id": "null1",
+                "timestamp": "2026-08-20T14:30:00Z",
+                "name": "sentiment",
+                "dataType": "CATEGORICAL",
+                "value": 0,
+                "stringValue": None,
+            }
+        )
+    )
     start = parse_time("2026-08-20T13:00:00Z")
     assert start is not None
-    return bucket_contribution(start, start + 10800, traces, obs, scores + scores,  # duplicates by id are ignored
-                               tracked_users=tracked, top_n_users=top_n, segment_metadata_key="tenant",
-                               bad_rows={"score_unknown_type": 2})
+    return bucket_contribution(
+        start,
+        start + 10800,
+        traces,
+        obs,
+        scores + scores,  # duplicates by id are ignored
+        tracked_users=tracked,
+        top_n_users=top_n,
+        segment_metadata_key="tenant",
+        bad_rows={"score_unknown_type": 2},
+    )
 
 
 def test_bucket_contribution_from_fixtures() -> None:
@@ -231,20 +265,23 @@ def test_ledger_replaces_rechecked_buckets_and_totals_are_exact() -> None:
 def test_plan_cycle_settles_rechecks_and_respects_retention() -> None:
     ledger = Ledger()
     now = 10_000.0
-    plan = plan_cycle(ledger, now, bucket_s=100, settle_s=900, recheck_s=300, backfill_s=500, retention_days=0,
-                      max_new=100)
+    plan = plan_cycle(
+        ledger, now, bucket_s=100, settle_s=900, recheck_s=300, backfill_s=500, retention_days=0, max_new=100
+    )
     assert plan.new == [8600.0, 8700.0, 8800.0, 8900.0, 9000.0]  # closed edge = floor((10000-900)/100)*100
     ledger.watermark = 9100.0
     for b in (8600.0, 8800.0, 8900.0, 9000.0):
         ledger.recent[str(int(b))] = {"start": b, "counters": {}}
-    plan = plan_cycle(ledger, now + 250, bucket_s=100, settle_s=900, recheck_s=300, backfill_s=500,
-                      retention_days=0, max_new=100)
+    plan = plan_cycle(
+        ledger, now + 250, bucket_s=100, settle_s=900, recheck_s=300, backfill_s=500, retention_days=0, max_new=100
+    )
     assert plan.new == [9100.0, 9200.0]
     assert plan.recheck == [9000.0]
     # retention of 1 day on a first run never reaches beyond it
     day = 86400.0
-    plan = plan_cycle(Ledger(), 10 * day, bucket_s=3600, settle_s=0, recheck_s=0, backfill_s=30 * day,
-                      retention_days=2, max_new=1000)
+    plan = plan_cycle(
+        Ledger(), 10 * day, bucket_s=3600, settle_s=0, recheck_s=0, backfill_s=30 * day, retention_days=2, max_new=1000
+    )
     assert plan.new[0] >= 9 * day
     assert plan.new[-1] + 3600 <= 10 * day
 
@@ -254,7 +291,7 @@ def test_quantiles_from_histogram_track_exact_ones() -> None:
     values = [rng.lognormvariate(0, 0.8) for _ in range(5000)]
     c = bucket_contribution(0, 10, [], [], [], tracked_users=[], top_n_users=1)
     assert c["latency"] == {}
-    from services.langfuse_ingester.core import LATENCY_BOUNDS_S, _histogram_index
+    from inferwatch.services.langfuse_ingester.core import LATENCY_BOUNDS_S, _histogram_index
 
     counts = [0.0] * (len(LATENCY_BOUNDS_S) + 2)
     for v in values:
@@ -286,12 +323,20 @@ def test_config_from_env_and_file(tmp_path: Path) -> None:
     secret = tmp_path / "sk"
     secret.write_text("sk-lf-file\n")
     toml = tmp_path / "lf.toml"
-    toml.write_text('[[langfuse]]\nproject = "b"\nurl = "http://h:3000/"\npublic_key = "pk-b"\n'
-                    f'secret_key_file = "{secret}"\n')
-    config = LangfuseIngesterConfig.from_env(Env({
-        "INFERWATCH_LANGFUSE_URL": "http://lf:3000", "INFERWATCH_LANGFUSE_PUBLIC_KEY": "pk-a",
-        "INFERWATCH_LANGFUSE_SECRET_KEY_FILE": str(secret), "INFERWATCH_LANGFUSE_PROJECT": "a",
-        "INFERWATCH_CONFIG": str(toml)}))
+    toml.write_text(
+        f'[[langfuse]]\nproject = "b"\nurl = "http://h:3000/"\npublic_key = "pk-b"\nsecret_key_file = "{secret}"\n'
+    )
+    config = LangfuseIngesterConfig.from_env(
+        Env(
+            {
+                "INFERWATCH_LANGFUSE_URL": "http://lf:3000",
+                "INFERWATCH_LANGFUSE_PUBLIC_KEY": "pk-a",
+                "INFERWATCH_LANGFUSE_SECRET_KEY_FILE": str(secret),
+                "INFERWATCH_LANGFUSE_PROJECT": "a",
+                "INFERWATCH_CONFIG": str(toml),
+            }
+        )
+    )
     assert [p.label for p in config.projects] == ["a", "b"]
     assert config.projects[1].url == "http://h:3000"
     assert config.projects[1].secret_key is not None

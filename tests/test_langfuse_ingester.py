@@ -16,14 +16,14 @@ import hypothesis  # noqa: F401  (imported at collection: importing it first at 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from contracts.langfuse import LangfuseProjectSnapshot
-from services.langfuse_ingester.app import LangfuseIngester, ProjectState
-from services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
-from services.langfuse_ingester.core import Ledger
-from shared.bus import Bus, BusSettings
-from shared.service import ServiceContext
-from shared.settings import Env, Secret
-from simulators.langfuse import SimulatedLangfuse, make_dataset
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
+from inferwatch.services.langfuse_ingester.app import LangfuseIngester, ProjectState
+from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
+from inferwatch.services.langfuse_ingester.core import Ledger
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.service import ServiceContext
+from inferwatch.shared.settings import Env, Secret
+from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset
 from tests.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +53,26 @@ class Clock:
 
 
 def make_ctx() -> ServiceContext:
-    return ServiceContext(name="langfuse-ingester", env=Env({}), bus=Bus(BusSettings(), name="t"),
-                          registry=CollectorRegistry(), stop=asyncio.Event(), instance="test")
+    return ServiceContext(
+        name="langfuse-ingester",
+        env=Env({}),
+        bus=Bus(BusSettings(), name="t"),
+        registry=CollectorRegistry(),
+        stop=asyncio.Event(),
+        instance="test",
+    )
 
 
 def sums(snap: LangfuseProjectSnapshot) -> dict[str, float]:
-    out = {"traces": 0.0, "observations": 0.0, "errors": 0.0, "input_tokens": 0.0, "output_tokens": 0.0,
-           "total_tokens": 0.0, "cost_usd": 0.0}
+    out = {
+        "traces": 0.0,
+        "observations": 0.0,
+        "errors": 0.0,
+        "input_tokens": 0.0,
+        "output_tokens": 0.0,
+        "total_tokens": 0.0,
+        "cost_usd": 0.0,
+    }
     for u in snap.usage:
         out["traces"] += u.traces_total
         out["observations"] += u.observations_total
@@ -72,8 +85,9 @@ def sums(snap: LangfuseProjectSnapshot) -> dict[str, float]:
     out["score_nulls"] = sum(s.nulls for s in snap.scores)
     # TEXT scores (the simulator's only unusable rows): a bad row where the server sends them, a
     # server-dropped row where /v2/scores leaves them out of ``data`` but counts them in ``totalItems``
-    out["score_unknown_type"] = (snap.bad_rows_total.get("score_unknown_type", 0.0)
-                                 + snap.bad_rows_total.get("server_dropped_rows", 0.0))
+    out["score_unknown_type"] = snap.bad_rows_total.get("score_unknown_type", 0.0) + snap.bad_rows_total.get(
+        "server_dropped_rows", 0.0
+    )
     return out
 
 
@@ -95,17 +109,28 @@ async def ingest_until(ingester: LangfuseIngester, state: ProjectState, watermar
 
 def config_for(url: str, **overrides: Any) -> LangfuseIngesterConfig:
     project = LangfuseProject(label="p1", url=url, public_key="pk-lf-sim", secret_key=Secret("sk-lf-sim"))
-    values: dict[str, Any] = {"projects": (project,), "bucket_s": 30.0, "settle_s": 0.0, "recheck_s": 60.0,
-                              "backfill_s": 300.0, "max_new_buckets": 4, "timeout_s": 2.0, "page_limit": 7}
+    values: dict[str, Any] = {
+        "projects": (project,),
+        "bucket_s": 30.0,
+        "settle_s": 0.0,
+        "recheck_s": 60.0,
+        "backfill_s": 300.0,
+        "max_new_buckets": 4,
+        "timeout_s": 2.0,
+        "page_limit": 7,
+    }
     values.update(overrides)
     return LangfuseIngesterConfig(**values)
 
 
-@pytest.mark.parametrize(("major", "endpoints"), [
-    (2, ["/api/public/traces", "/api/public/observations", "/api/public/scores"]),
-    (3, ["/api/public/traces", "/api/public/observations", "/api/public/v2/scores"]),
-    (4, ["/api/public/v2/observations", "/api/public/v3/scores"]),
-])
+@pytest.mark.parametrize(
+    ("major", "endpoints"),
+    [
+        (2, ["/api/public/traces", "/api/public/observations", "/api/public/scores"]),
+        (3, ["/api/public/traces", "/api/public/observations", "/api/public/v2/scores"]),
+        (4, ["/api/public/v2/observations", "/api/public/v3/scores"]),
+    ],
+)
 async def test_every_major_gives_the_sources_totals(langfuse_server: Any, major: int, endpoints: list[str]) -> None:
     data = make_dataset(major, T0 - 240, T0 - 60, traces_per_s=0.3)
     sim = SimulatedLangfuse(data, major=major, retention_days=30, clock=Clock(T0))
@@ -198,8 +223,10 @@ async def test_counts_as_strings_and_two_projects(langfuse_server: Any) -> None:
     plain = SimulatedLangfuse(data, major=3, clock=Clock(T0))
     a, b = await langfuse_server(strings), await langfuse_server(plain)
     base = config_for(a)
-    projects = (base.projects[0], LangfuseProject(label="p2", url=b, public_key="pk-lf-sim",
-                                                  secret_key=Secret("sk-lf-sim")))
+    projects = (
+        base.projects[0],
+        LangfuseProject(label="p2", url=b, public_key="pk-lf-sim", secret_key=Secret("sk-lf-sim")),
+    )
     config = config_for(a, projects=projects)
     ingester = LangfuseIngester(config, make_ctx(), MemoryStore(), clock=Clock(T0))
     snaps = [await ingest_until(ingester, s, T0) for s in ingester.projects]
@@ -221,13 +248,23 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
     sim = SimulatedLangfuse(data, major=4)
     url = await langfuse_server(sim)
     kv_bucket = f"lf_exact_{os.getpid()}_{rng.randrange(1 << 30)}"
-    env = {**os.environ, "NATS_URL": nats_url, "INFERWATCH_LANGFUSE_URL": url,
-           "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key, "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key,
-           "INFERWATCH_LANGFUSE_PROJECT": "exact", "INFERWATCH_LANGFUSE_BUCKET_S": "2",
-           "INFERWATCH_LANGFUSE_SETTLE_S": "1", "INFERWATCH_LANGFUSE_RECHECK_S": "6",
-           "INFERWATCH_LANGFUSE_BACKFILL_S": "50", "INFERWATCH_LANGFUSE_INTERVAL_S": "0.2",
-           "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "3", "INFERWATCH_LANGFUSE_KV_BUCKET": kv_bucket,
-           "INFERWATCH_LOG_LEVEL": "warning", "INFERWATCH_HEARTBEAT_INTERVAL_S": "1"}
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "INFERWATCH_LANGFUSE_URL": url,
+        "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key,
+        "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key,
+        "INFERWATCH_LANGFUSE_PROJECT": "exact",
+        "INFERWATCH_LANGFUSE_BUCKET_S": "2",
+        "INFERWATCH_LANGFUSE_SETTLE_S": "1",
+        "INFERWATCH_LANGFUSE_RECHECK_S": "6",
+        "INFERWATCH_LANGFUSE_BACKFILL_S": "50",
+        "INFERWATCH_LANGFUSE_INTERVAL_S": "0.2",
+        "INFERWATCH_LANGFUSE_MAX_NEW_BUCKETS": "3",
+        "INFERWATCH_LANGFUSE_KV_BUCKET": kv_bucket,
+        "INFERWATCH_LOG_LEVEL": "warning",
+        "INFERWATCH_HEARTBEAT_INTERVAL_S": "1",
+    }
     snaps: list[LangfuseProjectSnapshot] = []
     bus = Bus(BusSettings(servers=(nats_url,)), name="exactness")
     await bus.connect()
@@ -240,9 +277,13 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
 
     def spawn() -> subprocess.Popen[bytes]:
         port = free_port()
-        return subprocess.Popen([sys.executable, "-m", "services.langfuse_ingester"], cwd=ROOT,
-                                env={**env, "INFERWATCH_LANGFUSE_INGESTER_PORT": str(port)},
-                                stdout=subprocess.DEVNULL, stderr=log_file)
+        return subprocess.Popen(
+            [sys.executable, "-m", "inferwatch", "run", "langfuse-ingester"],
+            cwd=ROOT,
+            env={**env, "INFERWATCH_LANGFUSE_HTTP_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
 
     log_file = (tmp_path / "ingester.log").open("wb")
     kills = 0
@@ -257,8 +298,11 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
             kills += 1
             proc = spawn()
         end = now + 4
-        await wait_until(lambda: snaps and snaps[-1].watermark >= end + 6 and snaps[-1].up, timeout=30,
-                         what="watermark past the data and its re-check window")
+        await wait_until(
+            lambda: snaps and snaps[-1].watermark >= end + 6 and snaps[-1].up,
+            timeout=30,
+            what="watermark past the data and its re-check window",
+        )
         last = snaps[-1]
         truth = sim.totals(0, last.watermark)
         assert truth["traces"] > 50
@@ -285,9 +329,9 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
 async def test_demo_env_feeds_the_aggregator_series() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from services.aggregator.domains.langfuse import RENDERERS
-    from services.aggregator.render import SeriesWriter, render_exposition
-    from simulators.langfuse import start_demo
+    from inferwatch.services.aggregator.domains.langfuse import RENDERERS
+    from inferwatch.services.aggregator.render import SeriesWriter, render_exposition
+    from inferwatch.simulators.langfuse import start_demo
 
     demo = await start_demo()
     try:
@@ -321,7 +365,10 @@ async def test_demo_env_feeds_the_aggregator_series() -> None:
     assert all(0 < s.value < 300 for s in latency.samples)  # seconds, not milliseconds
     assert families["inferwatch_langfuse_score_value"].type == "histogram"
     assert {s.labels["data_type"] for s in families["inferwatch_langfuse_scores"].samples} == {
-        "NUMERIC", "BOOLEAN", "CATEGORICAL"}
+        "NUMERIC",
+        "BOOLEAN",
+        "CATEGORICAL",
+    }
     assert families["inferwatch_langfuse_window_unique_users"].samples[0].value > 2
     assert families["inferwatch_langfuse_activity_traces"].samples
     assert families["inferwatch_langfuse_bad_rows"].samples[0].labels["reason"] == "score_unknown_type"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.langfuse import SimulatedLangfuse, make_dataset, serve
+from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset, serve
 
 openapi_core = pytest.importorskip("openapi_core")
 from openapi_core import Config, OpenAPI  # noqa: E402
@@ -25,14 +25,27 @@ OBS_WINDOW = {"fromStartTime": "2026-08-17T00:00:00.000Z", "toStartTime": "2026-
 
 # what each major documents and serves (path, query) — validated against that major's spec
 DOCUMENTED = {
-    2: [("/api/public/health", {}), ("/api/public/projects", {}), ("/api/public/traces", {**WINDOW, "limit": 5}),
-        ("/api/public/observations", {**OBS_WINDOW, "limit": 5}), ("/api/public/scores", {**WINDOW, "limit": 5})],
-    3: [("/api/public/health", {}), ("/api/public/projects", {}), ("/api/public/traces", {**WINDOW, "limit": 5}),
-        ("/api/public/observations", {**OBS_WINDOW, "limit": 5}), ("/api/public/v2/scores", {**WINDOW, "limit": 5}),
-        ("/api/public/v3/scores", {**WINDOW, "limit": 5})],
-    4: [("/api/public/health", {}), ("/api/public/projects", {}),
+    2: [
+        ("/api/public/health", {}),
+        ("/api/public/projects", {}),
+        ("/api/public/traces", {**WINDOW, "limit": 5}),
+        ("/api/public/observations", {**OBS_WINDOW, "limit": 5}),
+        ("/api/public/scores", {**WINDOW, "limit": 5}),
+    ],
+    3: [
+        ("/api/public/health", {}),
+        ("/api/public/projects", {}),
+        ("/api/public/traces", {**WINDOW, "limit": 5}),
+        ("/api/public/observations", {**OBS_WINDOW, "limit": 5}),
+        ("/api/public/v2/scores", {**WINDOW, "limit": 5}),
+        ("/api/public/v3/scores", {**WINDOW, "limit": 5}),
+    ],
+    4: [
+        ("/api/public/health", {}),
+        ("/api/public/projects", {}),
         ("/api/public/v2/observations", {**OBS_WINDOW, "limit": 5, "fields": "core,basic,time,model,usage"}),
-        ("/api/public/v3/scores", {**WINDOW, "limit": 5})],
+        ("/api/public/v3/scores", {**WINDOW, "limit": 5}),
+    ],
 }
 MISSING = {
     2: ["/api/public/v2/scores", "/api/public/v3/scores", "/api/public/v2/observations"],
@@ -84,8 +97,10 @@ async def test_simulator_responses_validate_against_the_matching_spec(sim_url: A
             if path != "/api/public/health":
                 assert body["data"], path  # validating an empty list would prove nothing
             data = json.dumps(without_known_spec_bugs(body)).encode()
-            spec.validate_response(MockRequest("http://localhost", "get", path, args=query),
-                                   MockResponse(data=data, status_code=200, content_type="application/json"))
+            spec.validate_response(
+                MockRequest("http://localhost", "get", path, args=query),
+                MockResponse(data=data, status_code=200, content_type="application/json"),
+            )
         for path in MISSING[major]:
             response = await client.get(path)
             assert response.status_code == 404, path
@@ -124,7 +139,11 @@ async def test_cursor_and_offset_paging_cover_every_row_once(sim_url: Any) -> No
         pages = first["meta"]["totalPages"]
         ids = [t["id"] for t in first["data"]]
         for page in range(2, pages + 1):
-            ids += [t["id"] for t in (await client.get("/api/public/traces",
-                                                        params={**WINDOW, "limit": 4, "page": page})).json()["data"]]
+            ids += [
+                t["id"]
+                for t in (await client.get("/api/public/traces", params={**WINDOW, "limit": 4, "page": page})).json()[
+                    "data"
+                ]
+            ]
         assert sorted(ids) == sorted(t.id for t in sim3.data.traces)
         assert first["meta"]["totalItems"] == len(sim3.data.traces)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.aggregator.domains.litellm import render_litellm
-from services.aggregator.render import SeriesWriter, render_exposition
-from services.litellm_poller.config import LitellmPollerConfig
-from services.litellm_poller.core import (
+from inferwatch.services.aggregator.domains.litellm import render_litellm
+from inferwatch.services.aggregator.render import SeriesWriter, render_exposition
+from inferwatch.services.litellm_poller.config import LitellmPollerConfig
+from inferwatch.services.litellm_poller.core import (
     WANTED,
     apply_deployment_state,
     bare_model,
@@ -32,9 +32,9 @@ from services.litellm_poller.core import (
     status_class,
     usage_by_group,
 )
-from shared.exposition import parse_exposition
-from shared.http import strip_credentials
-from shared.settings import Env, SettingsError
+from inferwatch.shared.exposition import parse_exposition
+from inferwatch.shared.http import strip_credentials
+from inferwatch.shared.settings import Env, SettingsError
 
 FIX = Path(__file__).parent / "fixtures" / "litellm"
 
@@ -59,14 +59,26 @@ def routes_from_capture() -> list:  # type: ignore[type-arg]
 # ---- classification ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "names", "expected"), [
-    ("chat", ("x",), "llm"), ("completion", (), "llm"), ("responses", (), "llm"),
-    ("embedding", (), "embedding"), ("rerank", (), "reranker"), ("image_generation", (), "image"),
-    ("audio_transcription", (), "audio"), ("audio_speech", (), "audio"),
-    ("", ("bge-reranker-v2-m3",), "reranker"), (None, ("text-embedding-3-small",), "embedding"),
-    ("", ("openai/whisper-1",), "audio"), ("", ("dall-e-3",), "image"), ("", ("Qwen/Qwen2.5-7B-Instruct",), "llm"),
-    ("moderation", ("omni-moderation",), "other"), ("", ("zzz",), "other"),
-])
+@pytest.mark.parametrize(
+    ("mode", "names", "expected"),
+    [
+        ("chat", ("x",), "llm"),
+        ("completion", (), "llm"),
+        ("responses", (), "llm"),
+        ("embedding", (), "embedding"),
+        ("rerank", (), "reranker"),
+        ("image_generation", (), "image"),
+        ("audio_transcription", (), "audio"),
+        ("audio_speech", (), "audio"),
+        ("", ("bge-reranker-v2-m3",), "reranker"),
+        (None, ("text-embedding-3-small",), "embedding"),
+        ("", ("openai/whisper-1",), "audio"),
+        ("", ("dall-e-3",), "image"),
+        ("", ("Qwen/Qwen2.5-7B-Instruct",), "llm"),
+        ("moderation", ("omni-moderation",), "other"),
+        ("", ("zzz",), "other"),
+    ],
+)
 def test_classify_model(mode: object, names: tuple[str, ...], expected: str) -> None:
     assert classify_model(mode, *names) == expected
 
@@ -90,18 +102,38 @@ def test_model_info_capture() -> None:
 
 
 def test_model_info_unknown_fields_and_missing_model_info() -> None:
-    raw = {"data": [
-        {"model_name": "bge-embed", "litellm_params": {"model": "hosted_vllm/BAAI/bge-m3",
-                                                        "api_base": "https://user:pw@emb.internal:8000/v1?key=s"},
-         "whatever_new": [1, {"x": 2}]},
-        {"model_name": "chat", "model_info": None, "litellm_params": None},
-        {"model_name": "rr", "model_info": {"id": "rr-1", "mode": "rerank", "input_cost_per_token": "cheap",
-                                            "max_tokens": None, "new_field": True}},
-        "garbage", {"no_name": 1},
-    ], "extra": True}
+    raw = {
+        "data": [
+            {
+                "model_name": "bge-embed",
+                "litellm_params": {
+                    "model": "hosted_vllm/BAAI/bge-m3",
+                    "api_base": "https://user:pw@emb.internal:8000/v1?key=s",
+                },
+                "whatever_new": [1, {"x": 2}],
+            },
+            {"model_name": "chat", "model_info": None, "litellm_params": None},
+            {
+                "model_name": "rr",
+                "model_info": {
+                    "id": "rr-1",
+                    "mode": "rerank",
+                    "input_cost_per_token": "cheap",
+                    "max_tokens": None,
+                    "new_field": True,
+                },
+            },
+            "garbage",
+            {"no_name": 1},
+        ],
+        "extra": True,
+    }
     routes = parse_model_info(raw)
     assert [(r.model_group, r.deployment_id, r.model_type) for r in routes] == [
-        ("bge-embed", "bge-embed#0", "embedding"), ("chat", "chat#1", "llm"), ("rr", "rr-1", "reranker")]
+        ("bge-embed", "bge-embed#0", "embedding"),
+        ("chat", "chat#1", "llm"),
+        ("rr", "rr-1", "reranker"),
+    ]
     assert routes[0].api_base == "https://emb.internal:8000/v1"  # credentials and query stripped
     assert routes[0].provider == "hosted_vllm"
     assert routes[2].input_cost_per_token == 0.0
@@ -150,8 +182,11 @@ def test_readiness_captures() -> None:
 
 
 def test_backlog_and_health_captures() -> None:
-    assert parse_backlog(load("health-backlog.json")) == {"in_flight_requests": 1.0, "queued_requests": 0.0,
-                                                          "rejected_requests": 0.0}
+    assert parse_backlog(load("health-backlog.json")) == {
+        "in_flight_requests": 1.0,
+        "queued_requests": 0.0,
+        "rejected_requests": 0.0,
+    }
     health = parse_health(load("health-with-key.json"))
     assert health["fake-chat-deployment-1"] == "healthy"
     assert health["failing-chat-deployment-1"] == "outage"
@@ -197,20 +232,23 @@ def test_metrics_capture_matches_raw_exposition() -> None:
     usage = {u.model_group: u for u in usage_by_group(fams)}
     assert "" not in usage  # health-check series (requested_model="") aggregated away
     chat = usage["fake-chat"]
-    assert sum(chat.requests_total.values()) == raw_sum(text, "litellm_proxy_total_requests_metric_total",
-                                                        "fake-chat")
+    assert sum(chat.requests_total.values()) == raw_sum(text, "litellm_proxy_total_requests_metric_total", "fake-chat")
     assert chat.requests_total == {"2xx": 26.0, "4xx": 1.0}
     assert chat.input_tokens_total == raw_sum(text, "litellm_input_tokens_metric_total", "fake-chat")
     assert chat.output_tokens_total == raw_sum(text, "litellm_output_tokens_metric_total", "fake-chat")
     assert chat.total_tokens_total == raw_sum(text, "litellm_total_tokens_metric_total", "fake-chat")
     assert chat.spend_usd_total == pytest.approx(raw_sum(text, "litellm_spend_metric_total", "fake-chat"))
     assert chat.request_latency_seconds is not None
-    assert chat.request_latency_seconds.count == raw_sum(text, "litellm_request_total_latency_metric_count",
-                                                         "fake-chat")
+    assert chat.request_latency_seconds.count == raw_sum(
+        text, "litellm_request_total_latency_metric_count", "fake-chat"
+    )
     assert chat.ttft_seconds is not None
     assert chat.llm_api_latency_seconds is not None
-    assert usage["failing-chat"].fallbacks_ok_total == raw_sum(
-        text, "litellm_deployment_successful_fallbacks_total", "failing-chat") == 5.0
+    assert (
+        usage["failing-chat"].fallbacks_ok_total
+        == raw_sum(text, "litellm_deployment_successful_fallbacks_total", "failing-chat")
+        == 5.0
+    )
     assert usage["failing-chat"].requests_total == {"none": 2.0}  # refused by cooldown: status_code="None"
     assert usage["dead-chat"].errors_total == {"Openai.InternalServerError": 2.0, "RouterRateLimitError": 1.0}
     assert usage["ratelimited-chat"].errors_total == {"Openai.RateLimitError": 2.0}
@@ -236,7 +274,8 @@ def test_deployment_state_capture() -> None:
     # /health (opt-in) wins over the gauge
     health = parse_health(load("health-with-key.json"))
     assert {r.deployment_id: r.status for r in apply_deployment_state(routes, dm, health)}[
-        "flaky-chat-deployment-1"] == "healthy"
+        "flaky-chat-deployment-1"
+    ] == "healthy"
 
 
 def test_flaky_outage_recovery_latch() -> None:
@@ -288,20 +327,31 @@ def test_status_class() -> None:
 
 
 def test_renderer_on_capture() -> None:
-    from contracts.litellm import LitellmProxySnapshot
+    from inferwatch.contracts.litellm import LitellmProxySnapshot
 
     fams = families(http_body("metrics.http"))
     routes = routes_from_capture()
     dm = deployment_metrics(fams, {r.deployment_id: r.model_group for r in routes})
-    snap = LitellmProxySnapshot(source="p", observed_at=1.0, collector="c", interval_s=30, up=True, ready=True,
-                                metrics_mode="prometheus", routes=apply_deployment_state(routes, dm),
-                                usage=usage_by_group(fams), errors_total={"/model/info:http_401": 2.0})
+    snap = LitellmProxySnapshot(
+        source="p",
+        observed_at=1.0,
+        collector="c",
+        interval_s=30,
+        up=True,
+        ready=True,
+        metrics_mode="prometheus",
+        routes=apply_deployment_state(routes, dm),
+        usage=usage_by_group(fams),
+        errors_total={"/model/info:http_401": 2.0},
+    )
     w = SeriesWriter()
     render_litellm(snap, w)
     text = render_exposition([w.freeze()]).decode()
     parsed = parse_exposition(text.encode())
-    assert ('inferwatch_litellm_model_info{proxy="p",model_group="fake-rerank",'
-            'deployment_id="fake-rerank-deployment-1",type="reranker"') in text
+    assert (
+        'inferwatch_litellm_model_info{proxy="p",model_group="fake-rerank",'
+        'deployment_id="fake-rerank-deployment-1",type="reranker"'
+    ) in text
     status = defaultdict(float)
     for s in parsed["inferwatch_litellm_deployment_status"].samples:
         status[(s.labels["model_group"], s.labels["status"])] = s.value
@@ -318,17 +368,25 @@ def test_renderer_on_capture() -> None:
 def test_config_env_and_files(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("sk-from-file\n")
-    cfg = LitellmPollerConfig.from_env(Env({"INFERWATCH_LITELLM_URL": "http://p:4000/",
-                                            "INFERWATCH_LITELLM_KEY_FILE": str(key_file)}))
+    cfg = LitellmPollerConfig.from_env(
+        Env({"INFERWATCH_LITELLM_URL": "http://p:4000/", "INFERWATCH_LITELLM_KEY_FILE": str(key_file)})
+    )
     (proxy,) = cfg.proxies
     assert (proxy.name, proxy.url, cfg.interval_s, cfg.model_info_ttl_s, cfg.health_interval_s) == (
-        "default", "http://p:4000", 30.0, 300.0, 0.0)
+        "default",
+        "http://p:4000",
+        30.0,
+        300.0,
+        0.0,
+    )
     assert proxy.auth_headers() == {"Authorization": "Bearer sk-from-file"}
     assert "sk-from-file" not in repr(cfg)
     toml = tmp_path / "c.toml"
-    toml.write_text('[[litellm.proxies]]\nname = "a"\nurl = "https://a:4000"\nkey = "k1"\ntls_ca_file = "/ca.pem"\n'
-                    f'[[litellm.proxies]]\nname = "b"\nurl = "http://b"\nkey_file = "{key_file}"\n'
-                    'key_header = "x-litellm-api-key"\n')
+    toml.write_text(
+        '[[litellm.proxies]]\nname = "a"\nurl = "https://a:4000"\nkey = "k1"\ntls_ca_file = "/ca.pem"\n'
+        f'[[litellm.proxies]]\nname = "b"\nurl = "http://b"\nkey_file = "{key_file}"\n'
+        'key_header = "x-litellm-api-key"\n'
+    )
     cfg = LitellmPollerConfig.from_env(Env({"INFERWATCH_CONFIG": str(toml)}))
     assert [(p.name, p.tls_ca_file) for p in cfg.proxies] == [("a", "/ca.pem"), ("b", "")]
     assert cfg.proxies[1].auth_headers() == {"x-litellm-api-key": "sk-from-file"}

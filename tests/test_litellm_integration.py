@@ -12,14 +12,11 @@ import httpx
 import msgspec
 import pytest
 
-from contracts import AnyEvent
-from contracts.litellm import LitellmProxySnapshot
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.litellm_poller.__main__ import main as poller_main
-from shared.bus import Bus, BusSettings
-from shared.exposition import parse_exposition
-from simulators.litellm import SimulatedLitellm, serve
+from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.litellm import LitellmProxySnapshot
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.exposition import parse_exposition
+from inferwatch.simulators.litellm import SimulatedLitellm, serve
 from tests.conftest import free_port, get_text, running_service, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,8 +41,13 @@ def own_sum(sim: SimulatedLitellm, family: str, group: str) -> float:
     """What the simulated proxy's own /metrics/ says for ``group`` (health-check series excluded)."""
     fams = parse_exposition(sim.exposition().encode())
     fam = fams[family]
-    return sum(s.value for s in fam.samples if s.name.endswith("_total") and s.labels.get("requested_model") == group
-               and s.labels.get("hashed_api_key") != "litellm-internal-health-check")
+    return sum(
+        s.value
+        for s in fam.samples
+        if s.name.endswith("_total")
+        and s.labels.get("requested_model") == group
+        and s.labels.get("hashed_api_key") != "litellm-internal-health-check"
+    )
 
 
 async def test_simulator_matches_captured_shapes() -> None:
@@ -64,15 +66,20 @@ async def test_simulator_matches_captured_shapes() -> None:
                 assert (r.status_code, r.json()) == (401, json.loads((FIX / capture).read_text()))
             r = await c.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"})
             assert (r.status_code, r.json()) == (400, json.loads((FIX / "v1-models-bad-key.json").read_text()))
-            for headers, capture in (({}, "metrics-noauth.http"), ({"Authorization": "Bearer sk-wrong"},
-                                                                  "metrics-bad-key.http")):
+            for headers, capture in (
+                ({}, "metrics-noauth.http"),
+                ({"Authorization": "Bearer sk-wrong"}, "metrics-bad-key.http"),
+            ):
                 r = await c.get("/metrics/", headers=headers)
                 assert (r.status_code, r.content) == (401, http_body(capture))
             r = await c.get("/metrics")
             assert r.status_code == 401  # auth is checked before the redirect
             r = await c.get("/metrics", headers=auth)
-            assert (r.status_code, r.headers["location"], r.content) == (307, f"{url}/metrics/", http_body(
-                "metrics-noslash.http"))
+            assert (r.status_code, r.headers["location"], r.content) == (
+                307,
+                f"{url}/metrics/",
+                http_body("metrics-noslash.http"),
+            )
             r = await c.get("/metrics/", headers={"x-litellm-api-key": MARKER})
             assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
             r = await c.get("/model/info", headers=auth)
@@ -109,8 +116,13 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
     sim = SimulatedLitellm(MARKER, scenario="failing")
     sim.traffic(4)
     url, runner = await serve(sim)
-    env = {"NATS_URL": nats_url, "INFERWATCH_LITELLM_URL": url, "INFERWATCH_LITELLM_KEY": MARKER,
-           "INFERWATCH_LITELLM_NAME": "main", "INFERWATCH_LITELLM_INTERVAL_S": "0.4"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_LITELLM_URL": url,
+        "INFERWATCH_LITELLM_KEY": MARKER,
+        "INFERWATCH_LITELLM_NAME": "main",
+        "INFERWATCH_LITELLM_INTERVAL_S": "0.4",
+    }
     events: list[bytes] = []
 
     async def on_event(event: AnyEvent, _subject: str) -> None:
@@ -122,9 +134,10 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
     await bus.subscribe("inferwatch.v1.litellm.>", on_event)
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("litellm-poller", poller_main, env) as poller,
+            running_service("aggregator", env) as agg,
+            running_service("litellm-poller", env) as poller,
         ):
+
             async def reported() -> str | None:
                 body = await get_text(agg.url + "/metrics")
                 return body if value(body, "inferwatch_litellm_fallbacks_total", proxy="main") is not None else None
@@ -134,26 +147,43 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
             assert value(body, "inferwatch_litellm_ready", proxy="main") == 1.0
             assert value(body, "inferwatch_litellm_metrics_mode_info", proxy="main", mode="prometheus") == 1.0
             assert value(body, "inferwatch_litellm_info", proxy="main", version="1.106.2") == 1.0
-            types = dict(re.findall(r'inferwatch_litellm_model_info\{[^}]*model_group="([^"]+)"[^}]*type="([^"]+)"',
-                                    body))
-            assert types == {"fake-chat": "llm", "fake-embedding": "embedding", "fake-rerank": "reranker",
-                             "failing-chat": "llm"}
-            assert value(body, "inferwatch_litellm_deployment_status", model_group="failing-chat",
-                         status="outage") == 1.0
-            assert value(body, "inferwatch_litellm_deployment_status", model_group="fake-chat",
-                         status="healthy") == 1.0
+            types = dict(
+                re.findall(r'inferwatch_litellm_model_info\{[^}]*model_group="([^"]+)"[^}]*type="([^"]+)"', body)
+            )
+            assert types == {
+                "fake-chat": "llm",
+                "fake-embedding": "embedding",
+                "fake-rerank": "reranker",
+                "failing-chat": "llm",
+            }
+            assert (
+                value(body, "inferwatch_litellm_deployment_status", model_group="failing-chat", status="outage") == 1.0
+            )
+            assert value(body, "inferwatch_litellm_deployment_status", model_group="fake-chat", status="healthy") == 1.0
             # The poller's series match what the proxy's own /metrics/ says.
-            assert value(body, "inferwatch_litellm_fallbacks_total", model_group="failing-chat",
-                         result="success") == own_sum(sim, "litellm_deployment_successful_fallbacks",
-                                                      "failing-chat") == 4.0
-            assert value(body, "inferwatch_litellm_requests_total", model_group="fake-chat", status="2xx") == \
-                own_sum(sim, "litellm_proxy_total_requests_metric", "fake-chat")
-            assert value(body, "inferwatch_litellm_input_tokens_total", model_group="fake-chat") == \
-                own_sum(sim, "litellm_input_tokens_metric", "fake-chat")
+            assert (
+                value(body, "inferwatch_litellm_fallbacks_total", model_group="failing-chat", result="success")
+                == own_sum(sim, "litellm_deployment_successful_fallbacks", "failing-chat")
+                == 4.0
+            )
+            assert value(body, "inferwatch_litellm_requests_total", model_group="fake-chat", status="2xx") == own_sum(
+                sim, "litellm_proxy_total_requests_metric", "fake-chat"
+            )
+            assert value(body, "inferwatch_litellm_input_tokens_total", model_group="fake-chat") == own_sum(
+                sim, "litellm_input_tokens_metric", "fake-chat"
+            )
             assert value(body, "inferwatch_litellm_spend_usd_total", model_group="fake-chat") == pytest.approx(
-                own_sum(sim, "litellm_spend_metric", "fake-chat"))
-            assert value(body, "inferwatch_litellm_errors_total", model_group="failing-chat",
-                         exception_class="Openai.InternalServerError") == 4.0
+                own_sum(sim, "litellm_spend_metric", "fake-chat")
+            )
+            assert (
+                value(
+                    body,
+                    "inferwatch_litellm_errors_total",
+                    model_group="failing-chat",
+                    exception_class="Openai.InternalServerError",
+                )
+                == 4.0
+            )
             assert value(body, "inferwatch_litellm_request_latency_seconds_count", model_group="fake-chat")
             assert "hashed_api_key" not in body
             assert "litellm_proxy_master_key" not in body
@@ -163,8 +193,9 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
 
             async def caught_up() -> bool:
                 now = await get_text(agg.url + "/metrics")
-                return value(now, "inferwatch_litellm_requests_total", model_group="fake-chat",
-                             status="2xx") == expected
+                return (
+                    value(now, "inferwatch_litellm_requests_total", model_group="fake-chat", status="2xx") == expected
+                )
 
             await wait_until(caught_up, timeout=10, what="new traffic")
             assert sim.calls.get("/metrics/", 0) >= 2  # several cycles; the model list was fetched once
@@ -181,8 +212,9 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
         await runner.cleanup()
 
 
-async def test_bad_proxies_never_stop_the_poller(nats_url: str, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_proxies_never_stop_the_poller(
+    nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     sims = {
         "good": SimulatedLitellm(MARKER),
@@ -210,13 +242,18 @@ async def test_bad_proxies_never_stop_the_poller(nats_url: str, tmp_path: Path,
     lines.append(f"    - {{name: down, url: 'http://127.0.0.1:{free_port()}', key: '{MARKER}'}}")
     config = tmp_path / "inferwatch.yaml"
     config.write_text("\n".join(lines) + "\n")
-    env = {"NATS_URL": nats_url, "INFERWATCH_CONFIG": str(config), "INFERWATCH_LITELLM_INTERVAL_S": "0.4",
-           "INFERWATCH_LITELLM_TIMEOUT_S": "1"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_CONFIG": str(config),
+        "INFERWATCH_LITELLM_INTERVAL_S": "0.4",
+        "INFERWATCH_LITELLM_TIMEOUT_S": "1",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("litellm-poller", poller_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("litellm-poller", env),
         ):
+
             async def all_reported() -> str | None:
                 body = await get_text(agg.url + "/metrics")
                 ok = all(value(body, "inferwatch_litellm_up", proxy=p) is not None for p in [*sims, "down"])
@@ -229,8 +266,16 @@ async def test_bad_proxies_never_stop_the_poller(nats_url: str, tmp_path: Path,
                 return value(body, "inferwatch_litellm_poll_errors_total", proxy=proxy, endpoint=endpoint, error=error)
 
             assert value(body, "inferwatch_litellm_up", proxy="good") == 1.0
-            assert value(body, "inferwatch_litellm_deployment_status", proxy="good", model_group="fake-chat",
-                         status="healthy") == 1.0
+            assert (
+                value(
+                    body,
+                    "inferwatch_litellm_deployment_status",
+                    proxy="good",
+                    model_group="fake-chat",
+                    status="healthy",
+                )
+                == 1.0
+            )
             # 401 without a key; 400 no_db_connection for a wrong key; both still up (liveliness needs no key).
             assert err("nokey", "/model/info", "http_401")
             assert err("nokey", "/metrics/", "http_401")
@@ -244,16 +289,26 @@ async def test_bad_proxies_never_stop_the_poller(nats_url: str, tmp_path: Path,
             assert sims["limited"].calls["/health/liveliness"] >= 2
             # No Prometheus callback / licence-gated: said so, and models still exported.
             assert value(body, "inferwatch_litellm_metrics_mode_info", proxy="absent", mode="absent") == 1.0
-            assert value(body, "inferwatch_litellm_model_info", proxy="absent", model_group="fake-rerank",
-                         type="reranker") == 1.0
+            assert (
+                value(body, "inferwatch_litellm_model_info", proxy="absent", model_group="fake-rerank", type="reranker")
+                == 1.0
+            )
             assert value(body, "inferwatch_litellm_metrics_mode_info", proxy="gated", mode="licence_gated") == 1.0
             assert value(body, "inferwatch_litellm_model_info", proxy="gated", model_group="fake-chat") == 1.0
             # Older LiteLLM names still give requests and tokens (keyed by the bare model before requested_model).
             assert value(body, "inferwatch_litellm_requests_total", proxy="old", status="success")
             assert value(body, "inferwatch_litellm_tokens_total", proxy="old")
             # Unknown fields and a row without model_info: routes still there, typed by name.
-            assert value(body, "inferwatch_litellm_model_info", proxy="badinfo", deployment_id="fake-embedding#1",
-                         type="embedding") == 1.0
+            assert (
+                value(
+                    body,
+                    "inferwatch_litellm_model_info",
+                    proxy="badinfo",
+                    deployment_id="fake-embedding#1",
+                    type="embedding",
+                )
+                == 1.0
+            )
             assert value(body, "inferwatch_litellm_up", proxy="down") == 0.0
             assert err("down", "/health/liveliness", "connect_error")
             assert MARKER[3:] not in body
@@ -268,30 +323,47 @@ async def test_proxy_restart_mid_poll_keeps_cached_models(nats_url: str) -> None
     sim = SimulatedLitellm(MARKER, scenario="failing")
     sim.traffic(5)
     url, runner = await serve(sim)
-    env = {"NATS_URL": nats_url, "INFERWATCH_LITELLM_URL": url, "INFERWATCH_LITELLM_KEY": MARKER,
-           "INFERWATCH_LITELLM_NAME": "restarting", "INFERWATCH_LITELLM_INTERVAL_S": "0.3"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_LITELLM_URL": url,
+        "INFERWATCH_LITELLM_KEY": MARKER,
+        "INFERWATCH_LITELLM_NAME": "restarting",
+        "INFERWATCH_LITELLM_INTERVAL_S": "0.3",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("litellm-poller", poller_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("litellm-poller", env),
         ):
+
             async def metric(name: str, **labels: str) -> float | None:
                 return value(await get_text(agg.url + "/metrics"), name, proxy="restarting", **labels)
 
-            await wait_until(lambda: metric("inferwatch_litellm_requests_total", model_group="fake-chat",
-                                            status="2xx"), timeout=10, what="first poll")
+            await wait_until(
+                lambda: metric("inferwatch_litellm_requests_total", model_group="fake-chat", status="2xx"),
+                timeout=10,
+                what="first poll",
+            )
             sim.fault = "restarting"  # every route answers 503 while the proxy restarts
             await wait_until(lambda: _eq(metric("inferwatch_litellm_up"), 0.0), timeout=10, what="seen down")
             body = await get_text(agg.url + "/metrics")
-            assert value(body, "inferwatch_litellm_poll_errors_total", proxy="restarting",
-                         endpoint="/health/liveliness", error="http_503")
+            assert value(
+                body,
+                "inferwatch_litellm_poll_errors_total",
+                proxy="restarting",
+                endpoint="/health/liveliness",
+                error="http_503",
+            )
             # the cached model list is kept (TTL 5 min) while the proxy is away
             assert value(body, "inferwatch_litellm_model_info", proxy="restarting", model_group="fake-rerank") == 1.0
             sim.restart()
             sim.fault = None
             sim.traffic(1)
-            await wait_until(lambda: _eq(metric("inferwatch_litellm_requests_total", model_group="fake-chat",
-                                                status="2xx"), 2.0), timeout=10, what="counters after restart")
+            await wait_until(
+                lambda: _eq(metric("inferwatch_litellm_requests_total", model_group="fake-chat", status="2xx"), 2.0),
+                timeout=10,
+                what="counters after restart",
+            )
             assert await metric("inferwatch_litellm_up") == 1.0
     finally:
         await runner.cleanup()
@@ -306,28 +378,58 @@ async def test_opt_in_health_polled_on_its_own_interval(nats_url: str) -> None:
     sim = SimulatedLitellm(MARKER, scenario="upstream_429")  # fake-chat's upstream answers 429
     sim.traffic(2)
     url, runner = await serve(sim)
-    env = {"NATS_URL": nats_url, "INFERWATCH_LITELLM_URL": url, "INFERWATCH_LITELLM_KEY": MARKER,
-           "INFERWATCH_LITELLM_NAME": "withhealth", "INFERWATCH_LITELLM_INTERVAL_S": "0.3",
-           "INFERWATCH_LITELLM_HEALTH_INTERVAL_S": "3600"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_LITELLM_URL": url,
+        "INFERWATCH_LITELLM_KEY": MARKER,
+        "INFERWATCH_LITELLM_NAME": "withhealth",
+        "INFERWATCH_LITELLM_INTERVAL_S": "0.3",
+        "INFERWATCH_LITELLM_HEALTH_INTERVAL_S": "3600",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("litellm-poller", poller_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("litellm-poller", env),
         ):
+
             async def status(group: str, state: str) -> float | None:
-                return value(await get_text(agg.url + "/metrics"), "inferwatch_litellm_deployment_status",
-                             proxy="withhealth", model_group=group, status=state)
+                return value(
+                    await get_text(agg.url + "/metrics"),
+                    "inferwatch_litellm_deployment_status",
+                    proxy="withhealth",
+                    model_group=group,
+                    status=state,
+                )
 
             await wait_until(lambda: _eq(status("fake-chat", "outage"), 1.0), timeout=10, what="/health verdict")
             await wait_until(lambda: sim.calls.get("/metrics/", 0) >= 3, timeout=10, what="more cycles")
             assert sim.calls["/health"] == 1  # its own long interval, not every cycle
             assert await status("fake-embedding", "healthy") == 1.0
             body = await get_text(agg.url + "/metrics")
-            assert value(body, "inferwatch_litellm_errors_total", proxy="withhealth", model_group="fake-chat",
-                         exception_class="Openai.RateLimitError") == 2.0
-            assert value(body, "inferwatch_litellm_deployment_remaining_requests", proxy="withhealth",
-                         model_group="fake-chat") == 0.0
-            assert value(body, "inferwatch_litellm_requests_total", proxy="withhealth", model_group="fake-chat",
-                         status="4xx") == 2.0
+            assert (
+                value(
+                    body,
+                    "inferwatch_litellm_errors_total",
+                    proxy="withhealth",
+                    model_group="fake-chat",
+                    exception_class="Openai.RateLimitError",
+                )
+                == 2.0
+            )
+            assert (
+                value(
+                    body,
+                    "inferwatch_litellm_deployment_remaining_requests",
+                    proxy="withhealth",
+                    model_group="fake-chat",
+                )
+                == 0.0
+            )
+            assert (
+                value(
+                    body, "inferwatch_litellm_requests_total", proxy="withhealth", model_group="fake-chat", status="4xx"
+                )
+                == 2.0
+            )
     finally:
         await runner.cleanup()

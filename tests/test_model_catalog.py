@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 import pytest
 from nats.aio.msg import Msg
 
-from contracts import ALL, AnyEvent, Event
-from contracts.catalog import CatalogEntry, ModelCatalogSnapshot
-from contracts.docker import ContainerInfo, ContainerLifecycle, DockerHostSnapshot
-from contracts.litellm import LitellmProxySnapshot, ModelRoute
-from contracts.subjects import subject_filter
-from contracts.vllm import VllmInstanceSnapshot, VllmModelCard
-from services.model_catalog.__main__ import main
-from services.model_catalog.core import parse_hf_model
-from shared.bus import Bus, BusSettings
-from shared.natsserver import EmbeddedNats
-from simulators.huggingface import PRIVATE_REPO, RESTRICTED_REPO, SimulatedHub, serve
+from inferwatch.contracts import ALL, AnyEvent, Event
+from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
+from inferwatch.contracts.docker import ContainerInfo, ContainerLifecycle, DockerHostSnapshot
+from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
+from inferwatch.contracts.subjects import subject_filter
+from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelCard
+from inferwatch.services.model_catalog.core import parse_hf_model
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.natsserver import EmbeddedNats
+from inferwatch.simulators.huggingface import PRIVATE_REPO, RESTRICTED_REPO, SimulatedHub, serve
 from tests.conftest import get_text, running_service, wait_until
 
 SERVICE = "model-catalog"
@@ -174,7 +173,7 @@ async def test_catalog_merges_sources_enriches_from_hf_and_keeps_the_token_secre
         litellm_proxy(),
         docker_host(),
     )
-    async with running_service(SERVICE, main, env) as svc:
+    async with running_service(SERVICE, env) as svc:
         await observer.publish(*inputs)
         await wait_until(
             lambda: enriched(observer, "qwen3-8b", "llama-3.1-8b-instruct", "qwen3-8b-awq"),
@@ -230,7 +229,7 @@ async def test_catalog_merges_sources_enriches_from_hf_and_keeps_the_token_secre
     # a second instance (another replica, or a restart) finds every lookup in the shared bucket
     before = sim.count()
     observer.catalogs.clear()
-    async with running_service(SERVICE, main, env) as svc:
+    async with running_service(SERVICE, env) as svc:
         await observer.publish(*inputs)
         await wait_until(
             lambda: enriched(observer, "qwen3-8b", "llama-3.1-8b-instruct", "qwen3-8b-awq"),
@@ -249,7 +248,7 @@ async def test_offline_mode_makes_no_request_and_still_publishes(
 ) -> None:
     sim, url = hub
     env = service_env(nats_url, url, HF_HUB_OFFLINE="1")
-    async with running_service(SERVICE, main, env) as svc:
+    async with running_service(SERVICE, env) as svc:
         await observer.publish(
             vllm("http://vllm-a:8000", VllmModelCard(id="qwen3-8b", root="Qwen/Qwen3-8B", max_model_len=32768))
         )
@@ -273,7 +272,7 @@ async def test_private_and_restricted_repos_are_marked_gated_and_not_retried(
 ) -> None:
     sim, url = hub  # anonymous: the private repo answers 401, the restricted one 403
     env = service_env(nats_url, url)
-    async with running_service(SERVICE, main, env):
+    async with running_service(SERVICE, env):
         await observer.publish(
             vllm(
                 "http://vllm-a:8000",
@@ -309,7 +308,7 @@ async def test_not_found_cached_and_server_errors_backed_off_until_the_hub_recov
     sim.tokens.add(token)  # authenticated: an unknown repo answers 404
     sim.fail_status = 500
     env = service_env(nats_url, url, HF_TOKEN=token, INFERWATCH_CATALOG_HF_RETRY_BASE_S="2")
-    async with running_service(SERVICE, main, env) as svc:
+    async with running_service(SERVICE, env) as svc:
         await observer.publish(
             vllm(
                 "http://vllm-a:8000",
@@ -342,7 +341,7 @@ async def test_rate_limit_pauses_every_lookup_for_retry_after(
     sim, url = hub
     sim.rate_limited, sim.retry_after_s = 1, 2
     env = service_env(nats_url, url, INFERWATCH_CATALOG_HF_CONCURRENCY="1")
-    async with running_service(SERVICE, main, env):
+    async with running_service(SERVICE, env):
         await observer.publish(
             vllm(
                 "http://vllm-a:8000",
@@ -370,7 +369,7 @@ async def test_memory_cache_when_jetstream_is_unavailable(hub: tuple[SimulatedHu
         obs = Observer(bus)
         await bus.subscribe(subject_filter("catalog", "models"), obs.on_catalog)
         env = service_env(nats_url, url)
-        async with running_service(SERVICE, main, env) as svc:
+        async with running_service(SERVICE, env) as svc:
             await obs.publish(vllm("http://vllm-a:8000", VllmModelCard(id="qwen3-8b", root="Qwen/Qwen3-8B")))
             await wait_until(lambda: enriched(obs, "qwen3-8b"), timeout=20, what="enrichment without JetStream")
             published = len(obs.catalogs)
@@ -390,7 +389,7 @@ async def test_stopped_container_and_down_vllm_keep_their_models_unavailable(
 ) -> None:
     _, url = hub
     env = service_env(nats_url, url, HF_HUB_OFFLINE="1")
-    async with running_service(SERVICE, main, env):
+    async with running_service(SERVICE, env):
         await observer.publish(
             docker_host(), vllm("http://vllm-a:8000", VllmModelCard(id="qwen3-8b", root="Qwen/Qwen3-8B"))
         )
@@ -426,7 +425,7 @@ async def test_stopped_container_and_down_vllm_keep_their_models_unavailable(
 
 
 async def test_demo_hook_points_the_catalog_at_the_simulator() -> None:
-    from simulators.huggingface import start_demo
+    from inferwatch.simulators.huggingface import start_demo
 
     demo = await start_demo()
     try:
@@ -459,7 +458,7 @@ async def test_hub_timeouts_are_counted_and_the_catalog_still_published(
     sim, url = hub
     sim.delay_s = 2.0
     env = service_env(nats_url, url, INFERWATCH_CATALOG_HF_TIMEOUT_S="0.2", INFERWATCH_CATALOG_HF_RETRY_BASE_S="60")
-    async with running_service(SERVICE, main, env) as svc:
+    async with running_service(SERVICE, env) as svc:
         await observer.publish(vllm("http://vllm-a:8000", VllmModelCard(id="qwen3-8b", root="Qwen/Qwen3-8B")))
         await wait_until(lambda: "qwen3-8b" in observer.latest(), timeout=20, what="a catalog")
 

@@ -12,24 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.docker_watcher.__main__ import main as watcher_main
-from services.epp_scraper.__main__ import main as epp_main
-from services.gpu_agent.__main__ import main as gpu_main
-from services.langfuse_ingester.__main__ import main as ingester_main
-from services.litellm_poller.__main__ import main as poller_main
-from services.model_catalog.__main__ import main as catalog_main
-from services.vllm_scraper.__main__ import main as scraper_main
-from shared.bus import Bus, BusSettings
-from simulators.docker_engine import FakeDockerEngine, serve_engine, vllm_container
-from simulators.epp import EppSimulator
-from simulators.huggingface import SimulatedHub
-from simulators.huggingface import serve as serve_hub
-from simulators.langfuse import SimulatedLangfuse, make_dataset
-from simulators.litellm import SimulatedLitellm
-from simulators.litellm import serve as serve_litellm
-from simulators.vllm import SimulatedVllm, VllmGeneration, serve
+from inferwatch.services import SERVICES
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.simulators.docker_engine import FakeDockerEngine, serve_engine, vllm_container
+from inferwatch.simulators.epp import EppSimulator
+from inferwatch.simulators.huggingface import SimulatedHub
+from inferwatch.simulators.huggingface import serve as serve_hub
+from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset
+from inferwatch.simulators.litellm import SimulatedLitellm
+from inferwatch.simulators.litellm import serve as serve_litellm
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
 from tests.conftest import free_port, get_text, running_service, wait_until
 
 MARKERS = {
@@ -65,8 +57,8 @@ async def test_marker_secrets_appear_nowhere(nats_url: str, capfd: pytest.Captur
     }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env) as scraper,
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env) as scraper,
         ):
 
             async def models_seen() -> bool:
@@ -208,28 +200,18 @@ async def test_marker_secrets_appear_nowhere_for_every_service(
         "DOCKER_HOST": f"unix://{socket_path}",
         "INFERWATCH_DOCKER_HOST_NAME": "secret-host",
         "INFERWATCH_DOCKER_INTERVAL_S": "0.5",
-        "INFERWATCH_GPU_FAKE": "2",
+        "INFERWATCH_GPU_NVML": "inferwatch.simulators.nvml:from_env",
+        "INFERWATCH_SIM_NVML": "2",
         "INFERWATCH_GPU_HOST": "secret-gpu-host",
         "INFERWATCH_GPU_INTERVAL_S": "0.5",
     }
-    services = [
-        ("aggregator", aggregator_main, aggregator_routes),
-        ("vllm-scraper", scraper_main, None),
-        ("litellm-poller", poller_main, None),
-        ("langfuse-ingester", ingester_main, None),
-        ("epp-scraper", epp_main, None),
-        ("docker-watcher", watcher_main, None),
-        ("gpu-agent", gpu_main, None),
-        ("model-catalog", catalog_main, None),
-    ]
+    services = [s.name for s in SERVICES]
     bodies: dict[str, str] = {}
     try:
         async with contextlib.AsyncExitStack() as stack:
             urls = {}
-            for name, main, routes in services:
-                svc = await stack.enter_async_context(
-                    running_service(name, main, env, routes=routes, wait_ready=False, ready_timeout=20)
-                )
+            for name in services:
+                svc = await stack.enter_async_context(running_service(name, env, wait_ready=False, ready_timeout=20))
                 urls[name] = svc.url
             agg = urls["aggregator"]
 

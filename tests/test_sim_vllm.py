@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from simulators.vllm import (
+from inferwatch.simulators.vllm import (
     HUGE_BODY_BYTES,
     METRICS_CONTENT_TYPE,
     SimulatedVllm,
@@ -597,7 +597,7 @@ async def test_command_line_serves_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "simulators.vllm",
+        "inferwatch.simulators.vllm",
         "--count",
         "2",
         stdout=asyncio.subprocess.PIPE,

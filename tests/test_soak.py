@@ -46,10 +46,19 @@ def test_demo_soak_memory_is_flat() -> None:
     extra = int(os.environ.get("INFERWATCH_SOAK_VLLM_EXTRA", "100"))
     warmup_s = 25.0
     port = free_port()
-    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "INFERWATCH_VLLM_INTERVAL_S": "2",
-           "INFERWATCH_DEMO_VLLM_EXTRA": str(extra), "INFERWATCH_LOG_LEVEL": "error"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "INFERWATCH_VLLM_INTERVAL_S": "2",
+        "INFERWATCH_DEMO_VLLM_EXTRA": str(extra),
+        "INFERWATCH_LOG_LEVEL": "error",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch", "up", "--demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     samples: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     scrapes = 0

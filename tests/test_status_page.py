@@ -9,23 +9,41 @@ import httpx
 import pytest
 from aiohttp import web
 
-from contracts.catalog import CatalogEntry, ModelCatalogSnapshot
-from contracts.gpu import GpuHostSnapshot
-from services.aggregator.domains.gpu import render_gpu_host
-from services.aggregator.render import SeriesWriter
-from services.aggregator.state import SourceTable
-from services.aggregator.status_page import status_payload, status_routes
+from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
+from inferwatch.contracts.gpu import GpuHostSnapshot
+from inferwatch.services.aggregator.domains.gpu import render_gpu_host
+from inferwatch.services.aggregator.render import SeriesWriter
+from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.aggregator.status_page import status_payload, status_routes
 from tests.conftest import free_port, require_tool
 
 
 def _catalog() -> ModelCatalogSnapshot:
-    return ModelCatalogSnapshot(source="catalog", observed_at=time.time(), collector="c", interval_s=1.0, entries=[
-        CatalogEntry(name="qwen3-8b", model_id="Qwen/Qwen3-8B", providers=["vllm"], available=True,
-                     endpoints=["http://10.0.0.5:8000"], parameter_count=8_190_000_000,
-                     hf_url="https://huggingface.co/Qwen/Qwen3-8B"),
-        CatalogEntry(name="bge-m3", model_id="BAAI/bge-m3", model_type="embedding", providers=["litellm"],
-                     endpoints=["http://litellm:4000"], available=False),
-    ])
+    return ModelCatalogSnapshot(
+        source="catalog",
+        observed_at=time.time(),
+        collector="c",
+        interval_s=1.0,
+        entries=[
+            CatalogEntry(
+                name="qwen3-8b",
+                model_id="Qwen/Qwen3-8B",
+                providers=["vllm"],
+                available=True,
+                endpoints=["http://10.0.0.5:8000"],
+                parameter_count=8_190_000_000,
+                hf_url="https://huggingface.co/Qwen/Qwen3-8B",
+            ),
+            CatalogEntry(
+                name="bge-m3",
+                model_id="BAAI/bge-m3",
+                model_type="embedding",
+                providers=["litellm"],
+                endpoints=["http://litellm:4000"],
+                available=False,
+            ),
+        ],
+    )
 
 
 def _noop(_event: object, _w: SeriesWriter) -> None:
@@ -35,8 +53,12 @@ def _noop(_event: object, _w: SeriesWriter) -> None:
 def make_aggregator() -> SimpleNamespace:
     table = SourceTable({GpuHostSnapshot: render_gpu_host, ModelCatalogSnapshot: _noop}, tombstone_s=600.0)
     now = time.monotonic()
-    table.apply(GpuHostSnapshot(source="gpu-host-1", observed_at=time.time(), collector="c", interval_s=1.0,
-                                nvml_available=True), now)
+    table.apply(
+        GpuHostSnapshot(
+            source="gpu-host-1", observed_at=time.time(), collector="c", interval_s=1.0, nvml_available=True
+        ),
+        now,
+    )
     table.apply(_catalog(), now)
     return SimpleNamespace(table=table)
 

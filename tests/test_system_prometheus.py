@@ -26,10 +26,10 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from contracts import Event
-from contracts.alert import Alert
-from contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from shared.bus import Bus, BusSettings
+from inferwatch.contracts import Event
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.shared.bus import Bus, BusSettings
 from tests.conftest import free_port, require_tool, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
@@ -53,8 +53,13 @@ def _strip(name: str) -> str:
 
 
 def _concrete(expr: str) -> str:
-    for var, value in (("$__rate_interval", "30s"), ("$__range", "1m"), ("$host", ".*"), ("$model", ".*"),
-                       ("$container", ".*")):
+    for var, value in (
+        ("$__rate_interval", "30s"),
+        ("$__range", "1m"),
+        ("$host", ".*"),
+        ("$model", ".*"),
+        ("$container", ".*"),
+    ):
         expr = expr.replace(var, value)
     return expr
 
@@ -66,8 +71,9 @@ def fast_rules(rule: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def run_prometheus(tmp_path: Path, agg_port: int,
-                   rewrite: Callable[[dict[str, Any]], None] = fast_rules) -> Iterator[str]:
+def run_prometheus(
+    tmp_path: Path, agg_port: int, rewrite: Callable[[dict[str, Any]], None] = fast_rules
+) -> Iterator[str]:
     """A Prometheus (1 s scrape and evaluation) scraping ``127.0.0.1:agg_port``, loaded with a copy of the shipped
     rules that ``rewrite`` changed rule by rule; yields its URL."""
     binary = require_tool("prometheus")
@@ -80,14 +86,27 @@ def run_prometheus(tmp_path: Path, agg_port: int,
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yml")],
-        "scrape_configs": [{"job_name": "inferwatch-aggregator", "honor_labels": True,
-                            "static_configs": [{"targets": [f"127.0.0.1:{agg_port}"]}]}],
+        "scrape_configs": [
+            {
+                "job_name": "inferwatch-aggregator",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{agg_port}"]}],
+            }
+        ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                             "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -121,13 +140,25 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def run_demo(nats_url: str, agg_port: int,
-             extra_env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def run_demo(
+    nats_url: str, agg_port: int, extra_env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """`inferwatch up --demo` on ``nats_url``, its aggregator on ``agg_port``; yields the process."""
-    env = {**os.environ, "NATS_URL": nats_url, "INFERWATCH_VLLM_INTERVAL_S": "1",
-           "INFERWATCH_LOG_LEVEL": "warning", "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2", **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--demo", "--port", str(agg_port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_INTERVAL_S": "1",
+        "INFERWATCH_LOG_LEVEL": "warning",
+        "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.2",
+        **(extra_env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch", "up", "--demo", "--port", str(agg_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     try:
         yield proc
     finally:
@@ -159,23 +190,37 @@ async def _query(prom: str, expr: str) -> list[dict[str, Any]]:
 async def _firing_in_prometheus(prom: str, name: str, target: str) -> bool:
     async with httpx.AsyncClient(timeout=5) as client:
         alerts = (await client.get(prom + "/api/v1/alerts")).json()["data"]["alerts"]
-    return any(a["labels"].get("alertname") == name and a["labels"].get("target") == target
-               and a["state"] == "firing" for a in alerts)
+    return any(
+        a["labels"].get("alertname") == name and a["labels"].get("target") == target and a["state"] == "firing"
+        for a in alerts
+    )
 
 
 def snapshot(target: str, up: bool, preemptions: float | None = None) -> VllmInstanceSnapshot:
     engines = [] if preemptions is None else [VllmEngineStats(model_name="sys-model", preemptions_total=preemptions)]
-    return VllmInstanceSnapshot(source=target, observed_at=time.time(), collector="system-test", interval_s=1.0,
-                                up=up, error="" if up else "timeout", status="ready" if up else "error",
-                                engines=engines)
+    return VllmInstanceSnapshot(
+        source=target,
+        observed_at=time.time(),
+        collector="system-test",
+        interval_s=1.0,
+        up=up,
+        error="" if up else "timeout",
+        status="ready" if up else "error",
+        engines=engines,
+    )
 
 
 async def test_panels_have_data_and_vllm_target_down_fires_in_prometheus_and_on_nats(
-        nats_url: str, prometheus: tuple[str, int], demo: str) -> None:
+    nats_url: str, prometheus: tuple[str, int], demo: str
+) -> None:
     prom, _ = prometheus
     started = time.monotonic()
-    await wait_until(lambda: _query(prom, "inferwatch_vllm_requests_running"), timeout=45,
-                     what="vLLM series in Prometheus", interval=0.5)
+    await wait_until(
+        lambda: _query(prom, "inferwatch_vllm_requests_running"),
+        timeout=45,
+        what="vLLM series in Prometheus",
+        interval=0.5,
+    )
     await asyncio.sleep(6)  # a few more scrapes so rate() windows have two samples and bursts of traffic
 
     board = json.loads((DEPLOY / "grafana" / "dashboards" / "vllm-docker-status.json").read_text())
@@ -192,8 +237,12 @@ async def test_panels_have_data_and_vllm_target_down_fires_in_prometheus_and_on_
             if not await _query(prom, _concrete(target["expr"])):
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
-    assert set(skipped) <= {"CUDA version", "GPU memory per model", "GPU utilisation by container",
-                            "GPU memory trend"}, skipped
+    assert set(skipped) <= {
+        "CUDA version",
+        "GPU memory per model",
+        "GPU utilisation by container",
+        "GPU memory trend",
+    }, skipped
 
     async with httpx.AsyncClient(timeout=5) as client:
         groups = (await client.get(prom + "/api/v1/rules")).json()["data"]["groups"]
@@ -226,32 +275,56 @@ async def test_panels_have_data_and_vllm_target_down_fires_in_prometheus_and_on_
         for count in (3.0, 3.0, 7.0):
             await bus.publish(snapshot(preempting, True, count))
             await asyncio.sleep(1.2)
-        await wait_until(lambda: any(a.name == "VllmPreemptions" and a.labels.get("target") == preempting
-                                     and a.state == "firing" for a in received), timeout=5,
-                         what="VllmPreemptions on NATS")
-        await wait_until(lambda: _firing_in_prometheus(prom, "VllmPreemptions", preempting), timeout=15,
-                         what="VllmPreemptions firing in Prometheus", interval=0.5)
+        await wait_until(
+            lambda: any(
+                a.name == "VllmPreemptions" and a.labels.get("target") == preempting and a.state == "firing"
+                for a in received
+            ),
+            timeout=5,
+            what="VllmPreemptions on NATS",
+        )
+        await wait_until(
+            lambda: _firing_in_prometheus(prom, "VllmPreemptions", preempting),
+            timeout=15,
+            what="VllmPreemptions firing in Prometheus",
+            interval=0.5,
+        )
         await bus.publish(snapshot(preempting, True, 7.0))
-        await wait_until(lambda: any(a.name == "VllmPreemptions" and a.state == "resolved" for a in received),
-                         timeout=5, what="VllmPreemptions resolved on NATS")
+        await wait_until(
+            lambda: any(a.name == "VllmPreemptions" and a.state == "resolved" for a in received),
+            timeout=5,
+            what="VllmPreemptions resolved on NATS",
+        )
 
         publisher = asyncio.create_task(keep_publishing(False))
         down_at = time.monotonic()
         # Prometheus' copy has `for: 0s`; the aggregator runs the shipped rule (`for: 30s`)
-        await wait_until(lambda: _firing_in_prometheus(prom, "VllmTargetDown", target), timeout=15,
-                         what="VllmTargetDown firing in Prometheus", interval=0.5)
-        await wait_until(lambda: any(a.labels.get("target") == target and a.state == "firing" for a in received),
-                         timeout=40, what="VllmTargetDown on NATS", interval=0.2)
+        await wait_until(
+            lambda: _firing_in_prometheus(prom, "VllmTargetDown", target),
+            timeout=15,
+            what="VllmTargetDown firing in Prometheus",
+            interval=0.5,
+        )
+        await wait_until(
+            lambda: any(a.labels.get("target") == target and a.state == "firing" for a in received),
+            timeout=40,
+            what="VllmTargetDown on NATS",
+            interval=0.2,
+        )
         assert time.monotonic() - down_at >= 29  # the `for` duration held
         stop.set()
         await publisher
         stop.clear()
         publisher = asyncio.create_task(keep_publishing(True))
-        await wait_until(lambda: any(a.labels.get("target") == target and a.state == "resolved" for a in received),
-                         timeout=10, what="VllmTargetDown resolved on NATS")
+        await wait_until(
+            lambda: any(a.labels.get("target") == target and a.state == "resolved" for a in received),
+            timeout=10,
+            what="VllmTargetDown resolved on NATS",
+        )
 
         async def resolved_in_prometheus() -> bool:
             return not await _firing_in_prometheus(prom, "VllmTargetDown", target)
+
         await wait_until(resolved_in_prometheus, timeout=15, what="VllmTargetDown resolved in Prometheus")
         stop.set()
         await publisher

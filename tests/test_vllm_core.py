@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts.vllm import VllmEngineStats
-from services.vllm_scraper.core import (
+from inferwatch.contracts.vllm import VllmEngineStats
+from inferwatch.services.vllm_scraper.core import (
     WANTED,
     detect_generation,
     engine_stats,
@@ -17,9 +17,9 @@ from services.vllm_scraper.core import (
     rendezvous_owner,
     spread_offset,
 )
-from shared.dns import parse_dns_spec, target_url
-from shared.exposition import parse_exposition
-from simulators.vllm import SimulatedVllm, VllmGeneration
+from inferwatch.shared.dns import parse_dns_spec, target_url
+from inferwatch.shared.exposition import parse_exposition
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -92,9 +92,11 @@ def test_every_simulated_generation(generation: VllmGeneration) -> None:
 
 
 def test_disabled_prefix_cache_minus_one_is_absent() -> None:
-    body = (b"# TYPE vllm:gpu_prefix_cache_hit_rate gauge\n"
-            b'vllm:gpu_prefix_cache_hit_rate{model_name="a"} -1.0\n'
-            b'vllm:gpu_prefix_cache_hit_rate{model_name="b"} 0.25\n')
+    body = (
+        b"# TYPE vllm:gpu_prefix_cache_hit_rate gauge\n"
+        b'vllm:gpu_prefix_cache_hit_rate{model_name="a"} -1.0\n'
+        b'vllm:gpu_prefix_cache_hit_rate{model_name="b"} 0.25\n'
+    )
     _, engines = stats_of(body)
     by_model = {e.model_name: e for e in engines}
     assert by_model["a"].prefix_cache_hit_ratio is None
@@ -102,11 +104,13 @@ def test_disabled_prefix_cache_minus_one_is_absent() -> None:
 
 
 def test_several_models_and_nan() -> None:
-    body = (b"# TYPE vllm:num_requests_running gauge\n"
-            b'vllm:num_requests_running{engine="0",model_name="a"} 1\n'
-            b'vllm:num_requests_running{engine="0",model_name="b"} NaN\n'
-            b"# TYPE vllm:some_future_metric gauge\n"
-            b'vllm:some_future_metric{engine="0",model_name="a"} 3\n')
+    body = (
+        b"# TYPE vllm:num_requests_running gauge\n"
+        b'vllm:num_requests_running{engine="0",model_name="a"} 1\n'
+        b'vllm:num_requests_running{engine="0",model_name="b"} NaN\n'
+        b"# TYPE vllm:some_future_metric gauge\n"
+        b'vllm:some_future_metric{engine="0",model_name="a"} 3\n'
+    )
     generation, engines = stats_of(body)
     assert generation == "v1"
     assert [(e.model_name, e.requests_running) for e in engines] == [("a", 1.0), ("b", None)]

@@ -16,13 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts import AnyEvent
-from contracts.vllm import VllmInstanceSnapshot
-from services.aggregator.__main__ import main as aggregator_main
-from services.aggregator.__main__ import routes as aggregator_routes
-from services.vllm_scraper.__main__ import main as scraper_main
-from shared.bus import Bus, BusSettings
-from simulators.vllm import SimulatedVllm, VllmGeneration, make_fleet, serve
+from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, make_fleet, serve
 from tests.conftest import free_port, get_text, running_service, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,20 +32,33 @@ def sample(body: str, name: str, target: str) -> list[str]:
 
 async def test_good_and_bad_targets(nats_url: str) -> None:
     faults = ["500", "hang", "garbage", "huge", "bad_utf8", "nan", None, None]
-    fleet = [SimulatedVllm(f"m{i}", f"org/m{i}", VllmGeneration.V1 if i % 2 else VllmGeneration.V0_6,
-                           "0.33.0" if i % 2 else "0.6.3", seed=i) for i in range(len(faults))]
+    fleet = [
+        SimulatedVllm(
+            f"m{i}",
+            f"org/m{i}",
+            VllmGeneration.V1 if i % 2 else VllmGeneration.V0_6,
+            "0.33.0" if i % 2 else "0.6.3",
+            seed=i,
+        )
+        for i in range(len(faults))
+    ]
     for inst, fault in zip(fleet, faults, strict=True):
         inst.fault = fault
     pairs = await serve(fleet)
     urls = [url for url, _ in pairs]
     refused = f"http://127.0.0.1:{free_port()}"
-    env = {"NATS_URL": nats_url, "INFERWATCH_VLLM_TARGETS": ",".join([*urls, refused]),
-           "INFERWATCH_VLLM_INTERVAL_S": "1", "INFERWATCH_VLLM_TIMEOUT_S": "1", "INFERWATCH_VLLM_SHARD": "0",
-           "INFERWATCH_VLLM_MAX_BODY_BYTES": str(4 * 1024 * 1024)}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_TARGETS": ",".join([*urls, refused]),
+        "INFERWATCH_VLLM_INTERVAL_S": "1",
+        "INFERWATCH_VLLM_TIMEOUT_S": "1",
+        "INFERWATCH_VLLM_SHARD": "0",
+        "INFERWATCH_VLLM_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env) as scraper,
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env) as scraper,
         ):
             url = agg.url + "/metrics"
 
@@ -64,16 +74,23 @@ async def test_good_and_bad_targets(nats_url: str) -> None:
             for t in [*urls, refused]:
                 errs = sample(body, "inferwatch_vllm_scrape_error_info", t)
                 reasons[t] = re.search(r'reason="([^"]*)"', errs[0]).group(1) if errs else ""  # type: ignore[union-attr]
-            expected = {urls[0]: "http_5xx", urls[1]: "timeout", urls[2]: "parse_error", urls[3]: "too_large",
-                        urls[4]: "parse_error"}  # garbage and invalid UTF-8: parse_error
+            expected = {
+                urls[0]: "http_5xx",
+                urls[1]: "timeout",
+                urls[2]: "parse_error",
+                urls[3]: "too_large",
+                urls[4]: "parse_error",
+            }  # garbage and invalid UTF-8: parse_error
             for t, reason in expected.items():
                 assert (ups[t], reasons[t]) == (0.0, reason), t
                 assert sample(body, "inferwatch_vllm_scrape_errors_total", t), t
             # Refused: every call fails, so after the first scrape the circuit breaker fails fast.
             assert ups[refused] == 0.0
             assert reasons[refused] in ("connect_error", "circuit_open")
-            assert any('reason="connect_error"' in line
-                       for line in sample(body, "inferwatch_vllm_scrape_errors_total", refused))
+            assert any(
+                'reason="connect_error"' in line
+                for line in sample(body, "inferwatch_vllm_scrape_errors_total", refused)
+            )
             # Good targets carry on, with their engines' series.
             for t in urls[6:]:
                 assert ups[t] == 1.0
@@ -88,10 +105,20 @@ async def test_good_and_bad_targets(nats_url: str) -> None:
 
 
 def _start_replica(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    full = {**os.environ, **env, "INFERWATCH_VLLM_SCRAPER_PORT": str(free_port()),
-            "INFERWATCH_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "services.vllm_scraper"], cwd=ROOT, env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    full = {
+        **os.environ,
+        **env,
+        "INFERWATCH_VLLM_HTTP_PORT": str(free_port()),
+        "INFERWATCH_LOG_LEVEL": "warning",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "inferwatch", "run", "vllm-scraper"],
+        cwd=ROOT,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.slow
@@ -100,8 +127,13 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
     pairs = await serve(fleet)
     urls = [url for url, _ in pairs]
     interval = 1.0
-    env = {"NATS_URL": nats_url, "INFERWATCH_VLLM_TARGETS": ",".join(urls), "INFERWATCH_VLLM_INTERVAL_S": "1",
-           "INFERWATCH_HEARTBEAT_INTERVAL_S": "0.4", "INFERWATCH_VLLM_SPREAD": "1"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_TARGETS": ",".join(urls),
+        "INFERWATCH_VLLM_INTERVAL_S": "1",
+        "INFERWATCH_HEARTBEAT_INTERVAL_S": "0.4",
+        "INFERWATCH_VLLM_SPREAD": "1",
+    }
     seen: dict[str, list[tuple[float, str]]] = defaultdict(list)
 
     async def on_snapshot(event: AnyEvent, _subject: str) -> None:
@@ -113,11 +145,13 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
     await bus.subscribe("inferwatch.v1.vllm.instance.>", on_snapshot)
     procs = [_start_replica(env) for _ in range(3)]
     try:
+
         def collectors_since(t0: float) -> dict[str, set[str]]:
             return {u: {c for t, c in seen[u] if t >= t0} for u in urls}
 
-        await wait_until(lambda: len({c for u in urls for _, c in seen[u]}) == 3, timeout=20,
-                         what="all three replicas scraping")
+        await wait_until(
+            lambda: len({c for u in urls for _, c in seen[u]}) == 3, timeout=20, what="all three replicas scraping"
+        )
         await asyncio.sleep(2 * interval)  # settle: every replica has seen the others' heartbeats
         t0 = time.monotonic()
         await asyncio.sleep(3 * interval)
@@ -135,9 +169,11 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
         victim.wait(5)
         killed_at = time.monotonic()
         # Every orphaned target is picked up within two intervals (+ the heartbeat expiry) ...
-        await wait_until(lambda: all(any(t > killed_at and c != victim_name for t, c in seen[u])
-                                     for u in victim_targets),
-                         timeout=10, what="orphaned targets taken over")
+        await wait_until(
+            lambda: all(any(t > killed_at and c != victim_name for t, c in seen[u]) for u in victim_targets),
+            timeout=10,
+            what="orphaned targets taken over",
+        )
         took = time.monotonic() - killed_at
         assert took <= 2 * interval + 1.5, took
         # ... and the survivors' own targets did not move.
@@ -161,7 +197,7 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
 
 
 async def test_resolve_dns_a_records() -> None:
-    from shared.dns import resolve_dns
+    from inferwatch.shared.dns import resolve_dns
 
     urls = await resolve_dns("localhost:8000")
     assert "http://127.0.0.1:8000" in urls
@@ -171,17 +207,23 @@ async def test_resolve_dns_a_records() -> None:
 async def test_dns_target_scraped(nats_url: str) -> None:
     pairs = await serve([SimulatedVllm("dns-m", "org/dns-m", VllmGeneration.V1, "0.33.0", seed=9)])
     port = int(pairs[0][0].rsplit(":", 1)[1])
-    env = {"NATS_URL": nats_url, "INFERWATCH_VLLM_DNS": f"localhost:{port}", "INFERWATCH_VLLM_INTERVAL_S": "0.5",
-           "INFERWATCH_VLLM_SHARD": "0"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_DNS": f"localhost:{port}",
+        "INFERWATCH_VLLM_INTERVAL_S": "0.5",
+        "INFERWATCH_VLLM_SHARD": "0",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env),
         ):
+
             async def up() -> bool:
                 body = await get_text(agg.url + "/metrics")
-                return any(line.endswith(" 1") for line in sample(body, "inferwatch_vllm_up",
-                                                                   f"http://127.0.0.1:{port}"))
+                return any(
+                    line.endswith(" 1") for line in sample(body, "inferwatch_vllm_up", f"http://127.0.0.1:{port}")
+                )
 
             await wait_until(up, timeout=10, what="DNS-resolved target scraped")
     finally:
@@ -200,19 +242,29 @@ async def test_grpc_instance_health(nats_url: str) -> None:
     await server.start()
     await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     target = f"grpc://127.0.0.1:{port}"
-    env = {"NATS_URL": nats_url, "INFERWATCH_VLLM_TARGETS": target, "INFERWATCH_VLLM_INTERVAL_S": "0.3",
-           "INFERWATCH_VLLM_TIMEOUT_S": "1", "INFERWATCH_VLLM_SHARD": "0", "INFERWATCH_VLLM_SPREAD": "0"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_TARGETS": target,
+        "INFERWATCH_VLLM_INTERVAL_S": "0.3",
+        "INFERWATCH_VLLM_TIMEOUT_S": "1",
+        "INFERWATCH_VLLM_SHARD": "0",
+        "INFERWATCH_VLLM_SPREAD": "0",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env),
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env),
         ):
+
             async def status_is(status: str, up: str) -> bool:
                 body = await get_text(agg.url + "/metrics")
                 lines = sample(body, "inferwatch_vllm_model_status", target)
                 ups = sample(body, "inferwatch_vllm_up", target)
-                return any(f'status="{status}"' in ln and ln.endswith(" 1") for ln in lines) and \
-                    bool(ups) and ups[0].endswith(" " + up)
+                return (
+                    any(f'status="{status}"' in ln and ln.endswith(" 1") for ln in lines)
+                    and bool(ups)
+                    and ups[0].endswith(" " + up)
+                )
 
             await wait_until(lambda: status_is("loading", "1"), timeout=10, what="gRPC target loading")
             await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -243,32 +295,43 @@ class _SrvServer(asyncio.DatagramProtocol):
         response = dns.message.make_response(query)
         question = query.question[0]
         if self.records:
-            response.answer.append(dns.rrset.from_text(
-                question.name, 5, "IN", "SRV", *(f"0 10 {port} {host}." for host, port in self.records)))
+            response.answer.append(
+                dns.rrset.from_text(
+                    question.name, 5, "IN", "SRV", *(f"0 10 {port} {host}." for host, port in self.records)
+                )
+            )
         assert self.transport is not None
         self.transport.sendto(response.to_wire(), addr)
 
 
-
 async def test_srv_records_re_resolved_each_interval(nats_url: str) -> None:
-    from shared.dns import resolve_dns
+    from inferwatch.shared.dns import resolve_dns
 
-    pairs = await serve([SimulatedVllm(f"srv-{i}", f"org/srv-{i}", VllmGeneration.V1, "0.33.0", seed=i)
-                         for i in range(2)])
+    pairs = await serve(
+        [SimulatedVllm(f"srv-{i}", f"org/srv-{i}", VllmGeneration.V1, "0.33.0", seed=i) for i in range(2)]
+    )
     ports = [int(url.rsplit(":", 1)[1]) for url, _ in pairs]
     dns_server = _SrvServer()
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: dns_server, local_addr=("127.0.0.1", 0))
+        lambda: dns_server, local_addr=("127.0.0.1", 0)
+    )
     ns = "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
     dns_server.records = [("127.0.0.1", ports[0])]
     assert await resolve_dns("_vllm._tcp.test.internal", ns) == [f"http://127.0.0.1:{ports[0]}"]
-    env = {"NATS_URL": nats_url, "INFERWATCH_VLLM_DNS": "_vllm._tcp.test.internal", "INFERWATCH_VLLM_DNS_SERVER": ns,
-           "INFERWATCH_VLLM_INTERVAL_S": "0.5", "INFERWATCH_VLLM_SHARD": "0", "INFERWATCH_VLLM_SPREAD": "0"}
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_DNS": "_vllm._tcp.test.internal",
+        "INFERWATCH_VLLM_DNS_SERVER": ns,
+        "INFERWATCH_VLLM_INTERVAL_S": "0.5",
+        "INFERWATCH_VLLM_SHARD": "0",
+        "INFERWATCH_VLLM_SPREAD": "0",
+    }
     try:
         async with (
-            running_service("aggregator", aggregator_main, env, routes=aggregator_routes) as agg,
-            running_service("vllm-scraper", scraper_main, env) as scraper,
+            running_service("aggregator", env) as agg,
+            running_service("vllm-scraper", env) as scraper,
         ):
+
             async def scraped(port: int) -> bool:
                 body = await get_text(agg.url + "/metrics")
                 return bool(sample(body, "inferwatch_vllm_up", f"http://127.0.0.1:{port}"))

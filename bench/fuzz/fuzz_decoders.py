@@ -18,9 +18,9 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
-    from contracts import DecodeError, decode
-    from services.vllm_scraper.core import WANTED, cap_engines, engine_stats, parse_models
-    from shared.exposition import ExpositionError, parse_exposition
+    from inferwatch.contracts import DecodeError, decode
+    from inferwatch.services.vllm_scraper.core import WANTED, cap_engines, engine_stats, parse_models
+    from inferwatch.shared.exposition import ExpositionError, parse_exposition
 
 
 def one_input(data: bytes) -> None:

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     import msgspec
 
-    from services.docker_watcher.core import container_info
-    from services.langfuse_ingester.core import (
+    from inferwatch.services.docker_watcher.core import container_info
+    from inferwatch.services.langfuse_ingester.core import (
         BadRowError,
         number,
         parse_major,
@@ -31,7 +31,7 @@ with atheris.instrument_imports():
         parse_trace,
         reduce_details,
     )
-    from services.litellm_poller.core import (
+    from inferwatch.services.litellm_poller.core import (
         decode_json,
         merge_group_info,
         parse_backlog,
@@ -41,8 +41,8 @@ with atheris.instrument_imports():
         parse_readiness,
         parse_v1_models,
     )
-    from services.model_catalog.core import parse_hf_model
-    from services.vllm_scraper.core import parse_models
+    from inferwatch.services.model_catalog.core import parse_hf_model
+    from inferwatch.services.vllm_scraper.core import parse_models
 
 DOCUMENT_PARSERS = (parse_model_group_info, parse_v1_models, parse_readiness, parse_backlog, parse_health)
 

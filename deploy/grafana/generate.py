@@ -70,15 +70,28 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
 
 def _variable(name: str, query: str, label: str) -> dict[str, Any]:
     return {
-        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "query": {"query": query, "refId": name}, "definition": query, "refresh": 2,
-        "includeAll": True, "multi": True, "allValue": ".*", "current": {"text": "All", "value": "$__all"},
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
         "sort": 1,
     }
 
 
-def dashboard(uid: str, title: str, description: str, items: list[Panel | dict[str, Any]],
-              variables: tuple[tuple[str, str, str], ...]) -> dict[str, Any]:
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    items: list[Panel | dict[str, Any]],
+    variables: tuple[tuple[str, str, str], ...],
+) -> dict[str, Any]:
     """A whole dashboard: panels laid out left to right, rows full width."""
     panels: list[dict[str, Any]] = []
     x = y = 0
@@ -96,14 +109,33 @@ def dashboard(uid: str, title: str, description: str, items: list[Panel | dict[s
         panels.append(_panel_json(item, panel_id, x, y))
         x += item.width
         line_height = max(line_height, item.height)
-    templating = [{"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
-                   "current": {}, "hide": 0}]
+    templating = [
+        {
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+        }
+    ]
     templating += [_variable(name, query, label) for name, query, label in variables]
     return {
-        "uid": uid, "title": title, "description": description, "tags": ["inferwatch"],
-        "schemaVersion": 39, "version": 1, "editable": True, "graphTooltip": 1,
-        "time": {"from": "now-6h", "to": "now"}, "refresh": "30s", "timezone": "",
-        "templating": {"list": templating}, "annotations": {"list": []}, "links": [], "panels": panels,
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["inferwatch"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "timezone": "",
+        "templating": {"list": templating},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": panels,
     }
 
 
@@ -131,64 +163,161 @@ def vllm_docker() -> dict[str, Any]:
     """vLLM Docker status."""
     items: list[Panel | dict[str, Any]] = [
         row("Containers"),
-        Panel("Containers", "Every vLLM container: status, vLLM version, models, GPUs, CUDA version.",
-              [f'inferwatch_container_info{{{SEL},container=~"$container",kind="vllm"}}',
-               'inferwatch_vllm_info{container=~"$container"}'], type="table", width=24),
-        Panel("Status", "Model status per instance: loading, ready or error.",
-              {"{{container}} {{status}}": 'inferwatch_vllm_model_status{container=~"$container"} == 1'},
-              type="stat", width=8),
-        Panel("Uptime", "Seconds since each container started.",
-              {"{{container}}": "time() - inferwatch_container_started_timestamp_seconds"
-                                f'{{{SEL},container=~"$container"}}'},
-              type="stat", unit="s", width=8),
-        Panel("Restarts", "Docker's restart count per container.",
-              {"{{container}}": f'inferwatch_container_restarts{{{SEL},container=~"$container"}}'},
-              type="stat", width=8),
-        Panel("Health", "1 when vLLM's /health answers 200.",
-              {"{{container}}": 'inferwatch_vllm_health_ok{container=~"$container"}'}, type="stat", width=8),
-        Panel("Scrape up", "1 when the last scrape of the instance's /metrics succeeded.",
-              {"{{target}}": 'inferwatch_vllm_up{container=~"$container"}'}, type="stat", width=8),
-        Panel("CUDA version", "CUDA driver version per host, from NVML.",
-              [f"inferwatch_gpu_info{{{SEL}}}"], type="table", width=8),
+        Panel(
+            "Containers",
+            "Every vLLM container: status, vLLM version, models, GPUs, CUDA version.",
+            [
+                f'inferwatch_container_info{{{SEL},container=~"$container",kind="vllm"}}',
+                'inferwatch_vllm_info{container=~"$container"}',
+            ],
+            type="table",
+            width=24,
+        ),
+        Panel(
+            "Status",
+            "Model status per instance: loading, ready or error.",
+            {"{{container}} {{status}}": 'inferwatch_vllm_model_status{container=~"$container"} == 1'},
+            type="stat",
+            width=8,
+        ),
+        Panel(
+            "Uptime",
+            "Seconds since each container started.",
+            {
+                "{{container}}": "time() - inferwatch_container_started_timestamp_seconds"
+                f'{{{SEL},container=~"$container"}}'
+            },
+            type="stat",
+            unit="s",
+            width=8,
+        ),
+        Panel(
+            "Restarts",
+            "Docker's restart count per container.",
+            {"{{container}}": f'inferwatch_container_restarts{{{SEL},container=~"$container"}}'},
+            type="stat",
+            width=8,
+        ),
+        Panel(
+            "Health",
+            "1 when vLLM's /health answers 200.",
+            {"{{container}}": 'inferwatch_vllm_health_ok{container=~"$container"}'},
+            type="stat",
+            width=8,
+        ),
+        Panel(
+            "Scrape up",
+            "1 when the last scrape of the instance's /metrics succeeded.",
+            {"{{target}}": 'inferwatch_vllm_up{container=~"$container"}'},
+            type="stat",
+            width=8,
+        ),
+        Panel(
+            "CUDA version",
+            "CUDA driver version per host, from NVML.",
+            [f"inferwatch_gpu_info{{{SEL}}}"],
+            type="table",
+            width=8,
+        ),
         row("GPU"),
-        Panel("GPU memory per model", "GPU memory used by the container serving each model.",
-              {"{{host}} GPU {{gpu}}": f"inferwatch_gpu_memory_used_bytes{{{SEL}}}"}, unit="bytes"),
-        Panel("GPU utilisation by container", "SM utilisation of the GPUs each container uses.",
-              {"{{host}} GPU {{gpu}}": f"inferwatch_gpu_utilization_ratio{{{SEL}}}"}, unit="percentunit"),
-        Panel("GPU-to-model matrix", "Which GPUs each vLLM container holds (from the container's device requests).",
-              [f'inferwatch_container_info{{{SEL},kind="vllm",container=~"$container"}}'], type="table"),
-        Panel("GPU memory trend", "Memory used vs total per GPU over time.",
-              {"used {{gpu}}": f"inferwatch_gpu_memory_used_bytes{{{SEL}}}",
-               "total {{gpu}}": f"inferwatch_gpu_memory_total_bytes{{{SEL}}}"}, unit="bytes"),
+        Panel(
+            "GPU memory per model",
+            "GPU memory used by the container serving each model.",
+            {"{{host}} GPU {{gpu}}": f"inferwatch_gpu_memory_used_bytes{{{SEL}}}"},
+            unit="bytes",
+        ),
+        Panel(
+            "GPU utilisation by container",
+            "SM utilisation of the GPUs each container uses.",
+            {"{{host}} GPU {{gpu}}": f"inferwatch_gpu_utilization_ratio{{{SEL}}}"},
+            unit="percentunit",
+        ),
+        Panel(
+            "GPU-to-model matrix",
+            "Which GPUs each vLLM container holds (from the container's device requests).",
+            [f'inferwatch_container_info{{{SEL},kind="vllm",container=~"$container"}}'],
+            type="table",
+        ),
+        Panel(
+            "GPU memory trend",
+            "Memory used vs total per GPU over time.",
+            {
+                "used {{gpu}}": f"inferwatch_gpu_memory_used_bytes{{{SEL}}}",
+                "total {{gpu}}": f"inferwatch_gpu_memory_total_bytes{{{SEL}}}",
+            },
+            unit="bytes",
+        ),
         row("Engine"),
-        Panel("Batch size (running requests)", "Requests running on the engine: the effective batch size.",
-              {"{{container}} {{model_name}}": f"inferwatch_vllm_requests_running{{{V}}}"}),
-        Panel("Waiting requests", "Requests queued in the engine.",
-              {"{{container}} {{model_name}}": f"inferwatch_vllm_requests_waiting{{{V}}}"}),
-        Panel("Throughput (tokens/s)", "Generated and prompt tokens per second.",
-              {"gen {{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_generation_tokens_total{{{V}}}[5m]))",
-               "prompt {{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_prompt_tokens_total{{{V}}}[5m]))"}),
-        Panel("KV cache usage", "Fraction of KV-cache blocks in use; near 1 the scheduler preempts.",
-              {"{{container}} {{model_name}}": f"inferwatch_vllm_kv_cache_usage_ratio{{{V}}}"}, unit="percentunit"),
-        Panel("Active sequences", "Running plus waiting requests per model.",
-              {"{{model_name}}": f"sum by (model_name) (inferwatch_vllm_requests_running{{{V}}} + "
-                                 f"inferwatch_vllm_requests_waiting{{{V}}})"}),
-        Panel("TTFT p95", "95th percentile time to first token over 5 minutes.",
-              {"{{model_name}}": "histogram_quantile(0.95, sum by (model_name, le) "
-                                 f"(rate(inferwatch_vllm_time_to_first_token_seconds_bucket{{{V}}}[5m])))"},
-              unit="s"),
-        Panel("Preemptions", "Requests preempted per second.",
-              {"{{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_preemptions_total{{{V}}}[5m]))"}),
+        Panel(
+            "Batch size (running requests)",
+            "Requests running on the engine: the effective batch size.",
+            {"{{container}} {{model_name}}": f"inferwatch_vllm_requests_running{{{V}}}"},
+        ),
+        Panel(
+            "Waiting requests",
+            "Requests queued in the engine.",
+            {"{{container}} {{model_name}}": f"inferwatch_vllm_requests_waiting{{{V}}}"},
+        ),
+        Panel(
+            "Throughput (tokens/s)",
+            "Generated and prompt tokens per second.",
+            {
+                "gen {{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_generation_tokens_total{{{V}}}[5m]))",
+                "prompt {{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_prompt_tokens_total{{{V}}}[5m]))",
+            },
+        ),
+        Panel(
+            "KV cache usage",
+            "Fraction of KV-cache blocks in use; near 1 the scheduler preempts.",
+            {"{{container}} {{model_name}}": f"inferwatch_vllm_kv_cache_usage_ratio{{{V}}}"},
+            unit="percentunit",
+        ),
+        Panel(
+            "Active sequences",
+            "Running plus waiting requests per model.",
+            {
+                "{{model_name}}": f"sum by (model_name) (inferwatch_vllm_requests_running{{{V}}} + "
+                f"inferwatch_vllm_requests_waiting{{{V}}})"
+            },
+        ),
+        Panel(
+            "TTFT p95",
+            "95th percentile time to first token over 5 minutes.",
+            {
+                "{{model_name}}": "histogram_quantile(0.95, sum by (model_name, le) "
+                f"(rate(inferwatch_vllm_time_to_first_token_seconds_bucket{{{V}}}[5m])))"
+            },
+            unit="s",
+        ),
+        Panel(
+            "Preemptions",
+            "Requests preempted per second.",
+            {"{{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_preemptions_total{{{V}}}[5m]))"},
+        ),
         row("Model loading"),
-        Panel("Model loading timeline", "Status of each instance over time (loading → ready).",
-              {"{{container}} {{status}}": 'inferwatch_vllm_model_status{container=~"$container"} == 1'},
-              type="state-timeline", width=16),
-        Panel("Load duration", "Seconds from first seen loading to ready.",
-              {"{{container}}": 'inferwatch_vllm_model_load_duration_seconds{container=~"$container"}'},
-              type="bargauge", unit="s", width=8),
+        Panel(
+            "Model loading timeline",
+            "Status of each instance over time (loading → ready).",
+            {"{{container}} {{status}}": 'inferwatch_vllm_model_status{container=~"$container"} == 1'},
+            type="state-timeline",
+            width=16,
+        ),
+        Panel(
+            "Load duration",
+            "Seconds from first seen loading to ready.",
+            {"{{container}}": 'inferwatch_vllm_model_load_duration_seconds{container=~"$container"}'},
+            type="bargauge",
+            unit="s",
+            width=8,
+        ),
     ]
-    return dashboard("inferwatch-vllm-docker", "vLLM Docker status",
-                     "vLLM containers on Docker hosts: status, GPUs, engine load, model loading.", items, VLLM_VARS)
+    return dashboard(
+        "inferwatch-vllm-docker",
+        "vLLM Docker status",
+        "vLLM containers on Docker hosts: status, GPUs, engine load, model loading.",
+        items,
+        VLLM_VARS,
+    )
 
 
 L = 'proxy=~"$host",model_group=~"$model"'
@@ -198,73 +327,169 @@ def litellm_status() -> dict[str, Any]:
     """LiteLLM status."""
     items: list[Panel | dict[str, Any]] = [
         row("Availability"),
-        Panel("Model availability", "Every deployment: type, endpoint, status and health.",
-              [f"inferwatch_litellm_model_info{{{L}}}",
-               f"inferwatch_litellm_deployment_status{{{L}}} == 1"], type="table", width=24),
-        Panel("Proxy up", "1 when /health/liveliness answers.", {"{{proxy}}": 'inferwatch_litellm_up{proxy=~"$host"}'},
-              type="stat", width=8),
-        Panel("Queue depth", "Requests in flight on the proxy.",
-              {"{{proxy}}": 'inferwatch_litellm_in_flight_requests{proxy=~"$host"}'}, width=16),
+        Panel(
+            "Model availability",
+            "Every deployment: type, endpoint, status and health.",
+            [f"inferwatch_litellm_model_info{{{L}}}", f"inferwatch_litellm_deployment_status{{{L}}} == 1"],
+            type="table",
+            width=24,
+        ),
+        Panel(
+            "Proxy up",
+            "1 when /health/liveliness answers.",
+            {"{{proxy}}": 'inferwatch_litellm_up{proxy=~"$host"}'},
+            type="stat",
+            width=8,
+        ),
+        Panel(
+            "Queue depth",
+            "Requests in flight on the proxy.",
+            {"{{proxy}}": 'inferwatch_litellm_in_flight_requests{proxy=~"$host"}'},
+            width=16,
+        ),
         row("Traffic"),
-        Panel("Requests per minute", "All requests; change the time range for per-hour or per-day views.",
-              {"req/min": f"sum(rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval])) * 60"}),
-        Panel("Requests by model", "Requests per minute per model group.",
-              {"{{model_group}}": "sum by (model_group) "
-                                  f"(rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval])) * 60"}),
-        Panel("Requests per hour / day", "Request count over the last hour and day.",
-              {"last 1h": f"sum(increase(inferwatch_litellm_requests_total{{{L}}}[1h]))",
-               "last 24h": f"sum(increase(inferwatch_litellm_requests_total{{{L}}}[1d]))"}, type="stat"),
-        Panel("Success vs errors", "Requests by status class.",
-              {"{{status}}": f"sum by (status) (rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval]))"}),
+        Panel(
+            "Requests per minute",
+            "All requests; change the time range for per-hour or per-day views.",
+            {"req/min": f"sum(rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval])) * 60"},
+        ),
+        Panel(
+            "Requests by model",
+            "Requests per minute per model group.",
+            {
+                "{{model_group}}": "sum by (model_group) "
+                f"(rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Requests per hour / day",
+            "Request count over the last hour and day.",
+            {
+                "last 1h": f"sum(increase(inferwatch_litellm_requests_total{{{L}}}[1h]))",
+                "last 24h": f"sum(increase(inferwatch_litellm_requests_total{{{L}}}[1d]))",
+            },
+            type="stat",
+        ),
+        Panel(
+            "Success vs errors",
+            "Requests by status class.",
+            {"{{status}}": f"sum by (status) (rate(inferwatch_litellm_requests_total{{{L}}}[$__rate_interval]))"},
+        ),
         row("Tokens and cost"),
-        Panel("Input / output tokens", "Tokens per second in and out.",
-              {"input": f"sum(rate(inferwatch_litellm_input_tokens_total{{{L}}}[$__rate_interval]))",
-               "output": f"sum(rate(inferwatch_litellm_output_tokens_total{{{L}}}[$__rate_interval]))"}),
-        Panel("Token usage by model", "Tokens over the range per model group.",
-              {"{{model_group}}": "sum by (model_group) "
-                                  f"(increase(inferwatch_litellm_output_tokens_total{{{L}}}[$__range]))"},
-              type="bargauge"),
-        Panel("Cost", "USD spent over the selected range per model group.",
-              {"{{model_group}}": "sum by (model_group) "
-                                  f"(increase(inferwatch_litellm_spend_usd_total{{{L}}}[$__range]))"},
-              type="bargauge", unit="currencyUSD"),
+        Panel(
+            "Input / output tokens",
+            "Tokens per second in and out.",
+            {
+                "input": f"sum(rate(inferwatch_litellm_input_tokens_total{{{L}}}[$__rate_interval]))",
+                "output": f"sum(rate(inferwatch_litellm_output_tokens_total{{{L}}}[$__rate_interval]))",
+            },
+        ),
+        Panel(
+            "Token usage by model",
+            "Tokens over the range per model group.",
+            {
+                "{{model_group}}": "sum by (model_group) "
+                f"(increase(inferwatch_litellm_output_tokens_total{{{L}}}[$__range]))"
+            },
+            type="bargauge",
+        ),
+        Panel(
+            "Cost",
+            "USD spent over the selected range per model group.",
+            {
+                "{{model_group}}": "sum by (model_group) "
+                f"(increase(inferwatch_litellm_spend_usd_total{{{L}}}[$__range]))"
+            },
+            type="bargauge",
+            unit="currencyUSD",
+        ),
         row("Latency"),
-        Panel("Latency P50 / P90 / P99", "Proxy end-to-end latency quantiles.",
-              {f"p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) (rate("
-                                   f"inferwatch_litellm_request_latency_seconds_bucket{{{L}}}[5m])))"
-               for q in (0.5, 0.9, 0.99)}, unit="s"),
-        Panel("Latency heatmap", "Distribution of request latency over time.",
-              [f"sum by (le) (increase(inferwatch_litellm_request_latency_seconds_bucket{{{L}}}[$__rate_interval]))"],
-              type="heatmap"),
-        Panel("Slow requests", "Requests slower than 10 s per minute.",
-              {"{{model_group}}": "sum by (model_group) (rate(inferwatch_litellm_request_latency_seconds_count"
-                                  f"{{{L}}}[5m]) - rate(inferwatch_litellm_request_latency_seconds_bucket"
-                                  f'{{{L},le="10"}}[5m])) * 60'}),
-        Panel("Model metadata", "Provider, context window and prices per deployment.",
-              [f"inferwatch_litellm_model_info{{{L}}}"], type="table"),
+        Panel(
+            "Latency P50 / P90 / P99",
+            "Proxy end-to-end latency quantiles.",
+            {
+                f"p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) (rate("
+                f"inferwatch_litellm_request_latency_seconds_bucket{{{L}}}[5m])))"
+                for q in (0.5, 0.9, 0.99)
+            },
+            unit="s",
+        ),
+        Panel(
+            "Latency heatmap",
+            "Distribution of request latency over time.",
+            [f"sum by (le) (increase(inferwatch_litellm_request_latency_seconds_bucket{{{L}}}[$__rate_interval]))"],
+            type="heatmap",
+        ),
+        Panel(
+            "Slow requests",
+            "Requests slower than 10 s per minute.",
+            {
+                "{{model_group}}": "sum by (model_group) (rate(inferwatch_litellm_request_latency_seconds_count"
+                f"{{{L}}}[5m]) - rate(inferwatch_litellm_request_latency_seconds_bucket"
+                f'{{{L},le="10"}}[5m])) * 60'
+            },
+        ),
+        Panel(
+            "Model metadata",
+            "Provider, context window and prices per deployment.",
+            [f"inferwatch_litellm_model_info{{{L}}}"],
+            type="table",
+        ),
     ]
-    return dashboard("inferwatch-litellm", "LiteLLM status",
-                     "LiteLLM proxies: model availability, traffic, tokens, cost, latency.", items, LITELLM_VARS)
+    return dashboard(
+        "inferwatch-litellm",
+        "LiteLLM status",
+        "LiteLLM proxies: model availability, traffic, tokens, cost, latency.",
+        items,
+        LITELLM_VARS,
+    )
 
 
 def model_catalog() -> dict[str, Any]:
     """Model catalog."""
     items: list[Panel | dict[str, Any]] = [
-        Panel("Models", "Searchable: name, ID, type, provider, endpoint, size, quantization, HF link, availability. "
-                        "Use the column filter to search.",
-              ['inferwatch_model_info{model=~"$model"}'], type="table", width=24, height=12,
-              options={"showHeader": True, "footer": {"show": False}, "cellHeight": "sm"}),
-        Panel("Capabilities", "Model types and capabilities (chat, embedding, tools, vision).",
-              {"{{type}}": 'count by (type) (inferwatch_model_info{model=~"$model"})'}, type="bargauge"),
-        Panel("Endpoints (copy to use)", "OpenAI-compatible base URL per model: curl $endpoint/v1/chat/completions.",
-              ['inferwatch_model_info{model=~"$model"}'], type="table"),
-        Panel("Versions", "vLLM version serving each model.",
-              ['inferwatch_vllm_info{container=~"$container"}'], type="table"),
-        Panel("Deprecation notes", "Models flagged deprecated upstream.",
-              ['inferwatch_model_info{model=~"$model",deprecated="true"}'], type="table"),
+        Panel(
+            "Models",
+            "Searchable: name, ID, type, provider, endpoint, size, quantization, HF link, availability. "
+            "Use the column filter to search.",
+            ['inferwatch_model_info{model=~"$model"}'],
+            type="table",
+            width=24,
+            height=12,
+            options={"showHeader": True, "footer": {"show": False}, "cellHeight": "sm"},
+        ),
+        Panel(
+            "Capabilities",
+            "Model types and capabilities (chat, embedding, tools, vision).",
+            {"{{type}}": 'count by (type) (inferwatch_model_info{model=~"$model"})'},
+            type="bargauge",
+        ),
+        Panel(
+            "Endpoints (copy to use)",
+            "OpenAI-compatible base URL per model: curl $endpoint/v1/chat/completions.",
+            ['inferwatch_model_info{model=~"$model"}'],
+            type="table",
+        ),
+        Panel(
+            "Versions",
+            "vLLM version serving each model.",
+            ['inferwatch_vllm_info{container=~"$container"}'],
+            type="table",
+        ),
+        Panel(
+            "Deprecation notes",
+            "Models flagged deprecated upstream.",
+            ['inferwatch_model_info{model=~"$model",deprecated="true"}'],
+            type="table",
+        ),
     ]
-    return dashboard("inferwatch-model-catalog", "Model catalog",
-                     "Every model inferwatch has seen, with metadata from Hugging Face.", items, VLLM_VARS)
+    return dashboard(
+        "inferwatch-model-catalog",
+        "Model catalog",
+        "Every model inferwatch has seen, with metadata from Hugging Face.",
+        items,
+        VLLM_VARS,
+    )
 
 
 F = 'project=~"$host",model=~"$model"'
@@ -273,71 +498,156 @@ F = 'project=~"$host",model=~"$model"'
 def langfuse_analytics() -> dict[str, Any]:
     """Langfuse analytics."""
     items: list[Panel | dict[str, Any]] = [
-        Panel("Traces over time", "Traces per minute.",
-              {"{{project}}": 'sum by (project) (rate(inferwatch_langfuse_traces_total{project=~"$host"}'
-                              '[$__rate_interval])) * 60'}),
-        Panel("Unique users", "Distinct users in Langfuse's window.",
-              {"{{project}}": 'inferwatch_langfuse_window_unique_users{project=~"$host"}'}, type="stat"),
-        Panel("Request patterns / peak hours", "Traces by weekday and hour (UTC).",
-              ['sum by (weekday, hour) (inferwatch_langfuse_activity_traces_total{project=~"$host"})'],
-              type="heatmap"),
-        Panel("Tokens by model", "Tokens per second by model and direction.",
-              {"{{model}} {{direction}}": f"sum by (model, direction) (rate(inferwatch_langfuse_tokens_total{{{F}}}"
-                                          "[$__rate_interval]))"}),
-        Panel("Cost by model", "USD over the range per model.",
-              {"{{model}}": f"sum by (model) (increase(inferwatch_langfuse_cost_usd_total{{{F}}}[$__range]))"},
-              type="bargauge", unit="currencyUSD"),
-        Panel("Budget forecast (30 d)", "Spend over the next 30 days at the last day's rate.",
-              {"forecast": f"sum(rate(inferwatch_langfuse_cost_usd_total{{{F}}}[1d])) * 86400 * 30"},
-              type="stat", unit="currencyUSD"),
-        Panel("Error rate", "Share of ERROR-level observations per model.",
-              {"{{model}}": f"sum by (model) (rate(inferwatch_langfuse_error_observations_total{{{F}}}[15m])) / "
-                            f"sum by (model) (rate(inferwatch_langfuse_observations_total{{{F}}}[15m]))"},
-              unit="percentunit"),
-        Panel("Scores", "Mean of each numeric score.",
-              {"{{name}}": 'inferwatch_langfuse_score_mean{project=~"$host"}'}),
-        Panel("Model comparison", "Latency p50/p99 per model.",
-              [f"inferwatch_langfuse_latency_seconds{{{F}}}"], type="table"),
-        Panel("User activity heatmap", "Traces per user over time.",
-              {"{{user}}": 'sum by (user) (increase(inferwatch_langfuse_traces_total{project=~"$host"}'
-                           '[$__rate_interval]))'}, type="heatmap"),
-        Panel("Trace links", "Langfuse projects and their server versions (open traces in Langfuse).",
-              ['inferwatch_langfuse_info{project=~"$host"}'], type="table"),
+        Panel(
+            "Traces over time",
+            "Traces per minute.",
+            {
+                "{{project}}": 'sum by (project) (rate(inferwatch_langfuse_traces_total{project=~"$host"}'
+                "[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Unique users",
+            "Distinct users in Langfuse's window.",
+            {"{{project}}": 'inferwatch_langfuse_window_unique_users{project=~"$host"}'},
+            type="stat",
+        ),
+        Panel(
+            "Request patterns / peak hours",
+            "Traces by weekday and hour (UTC).",
+            ['sum by (weekday, hour) (inferwatch_langfuse_activity_traces_total{project=~"$host"})'],
+            type="heatmap",
+        ),
+        Panel(
+            "Tokens by model",
+            "Tokens per second by model and direction.",
+            {
+                "{{model}} {{direction}}": f"sum by (model, direction) (rate(inferwatch_langfuse_tokens_total{{{F}}}"
+                "[$__rate_interval]))"
+            },
+        ),
+        Panel(
+            "Cost by model",
+            "USD over the range per model.",
+            {"{{model}}": f"sum by (model) (increase(inferwatch_langfuse_cost_usd_total{{{F}}}[$__range]))"},
+            type="bargauge",
+            unit="currencyUSD",
+        ),
+        Panel(
+            "Budget forecast (30 d)",
+            "Spend over the next 30 days at the last day's rate.",
+            {"forecast": f"sum(rate(inferwatch_langfuse_cost_usd_total{{{F}}}[1d])) * 86400 * 30"},
+            type="stat",
+            unit="currencyUSD",
+        ),
+        Panel(
+            "Error rate",
+            "Share of ERROR-level observations per model.",
+            {
+                "{{model}}": f"sum by (model) (rate(inferwatch_langfuse_error_observations_total{{{F}}}[15m])) / "
+                f"sum by (model) (rate(inferwatch_langfuse_observations_total{{{F}}}[15m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Scores", "Mean of each numeric score.", {"{{name}}": 'inferwatch_langfuse_score_mean{project=~"$host"}'}
+        ),
+        Panel(
+            "Model comparison",
+            "Latency p50/p99 per model.",
+            [f"inferwatch_langfuse_latency_seconds{{{F}}}"],
+            type="table",
+        ),
+        Panel(
+            "User activity heatmap",
+            "Traces per user over time.",
+            {
+                "{{user}}": 'sum by (user) (increase(inferwatch_langfuse_traces_total{project=~"$host"}'
+                "[$__rate_interval]))"
+            },
+            type="heatmap",
+        ),
+        Panel(
+            "Trace links",
+            "Langfuse projects and their server versions (open traces in Langfuse).",
+            ['inferwatch_langfuse_info{project=~"$host"}'],
+            type="table",
+        ),
     ]
-    return dashboard("inferwatch-langfuse", "Langfuse analytics",
-                     "Usage, cost, latency, errors and quality scores from Langfuse.", items, LANGFUSE_VARS)
+    return dashboard(
+        "inferwatch-langfuse",
+        "Langfuse analytics",
+        "Usage, cost, latency, errors and quality scores from Langfuse.",
+        items,
+        LANGFUSE_VARS,
+    )
 
 
 def performance_comparison() -> dict[str, Any]:
     """Performance comparison."""
-    ttft = "histogram_quantile(0.95, sum by (model_name, le) (rate(inferwatch_vllm_time_to_first_token_seconds_bucket" \
-           f"{{{V}}}[5m])))"
+    ttft = (
+        "histogram_quantile(0.95, sum by (model_name, le) (rate(inferwatch_vllm_time_to_first_token_seconds_bucket"
+        f"{{{V}}}[5m])))"
+    )
     tput = f"sum by (model_name) (rate(inferwatch_vllm_generation_tokens_total{{{V}}}[5m]))"
     items: list[Panel | dict[str, Any]] = [
         Panel("Latency side by side", "TTFT p95 per model.", {"{{model_name}}": ttft}, unit="s"),
         Panel("Throughput side by side", "Generated tokens per second per model.", {"{{model_name}}": tput}),
-        Panel("Cost per request", "USD per request per model group (LiteLLM).",
-              {"{{model_group}}": 'sum by (model_group) (rate(inferwatch_litellm_spend_usd_total{model_group=~"$model"}'
-                                  '[1h])) / sum by (model_group) (rate(inferwatch_litellm_requests_total'
-                                  '{model_group=~"$model"}[1h]))'}, unit="currencyUSD"),
-        Panel("Quality score", "Mean numeric score per score name (Langfuse).",
-              {"{{name}}": "inferwatch_langfuse_score_mean"}),
-        Panel("Resource efficiency", "Generated tokens per second divided by KV-cache usage "
-                                     "(higher: more work per cache).",
-              {"{{model_name}}": f"{tput} / sum by (model_name) (inferwatch_vllm_kv_cache_usage_ratio{{{V}}})"}),
-        Panel("A/B: two chosen models", "Select two models in the Model variable to compare them.",
-              {"TTFT {{model_name}}": ttft, "tokens/s {{model_name}}": tput}, type="table"),
-        Panel("Recommendation ranking", "Lower is better: TTFT p95 (s) divided by throughput share.",
-              {"{{model_name}}": f"sort({ttft} / ({tput} / ignoring(model_name) group_left sum({tput})))"},
-              type="bargauge"),
-        Panel("Anomalies", "Models whose TTFT p95 is more than twice its 1-day average.",
-              {"{{model_name}}": f"{ttft} > 2 * avg_over_time(model_name:inferwatch_vllm_time_to_first_token_seconds"
-                                 ":p95_5m[1d])"}),
-        Panel("History", "TTFT p95 per model over the selected range (recording rule).",
-              {"{{model_name}}": "model_name:inferwatch_vllm_time_to_first_token_seconds:p95_5m"}, unit="s"),
+        Panel(
+            "Cost per request",
+            "USD per request per model group (LiteLLM).",
+            {
+                "{{model_group}}": "sum by (model_group) "
+                '(rate(inferwatch_litellm_spend_usd_total{model_group=~"$model"}[1h])) '
+                "/ sum by (model_group) (rate(inferwatch_litellm_requests_total"
+                '{model_group=~"$model"}[1h]))'
+            },
+            unit="currencyUSD",
+        ),
+        Panel(
+            "Quality score",
+            "Mean numeric score per score name (Langfuse).",
+            {"{{name}}": "inferwatch_langfuse_score_mean"},
+        ),
+        Panel(
+            "Resource efficiency",
+            "Generated tokens per second divided by KV-cache usage (higher: more work per cache).",
+            {"{{model_name}}": f"{tput} / sum by (model_name) (inferwatch_vllm_kv_cache_usage_ratio{{{V}}})"},
+        ),
+        Panel(
+            "A/B: two chosen models",
+            "Select two models in the Model variable to compare them.",
+            {"TTFT {{model_name}}": ttft, "tokens/s {{model_name}}": tput},
+            type="table",
+        ),
+        Panel(
+            "Recommendation ranking",
+            "Lower is better: TTFT p95 (s) divided by throughput share.",
+            {"{{model_name}}": f"sort({ttft} / ({tput} / ignoring(model_name) group_left sum({tput})))"},
+            type="bargauge",
+        ),
+        Panel(
+            "Anomalies",
+            "Models whose TTFT p95 is more than twice its 1-day average.",
+            {
+                "{{model_name}}": f"{ttft} > 2 * avg_over_time(model_name:inferwatch_vllm_time_to_first_token_seconds"
+                ":p95_5m[1d])"
+            },
+        ),
+        Panel(
+            "History",
+            "TTFT p95 per model over the selected range (recording rule).",
+            {"{{model_name}}": "model_name:inferwatch_vllm_time_to_first_token_seconds:p95_5m"},
+            unit="s",
+        ),
     ]
-    return dashboard("inferwatch-performance", "Performance comparison",
-                     "Latency, throughput, cost and quality side by side.", items, VLLM_VARS)
+    return dashboard(
+        "inferwatch-performance",
+        "Performance comparison",
+        "Latency, throughput, cost and quality side by side.",
+        items,
+        VLLM_VARS,
+    )
 
 
 E = 'model_name=~"$model"'
@@ -346,18 +656,34 @@ E = 'model_name=~"$model"'
 def epp() -> dict[str, Any]:
     """EPP."""
     items: list[Panel | dict[str, Any]] = [
-        Panel("Request rate", "Requests per second per model through the endpoint picker.",
-              {"{{model_name}}": "sum by (model_name) "
-                                 f"(rate(inferwatch_epp_requests_total{{{E}}}[$__rate_interval]))"}),
-        Panel("Latency p95", "Request latency p95 per model.",
-              {"{{model_name}}": "histogram_quantile(0.95, sum by (model_name, le) "
-                                 f"(rate(inferwatch_epp_request_duration_seconds_bucket{{{E}}}[5m])))"}, unit="s"),
-        Panel("Pool KV cache", "Average KV-cache utilisation over the pool's ready pods.",
-              {"{{pool}}": "inferwatch_epp_pool_average_kv_cache_utilization_ratio"}, unit="percentunit"),
-        Panel("Pool queue", "Average queue size over the pool's pods.",
-              {"{{pool}}": "inferwatch_epp_pool_average_queue_size"}),
-        Panel("Ready pods", "Ready endpoints per pool.", {"{{pool}}": "inferwatch_epp_pool_ready_endpoints"},
-              type="stat"),
+        Panel(
+            "Request rate",
+            "Requests per second per model through the endpoint picker.",
+            {"{{model_name}}": f"sum by (model_name) (rate(inferwatch_epp_requests_total{{{E}}}[$__rate_interval]))"},
+        ),
+        Panel(
+            "Latency p95",
+            "Request latency p95 per model.",
+            {
+                "{{model_name}}": "histogram_quantile(0.95, sum by (model_name, le) "
+                f"(rate(inferwatch_epp_request_duration_seconds_bucket{{{E}}}[5m])))"
+            },
+            unit="s",
+        ),
+        Panel(
+            "Pool KV cache",
+            "Average KV-cache utilisation over the pool's ready pods.",
+            {"{{pool}}": "inferwatch_epp_pool_average_kv_cache_utilization_ratio"},
+            unit="percentunit",
+        ),
+        Panel(
+            "Pool queue",
+            "Average queue size over the pool's pods.",
+            {"{{pool}}": "inferwatch_epp_pool_average_queue_size"},
+        ),
+        Panel(
+            "Ready pods", "Ready endpoints per pool.", {"{{pool}}": "inferwatch_epp_pool_ready_endpoints"}, type="stat"
+        ),
         Panel("EPP up", "1 when the EPP's /metrics answered.", {"{{target}}": "inferwatch_epp_up"}, type="stat"),
     ]
     return dashboard("inferwatch-epp", "EPP", "llm-d endpoint picker: traffic, latency, pools.", items, VLLM_VARS)

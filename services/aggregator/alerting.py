@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from contracts.alert import Alert
-from services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
-from shared.bus import Bus
-from shared.settings import Env
+from inferwatch.contracts.alert import Alert
+from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
+from inferwatch.shared.bus import Bus
+from inferwatch.shared.settings import Env
 
 log = logging.getLogger("inferwatch.aggregator.alerts")
 

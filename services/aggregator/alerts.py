@@ -30,9 +30,9 @@ from typing import Any
 import msgspec
 import yaml  # type: ignore[import-untyped]
 
-from contracts.alert import Alert
-from contracts.base import Event, Histogram, Snapshot
-from contracts.registry import EVENT_TYPES
+from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.base import Event, Histogram, Snapshot
+from inferwatch.contracts.registry import EVENT_TYPES
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules") / "default.yaml"
 SEVERITIES = ("critical", "warning", "info")
@@ -65,9 +65,11 @@ def histogram_growth(before: Histogram, after: Histogram) -> Histogram | None:
         return None
     if after.count < before.count:  # reset: what was observed since the reset
         return after
-    return Histogram(buckets=[(bound, max(0.0, c - p)) for (bound, c), (_, p) in zip(after.buckets, before.buckets,
-                                                                                     strict=True)],
-                     sum=max(0.0, after.sum - before.sum), count=after.count - before.count)
+    return Histogram(
+        buckets=[(bound, max(0.0, c - p)) for (bound, c), (_, p) in zip(after.buckets, before.buckets, strict=True)],
+        sum=max(0.0, after.sum - before.sum),
+        count=after.count - before.count,
+    )
 
 
 def _growth(before: float | Histogram, after: float | Histogram) -> float | Histogram | None:
@@ -105,11 +107,20 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
 }
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
 }
 _ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
 }
 
 
@@ -128,22 +139,46 @@ class Expression:
         self._check(self.tree)
 
     def _check(self, node: ast.AST) -> None:
-        allowed = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare, ast.BinOp,
-                   ast.Name, ast.Load, ast.Attribute, ast.Constant, ast.Call, ast.Tuple, ast.List,
-                   *_COMPARE, *_ARITH)
+        allowed = (
+            ast.BoolOp,
+            ast.And,
+            ast.Or,
+            ast.UnaryOp,
+            ast.Not,
+            ast.USub,
+            ast.Compare,
+            ast.BinOp,
+            ast.Name,
+            ast.Load,
+            ast.Attribute,
+            ast.Constant,
+            ast.Call,
+            ast.Tuple,
+            ast.List,
+            *_COMPARE,
+            *_ARITH,
+        )
         if not isinstance(node, allowed):
             raise RuleError(f"rule {self.rule}: {type(node).__name__} is not allowed in when={self.source!r}")
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                raise RuleError(f"rule {self.rule}: unknown function in when={self.source!r} "
-                                f"(known: {', '.join(sorted(FUNCTIONS))})")
+                raise RuleError(
+                    f"rule {self.rule}: unknown function in when={self.source!r} "
+                    f"(known: {', '.join(sorted(FUNCTIONS))})"
+                )
             arity = FUNCTIONS[node.func.id][1]
             if node.func.id == "increase":
                 window = node.args[1] if len(node.args) == 2 else ast.Constant(0)
-                if node.keywords or len(node.args) not in (1, 2) or not isinstance(window, ast.Constant) \
-                        or not isinstance(window.value, int | float) or window.value < 0:
-                    raise RuleError(f"rule {self.rule}: increase() takes a value and optionally a window "
-                                    f"in seconds (a number >= 0)")
+                if (
+                    node.keywords
+                    or len(node.args) not in (1, 2)
+                    or not isinstance(window, ast.Constant)
+                    or not isinstance(window.value, int | float)
+                    or window.value < 0
+                ):
+                    raise RuleError(
+                        f"rule {self.rule}: increase() takes a value and optionally a window in seconds (a number >= 0)"
+                    )
                 node.site = self.increase_sites  # type: ignore[attr-defined]
                 self.increase_sites += 1
             elif node.keywords or len(node.args) != arity:
@@ -329,8 +364,7 @@ def _item_type(event_type: type[Event], each: str) -> type | None:
     return None
 
 
-_RULE_KEYS = {"alert", "event", "kind", "each", "when", "for", "severity", "labels", "annotations", "after",
-              "disabled"}
+_RULE_KEYS = {"alert", "event", "kind", "each", "when", "for", "severity", "labels", "annotations", "after", "disabled"}
 
 
 def parse_rule(raw: Mapping[str, Any]) -> Rule:
@@ -353,8 +387,16 @@ def parse_rule(raw: Mapping[str, Any]) -> Rule:
     labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
     annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
     if kind == "silent":
-        return Rule(name=name, event=tag, when=None, kind=kind, severity=severity, labels=labels,
-                    annotations=annotations, silent_after_s=parse_duration(raw.get("after", "60s"), name))
+        return Rule(
+            name=name,
+            event=tag,
+            when=None,
+            kind=kind,
+            severity=severity,
+            labels=labels,
+            annotations=annotations,
+            silent_after_s=parse_duration(raw.get("after", "60s"), name),
+        )
     if kind != "condition":
         raise RuleError(f"rule {name}: kind must be condition or silent")
     each = str(raw.get("each", ""))
@@ -370,9 +412,17 @@ def parse_rule(raw: Mapping[str, Any]) -> Rule:
     missing = when.names() - fields - {"snapshot", "item", "True", "False", "None"}
     if missing:
         raise RuleError(f"rule {name}: {tag}{'/' + each if each else ''} has no field(s) {sorted(missing)}")
-    return Rule(name=name, event=tag, when=when, kind=kind, each=each,
-                for_s=parse_duration(raw.get("for", 0), name), severity=severity, labels=labels,
-                annotations=annotations)
+    return Rule(
+        name=name,
+        event=tag,
+        when=when,
+        kind=kind,
+        each=each,
+        for_s=parse_duration(raw.get("for", 0), name),
+        severity=severity,
+        labels=labels,
+        annotations=annotations,
+    )
 
 
 def load_rules(*paths: Path | str) -> list[Rule]:
@@ -450,8 +500,7 @@ class AlertEngine:
 
     def firing(self) -> list[Alert]:
         """Every alert firing now (for the status page)."""
-        return [self._alert(fp, inst, "firing", 0.0) for fp, inst in sorted(self._instances.items())
-                if inst.firing]
+        return [self._alert(fp, inst, "firing", 0.0) for fp, inst in sorted(self._instances.items()) if inst.firing]
 
     def on_event(self, event: Event, now: float) -> list[Alert]:
         """Evaluate the rules for this event's type; cheap when there are none. Never raises (the ingest hot
@@ -492,8 +541,9 @@ class AlertEngine:
         seen.instances = active
         return out
 
-    def _evaluate(self, rule: Rule, event: Event, item: object | None, key: tuple[str, str], now: float,
-                  active: set[str]) -> list[Alert]:
+    def _evaluate(
+        self, rule: Rule, event: Event, item: object | None, key: tuple[str, str], now: float, active: set[str]
+    ) -> list[Alert]:
         assert rule.when is not None
         memory_key = (key[0], key[1], rule.name, repr(_item_id(item)))
         scope = Scope(event, item, self._memory.get(memory_key, {}), now)
@@ -583,10 +633,19 @@ class AlertEngine:
         return [self._alert(fp, inst, "firing", 0.0)]
 
     def _alert(self, fp: str, inst: _Instance, state: str, ends_at: float) -> Alert:
-        return Alert(source=fp, observed_at=ends_at or inst.starts_at, collector=COLLECTOR, name=inst.rule.name,
-                     state=state, severity=inst.rule.severity, labels=dict(inst.labels),
-                     annotations=dict(inst.annotations), starts_at=inst.starts_at, ends_at=ends_at,
-                     value=inst.value)
+        return Alert(
+            source=fp,
+            observed_at=ends_at or inst.starts_at,
+            collector=COLLECTOR,
+            name=inst.rule.name,
+            state=state,
+            severity=inst.rule.severity,
+            labels=dict(inst.labels),
+            annotations=dict(inst.annotations),
+            starts_at=inst.starts_at,
+            ends_at=ends_at,
+            value=inst.value,
+        )
 
 
 @dataclass(frozen=True)

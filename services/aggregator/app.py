@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from aiohttp import web
 from nats.aio.msg import Msg
 
-from contracts import DecodeError, decode
-from contracts.alert import Alert
-from services.aggregator.alerting import AlertDispatcher, AlertingConfig
-from services.aggregator.config import AggregatorConfig
-from services.aggregator.domains import all_renderers
-from services.aggregator.render import (
+from inferwatch.contracts import DecodeError, decode
+from inferwatch.contracts.alert import Alert
+from inferwatch.services.aggregator.alerting import AlertDispatcher, AlertingConfig
+from inferwatch.services.aggregator.config import AggregatorConfig
+from inferwatch.services.aggregator.domains import all_renderers
+from inferwatch.services.aggregator.render import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Family,
@@ -29,25 +29,31 @@ from services.aggregator.render import (
     render_exposition,
     wants_openmetrics,
 )
-from services.aggregator.state import SourceTable
-from shared.log import RateLimitedLog
-from shared.service import ServiceContext
+from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.aggregator.status_page import status_routes
+from inferwatch.shared.log import RateLimitedLog
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.aggregator")
 
 EVENTS = Family("inferwatch_aggregator_events", "counter", "Events ingested, by domain and kind.")
-DECODE_ERRORS = Family("inferwatch_aggregator_decode_errors", "counter",
-                       "Messages that were not valid events, by subject prefix.")
+DECODE_ERRORS = Family(
+    "inferwatch_aggregator_decode_errors", "counter", "Messages that were not valid events, by subject prefix."
+)
 DROPPED = Family("inferwatch_aggregator_dropped", "counter", "Events dropped, by reason.")
 RENDER_ERRORS = Family("inferwatch_aggregator_render_errors", "counter", "Snapshots that failed to render.")
 EXPIRED = Family("inferwatch_aggregator_expired_sources", "counter", "Sources expired after going silent.")
 SOURCES = Family("inferwatch_aggregator_sources", "gauge", "Live sources held.")
-SCRAPE_SECONDS = Family("inferwatch_aggregator_render_duration_seconds", "gauge",
-                        "How long the previous /metrics render took.")
+SCRAPE_SECONDS = Family(
+    "inferwatch_aggregator_render_duration_seconds", "gauge", "How long the previous /metrics render took."
+)
 BUS_CONNECTED = Family("inferwatch_aggregator_nats_connected", "gauge", "1 when connected to NATS.")
-BUS_DISCONNECTS = Family("inferwatch_aggregator_nats_disconnects", "counter",
-                         "Times the NATS connection was lost (a server cutting a slow consumer shows up here; "
-                         "what it held for us is lost and counted only in the server's /varz).")
+BUS_DISCONNECTS = Family(
+    "inferwatch_aggregator_nats_disconnects",
+    "counter",
+    "Times the NATS connection was lost (a server cutting a slow consumer shows up here; "
+    "what it held for us is lost and counted only in the server's /varz).",
+)
 
 _MAX_PREFIXES = 200  # bound on the decode-error label values
 
@@ -59,8 +65,9 @@ def _subject_prefix(subject: str) -> str:
 class Aggregator:
     """Holds the table and wires it to the bus and HTTP."""
 
-    def __init__(self, config: AggregatorConfig, ctx: ServiceContext | None = None,
-                 alerting: AlertingConfig | None = None) -> None:
+    def __init__(
+        self, config: AggregatorConfig, ctx: ServiceContext | None = None, alerting: AlertingConfig | None = None
+    ) -> None:
         self.config = config
         self.ctx = ctx
         self.table = SourceTable(
@@ -96,8 +103,9 @@ class Aggregator:
         errors[prefix] = errors.get(prefix, 0) + 1
         allowed, suppressed = self._rate_log.allow(subject)
         if allowed:
-            log.warning("undecodable message", extra={"subject": subject, "error": error[:200],
-                                                      "suppressed": suppressed})
+            log.warning(
+                "undecodable message", extra={"subject": subject, "error": error[:200], "suppressed": suppressed}
+            )
 
     def sweep(self) -> None:
         """Expire silent sources."""
@@ -139,8 +147,9 @@ class Aggregator:
         """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it)."""
         self.sweep()
         om = wants_openmetrics(request.headers.get("Accept", ""))
-        return web.Response(body=self.render(om),
-                            headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
+        return web.Response(
+            body=self.render(om), headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE}
+        )
 
 
 async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
@@ -155,3 +164,12 @@ async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
         alerts_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await alerts_task
+
+
+def build(ctx: ServiceContext, config: AggregatorConfig) -> ServiceApp:
+    """The aggregator: its ``/metrics`` replaces the default service one; ``/`` is the status page."""
+    aggregator = Aggregator(config, ctx, AlertingConfig.from_env(ctx.env))
+    return ServiceApp(
+        run=lambda: run(ctx, aggregator),
+        routes=[web.get("/metrics", aggregator.metrics_handler), *status_routes(aggregator)],
+    )

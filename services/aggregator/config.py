@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from shared.settings import Env
-
-DEFAULT_PORT = 9750
+from inferwatch.shared.settings import Env
 
 
 @dataclass(frozen=True)
@@ -19,6 +18,8 @@ class AggregatorConfig:
     sweep_interval_s: how often expiry runs.
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"
+
     subject: str = "inferwatch.v1.>"
     expiry_intervals: float = 3.0
     tombstone_s: float = 600.0
@@ -28,7 +29,7 @@ class AggregatorConfig:
     @classmethod
     def from_env(cls, env: Env) -> AggregatorConfig:
         """Read ``INFERWATCH_AGGREGATOR_*``."""
-        p = "INFERWATCH_AGGREGATOR_"
+        p = cls.ENV_PREFIX
         return cls(
             subject=env.get(p + "SUBJECT", cls.subject),
             expiry_intervals=env.float(p + "EXPIRY_INTERVALS", cls.expiry_intervals),

@@ -13,17 +13,24 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
-from contracts import Event, Occurrence, Snapshot, domain_kind
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event, Occurrence, Snapshot, domain_kind
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
 RenderFn = Callable[[Event, SeriesWriter], None]
 
-SOURCE_UP = Family("inferwatch_source_up", "gauge",
-                   "1 while a source's snapshots arrive; 0 after 3 intervals of silence (kept for a while).")
-SOURCE_LAST_SEEN = Family("inferwatch_source_last_seen_timestamp_seconds", "gauge",
-                          "When the source was last observed by its collector (Unix seconds).")
-SOURCE_INTERVAL = Family("inferwatch_source_interval_seconds", "gauge",
-                         "The publish interval the source's collector announces.")
+SOURCE_UP = Family(
+    "inferwatch_source_up",
+    "gauge",
+    "1 while a source's snapshots arrive; 0 after 3 intervals of silence (kept for a while).",
+)
+SOURCE_LAST_SEEN = Family(
+    "inferwatch_source_last_seen_timestamp_seconds",
+    "gauge",
+    "When the source was last observed by its collector (Unix seconds).",
+)
+SOURCE_INTERVAL = Family(
+    "inferwatch_source_interval_seconds", "gauge", "The publish interval the source's collector announces."
+)
 
 
 @dataclass(slots=True)
@@ -138,8 +145,14 @@ class SourceTable:
             writer = SeriesWriter()
             writer.gauge(SOURCE_UP, labels, 0.0)
             writer.gauge(SOURCE_LAST_SEEN, labels, entry.event.observed_at)
-            self.tombstones[key] = Tombstone(entry.domain, entry.kind, entry.event.source,
-                                             entry.event.observed_at, now + self._tombstone_s, writer.freeze())
+            self.tombstones[key] = Tombstone(
+                entry.domain,
+                entry.kind,
+                entry.event.source,
+                entry.event.observed_at,
+                now + self._tombstone_s,
+                writer.freeze(),
+            )
         for key in [k for k, t in self.tombstones.items() if t.forget_at <= now]:
             del self.tombstones[key]
         return expired

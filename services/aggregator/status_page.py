@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from contracts.catalog import ModelCatalogSnapshot
+from inferwatch.contracts.catalog import ModelCatalogSnapshot
 
 PAGE = Path(__file__).parent / "static" / "status.html"
 
@@ -23,21 +23,41 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
     for entry in list(table.sources.values()):
         event = entry.event
         up = bool(getattr(event, "up", True)) and not getattr(event, "error", "")
-        sources.append({"domain": entry.domain, "kind": entry.kind, "source": event.source, "state": "up" if up else
-                        "degraded", "error": str(getattr(event, "error", "")), "observed_at": event.observed_at})
+        sources.append(
+            {
+                "domain": entry.domain,
+                "kind": entry.kind,
+                "source": event.source,
+                "state": "up" if up else "degraded",
+                "error": str(getattr(event, "error", "")),
+                "observed_at": event.observed_at,
+            }
+        )
         if isinstance(event, ModelCatalogSnapshot):
             for model in event.entries:
                 models[model.name] = msgspec.to_builtins(model)
     for tomb in list(table.tombstones.values()):
-        sources.append({"domain": tomb.domain, "kind": tomb.kind, "source": tomb.source, "state": "down",
-                        "error": "no snapshot for 3 intervals", "observed_at": tomb.last_seen})
+        sources.append(
+            {
+                "domain": tomb.domain,
+                "kind": tomb.kind,
+                "source": tomb.source,
+                "state": "down",
+                "error": "no snapshot for 3 intervals",
+                "observed_at": tomb.last_seen,
+            }
+        )
     alerts: list[Any] = []
     engine = getattr(aggregator, "alerts", None)
     if engine is not None and hasattr(engine, "firing"):
         alerts = [msgspec.to_builtins(a) for a in engine.firing()]
     sources.sort(key=lambda s: (s["domain"], s["source"]))
-    return {"generated_at": now, "sources": sources, "alerts": alerts,
-            "models": sorted(models.values(), key=lambda m: m["name"])}
+    return {
+        "generated_at": now,
+        "sources": sources,
+        "alerts": alerts,
+        "models": sorted(models.values(), key=lambda m: m["name"]),
+    }
 
 
 def status_routes(aggregator: Any) -> list[web.RouteDef]:
@@ -45,8 +65,7 @@ def status_routes(aggregator: Any) -> list[web.RouteDef]:
     page = PAGE.read_bytes()
 
     async def index(_: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-cache"})
 
     async def api(_: web.Request) -> web.Response:
         return web.json_response(status_payload(aggregator), headers={"Cache-Control": "no-store"})

@@ -23,10 +23,10 @@ import msgspec
 from aiodocker.multiplexed import multiplexed_result_stream
 from prometheus_client import Counter
 
-from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from contracts.docker import ContainerInfo, ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
-from services.docker_watcher.config import DockerWatcherConfig
-from services.docker_watcher.core import (
+from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.docker import ContainerInfo, ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
+from inferwatch.services.docker_watcher.config import DockerWatcherConfig
+from inferwatch.services.docker_watcher.core import (
     MAX_LOG_LINE,
     container_info,
     log_signature,
@@ -34,12 +34,27 @@ from services.docker_watcher.core import (
     split_log_stream,
     wanted,
 )
-from shared.service import ServiceContext
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.docker_watcher")
 
-ACTIONS = frozenset({"create", "start", "die", "stop", "kill", "oom", "health_status", "restart", "pause",
-                     "unpause", "destroy", "rename", "update"})
+ACTIONS = frozenset(
+    {
+        "create",
+        "start",
+        "die",
+        "stop",
+        "kill",
+        "oom",
+        "health_status",
+        "restart",
+        "pause",
+        "unpause",
+        "destroy",
+        "rename",
+        "update",
+    }
+)
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", os.path.expanduser("~/.docker/run/docker.sock"))
 DOCKER_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
@@ -65,18 +80,26 @@ class DockerWatcher:
         self._include_labels = dict(config.include_labels)
         self._exclude_labels = dict(config.exclude_labels)
         self.inspect_failures = Counter(
-            "inferwatch_docker_inspect_failures", "Container inspections the engine refused (5xx), by status; "
-            "the container keeps its last known state.", ["status"], registry=ctx.registry)
+            "inferwatch_docker_inspect_failures",
+            "Container inspections the engine refused (5xx), by status; the container keeps its last known state.",
+            ["status"],
+            registry=ctx.registry,
+        )
 
     # ---- pure-ish state changes -------------------------------------------------------------
 
     def _info(self, inspect: dict[str, Any]) -> ContainerInfo:
-        return container_info(inspect, image_patterns=self.config.image_patterns,
-                              publish_host=self.config.publish_host, address_mode=self.config.address_mode)
+        return container_info(
+            inspect,
+            image_patterns=self.config.image_patterns,
+            publish_host=self.config.publish_host,
+            address_mode=self.config.address_mode,
+        )
 
     def _wanted(self, info: ContainerInfo) -> bool:
-        return wanted(info, self._include_labels, self._exclude_labels, self.config.include_names,
-                      self.config.exclude_names)
+        return wanted(
+            info, self._include_labels, self._exclude_labels, self.config.include_names, self.config.exclude_names
+        )
 
     async def _set_container(self, info: ContainerInfo | None, container_id: str, reason: str = "") -> None:
         """Record a container's new state (None: gone) and announce target changes."""
@@ -89,18 +112,34 @@ class DockerWatcher:
         now = time.time()
         if target is not None and target != old:
             if old is not None and old.url != target.url:
-                await self.ctx.bus.publish(TargetLost(source=container_id, observed_at=now, collector=self.ctx.instance,
-                                                      target=old, reason="address_changed"))
+                await self.ctx.bus.publish(
+                    TargetLost(
+                        source=container_id,
+                        observed_at=now,
+                        collector=self.ctx.instance,
+                        target=old,
+                        reason="address_changed",
+                    )
+                )
             self.targets[container_id] = target
-            await self.ctx.bus.publish(TargetFound(source=container_id, observed_at=now, collector=self.ctx.instance,
-                                                   target=target))
+            await self.ctx.bus.publish(
+                TargetFound(source=container_id, observed_at=now, collector=self.ctx.instance, target=target)
+            )
         elif target is None and old is not None:
             del self.targets[container_id]
-            await self.ctx.bus.publish(TargetLost(source=container_id, observed_at=now, collector=self.ctx.instance,
-                                                  target=old, reason=reason or (info.state if info else "removed")))
+            await self.ctx.bus.publish(
+                TargetLost(
+                    source=container_id,
+                    observed_at=now,
+                    collector=self.ctx.instance,
+                    target=old,
+                    reason=reason or (info.state if info else "removed"),
+                )
+            )
         if target is not None and self.config.follow_logs and container_id not in self.log_tasks:
-            self.log_tasks[container_id] = asyncio.create_task(self._follow_logs(container_id),
-                                                               name=f"logs-{container_id[:12]}")
+            self.log_tasks[container_id] = asyncio.create_task(
+                self._follow_logs(container_id), name=f"logs-{container_id[:12]}"
+            )
         if target is None and (task := self.log_tasks.pop(container_id, None)) is not None:
             task.cancel()
         self.ctx.targets = len(self.targets)
@@ -108,17 +147,30 @@ class DockerWatcher:
     def snapshot(self) -> DockerHostSnapshot:
         """Every known container, with this watcher's cumulative event and signature counts."""
         return DockerHostSnapshot(
-            source=self.host, observed_at=time.time(), collector=self.ctx.instance, interval_s=self.config.interval_s,
+            source=self.host,
+            observed_at=time.time(),
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
             engine_version=self.engine_version,
-            containers=[msgspec.structs.replace(info, events_total=dict(self.events_total.get(cid, {})),
-                                                log_signatures_total=dict(self.signatures_total.get(cid, {})))
-                        for cid, info in sorted(self.containers.items())],
+            containers=[
+                msgspec.structs.replace(
+                    info,
+                    events_total=dict(self.events_total.get(cid, {})),
+                    log_signatures_total=dict(self.signatures_total.get(cid, {})),
+                )
+                for cid, info in sorted(self.containers.items())
+            ],
         )
 
     def target_set(self) -> TargetSet:
         """The whole vLLM target set of this host."""
-        return TargetSet(source=f"docker:{self.host}", observed_at=time.time(), collector=self.ctx.instance,
-                         interval_s=self.config.interval_s, targets=list(self.targets.values()))
+        return TargetSet(
+            source=f"docker:{self.host}",
+            observed_at=time.time(),
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
+            targets=list(self.targets.values()),
+        )
 
     async def publish_state(self) -> None:
         """Publish the host snapshot and the target set (and keep the cache file current)."""
@@ -167,8 +219,10 @@ class DockerWatcher:
             if exc.status == 404:
                 return None
             self.inspect_failures.labels(str(exc.status)).inc()
-            log.warning("container inspect refused", extra={"container": container_id[:12], "status": exc.status,
-                                                            "error": str(exc.message)[:200]})
+            log.warning(
+                "container inspect refused",
+                extra={"container": container_id[:12], "status": exc.status, "error": str(exc.message)[:200]},
+            )
             raise InspectRefusedError(container_id) from None
         return data if isinstance(data, dict) else None
 
@@ -218,9 +272,18 @@ class DockerWatcher:
         if action == "die":
             with contextlib.suppress(ValueError, TypeError):
                 exit_code = int(attributes.get("exitCode", -1))
-        await self.ctx.bus.publish(ContainerLifecycle(
-            source=cid, observed_at=time.time(), collector=self.ctx.instance, host=self.host, name=name,
-            action=action, exit_code=exit_code, kind=info.kind if info else self._known_kind(cid)))
+        await self.ctx.bus.publish(
+            ContainerLifecycle(
+                source=cid,
+                observed_at=time.time(),
+                collector=self.ctx.instance,
+                host=self.host,
+                name=name,
+                action=action,
+                exit_code=exit_code,
+                kind=info.kind if info else self._known_kind(cid),
+            )
+        )
         if not refused:
             await self._set_container(info, cid, action)
         if action == "destroy":
@@ -245,8 +308,11 @@ class DockerWatcher:
                 params = {"stdout": "1", "stderr": "1", "follow": "1", "since": str(int(time.time()))}
                 # aiodocker's container.log() leaves the response open when the daemon drops the stream;
                 # reading it here lets us close it on every path (EOF, error, cancel).
-                async with docker._query(f"containers/{container_id}/logs", params=params,
-                                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as response:
+                async with docker._query(
+                    f"containers/{container_id}/logs",
+                    params=params,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                ) as response:
                     try:
                         async for chunk in multiplexed_result_stream(response, is_tty=tty):  # type: ignore[no-untyped-call]
                             lines, buffer = split_log_stream(buffer, chunk.encode("utf-8", "replace"))
@@ -272,9 +338,17 @@ class DockerWatcher:
         counts = self.signatures_total.setdefault(container_id, {})
         counts[signature] = counts.get(signature, 0.0) + 1
         info = self.containers.get(container_id)
-        await self.ctx.bus.publish(ContainerLogSignature(
-            source=container_id, observed_at=time.time(), collector=self.ctx.instance, host=self.host,
-            name=info.name if info else "", signature=signature, line=line[:MAX_LOG_LINE]))
+        await self.ctx.bus.publish(
+            ContainerLogSignature(
+                source=container_id,
+                observed_at=time.time(),
+                collector=self.ctx.instance,
+                host=self.host,
+                name=info.name if info else "",
+                signature=signature,
+                line=line[:MAX_LOG_LINE],
+            )
+        )
 
     async def session(self) -> None:
         """One connection to the Docker Engine: initial read, then events and resyncs until it breaks."""
@@ -290,8 +364,10 @@ class DockerWatcher:
             subscriber = docker.events.subscribe(filters=json.dumps({"type": ["container"]}))  # type: ignore[no-untyped-call]
             await self.resync()
             await self.publish_state()
-            self.ctx.set_ready(True, f"watching Docker {self.engine_version}: {len(self.containers)} containers, "
-                                     f"{len(self.targets)} vLLM")
+            self.ctx.set_ready(
+                True,
+                f"watching Docker {self.engine_version}: {len(self.containers)} containers, {len(self.targets)} vLLM",
+            )
             next_resync = time.monotonic() + self.config.resync_s
             next_publish = time.monotonic() + self.config.interval_s
             while not self.ctx.stop.is_set():
@@ -334,8 +410,15 @@ async def run(ctx: ServiceContext, config: DockerWatcherConfig) -> None:
     watcher = DockerWatcher(config, ctx)
     cached = watcher.load_cache()
     if cached:
-        await ctx.bus.publish(TargetSet(source=f"docker:{watcher.host}", observed_at=time.time(),
-                                        collector=ctx.instance, interval_s=config.interval_s, targets=cached))
+        await ctx.bus.publish(
+            TargetSet(
+                source=f"docker:{watcher.host}",
+                observed_at=time.time(),
+                collector=ctx.instance,
+                interval_s=config.interval_s,
+                targets=cached,
+            )
+        )
     delay = 0.5
     while not ctx.stop.is_set():
         started = time.monotonic()
@@ -357,3 +440,8 @@ async def run(ctx: ServiceContext, config: DockerWatcherConfig) -> None:
         if await ctx.sleep(delay * random.uniform(0.8, 1.2)):
             return
         delay = min(delay * 2, config.max_backoff_s)
+
+
+def build(ctx: ServiceContext, config: DockerWatcherConfig) -> ServiceApp:
+    """The docker-watcher as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import ClassVar
 
-from services.docker_watcher.core import DEFAULT_VLLM_IMAGES
-from shared.settings import Env
-
-DEFAULT_PORT = 9751
+from inferwatch.services.docker_watcher.core import DEFAULT_VLLM_IMAGES
+from inferwatch.shared.settings import Env
 
 
 def _pairs(items: tuple[str, ...]) -> dict[str, str]:
@@ -37,6 +36,8 @@ class DockerWatcherConfig:
     max_backoff_s: longest wait between reconnection attempts to the Docker socket.
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_DOCKER_"
+
     docker_host: str = ""
     host_name: str = ""
     interval_s: float = 15.0
@@ -55,7 +56,7 @@ class DockerWatcherConfig:
     @classmethod
     def from_env(cls, env: Env) -> DockerWatcherConfig:
         """Read ``DOCKER_HOST`` and ``INFERWATCH_DOCKER_*``."""
-        p = "INFERWATCH_DOCKER_"
+        p = cls.ENV_PREFIX
         mode = env.get(p + "ADDRESS_MODE", "auto")
         return cls(
             docker_host=env.get("DOCKER_HOST"),

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contracts.discovery import ScrapeTarget
-from contracts.docker import ContainerInfo
+from inferwatch.contracts.discovery import ScrapeTarget
+from inferwatch.contracts.docker import ContainerInfo
 
 DEFAULT_VLLM_IMAGES: tuple[str, ...] = (
     "vllm/vllm-openai",
@@ -93,7 +93,7 @@ def image_tag(image: str) -> str:
     image = image.split("@", 1)[0]
     slash = image.rfind("/")
     colon = image.rfind(":")
-    return image[colon + 1:] if colon > slash else ""
+    return image[colon + 1 :] if colon > slash else ""
 
 
 def _image_matches(image: str, patterns: Iterable[str]) -> bool:
@@ -148,8 +148,17 @@ class VllmArgs:
 
 
 _FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
-_VALUE_FLAGS = {"--model", "--port", "--tensor-parallel-size", "--quantization", "--max-model-len",
-                "--host", "--api-key", "--served-model-name", "--grpc-port"}
+_VALUE_FLAGS = {
+    "--model",
+    "--port",
+    "--tensor-parallel-size",
+    "--quantization",
+    "--max-model-len",
+    "--host",
+    "--api-key",
+    "--served-model-name",
+    "--grpc-port",
+}
 
 
 def _to_int(text: str) -> int:
@@ -287,7 +296,11 @@ def parse_docker_time(text: object) -> float:
 
 
 def scrape_url(
-    inspect: Mapping[str, Any], port: int, *, publish_host: str = "127.0.0.1", mode: str = "auto",
+    inspect: Mapping[str, Any],
+    port: int,
+    *,
+    publish_host: str = "127.0.0.1",
+    mode: str = "auto",
 ) -> str:
     """The base URL to scrape the container's port ``port``.
 
@@ -382,8 +395,13 @@ def _grpc(url: str) -> str:
     return "grpc://" + url.removeprefix("http://")
 
 
-def wanted(info: ContainerInfo, include_labels: Mapping[str, str], exclude_labels: Mapping[str, str],
-           include_names: Sequence[str], exclude_names: Sequence[str]) -> bool:
+def wanted(
+    info: ContainerInfo,
+    include_labels: Mapping[str, str],
+    exclude_labels: Mapping[str, str],
+    include_names: Sequence[str],
+    exclude_names: Sequence[str],
+) -> bool:
     """Include/exclude filters: labels ``k=v`` (``k`` alone: any value) and name globs. Exclusions win."""
     labels = info.labels
 
@@ -404,21 +422,41 @@ def scrape_target(info: ContainerInfo, host: str) -> ScrapeTarget | None:
     labels = {"host": host, "gpus": ",".join(info.gpus), "vllm_version": info.vllm_version}
     if info.models:
         labels["model"] = info.models[0]
-    return ScrapeTarget(kind="vllm", url=info.scrape_url, container_id=info.id, container_name=info.name,
-                        labels={k: v for k, v in labels.items() if v})
+    return ScrapeTarget(
+        kind="vllm",
+        url=info.scrape_url,
+        container_id=info.id,
+        container_name=info.name,
+        labels={k: v for k, v in labels.items() if v},
+    )
 
 
 LOG_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cuda_oom", re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory")),
-    ("nccl_error", re.compile(r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
-                              r"|ncclRemoteError|NCCL (?:WARN )?.*(?:timeout|Timeout|watchdog)")),
-    ("engine_dead", re.compile(r"EngineDeadError|Engine core .*died|EngineCore .*(?:died|failed)"
-                               r"|EngineCore encountered a fatal error|AsyncEngineDeadError"
-                               r"|Background loop has errored already")),
-    ("model_load_failed", re.compile(r"Error (?:while )?loading model|Failed to load model"
-                                     r"|RepositoryNotFoundError|is not a valid model identifier"
-                                     r"|Model architectures? .* (?:is|are) not supported"
-                                     r"|No model weights found|Cannot find model")),
+    (
+        "nccl_error",
+        re.compile(
+            r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
+            r"|ncclRemoteError|NCCL (?:WARN )?.*(?:timeout|Timeout|watchdog)"
+        ),
+    ),
+    (
+        "engine_dead",
+        re.compile(
+            r"EngineDeadError|Engine core .*died|EngineCore .*(?:died|failed)"
+            r"|EngineCore encountered a fatal error|AsyncEngineDeadError"
+            r"|Background loop has errored already"
+        ),
+    ),
+    (
+        "model_load_failed",
+        re.compile(
+            r"Error (?:while )?loading model|Failed to load model"
+            r"|RepositoryNotFoundError|is not a valid model identifier"
+            r"|Model architectures? .* (?:is|are) not supported"
+            r"|No model weights found|Cannot find model"
+        ),
+    ),
 )
 MAX_LOG_LINE = 512
 

@@ -12,12 +12,12 @@ import os
 import ssl
 import time
 
-from contracts import AnyEvent
-from contracts.base import Histogram
-from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
-from services.epp_scraper.config import EppScraperConfig
-from services.epp_scraper.core import (
+from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.services.epp_scraper.config import EppScraperConfig
+from inferwatch.services.epp_scraper.core import (
     WANTED,
     auth_failure_reason,
     detect_naming,
@@ -25,10 +25,17 @@ from services.epp_scraper.core import (
     pool_stats,
     scheduler_stats,
 )
-from shared.dns import Resolver, resolve_dns, resolve_specs
-from shared.exposition import ExpositionError, parse_exposition
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
-from shared.service import ServiceContext
+from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
+from inferwatch.shared.exposition import ExpositionError, parse_exposition
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+    strip_credentials,
+)
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.epp_scraper")
 
@@ -71,8 +78,9 @@ class EppScraper:
         self.token = TokenFile(config.token_file)
         self.metrics = UpstreamMetrics(ctx.registry)
         # One TLS context for every target: building one per client reloads the CA bundle each time.
-        self._verify: ssl.SSLContext | bool = False if config.insecure else ssl.create_default_context(
-            cafile=config.tls_ca_file or None)
+        self._verify: ssl.SSLContext | bool = (
+            False if config.insecure else ssl.create_default_context(cafile=config.tls_ca_file or None)
+        )
         self.clients: dict[str, UpstreamClient] = {}
         self.origins: dict[str, set[str]] = {}  # url -> who names it: static, dns:<spec>, found, set:<source>
         self.errors_total: dict[str, dict[str, float]] = {}
@@ -89,11 +97,15 @@ class EppScraper:
         if url in self.clients:
             self.origins[url].add(origin)
             return
-        self.clients[url] = UpstreamClient("epp", url, metrics=self.metrics, timeout_s=self.config.timeout_s,
-                                           retry=RetryPolicy(attempts=1),
-                                           breaker=BreakerPolicy(failure_threshold=3,
-                                                                 reset_after_s=self.config.interval_s),
-                                           verify=self._verify)
+        self.clients[url] = UpstreamClient(
+            "epp",
+            url,
+            metrics=self.metrics,
+            timeout_s=self.config.timeout_s,
+            retry=RetryPolicy(attempts=1),
+            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
+            verify=self._verify,
+        )
         self.origins[url] = {origin}
         self.errors_total.setdefault(url, {})
         log.info("EPP target added", extra={"target": strip_credentials(url), "origin": origin})
@@ -138,9 +150,15 @@ class EppScraper:
         found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
         for spec, urls in found.items():
             for url in await self.reconcile("dns:" + spec, urls):
-                await self.ctx.bus.publish(TargetLost(
-                    source="dns:" + spec, observed_at=time.time(), collector=self.ctx.instance,
-                    target=ScrapeTarget(kind="epp", url=url, labels={"dns": spec}), reason="dns_record_removed"))
+                await self.ctx.bus.publish(
+                    TargetLost(
+                        source="dns:" + spec,
+                        observed_at=time.time(),
+                        collector=self.ctx.instance,
+                        target=ScrapeTarget(kind="epp", url=url, labels={"dns": spec}),
+                        reason="dns_record_removed",
+                    )
+                )
 
     async def on_discovery(self, event: AnyEvent, _subject: str) -> None:
         """EPP targets found/lost by a discoverer (``ScrapeTarget.kind == "epp"``); our own announcements ignored."""
@@ -154,8 +172,9 @@ class EppScraper:
                 self.origins[url] = {o for o in self.origins[url] if o == "static" or o.startswith("dns:")}
                 await self.remove(url, "found")
         elif isinstance(event, TargetSet):
-            await self.reconcile("set:" + event.source, [t.url for t in event.targets if t.kind == "epp"],
-                                 also=("found",))
+            await self.reconcile(
+                "set:" + event.source, [t.url for t in event.targets if t.kind == "epp"], also=("found",)
+            )
 
     # ---- scraping ---------------------------------------------------------------------------
 
@@ -178,8 +197,9 @@ class EppScraper:
                 if exc.status == 401 and self.config.token_file:  # maybe rotated under us: re-read once
                     fresh = self.token.get(force=True)
                     if fresh and fresh != token:
-                        response = await client.get("/metrics", endpoint="/metrics",
-                                                    headers={"Authorization": f"Bearer {fresh}"})
+                        response = await client.get(
+                            "/metrics", endpoint="/metrics", headers={"Authorization": f"Bearer {fresh}"}
+                        )
                     else:
                         raise
                 else:
@@ -199,10 +219,20 @@ class EppScraper:
             errors = self.errors_total.setdefault(url, {})
             errors[key] = errors.get(key, 0.0) + 1
             log.warning("EPP scrape failed", extra={"target": strip_credentials(url), "reason": error})
-        return EppSnapshot(source=strip_credentials(url), observed_at=time.time(), collector=self.ctx.instance,
-                           interval_s=self.config.interval_s, up=not error, error=error, naming=naming,
-                           objectives=objectives, pools=pools, scheduler_e2e_seconds=latency,
-                           scheduler_attempts_total=attempts, flow_control_queue_size=flow)
+        return EppSnapshot(
+            source=strip_credentials(url),
+            observed_at=time.time(),
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
+            up=not error,
+            error=error,
+            naming=naming,
+            objectives=objectives,
+            pools=pools,
+            scheduler_e2e_seconds=latency,
+            scheduler_attempts_total=attempts,
+            flow_control_queue_size=flow,
+        )
 
     async def cycle(self) -> None:
         """Re-resolve DNS when due, then scrape every target concurrently and publish the snapshots."""
@@ -230,9 +260,18 @@ async def run(ctx: ServiceContext, config: EppScraperConfig) -> None:
         while True:
             await scraper.cycle()
             ctx.targets = len(scraper.clients)
-            ctx.set_ready(True, f"scraping {len(scraper.clients)} EPP targets" if scraper.clients
-                          else "idle: no EPP targets configured, resolved or discovered yet")
+            ctx.set_ready(
+                True,
+                f"scraping {len(scraper.clients)} EPP targets"
+                if scraper.clients
+                else "idle: no EPP targets configured, resolved or discovered yet",
+            )
             if await ctx.sleep(config.interval_s):
                 return
     finally:
         await scraper.aclose()
+
+
+def build(ctx: ServiceContext, config: EppScraperConfig) -> ServiceApp:
+    """The epp-scraper as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

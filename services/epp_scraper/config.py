@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from shared.dns import is_dns_spec, parse_dns_spec
-from shared.settings import Env, SettingsError
+from inferwatch.shared.dns import is_dns_spec, parse_dns_spec
+from inferwatch.shared.settings import Env, SettingsError
 
-DEFAULT_PORT = 9755
 SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
@@ -27,6 +27,8 @@ class EppScraperConfig:
     insecure: ``INFERWATCH_EPP_TLS_INSECURE``: explicit opt-out of TLS verification.
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_EPP_"
+
     targets: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     dns_server: str = ""
@@ -42,7 +44,7 @@ class EppScraperConfig:
         """Read ``INFERWATCH_EPP_*``."""
         import os
 
-        p = "INFERWATCH_EPP_"
+        p = cls.ENV_PREFIX
         default_token = SA_TOKEN_FILE if os.path.exists(SA_TOKEN_FILE) else ""
         listed = env.list(p + "TARGETS")
         dns = tuple(t for t in listed if is_dns_spec(t))

@@ -12,39 +12,81 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from contracts.base import Histogram
-from contracts.epp import EppObjectiveStats, EppPoolStats
-from shared.exposition import MetricFamily, histograms_by
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats
+from inferwatch.shared.exposition import MetricFamily, histograms_by
 
 NEW_PREFIXES = ("llm_d_epp_", "llm_d_router_epp_")
 
 # quantity → candidate family names, newest first
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "requests": ("llm_d_epp_request", "llm_d_router_epp_request", "inference_objective_request",
-                 "inference_model_request"),
-    "errors": ("llm_d_epp_request_error", "llm_d_router_epp_request_error", "inference_objective_request_error",
-               "inference_model_request_error"),
-    "duration": ("llm_d_epp_request_duration_seconds", "llm_d_router_epp_request_duration_seconds",
-                 "inference_objective_request_duration_seconds", "inference_model_request_duration_seconds"),
-    "input_tokens": ("llm_d_epp_request_input_tokens", "llm_d_router_epp_request_input_tokens",
-                     "inference_objective_input_tokens", "inference_model_input_tokens"),
-    "output_tokens": ("llm_d_epp_request_output_tokens", "llm_d_router_epp_request_output_tokens",
-                      "inference_objective_output_tokens", "inference_model_output_tokens"),
-    "running": ("llm_d_epp_request_running", "llm_d_router_epp_request_running",
-                "inference_objective_running_requests", "inference_model_running_requests"),
-    "kv_cache": ("llm_d_epp_average_kv_cache_utilization", "llm_d_router_epp_average_kv_cache_utilization",
-                 "inference_pool_average_kv_cache_utilization"),
-    "queue": ("llm_d_epp_average_queue_size", "llm_d_router_epp_average_queue_size",
-              "inference_pool_average_queue_size"),
+    "requests": (
+        "llm_d_epp_request",
+        "llm_d_router_epp_request",
+        "inference_objective_request",
+        "inference_model_request",
+    ),
+    "errors": (
+        "llm_d_epp_request_error",
+        "llm_d_router_epp_request_error",
+        "inference_objective_request_error",
+        "inference_model_request_error",
+    ),
+    "duration": (
+        "llm_d_epp_request_duration_seconds",
+        "llm_d_router_epp_request_duration_seconds",
+        "inference_objective_request_duration_seconds",
+        "inference_model_request_duration_seconds",
+    ),
+    "input_tokens": (
+        "llm_d_epp_request_input_tokens",
+        "llm_d_router_epp_request_input_tokens",
+        "inference_objective_input_tokens",
+        "inference_model_input_tokens",
+    ),
+    "output_tokens": (
+        "llm_d_epp_request_output_tokens",
+        "llm_d_router_epp_request_output_tokens",
+        "inference_objective_output_tokens",
+        "inference_model_output_tokens",
+    ),
+    "running": (
+        "llm_d_epp_request_running",
+        "llm_d_router_epp_request_running",
+        "inference_objective_running_requests",
+        "inference_model_running_requests",
+    ),
+    "kv_cache": (
+        "llm_d_epp_average_kv_cache_utilization",
+        "llm_d_router_epp_average_kv_cache_utilization",
+        "inference_pool_average_kv_cache_utilization",
+    ),
+    "queue": (
+        "llm_d_epp_average_queue_size",
+        "llm_d_router_epp_average_queue_size",
+        "inference_pool_average_queue_size",
+    ),
     "ready": ("llm_d_epp_ready_endpoints", "llm_d_router_epp_ready_endpoints", "inference_pool_ready_pods"),
-    "endpoint_queue": ("llm_d_epp_per_endpoint_queue_size", "llm_d_router_epp_per_endpoint_queue_size",
-                       "inference_pool_per_pod_queue_size"),
-    "scheduler_e2e": ("llm_d_epp_scheduler_e2e_duration_seconds", "llm_d_router_epp_scheduler_e2e_duration_seconds",
-                      "inference_extension_scheduler_e2e_duration_seconds"),
-    "scheduler_attempts": ("llm_d_epp_scheduler_attempts", "llm_d_router_epp_scheduler_attempts",
-                           "inference_extension_scheduler_attempts"),
-    "flow_control_queue": ("llm_d_epp_flow_control_queue_size", "llm_d_router_epp_flow_control_queue_size",
-                           "inference_extension_flow_control_queue_size"),
+    "endpoint_queue": (
+        "llm_d_epp_per_endpoint_queue_size",
+        "llm_d_router_epp_per_endpoint_queue_size",
+        "inference_pool_per_pod_queue_size",
+    ),
+    "scheduler_e2e": (
+        "llm_d_epp_scheduler_e2e_duration_seconds",
+        "llm_d_router_epp_scheduler_e2e_duration_seconds",
+        "inference_extension_scheduler_e2e_duration_seconds",
+    ),
+    "scheduler_attempts": (
+        "llm_d_epp_scheduler_attempts",
+        "llm_d_router_epp_scheduler_attempts",
+        "inference_extension_scheduler_attempts",
+    ),
+    "flow_control_queue": (
+        "llm_d_epp_flow_control_queue_size",
+        "llm_d_router_epp_flow_control_queue_size",
+        "inference_extension_flow_control_queue_size",
+    ),
 }
 WANTED: frozenset[str] = frozenset(name for names in CANDIDATES.values() for name in names)
 GENERATIONS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model", "inference_pool")
@@ -109,9 +151,13 @@ def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveSt
     running_by_model = {m: v for (m, t), v in running.items() if t == ""}
     return [
         EppObjectiveStats(
-            model_name=model, target_model_name=target, requests_total=requests.get((model, target)),
-            errors_total=errors.get((model, target), {}), request_duration_seconds=duration.get((model, target)),
-            input_tokens=inputs.get((model, target)), output_tokens=outputs.get((model, target)),
+            model_name=model,
+            target_model_name=target,
+            requests_total=requests.get((model, target)),
+            errors_total=errors.get((model, target), {}),
+            request_duration_seconds=duration.get((model, target)),
+            input_tokens=inputs.get((model, target)),
+            output_tokens=outputs.get((model, target)),
             running_requests=running.get((model, target), running_by_model.get(model) if target else None),
         )
         for model, target in keys
@@ -121,8 +167,11 @@ def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveSt
 def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
     """Per pool: average KV-cache utilisation and queue size, ready endpoints, queue per endpoint/pod."""
     pools: dict[str, dict[str, object]] = {}
-    for quantity, field in (("kv_cache", "average_kv_cache_utilization_ratio"), ("queue", "average_queue_size"),
-                            ("ready", "ready_endpoints")):
+    for quantity, field in (
+        ("kv_cache", "average_kv_cache_utilization_ratio"),
+        ("queue", "average_queue_size"),
+        ("ready", "ready_endpoints"),
+    ):
         fam = _pick(families, quantity)
         for s in fam.samples if fam is not None else []:
             pools.setdefault(s.labels.get("name", ""), {})[field] = s.value
@@ -144,8 +193,11 @@ def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | N
         for h in e2e.values():
             for le, c in h.buckets:
                 merged[le] = merged.get(le, 0.0) + c
-        latency = Histogram(buckets=sorted(merged.items()), sum=sum(h.sum for h in e2e.values()),
-                            count=sum(h.count for h in e2e.values()))
+        latency = Histogram(
+            buckets=sorted(merged.items()),
+            sum=sum(h.sum for h in e2e.values()),
+            count=sum(h.count for h in e2e.values()),
+        )
     attempts: dict[str, float] = {}
     fam = _pick(families, "scheduler_attempts")
     for s in fam.samples if fam is not None else []:
@@ -161,12 +213,18 @@ def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | N
 def auth_failure_reason(status: int) -> str:
     """What to fix when the EPP's authenticated ``/metrics`` refuses a scrape."""
     if status == 401:
-        return ("unauthorized: the bearer token was missing or rejected by TokenReview; mount a valid "
-                "service-account token (INFERWATCH_EPP_TOKEN_FILE)")
+        return (
+            "unauthorized: the bearer token was missing or rejected by TokenReview; mount a valid "
+            "service-account token (INFERWATCH_EPP_TOKEN_FILE)"
+        )
     if status == 403:
-        return ("forbidden: the scraper's service account lacks RBAC for nonResourceURLs ['/metrics'] "
-                "verb get; bind a ClusterRole granting it")
+        return (
+            "forbidden: the scraper's service account lacks RBAC for nonResourceURLs ['/metrics'] "
+            "verb get; bind a ClusterRole granting it"
+        )
     if status == 500:
-        return ("server_error: the EPP could not review the token; its service account likely lacks "
-                "system:auth-delegator (TokenReview/SubjectAccessReview RBAC, llm-d-router#2370)")
+        return (
+            "server_error: the EPP could not review the token; its service account likely lacks "
+            "system:auth-delegator (TokenReview/SubjectAccessReview RBAC, llm-d-router#2370)"
+        )
     return f"http_{status}"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import ClassVar
 
-from shared.settings import Env
-
-DEFAULT_PORT = 9756
+from inferwatch.shared.settings import Env
 
 
 @dataclass(frozen=True)
@@ -16,27 +15,25 @@ class GpuAgentConfig:
     interval_s: polling interval (``INFERWATCH_GPU_INTERVAL_S``).
     host: host name published as the snapshot's source (``INFERWATCH_GPU_HOST``, default: this host's name).
     proc_root: where ``/proc`` is mounted (``INFERWATCH_GPU_PROC_ROOT``; ``/host/proc`` in a container).
-    fake: ``INFERWATCH_GPU_FAKE``: drive the agent with the fake NVML (demo and tests), e.g. ``4``
-        (GPU count) or ``4:thermal`` (count and scenario: ``normal``, ``memory_pressure``, ``thermal``, ``hot``,
-        ``power_throttle``, ``xid``).
-    fake_scenario_file: ``INFERWATCH_GPU_FAKE_SCENARIO_FILE``: with ``fake``, a file of scenario names (one a line)
-        the fake NVML re-reads whenever it changes (the demo's scenario control API writes it).
+    nvml: ``INFERWATCH_GPU_NVML``: ``module:factory`` of another NVML binding (empty: ``pynvml``). The factory
+        gets the environment and returns an object with pynvml's functions; the demo and the tests name the
+        fake NVML here (``inferwatch.simulators.nvml:from_env``), so the agent itself never imports it.
     """
+
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_GPU_"
 
     interval_s: float = 5.0
     host: str = ""
     proc_root: str = "/proc"
-    fake: str = ""
-    fake_scenario_file: str = ""
+    nvml: str = ""
 
     @classmethod
     def from_env(cls, env: Env) -> GpuAgentConfig:
         """Read ``INFERWATCH_GPU_*``."""
-        p = "INFERWATCH_GPU_"
+        p = cls.ENV_PREFIX
         return cls(
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
             host=env.get(p + "HOST") or socket.gethostname(),
             proc_root=env.get(p + "PROC_ROOT") or cls.proc_root,
-            fake=env.get(p + "FAKE"),
-            fake_scenario_file=env.get(p + "FAKE_SCENARIO_FILE"),
+            nvml=env.get(p + "NVML"),
         )

@@ -6,22 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.gpu import GpuProcess, GpuReading
+from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuProcess, GpuReading
 
 MIB = 1024 * 1024
-
-# NVML clocks-throttle-reason bits (nvml.h ``nvmlClocksThrottleReason*`` / ``nvmlClocksEventReason*``).
-THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
-    (0x0001, "gpu_idle"),
-    (0x0002, "applications_clocks_setting"),
-    (0x0004, "sw_power_cap"),
-    (0x0008, "hw_slowdown"),
-    (0x0010, "sync_boost"),
-    (0x0020, "sw_thermal_slowdown"),
-    (0x0040, "hw_thermal_slowdown"),
-    (0x0080, "hw_power_brake_slowdown"),
-    (0x0100, "display_clock_setting"),
-)
 
 # A 64-hex container id as the last element of a cgroup path, in every runtime's spelling:
 # Docker v1 ``/docker/<id>``, Docker v2 ``/system.slice/docker-<id>.scope``, containerd
@@ -91,8 +78,15 @@ def _scaled(value: Any, factor: float) -> float | None:
     return None if value is None else float(value) * factor
 
 
-def gpu_reading(index: int, uuid: str, name: str, raw: Mapping[str, Any],
-                processes: list[GpuProcess], unsupported: list[str] | None = None, error: str = "") -> GpuReading:
+def gpu_reading(
+    index: int,
+    uuid: str,
+    name: str,
+    raw: Mapping[str, Any],
+    processes: list[GpuProcess],
+    unsupported: list[str] | None = None,
+    error: str = "",
+) -> GpuReading:
     """One ``GpuReading`` from raw NVML values, normalised to base units.
 
     ``raw`` keys (absent: not supported or failed): ``utilization`` (object with ``gpu``/``memory`` in %),
@@ -141,6 +135,10 @@ def gpu_processes(compute: list[Any], graphics: list[Any], containers: Mapping[i
             if pid in seen:
                 continue
             used = getattr(info, "usedGpuMemory", None)
-            seen[pid] = GpuProcess(pid=pid, used_memory_bytes=float(used) if used is not None else 0.0,
-                                   container_id=containers.get(pid, ""), kind=kind)
+            seen[pid] = GpuProcess(
+                pid=pid,
+                used_memory_bytes=float(used) if used is not None else 0.0,
+                container_id=containers.get(pid, ""),
+                kind=kind,
+            )
     return sorted(seen.values(), key=lambda p: p.pid)

@@ -1,12 +1,14 @@
 """NVML access: a small protocol over the pynvml calls the agent uses, and the reader that polls through it.
 
 The real adapter is the ``pynvml`` module (nvidia-ml-py) itself: it has exactly these functions. The fake
-(``simulators/nvml.py``) implements the same protocol and raises pynvml's own exception classes.
+(``simulators/nvml.py``, named by ``INFERWATCH_GPU_NVML``) implements the same protocol and raises pynvml's
+own exception classes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -14,8 +16,15 @@ from typing import Any, Protocol
 
 import pynvml  # type: ignore[import-untyped]
 
-from contracts.gpu import GpuReading
-from services.gpu_agent.core import container_id_from_cgroup, cuda_version_string, gpu_processes, gpu_reading, text
+from inferwatch.contracts.gpu import GpuReading
+from inferwatch.services.gpu_agent.core import (
+    container_id_from_cgroup,
+    cuda_version_string,
+    gpu_processes,
+    gpu_reading,
+    text,
+)
+from inferwatch.shared.settings import Env, SettingsError
 
 log = logging.getLogger("inferwatch.gpu_agent")
 
@@ -57,10 +66,14 @@ FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "mem_clock": ("nvmlDeviceGetClockInfo", (pynvml.NVML_CLOCK_MEM,)),
     "fan": ("nvmlDeviceGetFanSpeed", ()),
     "throttle": ("nvmlDeviceGetCurrentClocksThrottleReasons", ()),
-    "ecc_corrected": ("nvmlDeviceGetTotalEccErrors",
-                      (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC)),
-    "ecc_uncorrected": ("nvmlDeviceGetTotalEccErrors",
-                        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC)),
+    "ecc_corrected": (
+        "nvmlDeviceGetTotalEccErrors",
+        (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC),
+    ),
+    "ecc_uncorrected": (
+        "nvmlDeviceGetTotalEccErrors",
+        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC),
+    ),
     "pcie_tx": ("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_TX_BYTES,)),
     "pcie_rx": ("nvmlDeviceGetPcieThroughput", (pynvml.NVML_PCIE_UTIL_RX_BYTES,)),
 }
@@ -86,6 +99,23 @@ def error_name(exc: pynvml.NVMLError) -> str:
     return names.get(exc.value, f"code_{exc.value}")
 
 
+def load_binding(target: str, env: Env) -> Nvml:
+    """Call the factory ``target`` names (``package.module:function``) with ``env``: an NVML binding.
+
+    Raises:
+        SettingsError: ``target`` is not ``module:function``, or cannot be imported.
+    """
+    module_name, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SettingsError(f"INFERWATCH_GPU_NVML={target!r}: not an importable module:function ({exc})") from None
+    if not callable(factory):
+        raise SettingsError(f"INFERWATCH_GPU_NVML={target!r}: not callable")
+    binding: Nvml = factory(env)
+    return binding
+
+
 def read_cgroup_container(proc_root: str, pid: int) -> str:
     """The container id of a host PID from ``<proc_root>/<pid>/cgroup``, ``""`` if none or unreadable."""
     try:
@@ -102,8 +132,7 @@ class NvmlReader:
     tries again. Fields a GPU does not support are remembered in ``unsupported`` and never asked again.
     """
 
-    def __init__(self, nvml: Nvml, proc_root: str = "/proc",
-                 container_of: Callable[[int], str] | None = None) -> None:
+    def __init__(self, nvml: Nvml, proc_root: str = "/proc", container_of: Callable[[int], str] | None = None) -> None:
         self.nvml = nvml
         self.proc_root = proc_root
         self.container_of = container_of or (lambda pid: read_cgroup_container(self.proc_root, pid))
@@ -130,16 +159,19 @@ class NvmlReader:
             for index in range(self.nvml.nvmlDeviceGetCount()):
                 try:
                     handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-                    handles.append((handle, text(self.nvml.nvmlDeviceGetUUID(handle)),
-                                    text(self.nvml.nvmlDeviceGetName(handle))))
+                    handles.append(
+                        (handle, text(self.nvml.nvmlDeviceGetUUID(handle)), text(self.nvml.nvmlDeviceGetName(handle)))
+                    )
                 except pynvml.NVMLError as exc:  # one broken GPU (fell off the bus) must not hide the others
                     if exc.value in REINIT:
                         raise
                     handles.append((None, "", error_name(exc)))
             self.handles = handles
-            self.host = (self._host_string(self.nvml.nvmlSystemGetDriverVersion),
-                         cuda_version_string(self._host_int(self.nvml.nvmlSystemGetCudaDriverVersion)),
-                         self._host_string(self.nvml.nvmlSystemGetNVMLVersion))
+            self.host = (
+                self._host_string(self.nvml.nvmlSystemGetDriverVersion),
+                cuda_version_string(self._host_int(self.nvml.nvmlSystemGetCudaDriverVersion)),
+                self._host_string(self.nvml.nvmlSystemGetNVMLVersion),
+            )
         except pynvml.NVMLError as exc:
             self.shutdown()
             self.available, self.error = False, error_name(exc)
@@ -212,8 +244,10 @@ class NvmlReader:
             except pynvml.NVMLError as exc:
                 if exc.value in UNSUPPORTED:
                     skip.add(field)
-                    log.info("field not supported on this GPU; not asked again",
-                             extra={"gpu": index, "uuid": uuid, "field": field, "error": error_name(exc)})
+                    log.info(
+                        "field not supported on this GPU; not asked again",
+                        extra={"gpu": index, "uuid": uuid, "field": field, "error": error_name(exc)},
+                    )
                     continue
                 if exc.value in REINIT or exc.value in GPU_LOST:
                     raise

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
-from services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
-from services.langfuse_ingester.core import (
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
+from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
+from inferwatch.services.langfuse_ingester.core import (
     BadRowError,
     EndpointPlan,
     Ledger,
@@ -32,8 +32,8 @@ from services.langfuse_ingester.core import (
     plan_cycle,
     snapshot_parts,
 )
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
-from shared.service import ServiceContext
+from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.langfuse_ingester")
 
@@ -89,8 +89,13 @@ class ApiReader:
         self.config = config
         auth = (project.public_key, project.secret_key.reveal()) if project.secret_key else None
         self.client = UpstreamClient(
-            "langfuse", project.url, metrics=metrics, auth=auth, timeout_s=config.timeout_s,
-            retry=RetryPolicy(attempts=2), breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
+            "langfuse",
+            project.url,
+            metrics=metrics,
+            auth=auth,
+            timeout_s=config.timeout_s,
+            retry=RetryPolicy(attempts=2),
+            breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
             verify=False if config.insecure else (config.tls_ca_file or True),
         )
         self.server_version = ""
@@ -136,9 +141,14 @@ class ApiReader:
                 replacement = fallback(self.plan, missing.path)
                 if replacement is None:
                     raise UpstreamError("langfuse", missing.path, "http_404", status=404) from None
-                log.info("endpoint missing, falling back",
-                         extra={"project": self.project.label, "missing": missing.path,
-                                "now": [replacement.traces, replacement.observations, replacement.scores]})
+                log.info(
+                    "endpoint missing, falling back",
+                    extra={
+                        "project": self.project.label,
+                        "missing": missing.path,
+                        "now": [replacement.traces, replacement.observations, replacement.scores],
+                    },
+                )
                 self.plan = replacement
         raise UpstreamError("langfuse", "plan", "http_404", status=404)
 
@@ -146,8 +156,9 @@ class ApiReader:
         rows = BucketRows(traces_from_roots=not plan.traces)
         bad = rows.bad_rows
         if plan.traces:
-            for item in await self._offset(plan.traces, {"fromTimestamp": iso(start - LOOKBACK_S),
-                                                         "toTimestamp": iso(end)}, bad):
+            for item in await self._offset(
+                plan.traces, {"fromTimestamp": iso(start - LOOKBACK_S), "toTimestamp": iso(end)}, bad
+            ):
                 try:
                     t = parse_trace(item)
                 except BadRowError as exc:
@@ -159,8 +170,9 @@ class ApiReader:
                     rows.context_traces[t.id] = t
         window = {"fromStartTime": iso(start), "toStartTime": iso(end)}
         if plan.cursor_observations:
-            items = await self._cursor(plan.observations, {
-                **window, "fields": "core,basic,time,model,usage,metrics,trace_context"}, limit=1000)
+            items = await self._cursor(
+                plan.observations, {**window, "fields": "core,basic,time,model,usage,metrics,trace_context"}, limit=1000
+            )
         else:
             items = await self._offset(plan.observations, window, bad)
         for item in items:
@@ -297,8 +309,9 @@ class ProjectState:
 class LangfuseIngester:
     """Runs the cycle for every project."""
 
-    def __init__(self, config: LangfuseIngesterConfig, ctx: ServiceContext, store: LedgerStore,
-                 clock: Any = time.time) -> None:
+    def __init__(
+        self, config: LangfuseIngesterConfig, ctx: ServiceContext, store: LedgerStore, clock: Any = time.time
+    ) -> None:
         self.config = config
         self.ctx = ctx
         self.store = store
@@ -309,7 +322,7 @@ class LangfuseIngester:
 
     def _reader(self, project: LangfuseProject) -> Reader:
         if self.config.mode == "db":
-            from services.langfuse_ingester.db import db_reader
+            from inferwatch.services.langfuse_ingester.db import db_reader
 
             reader: Reader = db_reader(project)
             return reader
@@ -324,18 +337,35 @@ class LangfuseIngester:
             await state.reader.prepare()
             now = self.clock()
             c = self.config
-            plan = plan_cycle(state.ledger, now, bucket_s=c.bucket_s, settle_s=c.settle_s, recheck_s=c.recheck_s,
-                              backfill_s=c.backfill_s, retention_days=state.reader.retention_days,
-                              max_new=c.max_new_buckets)
+            plan = plan_cycle(
+                state.ledger,
+                now,
+                bucket_s=c.bucket_s,
+                settle_s=c.settle_s,
+                recheck_s=c.recheck_s,
+                backfill_s=c.backfill_s,
+                retention_days=state.reader.retention_days,
+                max_new=c.max_new_buckets,
+            )
             work = copy.deepcopy(state.ledger)
             for start in plan.recheck + plan.new:
                 rows = await state.reader.read(start, start + c.bucket_s)
-                work.put(bucket_contribution(
-                    start, start + c.bucket_s, rows.traces, rows.observations, rows.scores,
-                    tracked_users=work.tracked_users, top_n_users=c.top_n_users,
-                    context_traces=rows.context_traces, traces_from_roots=rows.traces_from_roots,
-                    segment_tag_prefix=c.segment_tag_prefix, segment_metadata_key=c.segment_metadata_key,
-                    bad_rows=rows.bad_rows))
+                work.put(
+                    bucket_contribution(
+                        start,
+                        start + c.bucket_s,
+                        rows.traces,
+                        rows.observations,
+                        rows.scores,
+                        tracked_users=work.tracked_users,
+                        top_n_users=c.top_n_users,
+                        context_traces=rows.context_traces,
+                        traces_from_roots=rows.traces_from_roots,
+                        segment_tag_prefix=c.segment_tag_prefix,
+                        segment_metadata_key=c.segment_metadata_key,
+                        bad_rows=rows.bad_rows,
+                    )
+                )
                 if start in plan.new:
                     work.watermark = start + c.bucket_s
             work.fold_before(plan.horizon)
@@ -356,38 +386,69 @@ class LangfuseIngester:
         """The project's snapshot from its ledger."""
         ledger = state.ledger or Ledger()
         parts = snapshot_parts(ledger)
-        usage = [UsageByKey(
-            model=model, user=user, segment=segment,
-            traces_total=f.get("traces", 0.0), observations_total=f.get("observations", 0.0),
-            error_observations_total=f.get("errors", 0.0), input_tokens_total=f.get("input_tokens", 0.0),
-            output_tokens_total=f.get("output_tokens", 0.0), total_tokens_total=f.get("total_tokens", 0.0),
-            cost_usd_total=f.get("cost_usd", 0.0)) for (model, user, segment), f in sorted(parts.usage.items())]
+        usage = [
+            UsageByKey(
+                model=model,
+                user=user,
+                segment=segment,
+                traces_total=f.get("traces", 0.0),
+                observations_total=f.get("observations", 0.0),
+                error_observations_total=f.get("errors", 0.0),
+                input_tokens_total=f.get("input_tokens", 0.0),
+                output_tokens_total=f.get("output_tokens", 0.0),
+                total_tokens_total=f.get("total_tokens", 0.0),
+                cost_usd_total=f.get("cost_usd", 0.0),
+            )
+            for (model, user, segment), f in sorted(parts.usage.items())
+        ]
         scores = []
         for (name, data_type), f in sorted(parts.scores.items()):
             count = f.get("count", 0.0)
             total = f.get("sum", 0.0)
-            scores.append(ScoreSummary(
-                name=name, data_type=data_type, count=count, nulls=f.get("nulls", 0.0), sum=total,
-                mean=total / count if count and data_type != "CATEGORICAL" else None,
-                categories=f.get("categories", {}), distribution=f.get("distribution", {})))
-        latency = [LatencyQuantiles(model=m, trace_name=n, p50_s=q[0], p90_s=q[1], p99_s=q[2])
-                   for (m, n), q in sorted(parts.latency.items())]
+            scores.append(
+                ScoreSummary(
+                    name=name,
+                    data_type=data_type,
+                    count=count,
+                    nulls=f.get("nulls", 0.0),
+                    sum=total,
+                    mean=total / count if count and data_type != "CATEGORICAL" else None,
+                    categories=f.get("categories", {}),
+                    distribution=f.get("distribution", {}),
+                )
+            )
+        latency = [
+            LatencyQuantiles(model=m, trace_name=n, p50_s=q[0], p90_s=q[1], p99_s=q[2])
+            for (m, n), q in sorted(parts.latency.items())
+        ]
         return LangfuseProjectSnapshot(
-            source=state.project.label, observed_at=time.time(), collector=self.ctx.instance,
-            interval_s=self.config.interval_s, up=not state.error, error=state.error,
-            server_version=state.reader.server_version, mode=self.config.mode, watermark=ledger.watermark,
-            retention_days=state.reader.retention_days, usage=usage,
-            unique_users=float(parts.unique_users), unique_sessions=float(parts.unique_sessions),
-            latency=latency, scores=scores, activity_by_hour=parts.activity, bad_rows_total=parts.bad_rows,
-            errors_total=dict(state.errors_total), endpoints=state.reader.endpoints())
+            source=state.project.label,
+            observed_at=time.time(),
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
+            up=not state.error,
+            error=state.error,
+            server_version=state.reader.server_version,
+            mode=self.config.mode,
+            watermark=ledger.watermark,
+            retention_days=state.reader.retention_days,
+            usage=usage,
+            unique_users=float(parts.unique_users),
+            unique_sessions=float(parts.unique_sessions),
+            latency=latency,
+            scores=scores,
+            activity_by_hour=parts.activity,
+            bad_rows_total=parts.bad_rows,
+            errors_total=dict(state.errors_total),
+            endpoints=state.reader.endpoints(),
+        )
 
     async def cycle(self) -> None:
         """One cycle over every project; one project's failure never stops the others."""
         results = await asyncio.gather(*(self.cycle_project(s) for s in self.projects), return_exceptions=True)
         for state, result in zip(self.projects, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("project cycle failed unexpectedly", extra={"project": state.project.label},
-                          exc_info=result)
+                log.error("project cycle failed unexpectedly", extra={"project": state.project.label}, exc_info=result)
                 continue
             await self.ctx.bus.publish(result)
 
@@ -421,3 +482,8 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
                 return
     finally:
         await ingester.aclose()
+
+
+def build(ctx: ServiceContext, config: LangfuseIngesterConfig) -> ServiceApp:
+    """The langfuse-ingester as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

@@ -6,11 +6,9 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from shared.settings import Env, Secret, SettingsError
-
-DEFAULT_PORT = 9754
+from inferwatch.shared.settings import Env, Secret, SettingsError
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,8 @@ class LangfuseIngesterConfig:
     tls_ca_file / insecure: TLS verification (on by default).
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_LANGFUSE_"
+
     projects: tuple[LangfuseProject, ...] = ()
     mode: str = "api"
     interval_s: float = 60.0
@@ -75,7 +75,7 @@ class LangfuseIngesterConfig:
     @classmethod
     def from_env(cls, env: Env) -> LangfuseIngesterConfig:
         """Read ``INFERWATCH_LANGFUSE_*`` and, when set, the projects of ``INFERWATCH_CONFIG``."""
-        p = "INFERWATCH_LANGFUSE_"
+        p = cls.ENV_PREFIX
         mode = env.get(p + "MODE", "api").lower()
         if mode not in ("api", "db"):
             raise SettingsError(f"{p}MODE must be api or db, got {mode!r}")
@@ -83,16 +83,24 @@ class LangfuseIngesterConfig:
         url = env.get(p + "URL").rstrip("/")
         dsn = env.secret(p + "DSN")
         if url or dsn:
-            projects.append(LangfuseProject(
-                label=env.get(p + "PROJECT", "default"), url=url, public_key=env.get(p + "PUBLIC_KEY"),
-                secret_key=env.secret(p + "SECRET_KEY"), dsn=dsn, project_id=env.get(p + "PROJECT_ID")))
+            projects.append(
+                LangfuseProject(
+                    label=env.get(p + "PROJECT", "default"),
+                    url=url,
+                    public_key=env.get(p + "PUBLIC_KEY"),
+                    secret_key=env.secret(p + "SECRET_KEY"),
+                    dsn=dsn,
+                    project_id=env.get(p + "PROJECT_ID"),
+                )
+            )
         if path := env.get("INFERWATCH_CONFIG"):
             projects.extend(projects_from_file(path))
         labels = [pr.label for pr in projects]
         if len(set(labels)) != len(labels):
             raise SettingsError("Langfuse project labels must be unique")
         config = cls(
-            projects=tuple(projects), mode=mode,
+            projects=tuple(projects),
+            mode=mode,
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
             bucket_s=env.float(p + "BUCKET_S", cls.bucket_s),
             settle_s=env.float(p + "SETTLE_S", cls.settle_s),
@@ -138,11 +146,16 @@ def projects_from_file(path: str) -> list[LangfuseProject]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SettingsError(f"INFERWATCH_CONFIG {path}: langfuse[{i}] must be a table")
-        out.append(LangfuseProject(
-            label=str(entry.get("project", f"project{i}")), url=str(entry.get("url", "")).rstrip("/"),
-            public_key=str(entry.get("public_key", "")),
-            secret_key=_secret(entry, "secret_key", path), dsn=_secret(entry, "dsn", path),
-            project_id=str(entry.get("project_id", ""))))
+        out.append(
+            LangfuseProject(
+                label=str(entry.get("project", f"project{i}")),
+                url=str(entry.get("url", "")).rstrip("/"),
+                public_key=str(entry.get("public_key", "")),
+                secret_key=_secret(entry, "secret_key", path),
+                dsn=_secret(entry, "dsn", path),
+                project_id=str(entry.get("project_id", "")),
+            )
+        )
     return out
 
 

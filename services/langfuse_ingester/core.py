@@ -22,7 +22,26 @@ SEP = "\x1f"
 """Separator inside flat counter keys (never appears in labels we keep)."""
 
 LATENCY_BOUNDS_S: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 """Upper bounds of the fixed latency histogram the quantile gauges are computed from (seconds)."""
 
@@ -253,7 +272,10 @@ def parse_trace(item: Any) -> TraceRow:
     tags = item.get("tags")
     metadata = item.get("metadata")
     return TraceRow(
-        id=item["id"], timestamp=ts, name=_str(item.get("name")), user_id=_str(item.get("userId")),
+        id=item["id"],
+        timestamp=ts,
+        name=_str(item.get("name")),
+        user_id=_str(item.get("userId")),
         session_id=_str(item.get("sessionId")),
         tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
         metadata=metadata if isinstance(metadata, Mapping) else {},
@@ -297,12 +319,22 @@ def parse_observation(item: Any) -> ObservationRow:
     parent = item.get("parentObservationId")
     is_root = bool(item.get("isRootObservation")) if "isRootObservation" in item else not parent
     return ObservationRow(
-        id=item["id"], trace_id=_str(item.get("traceId")), start_time=start, type=_str(item.get("type")),
-        model=_str(model), level=_str(item.get("level")) or "DEFAULT",
-        input_tokens=inp, output_tokens=out, total_tokens=total, cost_usd=cost,
-        latency_s=latency if latency is not None and latency >= 0 else None, is_root=is_root,
-        user_id=_str(item.get("userId")), session_id=_str(item.get("sessionId")),
-        trace_name=_str(item.get("traceName")), name=_str(item.get("name")),
+        id=item["id"],
+        trace_id=_str(item.get("traceId")),
+        start_time=start,
+        type=_str(item.get("type")),
+        model=_str(model),
+        level=_str(item.get("level")) or "DEFAULT",
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=total,
+        cost_usd=cost,
+        latency_s=latency if latency is not None and latency >= 0 else None,
+        is_root=is_root,
+        user_id=_str(item.get("userId")),
+        session_id=_str(item.get("sessionId")),
+        trace_name=_str(item.get("traceName")),
+        name=_str(item.get("name")),
         tags=tuple(t for t in item["tags"] if isinstance(t, str)) if isinstance(item.get("tags"), list) else (),
     )
 
@@ -339,8 +371,9 @@ def parse_score(item: Any) -> ScoreRow:
             category = raw
         elif isinstance(string_value, str):
             category = string_value
-    return ScoreRow(id=item["id"], timestamp=ts, name=_str(item.get("name")), data_type=data_type,
-                    value=value, category=category)
+    return ScoreRow(
+        id=item["id"], timestamp=ts, name=_str(item.get("name")), data_type=data_type, value=value, category=category
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,7 +401,7 @@ def segment_of(trace: TraceRow | None, segment_tag_prefix: str, segment_metadata
     if segment_tag_prefix:
         for tag in trace.tags:
             if tag.startswith(segment_tag_prefix):
-                return tag[len(segment_tag_prefix):][:64]
+                return tag[len(segment_tag_prefix) :][:64]
     if segment_metadata_key:
         value = trace.metadata.get(segment_metadata_key)
         if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -421,8 +454,15 @@ def bucket_contribution(
     if traces_from_roots:
         for o in seen_obs.values():
             if o.is_root:
-                row = TraceRow(id=o.trace_id, timestamp=o.start_time, name=o.trace_name or o.name,
-                               user_id=o.user_id, session_id=o.session_id, tags=o.tags, latency_s=o.latency_s)
+                row = TraceRow(
+                    id=o.trace_id,
+                    timestamp=o.start_time,
+                    name=o.trace_name or o.name,
+                    user_id=o.user_id,
+                    session_id=o.session_id,
+                    tags=o.tags,
+                    latency_s=o.latency_s,
+                )
                 seen_traces[o.trace_id] = row
                 lookup.setdefault(o.trace_id, row)
 
@@ -502,10 +542,13 @@ def bucket_contribution(
             _add(counters, key("score_bucket", s.name, le), 1.0)
     for reason, count in (bad_rows or {}).items():
         _add(counters, key("bad", reason), count)
-    users = distinct_sketch({t.user_id for t in seen_traces.values() if t.user_id}
-                            | {o.user_id for o in seen_obs.values() if o.user_id})
-    sessions = distinct_sketch({t.session_id for t in seen_traces.values() if t.session_id}
-                               | {o.session_id for o in seen_obs.values() if o.session_id})
+    users = distinct_sketch(
+        {t.user_id for t in seen_traces.values() if t.user_id} | {o.user_id for o in seen_obs.values() if o.user_id}
+    )
+    sessions = distinct_sketch(
+        {t.session_id for t in seen_traces.values() if t.session_id}
+        | {o.session_id for o in seen_obs.values() if o.session_id}
+    )
     return {"start": bucket_start, "counters": counters, "users": users, "sessions": sessions, "latency": latency}
 
 
@@ -531,16 +574,25 @@ class Ledger:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"v": 1, "watermark": self.watermark, "base": self.base, "recent": self.recent,
-                "tracked_users": self.tracked_users}
+        return {
+            "v": 1,
+            "watermark": self.watermark,
+            "base": self.base,
+            "recent": self.recent,
+            "tracked_users": self.tracked_users,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Ledger:
         """Inverse of :meth:`to_json`; raises ValueError on a document of another version."""
         if doc.get("v") != 1:
             raise ValueError("unknown ledger version")
-        return cls(watermark=float(doc.get("watermark", 0.0)), base=dict(doc.get("base", {})),
-                   recent=dict(doc.get("recent", {})), tracked_users=list(doc.get("tracked_users", [])))
+        return cls(
+            watermark=float(doc.get("watermark", 0.0)),
+            base=dict(doc.get("base", {})),
+            recent=dict(doc.get("recent", {})),
+            tracked_users=list(doc.get("tracked_users", [])),
+        )
 
     def put(self, contribution: dict[str, Any]) -> None:
         """Set (not add) one bucket's contribution: re-reading a bucket replaces what it gave before."""
@@ -619,8 +671,15 @@ class CyclePlan:
 
 
 def plan_cycle(
-    ledger: Ledger, now: float, *, bucket_s: float, settle_s: float, recheck_s: float, backfill_s: float,
-    retention_days: int, max_new: int,
+    ledger: Ledger,
+    now: float,
+    *,
+    bucket_s: float,
+    settle_s: float,
+    recheck_s: float,
+    backfill_s: float,
+    retention_days: int,
+    max_new: int,
 ) -> CyclePlan:
     """Buckets to read now.
 
@@ -727,5 +786,12 @@ def snapshot_parts(ledger: Ledger) -> SnapshotParts:
         if all(q is not None for q in qs):
             latency[(model, trace_name)] = (qs[0], qs[1], qs[2])  # type: ignore[assignment]
     users, sessions = ledger.window_distinct()
-    return SnapshotParts(usage=usage, scores=scores, latency=latency, activity=activity, bad_rows=bad,
-                         unique_users=users, unique_sessions=sessions)
+    return SnapshotParts(
+        usage=usage,
+        scores=scores,
+        latency=latency,
+        activity=activity,
+        bad_rows=bad,
+        unique_users=users,
+        unique_sessions=sessions,
+    )

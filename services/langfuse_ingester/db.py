@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from services.langfuse_ingester.config import LangfuseProject
-from services.langfuse_ingester.core import (
+from inferwatch.services.langfuse_ingester.config import LangfuseProject
+from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
     ObservationRow,
     ScoreRow,
@@ -61,9 +61,16 @@ def _dt(ts: float) -> datetime:
 def trace_from_db(row: tuple[Any, ...]) -> TraceRow:
     """A ``traces`` row (plus computed latency in seconds; 0 without observations, as the API says)."""
     tid, ts, name, user_id, session_id, tags, metadata, latency = row
-    return TraceRow(id=tid, timestamp=_ts(ts), name=name or "", user_id=user_id or "", session_id=session_id or "",
-                    tags=tuple(tags or ()), metadata=metadata if isinstance(metadata, dict) else {},
-                    latency_s=float(latency) if latency is not None else 0.0)
+    return TraceRow(
+        id=tid,
+        timestamp=_ts(ts),
+        name=name or "",
+        user_id=user_id or "",
+        session_id=session_id or "",
+        tags=tuple(tags or ()),
+        metadata=metadata if isinstance(metadata, dict) else {},
+        latency_s=float(latency) if latency is not None else 0.0,
+    )
 
 
 def observation_from_db(row: tuple[Any, ...]) -> ObservationRow:
@@ -71,11 +78,20 @@ def observation_from_db(row: tuple[Any, ...]) -> ObservationRow:
     oid, trace_id, start, otype, model, level, prompt, completion, total, cost, latency, parent, name = row
     inp, out = float(prompt or 0), float(completion or 0)
     return ObservationRow(
-        id=oid, trace_id=trace_id or "", start_time=_ts(start), type=otype or "", model=model or "",
-        level=level or "DEFAULT", input_tokens=inp, output_tokens=out,
-        total_tokens=float(total) if total is not None else inp + out, cost_usd=float(cost or 0.0),
-        latency_s=float(latency) if latency is not None and latency >= 0 else None, is_root=parent is None,
-        name=name or "")
+        id=oid,
+        trace_id=trace_id or "",
+        start_time=_ts(start),
+        type=otype or "",
+        model=model or "",
+        level=level or "DEFAULT",
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=float(total) if total is not None else inp + out,
+        cost_usd=float(cost or 0.0),
+        latency_s=float(latency) if latency is not None and latency >= 0 else None,
+        is_root=parent is None,
+        name=name or "",
+    )
 
 
 def score_from_db(row: tuple[Any, ...]) -> ScoreRow | None:
@@ -115,8 +131,9 @@ class PostgresReader:
         if self._conn is None or self._conn.closed:
             assert self.project.dsn is not None
             try:
-                self._conn = await psycopg.AsyncConnection.connect(self.project.dsn.reveal(), autocommit=True,
-                                                                   connect_timeout=10)
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.project.dsn.reveal(), autocommit=True, connect_timeout=10
+                )
                 await self._conn.set_read_only(True)
                 await self._conn.execute("SET TIME ZONE 'UTC'")  # timestamp columns hold UTC without a zone
             except psycopg.Error as exc:  # the message may hold the DSN's host/user: keep only the class
@@ -127,7 +144,7 @@ class PostgresReader:
         """Rows of ``[start, end)`` (traces from an hour earlier too, to attribute observations)."""
         import psycopg
 
-        from services.langfuse_ingester.app import BucketRows
+        from inferwatch.services.langfuse_ingester.app import BucketRows
 
         rows = BucketRows()
         pid = self.project.project_id
@@ -164,8 +181,7 @@ class PostgresReader:
 QueryFn = Callable[[str, dict[str, Any]], Awaitable[list[list[Any]]]]
 """Runs one ClickHouse query with server-side ``{name:Type}`` parameters and returns its rows."""
 
-CH_WINDOW = ("project_id = {pid:String} AND COL >= toDateTime64({lo:Float64}, 3)"
-             " AND COL < toDateTime64({hi:Float64}, 3)")
+CH_WINDOW = "project_id = {pid:String} AND COL >= toDateTime64({lo:Float64}, 3) AND COL < toDateTime64({hi:Float64}, 3)"
 
 CH_TRACES_SQL = f"""
 SELECT t.id, toUnixTimestamp64Milli(t.timestamp) / 1000.0, t.name, t.user_id, t.session_id, t.tags, t.metadata,
@@ -224,8 +240,16 @@ def ch_trace(row: list[Any]) -> TraceRow:
     """A ``traces FINAL`` row with its latency (0 without observations, as the API says)."""
     tid, ts, name, user_id, session_id, tags, metadata, latency = row
     lat = number(latency)
-    return TraceRow(id=tid, timestamp=float(ts), name=name or "", user_id=user_id or "", session_id=session_id or "",
-                    tags=tuple(tags or ()), metadata=dict(metadata or {}), latency_s=lat if lat is not None else 0.0)
+    return TraceRow(
+        id=tid,
+        timestamp=float(ts),
+        name=name or "",
+        user_id=user_id or "",
+        session_id=session_id or "",
+        tags=tuple(tags or ()),
+        metadata=dict(metadata or {}),
+        latency_s=lat if lat is not None else 0.0,
+    )
 
 
 def ch_observation(row: list[Any]) -> ObservationRow:
@@ -238,10 +262,20 @@ def ch_observation(row: list[Any]) -> ObservationRow:
         cost = c_total if c_total is not None else c_in + c_out
     lat = number(latency)
     return ObservationRow(
-        id=oid, trace_id=trace_id or "", start_time=float(start), type=otype or "", model=model or "",
-        level=level or "DEFAULT", input_tokens=inp, output_tokens=out, total_tokens=total if total is not None
-        else inp + out, cost_usd=cost, latency_s=lat if lat is not None and lat >= 0 else None,
-        is_root=not parent, name=name or "")
+        id=oid,
+        trace_id=trace_id or "",
+        start_time=float(start),
+        type=otype or "",
+        model=model or "",
+        level=level or "DEFAULT",
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=total if total is not None else inp + out,
+        cost_usd=cost,
+        latency_s=lat if lat is not None and lat >= 0 else None,
+        is_root=not parent,
+        name=name or "",
+    )
 
 
 def ch_event(row: list[Any]) -> ObservationRow:
@@ -250,18 +284,45 @@ def ch_event(row: list[Any]) -> ObservationRow:
     Tokens are reduced like the API; cost is ``cost_details['total']`` (what the ``total_cost`` alias reads),
     else input + output.
     """
-    (span_id, trace_id, start, otype, model, level, usage, cost_details, latency, parent, name, user_id,
-     session_id, trace_name, tags) = row
+    (
+        span_id,
+        trace_id,
+        start,
+        otype,
+        model,
+        level,
+        usage,
+        cost_details,
+        latency,
+        parent,
+        name,
+        user_id,
+        session_id,
+        trace_name,
+        tags,
+    ) = row
     inp, out, total = reduce_details(usage or {})
     c_in, c_out, c_total = reduce_details(cost_details or {})
     lat = number(latency)
     return ObservationRow(
-        id=span_id, trace_id=trace_id or "", start_time=float(start), type=otype or "", model=model or "",
-        level=level or "DEFAULT", input_tokens=inp, output_tokens=out,
+        id=span_id,
+        trace_id=trace_id or "",
+        start_time=float(start),
+        type=otype or "",
+        model=model or "",
+        level=level or "DEFAULT",
+        input_tokens=inp,
+        output_tokens=out,
         total_tokens=total if total is not None else inp + out,
         cost_usd=c_total if c_total is not None else c_in + c_out,
-        latency_s=lat if lat is not None and lat >= 0 else None, is_root=not parent, user_id=user_id or "",
-        session_id=session_id or "", trace_name=trace_name or "", name=name or "", tags=tuple(tags or ()))
+        latency_s=lat if lat is not None and lat >= 0 else None,
+        is_root=not parent,
+        user_id=user_id or "",
+        session_id=session_id or "",
+        trace_name=trace_name or "",
+        name=name or "",
+        tags=tuple(tags or ()),
+    )
 
 
 def ch_score(row: list[Any]) -> ScoreRow | None:
@@ -270,8 +331,7 @@ def ch_score(row: list[Any]) -> ScoreRow | None:
     if data_type not in KNOWN_SCORE_TYPES:
         return None
     if data_type == "CATEGORICAL":
-        return ScoreRow(id=sid, timestamp=float(ts), name=name, data_type=data_type, value=None,
-                        category=string_value)
+        return ScoreRow(id=sid, timestamp=float(ts), name=name, data_type=data_type, value=None, category=string_value)
     numeric = number(value)
     if data_type == "BOOLEAN" and numeric is not None:
         numeric = 1.0 if numeric else 0.0
@@ -342,7 +402,7 @@ class ClickHouseReader:
 
     async def read(self, start: float, end: float) -> Any:
         """Rows of ``[start, end)`` in their latest version, deleted rows excluded."""
-        from services.langfuse_ingester.app import BucketRows
+        from inferwatch.services.langfuse_ingester.app import BucketRows
 
         assert self._query is not None
         rows = BucketRows(traces_from_roots=self.schema == "v4")

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.litellm import LitellmProxySnapshot, ModelRoute
-from services.litellm_poller.config import LitellmPollerConfig, ProxyConfig
-from services.litellm_poller.core import (
+from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
+from inferwatch.services.litellm_poller.config import LitellmPollerConfig, ProxyConfig
+from inferwatch.services.litellm_poller.core import (
     WANTED,
     Readiness,
     apply_deployment_state,
@@ -27,9 +27,9 @@ from services.litellm_poller.core import (
     parse_readiness,
     usage_by_group,
 )
-from shared.exposition import ExpositionError, MetricFamily, parse_exposition
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
-from shared.service import ServiceContext
+from inferwatch.shared.exposition import ExpositionError, MetricFamily, parse_exposition
+from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.litellm_poller")
 
@@ -84,8 +84,14 @@ class LitellmPoller:
             label, hint = type(exc).__name__, "unexpected error"
         key = f"{endpoint}:{label}"
         state.errors_total[key] = state.errors_total.get(key, 0.0) + 1
-        log.warning("LiteLLM call failed: proxy=%s endpoint=%s error=%s (%s)", state.proxy.name, endpoint, label,
-                    hint, extra={"proxy": state.proxy.name, "endpoint": endpoint, "error": label})
+        log.warning(
+            "LiteLLM call failed: proxy=%s endpoint=%s error=%s (%s)",
+            state.proxy.name,
+            endpoint,
+            label,
+            hint,
+            extra={"proxy": state.proxy.name, "endpoint": endpoint, "error": label},
+        )
         return label
 
     async def _json(self, state: ProxyState, path: str, *, ttl: float | None = None) -> Any:
@@ -111,8 +117,11 @@ class LitellmPoller:
             families = parse_exposition(response.body, families=WANTED)
         except ExpositionError as exc:
             state.errors_total["/metrics/:parse_error"] = state.errors_total.get("/metrics/:parse_error", 0.0) + 1
-            log.warning("malformed LiteLLM exposition: proxy=%s", state.proxy.name,
-                        extra={"proxy": state.proxy.name, "error": str(exc)[:200]})
+            log.warning(
+                "malformed LiteLLM exposition: proxy=%s",
+                state.proxy.name,
+                extra={"proxy": state.proxy.name, "error": str(exc)[:200]},
+            )
             return "error", None
         return metrics_mode(families), families
 
@@ -150,8 +159,13 @@ class LitellmPoller:
     def _invalid(self, state: ProxyState, endpoint: str, exc: ValueError) -> None:
         key = f"{endpoint}:invalid_body"
         state.errors_total[key] = state.errors_total.get(key, 0.0) + 1
-        log.warning("unexpected LiteLLM answer: proxy=%s endpoint=%s: %s", state.proxy.name, endpoint,
-                    str(exc)[:200], extra={"proxy": state.proxy.name, "endpoint": endpoint})
+        log.warning(
+            "unexpected LiteLLM answer: proxy=%s endpoint=%s: %s",
+            state.proxy.name,
+            endpoint,
+            str(exc)[:200],
+            extra={"proxy": state.proxy.name, "endpoint": endpoint},
+        )
 
     async def _health(self, state: ProxyState) -> None:
         """``/health`` (opt-in: it calls every upstream model unless background health checks are on)."""
@@ -207,25 +221,59 @@ class LitellmPoller:
             error = f"metrics_{mode}"
         log.debug("polled LiteLLM proxy %s", name)
         return self._snapshot(
-            state, up=up, error=error, started=started, ready=ready.ready,
+            state,
+            up=up,
+            error=error,
+            started=started,
+            ready=ready.ready,
             db_status=ready.db_status or (details.db_status if details else ""),
             version=ready.version or (details.version if details else ""),
             callbacks=list(details.callbacks) if details else [],
-            routes=routes, usage=usage, in_flight=flight, queued=backlog.get("queued_requests"),
-            rejected=backlog.get("rejected_requests"))
+            routes=routes,
+            usage=usage,
+            in_flight=flight,
+            queued=backlog.get("queued_requests"),
+            rejected=backlog.get("rejected_requests"),
+        )
 
-    def _snapshot(self, state: ProxyState, *, up: bool, error: str, started: float, ready: bool = False,
-                  db_status: str = "", version: str = "", callbacks: list[str] | None = None,
-                  routes: list[ModelRoute] | None = None, usage: list[Any] | None = None,
-                  in_flight: float | None = None, queued: float | None = None,
-                  rejected: float | None = None) -> LitellmProxySnapshot:
+    def _snapshot(
+        self,
+        state: ProxyState,
+        *,
+        up: bool,
+        error: str,
+        started: float,
+        ready: bool = False,
+        db_status: str = "",
+        version: str = "",
+        callbacks: list[str] | None = None,
+        routes: list[ModelRoute] | None = None,
+        usage: list[Any] | None = None,
+        in_flight: float | None = None,
+        queued: float | None = None,
+        rejected: float | None = None,
+    ) -> LitellmProxySnapshot:
         return LitellmProxySnapshot(
-            source=state.proxy.name, observed_at=time.time(), collector=self.ctx.instance,
-            interval_s=self.config.interval_s, up=up, ready=ready, db_status=db_status, version=version,
-            error=error, metrics_mode=state.metrics_mode, routes=routes if routes is not None else state.routes,
-            usage=usage or [], in_flight_requests=in_flight, queued_requests=queued, rejected_requests=rejected,
-            callbacks=callbacks or [], errors_total=dict(state.errors_total),
-            poll_duration_s=time.perf_counter() - started, base_url=state.client.base)
+            source=state.proxy.name,
+            observed_at=time.time(),
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
+            up=up,
+            ready=ready,
+            db_status=db_status,
+            version=version,
+            error=error,
+            metrics_mode=state.metrics_mode,
+            routes=routes if routes is not None else state.routes,
+            usage=usage or [],
+            in_flight_requests=in_flight,
+            queued_requests=queued,
+            rejected_requests=rejected,
+            callbacks=callbacks or [],
+            errors_total=dict(state.errors_total),
+            poll_duration_s=time.perf_counter() - started,
+            base_url=state.client.base,
+        )
 
     async def _poll_and_publish(self, state: ProxyState) -> None:
         try:
@@ -251,8 +299,12 @@ async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
     poller = LitellmPoller(config, ctx)
     try:
         while True:
-            ctx.set_ready(True, f"polling {len(poller.proxies)} LiteLLM proxies" if poller.proxies
-                          else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)")
+            ctx.set_ready(
+                True,
+                f"polling {len(poller.proxies)} LiteLLM proxies"
+                if poller.proxies
+                else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
+            )
             started = time.monotonic()
             if poller.proxies:
                 await poller.cycle()
@@ -260,3 +312,8 @@ async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
                 return
     finally:
         await poller.aclose()
+
+
+def build(ctx: ServiceContext, config: LitellmPollerConfig) -> ServiceApp:
+    """The litellm-poller as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

@@ -5,13 +5,11 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml  # type: ignore[import-untyped]
 
-from shared.settings import Env, Secret, SettingsError
-
-DEFAULT_PORT = 9753
+from inferwatch.shared.settings import Env, Secret, SettingsError
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,8 @@ class LitellmPollerConfig:
         costs tokens unless LiteLLM's background health checks are on) this often; 0 (default) = never.
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_LITELLM_"
+
     proxies: tuple[ProxyConfig, ...] = ()
     interval_s: float = 30.0
     model_info_ttl_s: float = 300.0
@@ -70,14 +70,20 @@ class LitellmPollerConfig:
         Raises:
             SettingsError: an unreadable config file or a proxy without a URL.
         """
-        p = "INFERWATCH_LITELLM_"
+        p = cls.ENV_PREFIX
         proxies: list[ProxyConfig] = []
         url = env.get(p + "URL")
         if url:
-            proxies.append(ProxyConfig(
-                name=env.get(p + "NAME", "default"), url=url.rstrip("/"), key=env.secret(p + "KEY"),
-                tls_ca_file=env.get(p + "TLS_CA_FILE"), insecure=env.bool(p + "TLS_INSECURE", False),
-                key_header=env.get(p + "KEY_HEADER", "authorization").lower()))
+            proxies.append(
+                ProxyConfig(
+                    name=env.get(p + "NAME", "default"),
+                    url=url.rstrip("/"),
+                    key=env.secret(p + "KEY"),
+                    tls_ca_file=env.get(p + "TLS_CA_FILE"),
+                    insecure=env.bool(p + "TLS_INSECURE", False),
+                    key_header=env.get(p + "KEY_HEADER", "authorization").lower(),
+                )
+            )
         path = env.get("INFERWATCH_CONFIG")
         if path:
             proxies.extend(proxies_from_file(Path(path)))
@@ -126,8 +132,14 @@ def proxies_from_file(path: Path) -> list[ProxyConfig]:
                 key = Secret(Path(str(entry["key_file"])).read_text(encoding="utf-8").strip())
             except OSError as exc:
                 raise SettingsError(f"litellm.proxies[{index}].key_file: {type(exc).__name__}") from None
-        out.append(ProxyConfig(
-            name=str(entry.get("name") or f"proxy{index}"), url=entry["url"].rstrip("/"), key=key,
-            tls_ca_file=str(entry.get("tls_ca_file") or ""), insecure=bool(entry.get("tls_insecure", False)),
-            key_header=str(entry.get("key_header") or "authorization").lower()))
+        out.append(
+            ProxyConfig(
+                name=str(entry.get("name") or f"proxy{index}"),
+                url=entry["url"].rstrip("/"),
+                key=key,
+                tls_ca_file=str(entry.get("tls_ca_file") or ""),
+                insecure=bool(entry.get("tls_insecure", False)),
+                key_header=str(entry.get("key_header") or "authorization").lower(),
+            )
+        )
     return out

@@ -18,18 +18,28 @@ from typing import Any
 
 import msgspec
 
-from contracts.base import Histogram
-from contracts.litellm import ModelRoute, ModelUsage
-from shared.exposition import MetricFamily, histograms_by
-from shared.http import strip_credentials
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.litellm import ModelRoute, ModelUsage
+from inferwatch.shared.exposition import MetricFamily, histograms_by
+from inferwatch.shared.http import strip_credentials
 
 MODEL_TYPES = ("llm", "embedding", "reranker", "image", "audio", "other")
 MODE_TYPES: dict[str, str] = {
-    "chat": "llm", "completion": "llm", "responses": "llm", "text_completion": "llm",
-    "embedding": "embedding", "embeddings": "embedding",
-    "rerank": "reranker", "reranker": "reranker",
-    "image_generation": "image", "image_edit": "image", "image": "image",
-    "audio_transcription": "audio", "audio_speech": "audio", "audio": "audio", "realtime": "audio",
+    "chat": "llm",
+    "completion": "llm",
+    "responses": "llm",
+    "text_completion": "llm",
+    "embedding": "embedding",
+    "embeddings": "embedding",
+    "rerank": "reranker",
+    "reranker": "reranker",
+    "image_generation": "image",
+    "image_edit": "image",
+    "image": "image",
+    "audio_transcription": "audio",
+    "audio_speech": "audio",
+    "audio": "audio",
+    "realtime": "audio",
 }
 # Name heuristics, checked in order when ``mode`` says nothing.
 NAME_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,8 +47,26 @@ NAME_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("embedding", ("embed", "bge-", "e5-", "gte-", "minilm", "nomic")),
     ("image", ("dall-e", "dalle", "stable-diffusion", "sdxl", "flux", "imagen", "gpt-image")),
     ("audio", ("whisper", "tts", "speech", "transcribe", "audio")),
-    ("llm", ("gpt", "llama", "mistral", "mixtral", "qwen", "claude", "gemini", "gemma", "phi", "deepseek",
-             "chat", "instruct", "command", "falcon", "yi-")),
+    (
+        "llm",
+        (
+            "gpt",
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen",
+            "claude",
+            "gemini",
+            "gemma",
+            "phi",
+            "deepseek",
+            "chat",
+            "instruct",
+            "command",
+            "falcon",
+            "yi-",
+        ),
+    ),
 )
 
 HEALTH_CHECK_KEY = "litellm-internal-health-check"
@@ -67,8 +95,18 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "overhead_latency_seconds": ("litellm_overhead_latency_metric",),
     "queue_time_seconds": ("litellm_request_queue_time_seconds",),
 }
-COUNTER_GROUPS = (REQUESTS, FAILED, INPUT_TOKENS, OUTPUT_TOKENS, TOTAL_TOKENS, SPEND, FALLBACK_OK, FALLBACK_FAILED,
-                  COOLDOWNS, DEPLOYMENT_FAILURES)
+COUNTER_GROUPS = (
+    REQUESTS,
+    FAILED,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    TOTAL_TOKENS,
+    SPEND,
+    FALLBACK_OK,
+    FALLBACK_FAILED,
+    COOLDOWNS,
+    DEPLOYMENT_FAILURES,
+)
 GAUGE_GROUPS = (REMAINING_REQUESTS, REMAINING_TOKENS, STATE, IN_FLIGHT)
 STATE_NAMES = {0: "healthy", 1: "partial_outage", 2: "outage"}
 
@@ -171,19 +209,21 @@ def parse_model_info(raw: object) -> list[ModelRoute]:
         deployment_id = _str(info.get("id")) or f"{group}#{index}"
         mode = _str(info.get("mode"))
         api_base = _str(params.get("api_base"))
-        routes.append(ModelRoute(
-            model_group=group,
-            deployment_id=deployment_id,
-            model_type=classify_model(mode, group, model),
-            provider=_provider(params, info),
-            api_base=strip_credentials(api_base) if api_base else "",
-            input_cost_per_token=_num(info.get("input_cost_per_token")),
-            output_cost_per_token=_num(info.get("output_cost_per_token")),
-            max_tokens=_int(info.get("max_tokens")),
-            mode=mode,
-            max_input_tokens=_int(info.get("max_input_tokens")),
-            max_output_tokens=_int(info.get("max_output_tokens")),
-        ))
+        routes.append(
+            ModelRoute(
+                model_group=group,
+                deployment_id=deployment_id,
+                model_type=classify_model(mode, group, model),
+                provider=_provider(params, info),
+                api_base=strip_credentials(api_base) if api_base else "",
+                input_cost_per_token=_num(info.get("input_cost_per_token")),
+                output_cost_per_token=_num(info.get("output_cost_per_token")),
+                max_tokens=_int(info.get("max_tokens")),
+                mode=mode,
+                max_input_tokens=_int(info.get("max_input_tokens")),
+                max_output_tokens=_int(info.get("max_output_tokens")),
+            )
+        )
     return routes
 
 
@@ -225,16 +265,18 @@ def merge_group_info(routes: list[ModelRoute], groups: Mapping[str, Mapping[str,
             out.append(r)
             continue
         mode = r.mode or g["mode"]
-        out.append(msgspec.structs.replace(
-            r,
-            mode=mode,
-            model_type=r.model_type if r.mode else classify_model(mode, r.model_group),
-            provider=r.provider or (g["providers"][0] if g["providers"] else ""),
-            input_cost_per_token=r.input_cost_per_token or g["input_cost_per_token"],
-            output_cost_per_token=r.output_cost_per_token or g["output_cost_per_token"],
-            max_input_tokens=r.max_input_tokens or g["max_input_tokens"],
-            max_output_tokens=r.max_output_tokens or g["max_output_tokens"],
-        ))
+        out.append(
+            msgspec.structs.replace(
+                r,
+                mode=mode,
+                model_type=r.model_type if r.mode else classify_model(mode, r.model_group),
+                provider=r.provider or (g["providers"][0] if g["providers"] else ""),
+                input_cost_per_token=r.input_cost_per_token or g["input_cost_per_token"],
+                output_cost_per_token=r.output_cost_per_token or g["output_cost_per_token"],
+                max_input_tokens=r.max_input_tokens or g["max_input_tokens"],
+                max_output_tokens=r.max_output_tokens or g["max_output_tokens"],
+            )
+        )
     return out
 
 
@@ -421,9 +463,13 @@ def usage_by_group(families: Mapping[str, MetricFamily]) -> list[ModelUsage]:
     for group, by_class in _counter_by_group(_family(families, FAILED), "exception_class").items():
         put(group, "errors_total", {k or "unknown": v for k, v in by_class.items()})
     counters: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("input_tokens_total", INPUT_TOKENS), ("output_tokens_total", OUTPUT_TOKENS),
-        ("total_tokens_total", TOTAL_TOKENS), ("spend_usd_total", SPEND),
-        ("fallbacks_ok_total", FALLBACK_OK), ("fallbacks_failed_total", FALLBACK_FAILED))
+        ("input_tokens_total", INPUT_TOKENS),
+        ("output_tokens_total", OUTPUT_TOKENS),
+        ("total_tokens_total", TOTAL_TOKENS),
+        ("spend_usd_total", SPEND),
+        ("fallbacks_ok_total", FALLBACK_OK),
+        ("fallbacks_failed_total", FALLBACK_FAILED),
+    )
     for name, candidates in counters:
         for group, values in _counter_by_group(_family(families, candidates)).items():
             put(group, name, sum(values.values()))
@@ -445,8 +491,9 @@ class DeploymentMetrics:
     remaining_tokens: float | None = None
 
 
-def deployment_metrics(families: Mapping[str, MetricFamily],
-                       groups_by_id: Mapping[str, str]) -> dict[str, DeploymentMetrics]:
+def deployment_metrics(
+    families: Mapping[str, MetricFamily], groups_by_id: Mapping[str, str]
+) -> dict[str, DeploymentMetrics]:
     """Per-deployment state, cooldowns, failures and remaining rate limits.
 
     ``litellm_deployment_state`` has two series per deployment: the deployment's own (``litellm_model_name`` =
@@ -475,7 +522,9 @@ def deployment_metrics(families: Mapping[str, MetricFamily],
         else:
             d.state = 2 if group >= 2 else int(min(max(mine, 0), 2))
     per_deployment: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("cooldowns", COOLDOWNS), ("failures", DEPLOYMENT_FAILURES))
+        ("cooldowns", COOLDOWNS),
+        ("failures", DEPLOYMENT_FAILURES),
+    )
     for attr, candidates in per_deployment:
         fam = _family(families, candidates)
         for s in fam.samples if fam else []:
@@ -484,7 +533,9 @@ def deployment_metrics(families: Mapping[str, MetricFamily],
                 d = out.setdefault(model_id, DeploymentMetrics())
                 setattr(d, attr, (getattr(d, attr) or 0.0) + s.value)
     remaining: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("remaining_requests", REMAINING_REQUESTS), ("remaining_tokens", REMAINING_TOKENS))
+        ("remaining_requests", REMAINING_REQUESTS),
+        ("remaining_tokens", REMAINING_TOKENS),
+    )
     for attr, candidates in remaining:
         fam = _family(families, candidates)
         for s in fam.samples if fam else []:
@@ -503,8 +554,9 @@ def in_flight(families: Mapping[str, MetricFamily]) -> float | None:
     return sum(s.value for s in fam.samples) if fam else None
 
 
-def apply_deployment_state(routes: list[ModelRoute], metrics: Mapping[str, DeploymentMetrics],
-                           health: Mapping[str, str] | None = None) -> list[ModelRoute]:
+def apply_deployment_state(
+    routes: list[ModelRoute], metrics: Mapping[str, DeploymentMetrics], health: Mapping[str, str] | None = None
+) -> list[ModelRoute]:
     """Set each route's status from ``/health`` (when polled) or the state gauge, and its per-deployment counts."""
     out = []
     for r in routes:
@@ -514,7 +566,15 @@ def apply_deployment_state(routes: list[ModelRoute], metrics: Mapping[str, Deplo
             status = health[r.deployment_id]
         elif d.state is not None:
             status = STATE_NAMES.get(d.state, "unknown")
-        out.append(msgspec.structs.replace(
-            r, status=status, state_latched=d.latched, cooldowns_total=d.cooldowns, failures_total=d.failures,
-            remaining_requests=d.remaining_requests, remaining_tokens=d.remaining_tokens))
+        out.append(
+            msgspec.structs.replace(
+                r,
+                status=status,
+                state_latched=d.latched,
+                cooldowns_total=d.cooldowns,
+                failures_total=d.failures,
+                remaining_requests=d.remaining_requests,
+                remaining_tokens=d.remaining_tokens,
+            )
+        )
     return out

@@ -22,14 +22,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from contracts import AnyEvent
-from contracts.catalog import CatalogEntry, ModelCatalogSnapshot
-from contracts.docker import ContainerLifecycle, DockerHostSnapshot
-from contracts.litellm import LitellmProxySnapshot
-from contracts.subjects import subject_filter
-from contracts.vllm import VllmInstanceSnapshot
-from services.model_catalog.config import ModelCatalogConfig
-from services.model_catalog.core import (
+from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
+from inferwatch.contracts.docker import ContainerLifecycle, DockerHostSnapshot
+from inferwatch.contracts.litellm import LitellmProxySnapshot
+from inferwatch.contracts.subjects import subject_filter
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.services.model_catalog.config import ModelCatalogConfig
+from inferwatch.services.model_catalog.core import (
     STOPPED_ACTIONS,
     HfRecord,
     SourceSightings,
@@ -48,9 +48,16 @@ from services.model_catalog.core import (
     sightings_from_vllm,
     unavailable,
 )
-from shared.http import BreakerPolicy, CircuitOpen, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
-from shared.log import RateLimitedLog
-from shared.service import ServiceContext
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    CircuitOpen,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+)
+from inferwatch.shared.log import RateLimitedLog
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.model_catalog")
 
@@ -445,3 +452,8 @@ async def _wait_change(ctx: ServiceContext, changed: asyncio.Event, timeout_s: f
             task.cancel()
         await asyncio.gather(stop, change, return_exceptions=True)
     return ctx.stop.is_set()
+
+
+def build(ctx: ServiceContext, config: ModelCatalogConfig) -> ServiceApp:
+    """The model-catalog as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

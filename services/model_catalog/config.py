@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from shared.settings import Env, Secret, SettingsError
+from inferwatch.shared.settings import Env, Secret, SettingsError
 
-DEFAULT_PORT = 9757
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -31,6 +31,8 @@ class ModelCatalogConfig:
     kv_bucket: JetStream key-value bucket shared by replicas (``INFERWATCH_CATALOG_KV_BUCKET``).
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_CATALOG_"
+
     interval_s: float = 30.0
     name: str = "model-catalog"
     stale_intervals: float = 3.0
@@ -48,7 +50,7 @@ class ModelCatalogConfig:
     @classmethod
     def from_env(cls, env: Env) -> ModelCatalogConfig:
         """Read ``INFERWATCH_CATALOG_*`` and ``HF_ENDPOINT`` / ``HF_TOKEN`` / ``HF_HUB_OFFLINE``."""
-        p = "INFERWATCH_CATALOG_"
+        p = cls.ENV_PREFIX
         config = cls(
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
             name=env.get(p + "NAME", cls.name),

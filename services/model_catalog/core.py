@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from contracts.catalog import CatalogEntry
-from contracts.docker import DockerHostSnapshot
-from contracts.litellm import LitellmProxySnapshot, ModelRoute
-from contracts.vllm import VllmInstanceSnapshot
+from inferwatch.contracts.catalog import CatalogEntry
+from inferwatch.contracts.docker import DockerHostSnapshot
+from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
+from inferwatch.contracts.vllm import VllmInstanceSnapshot
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # order matters: the first match wins

@@ -11,12 +11,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import AnyEvent
-from contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from contracts.heartbeat import Heartbeat
-from contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
-from services.vllm_scraper.config import VllmScraperConfig
-from services.vllm_scraper.core import (
+from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
+from inferwatch.services.vllm_scraper.config import VllmScraperConfig
+from inferwatch.services.vllm_scraper.core import (
     WANTED,
     cap_engines,
     cap_models,
@@ -27,10 +27,17 @@ from services.vllm_scraper.core import (
     rendezvous_owner,
     spread_offset,
 )
-from shared.dns import Resolver, resolve_dns, resolve_specs
-from shared.exposition import ExpositionError, parse_exposition
-from shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics, strip_credentials
-from shared.service import ServiceContext, heartbeat_subject_prefix
+from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
+from inferwatch.shared.exposition import ExpositionError, parse_exposition
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+    strip_credentials,
+)
+from inferwatch.shared.service import ServiceApp, ServiceContext, heartbeat_subject_prefix
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -145,17 +152,21 @@ class VllmScraper:
             state.origins.add(origin)
             return
         headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"} if self.config.api_key else None
-        client = None if url.startswith(GRPC_SCHEMES) else UpstreamClient(
-            "vllm",
-            url,
-            metrics=self.metrics,
-            headers=headers,
-            timeout_s=self.config.timeout_s,
-            max_body_bytes=self.config.max_body_bytes,
-            retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
-            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-            verify=self._tls,
-            keepalive_s=self.config.interval_s * 2 + 5,  # one connection per target for its whole life
+        client = (
+            None
+            if url.startswith(GRPC_SCHEMES)
+            else UpstreamClient(
+                "vllm",
+                url,
+                metrics=self.metrics,
+                headers=headers,
+                timeout_s=self.config.timeout_s,
+                max_body_bytes=self.config.max_body_bytes,
+                retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
+                breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
+                verify=self._tls,
+                keepalive_s=self.config.interval_s * 2 + 5,  # one connection per target for its whole life
+            )
         )
         state = self.targets[url] = TargetState(target=target, client=client, origins={origin})
         if self.running and self.owns(url):  # a new target is read at once, not at the next cycle
@@ -201,15 +212,13 @@ class VllmScraper:
                 state.origins = {o for o in state.origins if o == "static" or o.startswith("dns:")}
                 await self.remove(event.target.url, "found")
         elif isinstance(event, TargetSet):
-            await self.reconcile("set:" + event.source, [t for t in event.targets if t.kind == "vllm"],
-                                 also=("found",))
+            await self.reconcile("set:" + event.source, [t for t in event.targets if t.kind == "vllm"], also=("found",))
 
     async def refresh_dns(self) -> None:
         """Re-resolve every DNS name; a failed lookup keeps that name's previous targets."""
         found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
         for spec, urls in found.items():
-            await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec})
-                                                 for u in urls])
+            await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec}) for u in urls])
 
     async def scrape(self, state: TargetState) -> VllmInstanceSnapshot:
         """Scrape one target: /metrics, /health, /v1/models, /version, concurrently (gRPC: the health service)."""
@@ -256,10 +265,8 @@ class VllmScraper:
         version = ""
         if not isinstance(version_r, BaseException) and isinstance(version_r, dict):
             version = str(version_r.get("version", ""))
-        reachable = not all(isinstance(r, BaseException) and _unreachable(r)
-                            for r in (metrics_r, health_r))
-        status = model_status(reachable=reachable, health_ok=health_ok, has_models=bool(models),
-                              previous=state.status)
+        reachable = not all(isinstance(r, BaseException) and _unreachable(r) for r in (metrics_r, health_r))
+        status = model_status(reachable=reachable, health_ok=health_ok, has_models=bool(models), previous=state.status)
         await self._track_loading(state, status, models, now)
         if error:
             state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
@@ -291,8 +298,9 @@ class VllmScraper:
         """A ``vllm serve --grpc`` instance: no HTTP, so only ``grpc.health.v1.Health/Check`` is read."""
         async with self._semaphore:
             started = time.perf_counter()
-            serving, detail = await grpc_health(state.target.url, self.config.timeout_s,
-                                                self.config.tls_ca_file, self.config.insecure)
+            serving, detail = await grpc_health(
+                state.target.url, self.config.timeout_s, self.config.tls_ca_file, self.config.insecure
+            )
             duration = time.perf_counter() - started
         now = time.time()
         reachable = not detail.startswith("grpc_")
@@ -303,11 +311,22 @@ class VllmScraper:
             state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
         t = state.target
         return VllmInstanceSnapshot(
-            source=state.source, observed_at=now, collector=self.ctx.instance, interval_s=self.config.interval_s,
-            up=reachable, error=error, status=status, health_ok=serving, version=t.labels.get("vllm_version", ""),
-            scrape_duration_s=duration, load_duration_s=state.load_duration_s, container_id=t.container_id,
-            container_name=t.container_name, gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
-            labels={k: v for k, v in t.labels.items() if k in ("host", "model")}, errors_total=dict(state.errors_total),
+            source=state.source,
+            observed_at=now,
+            collector=self.ctx.instance,
+            interval_s=self.config.interval_s,
+            up=reachable,
+            error=error,
+            status=status,
+            health_ok=serving,
+            version=t.labels.get("vllm_version", ""),
+            scrape_duration_s=duration,
+            load_duration_s=state.load_duration_s,
+            container_id=t.container_id,
+            container_name=t.container_name,
+            gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
+            labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
+            errors_total=dict(state.errors_total),
         )
 
     async def _track_loading(self, state: TargetState, status: str, models: list[VllmModelCard], now: float) -> None:
@@ -315,9 +334,15 @@ class VllmScraper:
             state.loading_since = now
         if status == "ready" and state.status == "loading" and state.loading_since is not None:
             state.load_duration_s = now - state.loading_since
-            await self.ctx.bus.publish(VllmModelLoaded(
-                source=state.source, observed_at=now, collector=self.ctx.instance,
-                models=[m.id for m in models], load_duration_s=state.load_duration_s))
+            await self.ctx.bus.publish(
+                VllmModelLoaded(
+                    source=state.source,
+                    observed_at=now,
+                    collector=self.ctx.instance,
+                    models=[m.id for m in models],
+                    load_duration_s=state.load_duration_s,
+                )
+            )
         state.status = status
 
     async def _scrape_and_publish(self, state: TargetState, delay_s: float = 0.0) -> None:
@@ -387,18 +412,28 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
         # only this service's replicas matter: other heartbeats are skipped before decoding
-        await ctx.bus.subscribe("inferwatch.v1.heartbeat.>", scraper.on_heartbeat,
-                                subject_prefix=heartbeat_subject_prefix(ctx.name))
+        await ctx.bus.subscribe(
+            "inferwatch.v1.heartbeat.>", scraper.on_heartbeat, subject_prefix=heartbeat_subject_prefix(ctx.name)
+        )
         if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
             return
     scraper.running = True
     try:
         while True:
-            ctx.set_ready(True, f"scraping {len(scraper.targets)} vLLM targets" if scraper.targets
-                          else "idle: no vLLM targets configured or discovered yet")
+            ctx.set_ready(
+                True,
+                f"scraping {len(scraper.targets)} vLLM targets"
+                if scraper.targets
+                else "idle: no vLLM targets configured or discovered yet",
+            )
             started = time.monotonic()
             await scraper.cycle()
             if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
                 return
     finally:
         await scraper.aclose()
+
+
+def build(ctx: ServiceContext, config: VllmScraperConfig) -> ServiceApp:
+    """The vllm-scraper as `run_service` runs it."""
+    return ServiceApp(run=lambda: run(ctx, config))

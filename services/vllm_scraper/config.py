@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from shared.settings import Env, Secret
-
-DEFAULT_PORT = 9752
+from inferwatch.shared.settings import Env, Secret
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,8 @@ class VllmScraperConfig:
     max_models: ``INFERWATCH_VLLM_MAX_MODELS``: cap on ``/v1/models`` cards kept per target (LoRA adapters included).
     """
 
+    ENV_PREFIX: ClassVar[str] = "INFERWATCH_VLLM_"
+
     targets: tuple[str, ...] = ()
     interval_s: float = 15.0
     timeout_s: float = 5.0
@@ -49,7 +50,7 @@ class VllmScraperConfig:
     @classmethod
     def from_env(cls, env: Env) -> VllmScraperConfig:
         """Read ``INFERWATCH_VLLM_*``."""
-        p = "INFERWATCH_VLLM_"
+        p = cls.ENV_PREFIX
         return cls(
             targets=tuple(t.rstrip("/") for t in env.list(p + "TARGETS")),
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),

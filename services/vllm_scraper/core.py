@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from contracts.base import Histogram
-from contracts.vllm import VllmEngineStats, VllmModelCard
-from shared.exposition import MetricFamily, Sample, histograms_by
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.vllm import VllmEngineStats, VllmModelCard
+from inferwatch.shared.exposition import MetricFamily, Sample, histograms_by
 
 V = "vllm:"
 
@@ -104,8 +104,15 @@ def _plain(samples: Iterable[Sample], suffix: str = "") -> dict[EngineKey, float
 
 def detect_generation(families: Mapping[str, MetricFamily]) -> str:
     """``v1`` when V1-only families or the ``engine`` label are present, else ``v0``."""
-    if any(n in families for n in (V + "kv_cache_usage_perc", V + "inter_token_latency_seconds",
-                                    V + "prefix_cache_queries_total", V + "prefix_cache_queries")):
+    if any(
+        n in families
+        for n in (
+            V + "kv_cache_usage_perc",
+            V + "inter_token_latency_seconds",
+            V + "prefix_cache_queries_total",
+            V + "prefix_cache_queries",
+        )
+    ):
         return "v1"
     for fam in families.values():
         if fam.samples and "engine" in fam.samples[0].labels:
@@ -180,8 +187,9 @@ def cap_engines(
     for engine in engines:
         reasons = engine.request_success_total
         if len(reasons) > MAX_FINISHED_REASONS:
-            dropped["max_finished_reasons"] = (dropped.get("max_finished_reasons", 0)
-                                               + len(reasons) - MAX_FINISHED_REASONS)
+            dropped["max_finished_reasons"] = (
+                dropped.get("max_finished_reasons", 0) + len(reasons) - MAX_FINISHED_REASONS
+            )
             bounded = dict(sorted(reasons.items())[:MAX_FINISHED_REASONS])
             engine = msgspec.structs.replace(engine, request_success_total=bounded)
         kept.append(engine)
@@ -209,12 +217,14 @@ def parse_models(body: bytes) -> list[VllmModelCard]:
     cards = []
     for item in raw["data"]:
         if isinstance(item, dict) and isinstance(item.get("id"), str):
-            cards.append(VllmModelCard(
-                id=item["id"],
-                root=str(item.get("root") or ""),
-                parent=str(item.get("parent") or ""),
-                max_model_len=_int(item.get("max_model_len") or 0),
-            ))
+            cards.append(
+                VllmModelCard(
+                    id=item["id"],
+                    root=str(item.get("root") or ""),
+                    parent=str(item.get("parent") or ""),
+                    max_model_len=_int(item.get("max_model_len") or 0),
+                )
+            )
     return cards
 
 

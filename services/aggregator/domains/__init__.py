@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-from contracts import Event
-from services.aggregator.render import Family, SeriesWriter
-from services.aggregator.state import RenderFn
+from inferwatch.contracts import Event
+from inferwatch.services.aggregator.render import Family, SeriesWriter
+from inferwatch.services.aggregator.state import RenderFn
 
 
 def all_renderers() -> dict[type[Event], RenderFn]:

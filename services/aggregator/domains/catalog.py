@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.catalog import ModelCatalogSnapshot
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event
+from inferwatch.contracts.catalog import ModelCatalogSnapshot
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
-INFO = Family("inferwatch_model_info", "gauge",
-              "Catalog entry of a model (id, type, providers, quantization, HF link, licence); always 1.")
+INFO = Family(
+    "inferwatch_model_info",
+    "gauge",
+    "Catalog entry of a model (id, type, providers, quantization, HF link, licence); always 1.",
+)
 AVAILABLE = Family("inferwatch_model_available", "gauge", "1 when a ready backend serves the model now.")
 PARAMS = Family("inferwatch_model_parameters", "gauge", "Parameter count from the safetensors metadata.")
 CONTEXT = Family("inferwatch_model_max_context_tokens", "gauge", "Maximum context length.")
@@ -19,11 +22,23 @@ def render_catalog(event: Event, w: SeriesWriter) -> None:
     assert isinstance(event, ModelCatalogSnapshot)
     for m in event.entries:
         ident = {"model": m.name}
-        w.gauge(INFO, label_block({
-            **ident, "model_id": m.model_id, "type": m.model_type, "providers": ",".join(m.providers),
-            "quantization": m.quantization, "hf_url": m.hf_url, "pipeline_tag": m.pipeline_tag,
-            "license": m.license, "gated": "true" if m.gated else "false",
-        }), 1.0)
+        w.gauge(
+            INFO,
+            label_block(
+                {
+                    **ident,
+                    "model_id": m.model_id,
+                    "type": m.model_type,
+                    "providers": ",".join(m.providers),
+                    "quantization": m.quantization,
+                    "hf_url": m.hf_url,
+                    "pipeline_tag": m.pipeline_tag,
+                    "license": m.license,
+                    "gated": "true" if m.gated else "false",
+                }
+            ),
+            1.0,
+        )
         base = label_block(ident)
         w.gauge(AVAILABLE, base, 1.0 if m.available else 0.0)
         w.gauge(PARAMS, base, float(m.parameter_count) if m.parameter_count else None)

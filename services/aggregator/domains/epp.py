@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.epp import EppSnapshot
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event
+from inferwatch.contracts.epp import EppSnapshot
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
 P = "inferwatch_epp_"
 UP = Family(P + "up", "gauge", "1 when the EPP's /metrics was scraped, 0 with the reason (what to fix) otherwise.")

@@ -9,10 +9,9 @@ Which container (and model) holds a GPU's memory is a PromQL join with the docke
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.gpu import GpuHostSnapshot
-from services.aggregator.render import Family, SeriesWriter, label_block
-from services.gpu_agent.core import THROTTLE_REASONS
+from inferwatch.contracts import Event
+from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuHostSnapshot
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
 P = "inferwatch_gpu_"
 NVML_AVAILABLE = Family(P + "nvml_available", "gauge", "1 when the gpu-agent could initialise NVML on the host.")
@@ -36,9 +35,12 @@ ECC_UNCORRECTED = Family(P + "ecc_uncorrected_errors", "counter", "Uncorrected E
 PCIE_TX = Family(P + "pcie_tx_bytes_per_second", "gauge", "PCIe transmit throughput.")
 PCIE_RX = Family(P + "pcie_rx_bytes_per_second", "gauge", "PCIe receive throughput.")
 UNSUPPORTED = Family(P + "field_unsupported", "gauge", "1 for each NVML field the driver does not support on the GPU.")
-PROC_MEM = Family(P + "process_memory_used_bytes", "gauge",
-                  "GPU memory used by a process, with its container id (join inferwatch_container_info on "
-                  "container_id for the container name, image and models).")
+PROC_MEM = Family(
+    P + "process_memory_used_bytes",
+    "gauge",
+    "GPU memory used by a process, with its container id (join inferwatch_container_info on "
+    "container_id for the container name, image and models).",
+)
 
 REASONS = tuple(name for _, name in THROTTLE_REASONS)
 
@@ -47,12 +49,24 @@ def render_gpu_host(event: Event, w: SeriesWriter) -> None:
     """One host: NVML availability and versions, then each GPU and its processes."""
     assert isinstance(event, GpuHostSnapshot)
     host = event.source
-    w.gauge(NVML_AVAILABLE, label_block({"host": host, "reason": event.error if not event.nvml_available else ""}),
-            1.0 if event.nvml_available else 0.0)
+    w.gauge(
+        NVML_AVAILABLE,
+        label_block({"host": host, "reason": event.error if not event.nvml_available else ""}),
+        1.0 if event.nvml_available else 0.0,
+    )
     if event.nvml_available:
-        w.gauge(HOST_INFO, label_block({"host": host, "driver_version": event.driver_version,
-                                        "cuda_driver_version": event.cuda_driver_version,
-                                        "nvml_version": event.nvml_version}), 1.0)
+        w.gauge(
+            HOST_INFO,
+            label_block(
+                {
+                    "host": host,
+                    "driver_version": event.driver_version,
+                    "cuda_driver_version": event.cuda_driver_version,
+                    "nvml_version": event.nvml_version,
+                }
+            ),
+            1.0,
+        )
     for g in event.gpus:
         ident = {"host": host, "gpu": str(g.index), "uuid": g.uuid}
         base = label_block(ident)
@@ -82,8 +96,11 @@ def render_gpu_host(event: Event, w: SeriesWriter) -> None:
         for field in g.unsupported:
             w.gauge(UNSUPPORTED, label_block({**ident, "field": field}), 1.0)
         for p in g.processes:
-            w.gauge(PROC_MEM, label_block({**ident, "pid": str(p.pid), "container_id": p.container_id[:12],
-                                           "kind": p.kind}), p.used_memory_bytes)
+            w.gauge(
+                PROC_MEM,
+                label_block({**ident, "pid": str(p.pid), "container_id": p.container_id[:12], "kind": p.kind}),
+                p.used_memory_bytes,
+            )
 
 
 RENDERERS = {GpuHostSnapshot: render_gpu_host}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.base import Histogram
-from contracts.langfuse import LangfuseProjectSnapshot
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
 SCORE_BOUNDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """The ingester's numeric score bounds (``ScoreSummary.distribution`` keys are ``repr`` of these, or ``+Inf``)."""
@@ -15,8 +15,9 @@ UP = Family(P + "up", "gauge", "1 when the last ingest cycle of the Langfuse pro
 INFO = Family(P + "info", "gauge", "Langfuse project metadata (server version, mode, endpoints); always 1.")
 ERRORS = Family(P + "ingest_errors", "counter", "Failed ingest cycles, by reason.")
 BAD_ROWS = Family(P + "bad_rows", "counter", "Rows that could not be used (unknown score type, no id…), by reason.")
-WATERMARK = Family(P + "watermark_timestamp_seconds", "gauge",
-                   "End of the last settled bucket included in the totals (Unix seconds).")
+WATERMARK = Family(
+    P + "watermark_timestamp_seconds", "gauge", "End of the last settled bucket included in the totals (Unix seconds)."
+)
 RETENTION = Family(P + "retention_days", "gauge", "Project data retention in days (0: unlimited or unknown).")
 TRACES = Family(P + "traces", "counter", "Traces, by user (top-N + other) and segment.")
 OBSERVATIONS = Family(P + "observations", "counter", "Observations, by model, user and segment.")
@@ -25,8 +26,11 @@ TOKENS = Family(P + "tokens", "counter", "Tokens by direction (input, output, to
 COST = Family(P + "cost_usd", "counter", "Cost in USD, by model, user and segment.")
 USERS = Family(P + "window_unique_users", "gauge", "Distinct users in the re-check window.")
 SESSIONS = Family(P + "window_unique_sessions", "gauge", "Distinct sessions in the re-check window.")
-LATENCY = Family(P + "latency_seconds", "gauge",
-                 "Latency quantiles over the re-check window, by model and trace name (model \"\": whole trace).")
+LATENCY = Family(
+    P + "latency_seconds",
+    "gauge",
+    'Latency quantiles over the re-check window, by model and trace name (model "": whole trace).',
+)
 SCORES = Family(P + "scores", "counter", "Scores counted (nulls excluded), by name and data type.")
 SCORE_NULLS = Family(P + "score_nulls", "counter", "Null scores skipped, by name and data type.")
 SCORE_SUM = Family(P + "score_value_sum", "counter", "Sum of numeric score values (boolean: true count).")
@@ -42,8 +46,18 @@ def render_langfuse(event: Event, w: SeriesWriter) -> None:
     project = event.source
     base = label_block({"project": project})
     w.gauge(UP, base, 1.0 if event.up else 0.0)
-    w.gauge(INFO, label_block({"project": project, "version": event.server_version, "mode": event.mode,
-                               "endpoints": ",".join(event.endpoints)}), 1.0)
+    w.gauge(
+        INFO,
+        label_block(
+            {
+                "project": project,
+                "version": event.server_version,
+                "mode": event.mode,
+                "endpoints": ",".join(event.endpoints),
+            }
+        ),
+        1.0,
+    )
     for reason, count in event.errors_total.items():
         w.counter(ERRORS, label_block({"project": project, "reason": reason}), count)
     for reason, count in event.bad_rows_total.items():
@@ -61,14 +75,20 @@ def render_langfuse(event: Event, w: SeriesWriter) -> None:
         labels = {**who, "model": u.model}
         w.counter(OBSERVATIONS, label_block(labels), u.observations_total)
         w.counter(ERROR_OBS, label_block(labels), u.error_observations_total)
-        for direction, value in (("input", u.input_tokens_total), ("output", u.output_tokens_total),
-                                 ("total", u.total_tokens_total)):
+        for direction, value in (
+            ("input", u.input_tokens_total),
+            ("output", u.output_tokens_total),
+            ("total", u.total_tokens_total),
+        ):
             w.counter(TOKENS, label_block({**labels, "direction": direction}), value)
         w.counter(COST, label_block(labels), u.cost_usd_total)
     for q in event.latency:
         for quantile, value in (("0.5", q.p50_s), ("0.9", q.p90_s), ("0.99", q.p99_s)):
-            w.gauge(LATENCY, label_block({"project": project, "model": q.model, "trace_name": q.trace_name,
-                                          "quantile": quantile}), value)
+            w.gauge(
+                LATENCY,
+                label_block({"project": project, "model": q.model, "trace_name": q.trace_name, "quantile": quantile}),
+                value,
+            )
     for s in event.scores:
         labels = {"project": project, "name": s.name, "data_type": s.data_type}
         w.counter(SCORES, label_block(labels), s.count)
@@ -85,8 +105,9 @@ def render_langfuse(event: Event, w: SeriesWriter) -> None:
         w.counter(ACTIVITY, label_block({"project": project, "weekday": weekday, "hour": hour}), count)
 
 
-def _score_histogram(w: SeriesWriter, labels: dict[str, str], dist: dict[str, float], count: float,
-                     total: float) -> None:
+def _score_histogram(
+    w: SeriesWriter, labels: dict[str, str], dist: dict[str, float], count: float, total: float
+) -> None:
     """Cumulative buckets from per-bound counts."""
     running = 0.0
     buckets = []

@@ -7,50 +7,69 @@ model list.
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.litellm import LitellmProxySnapshot, ModelRoute, ModelUsage
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event
+from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute, ModelUsage
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
 P = "inferwatch_litellm_"
 UP = Family(P + "up", "gauge", "1 when the LiteLLM proxy answered /health/liveliness.")
 READY = Family(P + "ready", "gauge", "1 when /health/readiness said healthy.")
 INFO = Family(P + "info", "gauge", "LiteLLM proxy metadata (version, db status, metrics mode, base URL); always 1.")
-METRICS_MODE = Family(P + "metrics_mode_info", "gauge",
-                      "1 for how the proxy's /metrics/ answered: prometheus, absent (no callback, 404), "
-                      "licence_gated (only litellm_not_a_premium_user_metric), unauthorized, error, empty.")
+METRICS_MODE = Family(
+    P + "metrics_mode_info",
+    "gauge",
+    "1 for how the proxy's /metrics/ answered: prometheus, absent (no callback, 404), "
+    "licence_gated (only litellm_not_a_premium_user_metric), unauthorized, error, empty.",
+)
 POLL_ERRORS = Family(P + "poll_errors", "counter", "Failed calls of the poller to the proxy, by endpoint and error.")
 POLL_DURATION = Family(P + "poll_duration_seconds", "gauge", "Duration of the last poll.")
 IN_FLIGHT = Family(P + "in_flight_requests", "gauge", "Requests in flight in the proxy.")
 QUEUED = Family(P + "queued_requests", "gauge", "Requests queued by the proxy's admission control.")
 REJECTED = Family(P + "rejected_requests", "gauge", "Requests rejected by admission control (as /health/backlog says).")
-MODEL_INFO = Family(P + "model_info", "gauge",
-                    "One per deployment: type (llm, embedding, reranker, image, audio, other), mode, provider, "
-                    "endpoint; always 1.")
+MODEL_INFO = Family(
+    P + "model_info",
+    "gauge",
+    "One per deployment: type (llm, embedding, reranker, image, audio, other), mode, provider, endpoint; always 1.",
+)
 INPUT_COST = Family(P + "model_input_cost_usd_per_token", "gauge", "Configured input price per token.")
 OUTPUT_COST = Family(P + "model_output_cost_usd_per_token", "gauge", "Configured output price per token.")
 MAX_INPUT = Family(P + "model_max_input_tokens", "gauge", "Context window (input tokens) of the deployment.")
-DEPLOYMENT_STATUS = Family(P + "deployment_status", "gauge",
-                           "Model availability matrix: 1 for the deployment's current status (healthy, "
-                           "partial_outage, outage, unknown), 0 for the others.")
-LATCHED = Family(P + "deployment_cooldown_latched", "gauge",
-                 "1 when LiteLLM's group-named deployment_state series is latched at 2 after recovery "
-                 "(the deployment is healthy; do not alert on the raw LiteLLM gauge).")
+DEPLOYMENT_STATUS = Family(
+    P + "deployment_status",
+    "gauge",
+    "Model availability matrix: 1 for the deployment's current status (healthy, "
+    "partial_outage, outage, unknown), 0 for the others.",
+)
+LATCHED = Family(
+    P + "deployment_cooldown_latched",
+    "gauge",
+    "1 when LiteLLM's group-named deployment_state series is latched at 2 after recovery "
+    "(the deployment is healthy; do not alert on the raw LiteLLM gauge).",
+)
 COOLDOWNS = Family(P + "deployment_cooldowns", "counter", "Times the router cooled the deployment down.")
 DEPLOYMENT_FAILURES = Family(P + "deployment_failures", "counter", "Failed calls to the deployment.")
-REMAINING_REQUESTS = Family(P + "deployment_remaining_requests", "gauge",
-                            "Rate-limit requests left as the upstream reported (lowest across keys).")
-REMAINING_TOKENS = Family(P + "deployment_remaining_tokens", "gauge",
-                          "Rate-limit tokens left as the upstream reported (lowest across keys).")
-REQUESTS = Family(P + "requests", "counter",
-                  "Client requests by model group and status class (2xx, 4xx, 5xx, none = refused by cooldown; "
-                  "success/failure on LiteLLM versions without status codes).")
+REMAINING_REQUESTS = Family(
+    P + "deployment_remaining_requests",
+    "gauge",
+    "Rate-limit requests left as the upstream reported (lowest across keys).",
+)
+REMAINING_TOKENS = Family(
+    P + "deployment_remaining_tokens", "gauge", "Rate-limit tokens left as the upstream reported (lowest across keys)."
+)
+REQUESTS = Family(
+    P + "requests",
+    "counter",
+    "Client requests by model group and status class (2xx, 4xx, 5xx, none = refused by cooldown; "
+    "success/failure on LiteLLM versions without status codes).",
+)
 ERRORS = Family(P + "errors", "counter", "Failed requests by model group and exception class.")
 INPUT_TOKENS = Family(P + "input_tokens", "counter", "Input (prompt) tokens by model group.")
 OUTPUT_TOKENS = Family(P + "output_tokens", "counter", "Output (completion) tokens by model group.")
 TOTAL_TOKENS = Family(P + "tokens", "counter", "Input + output tokens by model group.")
 SPEND = Family(P + "spend_usd", "counter", "Spend in USD by model group.")
-FALLBACKS = Family(P + "fallbacks", "counter",
-                   "Fallbacks away from the model group, by result (success: another group answered).")
+FALLBACKS = Family(
+    P + "fallbacks", "counter", "Fallbacks away from the model group, by result (success: another group answered)."
+)
 LATENCY = Family(P + "request_latency_seconds", "histogram", "End-to-end proxy latency by model group.")
 LLM_LATENCY = Family(P + "llm_api_latency_seconds", "histogram", "Upstream LLM API latency by model group.")
 OVERHEAD = Family(P + "overhead_latency_seconds", "histogram", "Latency added by LiteLLM itself, by model group.")
@@ -68,13 +87,25 @@ def render_litellm(event: Event, w: SeriesWriter) -> None:
     base = label_block({"proxy": proxy})
     w.gauge(UP, base, 1.0 if event.up else 0.0)
     w.gauge(READY, base, 1.0 if event.ready else 0.0)
-    w.gauge(INFO, label_block({"proxy": proxy, "version": event.version, "db_status": event.db_status,
-                               "metrics_mode": event.metrics_mode, "base_url": event.base_url,
-                               "error": event.error}), 1.0)
+    w.gauge(
+        INFO,
+        label_block(
+            {
+                "proxy": proxy,
+                "version": event.version,
+                "db_status": event.db_status,
+                "metrics_mode": event.metrics_mode,
+                "base_url": event.base_url,
+                "error": event.error,
+            }
+        ),
+        1.0,
+    )
     if event.metrics_mode:
         for mode in METRICS_MODES:
-            w.gauge(METRICS_MODE, label_block({"proxy": proxy, "mode": mode}),
-                    1.0 if event.metrics_mode == mode else 0.0)
+            w.gauge(
+                METRICS_MODE, label_block({"proxy": proxy, "mode": mode}), 1.0 if event.metrics_mode == mode else 0.0
+            )
     for key, count in sorted(event.errors_total.items()):
         endpoint, _, error = key.rpartition(":")
         w.counter(POLL_ERRORS, label_block({"proxy": proxy, "endpoint": endpoint, "error": error}), count)
@@ -91,8 +122,11 @@ def render_litellm(event: Event, w: SeriesWriter) -> None:
 def _render_route(w: SeriesWriter, proxy: str, r: ModelRoute) -> None:
     key = {"proxy": proxy, "model_group": r.model_group, "deployment_id": r.deployment_id}
     labels = label_block(key)
-    w.gauge(MODEL_INFO, label_block({**key, "type": r.model_type, "mode": r.mode, "provider": r.provider,
-                                     "endpoint": r.api_base}), 1.0)
+    w.gauge(
+        MODEL_INFO,
+        label_block({**key, "type": r.model_type, "mode": r.mode, "provider": r.provider, "endpoint": r.api_base}),
+        1.0,
+    )
     w.gauge(INPUT_COST, labels, r.input_cost_per_token)
     w.gauge(OUTPUT_COST, labels, r.output_cost_per_token)
     w.gauge(MAX_INPUT, labels, float(r.max_input_tokens or r.max_tokens) or None)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from contracts import Event
-from contracts.upstream import UpstreamCallStats
-from services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.contracts import Event
+from inferwatch.contracts.upstream import UpstreamCallStats
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
 
-CALLS = Family("inferwatch_upstream_calls", "counter",
-               "Upstream API calls made by the collectors, by service, api, endpoint and outcome.")
-CALL_SECONDS = Family("inferwatch_upstream_call_duration_seconds", "counter",
-                      "Cumulative seconds spent in upstream calls, by service, api and endpoint.")
-CIRCUIT_OPEN = Family("inferwatch_upstream_circuit_open", "gauge",
-                      "1 while a collector's circuit breaker to that api is open (failing fast).")
+CALLS = Family(
+    "inferwatch_upstream_calls",
+    "counter",
+    "Upstream API calls made by the collectors, by service, api, endpoint and outcome.",
+)
+CALL_SECONDS = Family(
+    "inferwatch_upstream_call_duration_seconds",
+    "counter",
+    "Cumulative seconds spent in upstream calls, by service, api and endpoint.",
+)
+CIRCUIT_OPEN = Family(
+    "inferwatch_upstream_circuit_open",
+    "gauge",
+    "1 while a collector's circuit breaker to that api is open (failing fast).",
+)
 
 
 def render_upstream(event: Event, w: SeriesWriter) -> None:
@@ -19,13 +28,30 @@ def render_upstream(event: Event, w: SeriesWriter) -> None:
     assert isinstance(event, UpstreamCallStats)
     for ep in event.endpoints:
         for outcome, count in sorted(ep.outcomes.items()):
-            w.counter(CALLS, label_block({"service": event.service, "instance": event.source, "api": ep.api,
-                                          "endpoint": ep.endpoint, "outcome": outcome}), count)
-        w.counter(CALL_SECONDS, label_block({"service": event.service, "instance": event.source, "api": ep.api,
-                                             "endpoint": ep.endpoint}), ep.duration_sum_s)
+            w.counter(
+                CALLS,
+                label_block(
+                    {
+                        "service": event.service,
+                        "instance": event.source,
+                        "api": ep.api,
+                        "endpoint": ep.endpoint,
+                        "outcome": outcome,
+                    }
+                ),
+                count,
+            )
+        w.counter(
+            CALL_SECONDS,
+            label_block({"service": event.service, "instance": event.source, "api": ep.api, "endpoint": ep.endpoint}),
+            ep.duration_sum_s,
+        )
     for api, state in sorted(event.circuits.items()):
-        w.gauge(CIRCUIT_OPEN, label_block({"service": event.service, "instance": event.source, "api": api}),
-                1.0 if state == "open" else 0.0)
+        w.gauge(
+            CIRCUIT_OPEN,
+            label_block({"service": event.service, "instance": event.source, "api": api}),
+            1.0 if state == "open" else 0.0,
+        )
 
 
 RENDERERS = {UpstreamCallStats: render_upstream}

@@ -13,8 +13,6 @@ import contextlib
 import ctypes
 import json
 import os
-import pkgutil
-import runpy
 import signal
 import socket
 import subprocess
@@ -26,26 +24,15 @@ from typing import Any
 
 import msgspec
 
-import services
-from contracts import ALL, EVENT_TYPES, decode, domain_kind
-from contracts.codec import DecodeError
-from shared.natsserver import EmbeddedNats, answers
+from inferwatch import __version__
+from inferwatch.contracts import ALL, EVENT_TYPES, decode, domain_kind
+from inferwatch.contracts.codec import DecodeError
+from inferwatch.services import BY_NAME, SERVICES, spec
+from inferwatch.shared.natsserver import EmbeddedNats, answers
+from inferwatch.shared.service import run_service
+from inferwatch.shared.settings import SettingsError
 
-AGGREGATOR = "aggregator"
-AGGREGATOR_PORT = 9750
-
-
-def service_names() -> list[str]:
-    """Every service package under ``services/`` with a ``__main__`` (``vllm_scraper`` → ``vllm-scraper``)."""
-    names = []
-    for info in pkgutil.iter_modules(services.__path__):
-        if info.ispkg and (Path(services.__path__[0]) / info.name / "__main__.py").exists():
-            names.append(info.name.replace("_", "-"))
-    return sorted(names)
-
-
-def _module(service: str) -> str:
-    return "services." + service.replace("-", "_")
+AGGREGATOR = spec("aggregator")
 
 
 def _free_port() -> int:
@@ -144,7 +131,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             env_file = workdir / "demo-env.json"
-            sim_args = [sys.executable, "-m", "simulators", "--env-file", str(env_file)]
+            sim_args = [sys.executable, "-m", "inferwatch.simulators", "--env-file", str(env_file)]
             sim = supervisor.spawn("simulators", sim_args, env)
             demo_env = _wait_for_file(env_file, sim, 60)
             env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
@@ -154,16 +141,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         port = args.port if _port_free(args.port) else _free_port()
         urls = {}
         scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
-        for name in [AGGREGATOR, *[s for s in service_names() if s != AGGREGATOR]]:
-            prefix = "INFERWATCH_" + name.upper().replace("-", "_") + "_"
+        for service in SERVICES:  # the aggregator first
             child_env = dict(env)
-            service_port = port if name == AGGREGATOR else int(env.get(prefix + "PORT") or _free_port())
-            child_env[prefix + "PORT"] = str(service_port)
-            supervisor.spawn(name, [sys.executable, "-m", _module(name)], child_env)
-            urls[name] = f"{scheme}://127.0.0.1:{service_port}"
-        print(f"Aggregator  {urls[AGGREGATOR]}/metrics   (status page: {urls[AGGREGATOR]}/)")
+            service_port = port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
+            child_env[service.port_variable] = str(service_port)
+            supervisor.spawn(service.name, [sys.executable, "-m", "inferwatch", "run", service.name], child_env)
+            urls[service.name] = f"{scheme}://127.0.0.1:{service_port}"
+        print(f"Aggregator  {urls[AGGREGATOR.name]}/metrics   (status page: {urls[AGGREGATOR.name]}/)")
         for name, url in urls.items():
-            if name != AGGREGATOR:
+            if name != AGGREGATOR.name:
                 print(f"  {name:<18} {url}/readyz")
         print("Ctrl-C stops everything.", flush=True)
         while not stop:
@@ -186,16 +172,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one service in this process (what a container runs)."""
-    if args.service not in service_names():
-        print(f"unknown service {args.service!r}; one of: {', '.join(service_names())}", file=sys.stderr)
+    if args.service not in BY_NAME:
+        print(f"unknown service {args.service!r}; one of: {', '.join(BY_NAME)}", file=sys.stderr)
         return 2
-    sys.argv = [args.service]
-    runpy.run_module(_module(args.service), run_name="__main__", alter_sys=True)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_service(spec(args.service)))
+    except SettingsError as exc:
+        print(f"inferwatch run {args.service}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 async def _tail(subject: str, raw_json: bool, count: int) -> int:
-    from shared.bus import Bus, BusSettings
+    from inferwatch.shared.bus import Bus, BusSettings
 
     bus = Bus(BusSettings.from_env(), name="inferwatch-tail")
     await bus.connect()
@@ -251,21 +241,34 @@ def asyncapi() -> dict[str, Any]:
     for t in EVENT_TYPES:
         domain, kind = domain_kind(t)
         name = t.__name__
-        address = f"inferwatch.v1.{domain}.{{name}}.{{source}}" if domain == "alert" \
+        address = (
+            f"inferwatch.v1.{domain}.{{name}}.{{source}}"
+            if domain == "alert"
             else f"inferwatch.v1.{domain}.{kind}.{{source}}"
+        )
         params = {"source": {"description": "source key, sanitised into one subject token"}}
         if domain == "alert":
             params["name"] = {"description": "alert rule name"}
-        messages[name] = {"name": name, "title": name, "summary": (t.__doc__ or "").strip().split("\n")[0],
-                          "contentType": "application/msgpack",
-                          "payload": {"$ref": f"#/components/schemas/{name}"}}
-        channels[name] = {"address": address, "parameters": params,
-                          "messages": {name: {"$ref": f"#/components/messages/{name}"}}}
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": (t.__doc__ or "").strip().split("\n")[0],
+            "contentType": "application/msgpack",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+        }
+        channels[name] = {
+            "address": address,
+            "parameters": params,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
         operations[f"receive{name}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{name}"}}
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "inferwatch", "version": "1.0.0",
-                 "description": "Events on NATS: msgpack by default, JSON when the first byte is '{'."},
+        "info": {
+            "title": "inferwatch",
+            "version": "1.0.0",
+            "description": "Events on NATS: msgpack by default, JSON when the first byte is '{'.",
+        },
         "defaultContentType": "application/msgpack",
         "servers": {"nats": {"host": "localhost:4222", "protocol": "nats"}},
         "channels": channels,
@@ -284,13 +287,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``inferwatch`` console script."""
     parser = argparse.ArgumentParser(prog="inferwatch", description="Event-driven monitoring for LLM serving.")
+    parser.add_argument("--version", action="version", version=f"inferwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run NATS (if needed), the aggregator and every collector")
     up.add_argument("--demo", action="store_true", help="also start the simulators and point the collectors at them")
-    up.add_argument("--port", type=int, default=AGGREGATOR_PORT, help="aggregator HTTP port (default 9750)")
+    up.add_argument(
+        "--port", type=int, default=AGGREGATOR.port, help=f"aggregator HTTP port (default {AGGREGATOR.port})"
+    )
     up.set_defaults(func=cmd_up)
-    run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", help=f"one of: {', '.join(service_names())}")
+    services = "\n".join(f"  {s.name:<18} {s.summary}" for s in SERVICES)
+    run = sub.add_parser(
+        "run",
+        help="run one service in the foreground",
+        epilog="services:\n" + services,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("service", help="the service to run (below)")
     run.set_defaults(func=cmd_run)
     tail = sub.add_parser("tail", help="print live events, decoded")
     tail.add_argument("subject", nargs="?", default=ALL)

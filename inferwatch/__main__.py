@@ -1,0 +1,5 @@
+"""``python -m inferwatch``: the ``inferwatch`` command."""
+
+from inferwatch.cli import main
+
+main()

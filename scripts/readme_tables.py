@@ -1,0 +1,69 @@
+"""The README's generated tables (services, exported metric families), made from the code so they cannot drift.
+
+Run: .venv/bin/python -m scripts.readme_tables [--write]   (--write updates README.md in place)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from inferwatch.services import SERVICES
+from inferwatch.services.aggregator import app
+from inferwatch.services.aggregator.domains import all_families
+from inferwatch.services.aggregator.render import Family
+from inferwatch.services.aggregator.state import SOURCE_INTERVAL, SOURCE_LAST_SEEN, SOURCE_UP
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def exported_families() -> list[Family]:
+    """Every family the aggregator can export."""
+    own = [v for v in vars(app).values() if isinstance(v, Family)]
+    return sorted({*all_families(), SOURCE_UP, SOURCE_LAST_SEEN, SOURCE_INTERVAL, *own}, key=lambda f: f.name)
+
+
+def sample_name(family: Family) -> str:
+    """The name as it appears on /metrics (counters get ``_total``)."""
+    return family.name + "_total" if family.type == "counter" else family.name
+
+
+def metrics_table() -> str:
+    """Every exported metric family: name, type, help."""
+    rows = ["| metric | type | meaning |", "|---|---|---|"]
+    rows += [f"| `{sample_name(f)}` | {f.type} | {f.help} |" for f in exported_families()]
+    return "\n".join(rows)
+
+
+def services_table() -> str:
+    """Every registered service: name, default port, environment prefix, what it does."""
+    rows = ["| service | port | settings | what it does |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {s.port} | `{s.env_prefix}*` | {s.summary} |" for s in SERVICES]
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {"services-table": services_table, "metrics-table": metrics_table}
+
+
+def with_tables(readme: str) -> str:
+    """``readme`` with every generated table between its ``<!-- name:begin -->``/``<!-- name:end -->`` markers."""
+    for name, render in TABLES.items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        head, rest = readme.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{begin}\n{render()}\n{end}{tail}"
+    return readme
+
+
+def main() -> None:
+    """Print the tables, or write them into README.md."""
+    if "--write" in sys.argv:
+        README.write_text(with_tables(README.read_text()))
+    else:
+        for render in TABLES.values():
+            print(render(), end="\n\n")
+
+
+if __name__ == "__main__":
+    main()
