@@ -1,18 +1,26 @@
 """inferwatch contracts: the event types and subjects services exchange over NATS.
 
 This package is the only coupling between services. Events are frozen ``msgspec.Struct``s; each
-is published on ``inferwatch.v1.<domain>.<kind>.<source-key>`` (see `contracts.subjects`).
+is published on ``inferwatch.v<N>.<domain>.<kind>.<source-key>`` (see `contracts.subjects`).
 """
 
 from inferwatch.contracts.base import Event, Histogram, Occurrence, Snapshot
 from inferwatch.contracts.codec import DecodeError, Encoding, decode, encode
 from inferwatch.contracts.registry import EVENT_TYPES, AnyEvent
-from inferwatch.contracts.subjects import ALL, ROOT, domain_kind, sanitize_token, subject_filter, subject_for
+from inferwatch.contracts.subjects import (
+    ALL,
+    PREFIX,
+    domain_kind,
+    sanitize_token,
+    subject_filter,
+    subject_for,
+    version_token,
+)
 
 __all__ = [
     "ALL",
     "EVENT_TYPES",
-    "ROOT",
+    "PREFIX",
     "AnyEvent",
     "DecodeError",
     "Encoding",
@@ -26,4 +34,5 @@ __all__ = [
     "sanitize_token",
     "subject_filter",
     "subject_for",
+    "version_token",
 ]

@@ -8,6 +8,8 @@ Units: timestamps are float Unix seconds, durations seconds, sizes bytes, ratios
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 
@@ -15,13 +17,15 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event on the bus.
 
     Each concrete type is declared with ``tag="<domain>.<kind>"``; the tag travels in the
-    ``type`` field and names the subject ``inferwatch.v1.<domain>.<kind>.<source-key>``.
+    ``type`` field and names the subject ``inferwatch.v<SUBJECT_VERSION>.<domain>.<kind>.<source-key>``.
 
     Attributes:
         source: stable key of the thing described (a container id, a target URL, a proxy name).
         observed_at: when the collector observed it (Unix seconds).
         collector: instance id of the publishing service (``<service>@<host>:<pid>``).
     """
+
+    SUBJECT_VERSION: ClassVar[int] = 1  # raised by a breaking change to the type (contracts.subjects)
 
     source: str
     observed_at: float

@@ -1,7 +1,8 @@
-"""Versioned NATS subjects: ``inferwatch.v1.<domain>.<kind>.<source-key>``.
+"""Versioned NATS subjects: ``inferwatch.v<N>.<domain>.<kind>.<source-key>``.
 
-The version lives in the subject: a breaking change to an event is a new ``v2`` subject,
-never a silent change to ``v1``.
+The version lives in the subject, per event type (``Event.SUBJECT_VERSION``): a breaking change to an
+event moves it to the next version's subject, never a silent change under the old one
+(``tests`` hold a JSON Schema snapshot of every event and fail on a breaking change without a bump).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 
 from inferwatch.contracts.base import Event
 
-ROOT = "inferwatch.v1"
-ALL = f"{ROOT}.>"
+PREFIX = "inferwatch"
+ALL = f"{PREFIX}.>"  # every event of every version
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 _MAX_TOKEN = 96
@@ -43,6 +44,11 @@ def domain_kind(event_type: type[Event]) -> tuple[str, str]:
     return domain, kind
 
 
+def version_token(event_type: type[Event]) -> str:
+    """``v1``, ``v2``: the version token of an event type's subjects."""
+    return f"v{event_type.SUBJECT_VERSION}"
+
+
 def subject_for(event: Event) -> str:
     """The subject an event is published on.
 
@@ -53,9 +59,9 @@ def subject_for(event: Event) -> str:
     name = getattr(event, "name", None) if domain == "alert" else None
     if isinstance(name, str):
         kind = sanitize_token(name)
-    return f"{ROOT}.{domain}.{kind}.{sanitize_token(event.source)}"
+    return f"{PREFIX}.{version_token(type(event))}.{domain}.{kind}.{sanitize_token(event.source)}"
 
 
-def subject_filter(domain: str = "*", kind: str = "*") -> str:
-    """A wildcard subscription for one domain/kind (``inferwatch.v1.vllm.*.>``-style)."""
-    return f"{ROOT}.{domain}.{kind}.>"
+def subject_filter(domain: str = "*", kind: str = "*", version: str = "*") -> str:
+    """A wildcard subscription for one domain/kind, any version unless given (``inferwatch.*.vllm.*.>``)."""
+    return f"{PREFIX}.{version}.{domain}.{kind}.>"

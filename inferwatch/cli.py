@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from inferwatch import __version__
-from inferwatch.contracts import ALL, EVENT_TYPES, decode, domain_kind
+from inferwatch.contracts import ALL, EVENT_TYPES, PREFIX, decode, domain_kind, version_token
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
 from inferwatch.shared.natsserver import EmbeddedNats, answers
@@ -242,9 +242,9 @@ def asyncapi() -> dict[str, Any]:
         domain, kind = domain_kind(t)
         name = t.__name__
         address = (
-            f"inferwatch.v1.{domain}.{{name}}.{{source}}"
+            f"{PREFIX}.{version_token(t)}.{domain}.{{name}}.{{source}}"
             if domain == "alert"
-            else f"inferwatch.v1.{domain}.{kind}.{{source}}"
+            else f"{PREFIX}.{version_token(t)}.{domain}.{kind}.{{source}}"
         )
         params = {"source": {"description": "source key, sanitised into one subject token"}}
         if domain == "alert":

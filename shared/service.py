@@ -54,7 +54,7 @@ def instance_id(service: str) -> str:
 
 def heartbeat_subject_prefix(service: str) -> str:
     """What the heartbeat subjects of ``service``'s replicas start with (instance ids are ``<service>@…``)."""
-    return subject_filter("heartbeat", "service").removesuffix(">") + sanitize_token(service) + "_"
+    return subject_filter("heartbeat", "service", version="v1").removesuffix(">") + sanitize_token(service) + "_"
 
 
 @dataclass

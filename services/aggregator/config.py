@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from inferwatch.contracts.subjects import ALL
 from inferwatch.shared.settings import Env
 
 
@@ -20,7 +21,7 @@ class AggregatorConfig:
 
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"
 
-    subject: str = "inferwatch.v1.>"
+    subject: str = ALL
     expiry_intervals: float = 3.0
     tombstone_s: float = 600.0
     max_sources: int = 100_000

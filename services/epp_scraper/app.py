@@ -16,6 +16,7 @@ from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.subjects import subject_filter
 from inferwatch.services.epp_scraper.config import EppScraperConfig
 from inferwatch.services.epp_scraper.core import (
     WANTED,
@@ -255,7 +256,7 @@ class EppScraper:
 async def run(ctx: ServiceContext, config: EppScraperConfig) -> None:
     """Scrape until stopped."""
     scraper = EppScraper(config, ctx)
-    await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
+    await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
     try:
         while True:
             await scraper.cycle()

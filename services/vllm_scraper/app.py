@@ -14,6 +14,7 @@ from typing import Any
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.subjects import subject_filter
 from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from inferwatch.services.vllm_scraper.config import VllmScraperConfig
 from inferwatch.services.vllm_scraper.core import (
@@ -409,7 +410,7 @@ def _unreachable(exc: BaseException) -> bool:
 async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     """Scrape every interval until stopped."""
     scraper = VllmScraper(config, ctx)
-    await ctx.bus.subscribe("inferwatch.v1.discovery.>", scraper.on_discovery)
+    await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
         # only this service's replicas matter: other heartbeats are skipped before decoding
         await ctx.bus.subscribe(
