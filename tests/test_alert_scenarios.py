@@ -139,7 +139,7 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
             )
         pid = _collector_pid(proc_pid, STOPPED_COLLECTOR)
         instance = f"{STOPPED_COLLECTOR.replace('_', '-')}@{socket.gethostname()}:{pid}"
-        out.labels[HEARTBEAT], out.prom_labels[HEARTBEAT] = {"instance": instance}, {"source": instance}
+        out.labels[HEARTBEAT] = out.prom_labels[HEARTBEAT] = {"source": instance}
         out.missing = [r for r in RULES if r not in out.labels]
 
         def firing_on_nats(name: str) -> set[str]:

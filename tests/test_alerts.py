@@ -223,7 +223,7 @@ def test_heartbeat_silence_fires_and_a_new_heartbeat_resolves() -> None:
     assert eng.on_event(hb, T0) == []
     assert eng.tick(T0 + 20) == []
     fired = eng.tick(T0 + 31)
-    assert [(a.name, a.labels["instance"]) for a in fired] == [("CollectorHeartbeatMissing", "vllm-scraper@h:1")]
+    assert [(a.name, a.labels["source"]) for a in fired] == [("CollectorHeartbeatMissing", "vllm-scraper@h:1")]
     assert eng.tick(T0 + 40) == []  # deduplicated
     resolved = eng.on_event(hb, T0 + 41)
     assert [(a.name, a.state) for a in resolved] == [("CollectorHeartbeatMissing", "resolved")]

@@ -17,7 +17,6 @@ import yaml  # type: ignore[import-untyped]
 
 from inferwatch.services.aggregator import app as aggregator_app
 from inferwatch.services.aggregator import state as aggregator_state
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, load_rules
 from inferwatch.services.aggregator.domains import all_families
 from inferwatch.services.aggregator.render import Family
 from tests.conftest import require_tool
@@ -88,22 +87,6 @@ def test_promtool_check_config() -> None:
 def _prometheus_alerts() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
-
-
-def test_prometheus_rules_mirror_the_engine_defaults() -> None:
-    engine = {r.name: r for r in load_rules(DEFAULT_RULES_FILE)}
-    prom = _prometheus_alerts()
-    assert set(prom) == set(engine)
-    for name, rule in prom.items():
-        assert rule["labels"]["severity"] == engine[name].severity, name
-        assert rule["annotations"]["runbook_url"] == engine[name].annotations["runbook_url"], name
-        assert rule.get("for", "0s") in (_fmt(engine[name].for_s), "0s") or engine[name].kind == "silent", name
-
-
-def _fmt(seconds: float) -> str:
-    if seconds and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{int(seconds)}s"
 
 
 def test_every_alert_rule_has_a_promtool_unit_test_that_expects_it_to_fire() -> None:
