@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, Rule, load_rules, parse_duration
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, Rule, load_rules, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"

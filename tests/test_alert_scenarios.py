@@ -33,7 +33,7 @@ import yaml  # type: ignore[import-untyped]
 
 from inferwatch.contracts import Event
 from inferwatch.contracts.alert import Alert
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.conftest import free_port, wait_until
 from tests.test_system import _children

@@ -11,8 +11,8 @@ import pytest
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from inferwatch.services.aggregator.alerting import AlertingConfig, alertmanager_payload
-from inferwatch.services.aggregator.alerts import (
+from inferwatch.services.aggregator.alert_dispatch import AlertingConfig, alertmanager_payload
+from inferwatch.services.aggregator.rule_engine import (
     DEFAULT_RULES_FILE,
     AlertEngine,
     RuleError,
