@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, Rule, load_rules, parse_duration
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, Expression, Rule, load_rules, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"
@@ -106,10 +106,14 @@ _OPERATORS: dict[type[ast.cmpop], str] = {
     ast.Eq: "==",
     ast.NotEq: "!=",
 }
+_MIRRORED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}  # `2 < x` is `x > 2`
 _QUANTILE_FUNCTION = re.compile(r"p(\d\d)")  # p50, p95, p99
 
 
 def _number(node: ast.AST) -> float | None:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        negated = _number(node.operand)
+        return None if negated is None else -negated
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return float(node.value)
     return None
@@ -128,9 +132,12 @@ def engine_facts(rule: Rule) -> RuleFacts:
             if isinstance(node, ast.Compare):
                 operands = [node.left, *node.comparators]
                 for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
-                    constant = _number(right)
-                    if type(op) in _OPERATORS and constant is not None and _number(left) is None:
+                    if type(op) not in _OPERATORS:
+                        continue
+                    if (constant := _number(right)) is not None and _number(left) is None:
                         thresholds.add((_OPERATORS[type(op)], constant))
+                    elif (constant := _number(left)) is not None and _number(right) is None:
+                        thresholds.add((_MIRRORED[_OPERATORS[type(op)]], constant))
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 if node.func.id == "increase" and len(node.args) == 2:
                     window = _number(node.args[1])
@@ -153,8 +160,10 @@ def engine_facts(rule: Rule) -> RuleFacts:
 # --- the PromQL copy ---------------------------------------------------------------------------------
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)\s*(?:bool\s+)?(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![\w.])")
-_RANGE = re.compile(r"\[(\d+[smhd])\]")
+_NUMBER = r"(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"
+_COMPARISON = re.compile(rf"(==|!=|>=|<=|>|<)\s*(?:bool\s+)?{_NUMBER}(?![\w.])")
+_COMPARISON_OF_A_CONSTANT = re.compile(rf"(?<![\w.\]]){_NUMBER}\s*(==|!=|>=|<=|>|<)(?!\s*(?:bool\s+)?-?\d)")
+_RANGE = re.compile(r"\[([^\]]+)\]")  # a range parse_duration cannot read (1h30m, a subquery) fails loudly
 _HISTOGRAM_QUANTILE = re.compile(r"histogram_quantile\(\s*(\d*\.?\d+)")
 
 
@@ -176,23 +185,38 @@ def _promql_label_keys() -> dict[str, frozenset[str]]:
     return {name: next(iter(variants)) for name, variants in keys.items()}
 
 
+def promql_rules() -> list[dict[str, Any]]:
+    """Every recording and alerting rule of the PromQL copy, all groups."""
+    return [rule for group in yaml.safe_load(PROM_RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def promql_condition(expr: str) -> tuple[frozenset[Threshold], frozenset[float], frozenset[float]]:
+    """Thresholds, range windows (seconds) and histogram quantiles of a PromQL expression."""
+    expr = _STRING.sub('""', expr)  # label values are not numbers of the condition
+    thresholds = {(op, float(value)) for op, value in _COMPARISON.findall(expr)}
+    thresholds |= {(_MIRRORED[op], float(value)) for value, op in _COMPARISON_OF_A_CONSTANT.findall(expr)}
+    windows = {parse_duration(window, expr) for window in _RANGE.findall(expr)}
+    quantiles = {float(q) for q in _HISTOGRAM_QUANTILE.findall(expr)}
+    return frozenset(thresholds), frozenset(windows), frozenset(quantiles)
+
+
 def promql_facts() -> dict[str, RuleFacts]:
     """The facts of every alert of the PromQL copy, recording rules inlined into the alerts that use them."""
-    rules = [r for group in yaml.safe_load(PROM_RULES.read_text())["groups"] for r in group["rules"]]
+    rules = promql_rules()
     recorded = {r["record"]: r["expr"] for r in rules if "record" in r}
     label_keys = _promql_label_keys()
     facts: dict[str, RuleFacts] = {}
     for rule in (r for r in rules if "alert" in r):
         name = rule["alert"]
-        expr = _STRING.sub('""', _inline_recording_rules(rule["expr"], recorded))
+        thresholds, windows, quantiles = promql_condition(_inline_recording_rules(rule["expr"], recorded))
         facts[name] = RuleFacts(
             severity=rule["labels"]["severity"],
             for_s=parse_duration(rule.get("for", "0s"), name),
             runbook_url=rule["annotations"].get("runbook_url", ""),
             label_keys=label_keys.get(name, frozenset()),
-            thresholds=frozenset((op, float(value)) for op, value in _COMPARISON.findall(expr)),
-            windows_s=frozenset(parse_duration(window, name) for window in _RANGE.findall(expr)),
-            quantiles=frozenset(float(q) for q in _HISTOGRAM_QUANTILE.findall(expr)),
+            thresholds=thresholds,
+            windows_s=windows,
+            quantiles=quantiles,
         )
     return facts
 
@@ -236,6 +260,27 @@ def test_every_intended_difference_is_a_difference_of_an_existing_rule() -> None
         assert intended.reason, f"{name}.{fact} needs a reason"
 
 
+@pytest.mark.parametrize(
+    ("expr", "thresholds", "windows", "quantiles"),
+    [
+        ('x{quantile="0.99", le="5"} > 10', {(">", 10.0)}, set(), set()),
+        ("0.5 > increase(a[1h]) / increase(b[90s])", {("<", 0.5)}, {3600.0, 90.0}, set()),
+        ("histogram_quantile(0.9, rate(h_bucket[5m])) >= bool 2e-3", {(">=", 0.002)}, {300.0}, {0.9}),
+        ("count(x == 1) > 0 and y != -1", {("==", 1.0), (">", 0.0), ("!=", -1.0)}, set(), set()),
+    ],
+)
+def test_the_promql_reader_is_exact(
+    expr: str, thresholds: set[Threshold], windows: set[float], quantiles: set[float]
+) -> None:
+    assert promql_condition(expr) == (thresholds, windows, quantiles)
+
+
+def test_the_engine_reader_mirrors_a_constant_on_the_left() -> None:
+    # built without parse_rule: no contract field names, which other work renames
+    when = Expression("85 <= reading and -1 < other and 2 > -3", "Mirrored")
+    assert engine_facts(Rule(name="Mirrored", event="gpu.host", when=when)).thresholds == {(">=", 85.0), (">", -1.0)}
+
+
 def test_the_fact_readers_see_what_the_rules_say() -> None:
     """The readers are exact on a rule of each shape (so an agreeing pair is not two empty readings)."""
     assert ENGINE["VllmTtftHigh"] == RuleFacts(
@@ -252,3 +297,30 @@ def test_the_fact_readers_see_what_the_rules_say() -> None:
     assert PROMQL["LangfuseScoreDropping"].thresholds == frozenset({("<", 0.5)})
     assert ENGINE["CollectorHeartbeatMissing"].thresholds == frozenset({(">", 30.0)})
     assert PROMQL["GpuMemoryNearFull"].thresholds == frozenset({(">=", 0.98)})
+
+
+# --- the runbooks quote both copies -------------------------------------------------------------------
+
+RUNBOOKS = ROOT / "deploy" / "README.md"
+
+
+def _runbook(name: str) -> str:
+    sections = re.split(r"^### ", RUNBOOKS.read_text(), flags=re.MULTILINE)
+    section = next((s for s in sections if s.startswith(name + "\n")), "")
+    assert section, f"{RUNBOOKS.name} has no runbook section ### {name}"
+    return " ".join(section.split())
+
+
+@pytest.mark.parametrize("rule", load_rules(DEFAULT_RULES_FILE), ids=lambda rule: rule.name)
+def test_the_runbook_quotes_both_copies_as_they_are(rule: Rule) -> None:
+    runbook = _runbook(rule.name)
+    prom = next(r for r in promql_rules() if r.get("alert") == rule.name)
+    quotes = [f"Severity **{rule.severity}**", f"`{' '.join(prom['expr'].split())}`"]
+    if rule.when is not None:
+        quotes.append(f"`when: {rule.when.source}`")
+    if rule.for_s:
+        quotes += [f"`for` {rule.for_s:.0f} s", f"for {prom['for']}"]
+    missing = [quote for quote in quotes if quote not in runbook]
+    assert not missing, (
+        f"{RUNBOOKS.relative_to(ROOT)} ### {rule.name}: update it to quote the rules as they are: {missing}"
+    )
