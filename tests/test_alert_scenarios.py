@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 RULES = [r["alert"] for r in yaml.safe_load(DEFAULT_RULES_FILE.read_text())["rules"]]
 HEARTBEAT = "CollectorHeartbeatMissing"
-STOPPED_COLLECTOR = "model_catalog"  # no rule reads its data: stopping it disturbs no other scenario
+STOPPED_COLLECTOR = "model-catalog"  # no rule reads its data: stopping it disturbs no other scenario
 FIRE_TIMEOUT_S = 45.0
 RESOLVE_TIMEOUT_S = 60.0
 
@@ -138,7 +138,7 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
                 lambda e=expr: _has(client, prom, e), timeout=60, what=f"{expr} in Prometheus", interval=0.5
             )
         pid = _collector_pid(proc_pid, STOPPED_COLLECTOR)
-        instance = f"{STOPPED_COLLECTOR.replace('_', '-')}@{socket.gethostname()}:{pid}"
+        instance = f"{STOPPED_COLLECTOR}@{socket.gethostname()}:{pid}"
         out.labels[HEARTBEAT] = out.prom_labels[HEARTBEAT] = {"source": instance}
         out.missing = [r for r in RULES if r not in out.labels]
 
