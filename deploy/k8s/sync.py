@@ -5,16 +5,18 @@ Generated: Kustomize only reads files under its own directory, so the dashboards
 (deploy/grafana/dashboards/*.json) are copied to ``dashboards/`` and the Prometheus rules
 (deploy/prometheus/rules/inferwatch.rules.yml) are wrapped in a PrometheusRule (``prometheusrule.yaml``).
 
-Checked: the Kubernetes manifests, ``docker-compose.yml`` and ``deploy/prometheus/prometheus.yml`` stay
-hand-written (comments, anchors and per-service details read better than a generator), and every service
-fact in them must match ``inferwatch.services.SERVICES``: which services run, each one's HTTP port
-(``<prefix>HTTP_PORT``, container port, probes, Service port, scrape target) and its bind address
-(``<prefix>HTTP_HOST``: all interfaces, or nothing outside the container reaches it). Each mismatch is one
-line naming the file, the service and the fix. tests/test_deploy.py runs both.
+Checked: the Kubernetes manifests, ``docker-compose.yml``, ``deploy/prometheus/prometheus.yml`` and the
+``Dockerfile`` stay hand-written (comments, anchors and per-service details read better than a generator),
+and every service fact in them must match ``inferwatch.services.SERVICES``: which services run, each one's
+HTTP port (``<prefix>HTTP_PORT``, container port, probes, Service port, scrape target, ``EXPOSE``) and its
+bind address (``<prefix>HTTP_HOST``: all interfaces, or nothing outside the container reaches it). Each
+mismatch is one line naming the file, the service and the fix. tests/test_deploy.py runs both.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from inferwatch.shared.service import ServiceSpec
 HERE = Path(__file__).parent
 DEPLOY = HERE.parent
 COMPOSE = DEPLOY.parent / "docker-compose.yml"
+DOCKERFILE = DEPLOY.parent / "Dockerfile"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 CONTAINER_HTTP_HOST = "0.0.0.0"  # in a container, loopback would hide the endpoints from probes and Prometheus
 PROBES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
@@ -147,9 +150,22 @@ def prometheus_mismatches() -> Iterator[str]:
                     yield f"{where}: job {job['job_name']}: scrape {host}:{BY_NAME[host].port} (is {target})"
 
 
+def dockerfile_mismatches() -> Iterator[str]:
+    """The image must expose the port of the service its default command runs."""
+    text = DOCKERFILE.read_text()
+    command = re.search(r"^CMD (\[.*\])$", text, re.MULTILINE)
+    name = _run_command_service(json.loads(command.group(1))) if command else None
+    if name not in BY_NAME:
+        yield f"Dockerfile: CMD must run a service of {REGISTRY} (is {command.group(1) if command else None})"
+        return
+    exposed = re.findall(r"^EXPOSE (\d+)$", text, re.MULTILINE)
+    if exposed != [str(BY_NAME[name].port)]:
+        yield f"Dockerfile: EXPOSE {BY_NAME[name].port}, the port of {name} (is {exposed})"
+
+
 def registry_mismatches() -> list[str]:
-    """Every disagreement between deploy/ (and docker-compose.yml) and the service registry."""
-    return [*k8s_mismatches(), *compose_mismatches(), *prometheus_mismatches()]
+    """Every disagreement between deploy/ (and docker-compose.yml, Dockerfile) and the service registry."""
+    return [*k8s_mismatches(), *compose_mismatches(), *prometheus_mismatches(), *dockerfile_mismatches()]
 
 
 def main() -> int:
