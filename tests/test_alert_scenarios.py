@@ -33,7 +33,7 @@ import yaml  # type: ignore[import-untyped]
 
 from inferwatch.contracts import Event
 from inferwatch.contracts.alert import Alert
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.conftest import free_port, wait_until
 from tests.test_system import _children
@@ -139,7 +139,7 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
             )
         pid = _collector_pid(proc_pid, STOPPED_COLLECTOR)
         instance = f"{STOPPED_COLLECTOR}@{socket.gethostname()}:{pid}"
-        out.labels[HEARTBEAT], out.prom_labels[HEARTBEAT] = {"instance": instance}, {"source": instance}
+        out.labels[HEARTBEAT] = out.prom_labels[HEARTBEAT] = {"source": instance}
         out.missing = [r for r in RULES if r not in out.labels]
 
         def firing_on_nats(name: str) -> set[str]:

@@ -11,8 +11,8 @@ import pytest
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from inferwatch.services.aggregator.alerting import AlertingConfig, alertmanager_payload
-from inferwatch.services.aggregator.alerts import (
+from inferwatch.services.aggregator.alert_dispatch import AlertingConfig, alertmanager_payload
+from inferwatch.services.aggregator.rule_engine import (
     DEFAULT_RULES_FILE,
     AlertEngine,
     RuleError,
@@ -223,7 +223,7 @@ def test_heartbeat_silence_fires_and_a_new_heartbeat_resolves() -> None:
     assert eng.on_event(hb, T0) == []
     assert eng.tick(T0 + 20) == []
     fired = eng.tick(T0 + 31)
-    assert [(a.name, a.labels["instance"]) for a in fired] == [("CollectorHeartbeatMissing", "vllm-scraper@h:1")]
+    assert [(a.name, a.labels["source"]) for a in fired] == [("CollectorHeartbeatMissing", "vllm-scraper@h:1")]
     assert eng.tick(T0 + 40) == []  # deduplicated
     resolved = eng.on_event(hb, T0 + 41)
     assert [(a.name, a.state) for a in resolved] == [("CollectorHeartbeatMissing", "resolved")]

@@ -186,8 +186,8 @@ def test_decode_of_published_alert_roundtrips() -> None:
 
 
 async def test_unreachable_alertmanager_is_counted_and_nats_publishing_goes_on(nats_url: str) -> None:
-    from inferwatch.services.aggregator.alerting import AlertDispatcher, AlertingConfig
-    from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
+    from inferwatch.services.aggregator.alert_dispatch import AlertDispatcher, AlertingConfig
+    from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, load_rules
 
     config = AlertingConfig(alertmanager_url=f"http://127.0.0.1:{free_port()}", tick_s=0.05, resend_s=0.2)
     engine = AlertEngine(load_rules(DEFAULT_RULES_FILE))

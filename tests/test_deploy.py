@@ -13,11 +13,12 @@ from types import ModuleType
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
+import pytest
 import yaml  # type: ignore[import-untyped]
 
+from inferwatch.services import SERVICES
 from inferwatch.services.aggregator import app as aggregator_app
 from inferwatch.services.aggregator import state as aggregator_state
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, load_rules
 from inferwatch.services.aggregator.domains import all_families
 from inferwatch.services.aggregator.render import Family
 from tests.conftest import require_tool
@@ -88,22 +89,6 @@ def test_promtool_check_config() -> None:
 def _prometheus_alerts() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
-
-
-def test_prometheus_rules_mirror_the_engine_defaults() -> None:
-    engine = {r.name: r for r in load_rules(DEFAULT_RULES_FILE)}
-    prom = _prometheus_alerts()
-    assert set(prom) == set(engine)
-    for name, rule in prom.items():
-        assert rule["labels"]["severity"] == engine[name].severity, name
-        assert rule["annotations"]["runbook_url"] == engine[name].annotations["runbook_url"], name
-        assert rule.get("for", "0s") in (_fmt(engine[name].for_s), "0s") or engine[name].kind == "silent", name
-
-
-def _fmt(seconds: float) -> str:
-    if seconds and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{int(seconds)}s"
 
 
 def test_every_alert_rule_has_a_promtool_unit_test_that_expects_it_to_fire() -> None:
@@ -231,21 +216,7 @@ def test_compose_file_validates_against_the_compose_spec_schema() -> None:
 
 def test_compose_services_and_isolation() -> None:
     services = _compose()["services"]
-    expected = {
-        "nats",
-        "aggregator",
-        "docker-watcher",
-        "vllm-scraper",
-        "epp-scraper",
-        "litellm-poller",
-        "langfuse-ingester",
-        "gpu-agent",
-        "model-catalog",
-        "demo",
-        "prometheus",
-        "alertmanager",
-        "grafana",
-    }
+    expected = {spec.name for spec in SERVICES} | {"nats", "demo", "prometheus", "alertmanager", "grafana"}
     assert expected <= set(services)
     for name, svc in services.items():
         mounts = svc.get("volumes", [])
@@ -293,11 +264,43 @@ def test_kustomization_lists_existing_files_and_labels_dashboards() -> None:
             assert (k8s / file).is_file(), file
 
 
+def _sync() -> ModuleType:
+    return _load(DEPLOY / "k8s" / "sync.py", "inferwatch_k8s_sync")
+
+
 def test_k8s_generated_inputs_are_current() -> None:
-    sync = _load(DEPLOY / "k8s" / "sync.py", "inferwatch_k8s_sync")
-    assert (DEPLOY / "k8s" / "prometheusrule.yaml").read_text() == sync.prometheus_rule()
+    sync = _sync()
+    stale = "is stale: run python deploy/k8s/sync.py"
+    assert (DEPLOY / "k8s" / "prometheusrule.yaml").read_text() == sync.prometheus_rule(), (
+        f"prometheusrule.yaml {stale}"
+    )
     for path in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
-        assert (DEPLOY / "k8s" / "dashboards" / path.name).read_text() == path.read_text(), path.name
+        assert (DEPLOY / "k8s" / "dashboards" / path.name).read_text() == path.read_text(), f"{path.name} {stale}"
+
+
+def test_deploy_files_match_the_service_registry() -> None:
+    mismatches = _sync().registry_mismatches()
+    assert not mismatches, "deploy/ disagrees with inferwatch.services.SERVICES; fix by hand:\n" + "\n".join(mismatches)
+
+
+def test_the_registry_check_names_each_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong port, a loopback bind and a stale scrape target each give one line naming the fix."""
+    sync = _sync()
+    compose = (ROOT / "docker-compose.yml").read_text()
+    compose = compose.replace('INFERWATCH_VLLM_HTTP_PORT: "9752"', 'INFERWATCH_VLLM_HTTP_PORT: "9999"')
+    compose = compose.replace("INFERWATCH_GPU_HTTP_HOST: 0.0.0.0", "INFERWATCH_GPU_HTTP_HOST: 127.0.0.1")
+    prometheus = (PROM / "prometheus.yml").read_text().replace("aggregator:9750", "aggregator:9751")
+    (tmp_path / "docker-compose.yml").write_text(compose)
+    (tmp_path / "prometheus.yml").write_text(prometheus)
+    monkeypatch.setattr(sync, "COMPOSE", tmp_path / "docker-compose.yml")
+    monkeypatch.setattr(sync, "PROMETHEUS_CONFIG", tmp_path / "prometheus.yml")
+    assert sync.registry_mismatches() == [
+        "docker-compose.yml: vllm-scraper: set INFERWATCH_VLLM_HTTP_PORT to '9752', the port in "
+        "inferwatch.services.SERVICES (is '9999')",
+        "docker-compose.yml: gpu-agent: set INFERWATCH_GPU_HTTP_HOST to '0.0.0.0', all interfaces: "
+        "a container's loopback hides it (is '127.0.0.1')",
+        "deploy/prometheus/prometheus.yml: job inferwatch-aggregator: scrape aggregator:9750 (is aggregator:9751)",
+    ]
 
 
 def test_k8s_kinds() -> None:
@@ -306,8 +309,8 @@ def test_k8s_kinds() -> None:
     assert ("ServiceMonitor", "inferwatch-aggregator") in kinds
     assert ("PrometheusRule", "inferwatch") in kinds
     assert ("ClusterRole", "inferwatch-epp-scraper") in kinds
-    deployments = {name for kind, name in kinds if kind == "Deployment"}
-    assert {"aggregator", "vllm-scraper", "epp-scraper", "litellm-poller", "langfuse-ingester"} <= deployments
+    workloads = {name for kind, name in kinds if kind in ("Deployment", "DaemonSet")}
+    assert {spec.name for spec in SERVICES} <= workloads
     epp = next(d for d in _k8s_docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == "epp-scraper")
     assert epp["spec"]["template"]["spec"]["serviceAccountName"] == "epp-scraper"
     role = next(d for d in _k8s_docs() if d["kind"] == "ClusterRole")

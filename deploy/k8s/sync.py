@@ -1,19 +1,41 @@
-"""Refresh deploy/k8s's generated inputs: ``python deploy/k8s/sync.py``.
+"""Refresh deploy/k8s's generated inputs and check deploy/ against the service registry:
+``python deploy/k8s/sync.py``.
 
-Kustomize only reads files under its own directory, so the dashboards (deploy/grafana/dashboards/*.json)
-are copied to ``dashboards/`` and the Prometheus rules (deploy/prometheus/rules/inferwatch.rules.yml) are
-wrapped in a PrometheusRule (``prometheusrule.yaml``). tests/test_deploy.py checks the copies are current.
+Generated: Kustomize only reads files under its own directory, so the dashboards
+(deploy/grafana/dashboards/*.json) are copied to ``dashboards/`` and the Prometheus rules
+(deploy/prometheus/rules/inferwatch.rules.yml) are wrapped in a PrometheusRule (``prometheusrule.yaml``).
+
+Checked: the Kubernetes manifests, ``docker-compose.yml``, ``deploy/prometheus/prometheus.yml`` and the
+``Dockerfile`` stay hand-written (comments, anchors and per-service details read better than a generator),
+and every service fact in them must match ``inferwatch.services.SERVICES``: which services run, each one's
+HTTP port (``<prefix>HTTP_PORT``, container port, probes, Service port, scrape target, ``EXPOSE``) and its
+bind address (``<prefix>HTTP_HOST``: all interfaces, or nothing outside the container reaches it). Each
+mismatch is one line naming the file, the service and the fix. tests/test_deploy.py runs both.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from inferwatch.services import BY_NAME, SERVICES
+from inferwatch.shared.service import ServiceSpec
+
 HERE = Path(__file__).parent
 DEPLOY = HERE.parent
+COMPOSE = DEPLOY.parent / "docker-compose.yml"
+DOCKERFILE = DEPLOY.parent / "Dockerfile"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+CONTAINER_HTTP_HOST = "0.0.0.0"  # in a container, loopback would hide the endpoints from probes and Prometheus
+PROBES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+REGISTRY = "inferwatch.services.SERVICES"
 
 
 def prometheus_rule() -> str:
@@ -29,14 +51,135 @@ def prometheus_rule() -> str:
     return header + str(yaml.safe_dump(doc, sort_keys=False, width=200))
 
 
-def main() -> None:
-    """Copy dashboards, write the PrometheusRule."""
+def _run_command_service(command: object) -> str | None:
+    """``vllm-scraper`` for the command ``["run", "vllm-scraper"]``; None for any other command."""
+    if isinstance(command, list) and len(command) == 2 and command[0] == "run":
+        return str(command[1])
+    return None
+
+
+def _env_mismatches(where: str, spec: ServiceSpec, env: dict[str, str]) -> Iterator[str]:
+    expected = {  # variable -> (value, why)
+        spec.port_variable: (str(spec.port), f"the port in {REGISTRY}"),
+        spec.env_prefix + "HTTP_HOST": (CONTAINER_HTTP_HOST, "all interfaces: a container's loopback hides it"),
+    }
+    for name, (value, why) in expected.items():
+        if env.get(name) != value:
+            yield f"{where}: {spec.name}: set {name} to {value!r}, {why} (is {env.get(name)!r})"
+    for name in env:
+        if name.startswith("INFERWATCH_") and name.endswith(("_PORT", "_HTTP_HOST")) and name not in expected:
+            yield f"{where}: {spec.name}: remove {name} ({spec.name} reads {spec.port_variable}; {REGISTRY})"
+
+
+def _k8s_docs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(HERE.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                yield f"deploy/k8s/{path.name}", doc
+
+
+def _k8s_container_mismatches(where: str, spec: ServiceSpec, container: dict[str, Any]) -> Iterator[str]:
+    env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
+    yield from _env_mismatches(where, spec, env)
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    if ports.get("http") != spec.port:
+        yield f"{where}: {spec.name}: set the container port named http to {spec.port} (is {ports.get('http')})"
+    for probe, path in PROBES.items():
+        http_get = container.get(probe, {}).get("httpGet", {})
+        if (http_get.get("path"), http_get.get("port")) != (path, "http"):
+            yield f"{where}: {spec.name}: {probe} must be httpGet {{path: {path}, port: http}} (is {http_get})"
+
+
+def k8s_mismatches() -> Iterator[str]:
+    """Each way the Deployments, DaemonSets and Services under deploy/k8s disagree with the registry."""
+    workloads: dict[str, str] = {}
+    services: dict[str, tuple[str, dict[str, Any]]] = {}
+    for where, doc in _k8s_docs():
+        if doc.get("kind") == "Service":
+            services[doc["metadata"]["name"]] = where, doc
+        if doc.get("kind") not in ("Deployment", "DaemonSet"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            name = _run_command_service(container.get("args"))
+            if name is None:
+                continue
+            if name not in BY_NAME:
+                yield f"{where}: runs unknown service {name!r}: remove it or add it to {REGISTRY}"
+                continue
+            workloads[name] = where
+            yield from _k8s_container_mismatches(where, BY_NAME[name], container)
+    for spec in SERVICES:
+        if spec.name not in workloads:
+            yield f"deploy/k8s: no Deployment or DaemonSet runs `run {spec.name}`: add one (see collectors.yaml)"
+            continue
+        where, service = services.get(spec.name, (workloads[spec.name], {}))
+        ports = {p.get("name"): p for p in service.get("spec", {}).get("ports", [])}
+        http = ports.get("http", {})
+        if (http.get("port"), http.get("targetPort")) != (spec.port, "http"):
+            yield f"{where}: Service {spec.name}: needs port http: {{port: {spec.port}, targetPort: http}} (is {http})"
+
+
+def compose_mismatches() -> Iterator[str]:
+    """Each way docker-compose.yml's inferwatch services disagree with the registry."""
+    where = "docker-compose.yml"
+    services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
+    for compose_name, service in services.items():
+        name = _run_command_service(service.get("command"))
+        if name is not None and name not in BY_NAME:
+            yield f"{where}: {compose_name} runs unknown service {name!r}: remove it or add it to {REGISTRY}"
+    for spec in SERVICES:
+        service = services.get(spec.name)
+        if service is None or _run_command_service(service.get("command")) != spec.name:
+            yield f'{where}: add a service {spec.name} with command: ["run", "{spec.name}"]'
+            continue
+        yield from _env_mismatches(where, spec, {k: str(v) for k, v in service.get("environment", {}).items()})
+        for mapping in service.get("ports", []):
+            if str(mapping).rsplit(":", 1)[-1] != str(spec.port):
+                yield f"{where}: {spec.name}: publish container port {spec.port} (the mapping is {mapping!r})"
+
+
+def prometheus_mismatches() -> Iterator[str]:
+    """Each scrape target in prometheus.yml that names a service at another port than the registry's."""
+    where = "deploy/prometheus/prometheus.yml"
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, _, port = str(target).rpartition(":")
+                if host in BY_NAME and port != str(BY_NAME[host].port):
+                    yield f"{where}: job {job['job_name']}: scrape {host}:{BY_NAME[host].port} (is {target})"
+
+
+def dockerfile_mismatches() -> Iterator[str]:
+    """The image must expose the port of the service its default command runs."""
+    text = DOCKERFILE.read_text()
+    command = re.search(r"^CMD (\[.*\])$", text, re.MULTILINE)
+    name = _run_command_service(json.loads(command.group(1))) if command else None
+    if name not in BY_NAME:
+        yield f"Dockerfile: CMD must run a service of {REGISTRY} (is {command.group(1) if command else None})"
+        return
+    exposed = re.findall(r"^EXPOSE (\d+)$", text, re.MULTILINE)
+    if exposed != [str(BY_NAME[name].port)]:
+        yield f"Dockerfile: EXPOSE {BY_NAME[name].port}, the port of {name} (is {exposed})"
+
+
+def registry_mismatches() -> list[str]:
+    """Every disagreement between deploy/ (and docker-compose.yml, Dockerfile) and the service registry."""
+    return [*k8s_mismatches(), *compose_mismatches(), *prometheus_mismatches(), *dockerfile_mismatches()]
+
+
+def main() -> int:
+    """Copy dashboards, write the PrometheusRule, report registry mismatches (exit status 1 if any)."""
     out = HERE / "dashboards"
     out.mkdir(exist_ok=True)
     for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
         shutil.copyfile(path, out / path.name)
     (HERE / "prometheusrule.yaml").write_text(prometheus_rule())
+    mismatches = registry_mismatches()
+    for line in mismatches:
+        print(line, file=sys.stderr)
+    return 1 if mismatches else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from inferwatch.contracts import DecodeError, decode
 from inferwatch.contracts.alert import Alert
-from inferwatch.services.aggregator.alerting import AlertDispatcher, AlertingConfig
+from inferwatch.services.aggregator.alert_dispatch import AlertDispatcher, AlertingConfig
 from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.render import (

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from inferwatch.contracts.alert import Alert
-from inferwatch.services.aggregator.alerts import DEFAULT_RULES_FILE, AlertEngine, load_rules
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, load_rules
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.settings import Env
 
