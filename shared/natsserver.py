@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from inferwatch.shared.process import die_with_parent
+
 
 class NatsServerError(RuntimeError):
     """The embedded server could not be found or started."""
@@ -71,7 +73,14 @@ class EmbeddedNats:
             args += ["-js", "-sd", os.path.join(self._dir, "js")]
         for old in Path(self._dir).glob("*.ports"):
             old.unlink()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # It dies with whoever started it: `inferwatch up` or a test session killed by SIGKILL leaves no server behind.
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
