@@ -47,6 +47,8 @@ class BusSettings:
         tls_key_file: ``NATS_TLS_KEY_FILE``, client key.
         pending_bytes: ``NATS_PENDING_BYTES``, outbound buffer kept while disconnected.
         encoding: ``INFERWATCH_ENCODING`` (``msgpack`` or ``json``) for what this process publishes.
+        kv_replicas: ``INFERWATCH_KV_REPLICAS``, replicas of the key-value buckets this process creates
+            (0: 3 on a cluster of three or more servers, else 1; see `inferwatch.shared.kv`).
     """
 
     servers: tuple[str, ...] = (DEFAULT_URL,)
@@ -60,6 +62,7 @@ class BusSettings:
     tls_key_file: str = ""
     pending_bytes: int = 8 * 1024 * 1024
     encoding: Encoding = "msgpack"
+    kv_replicas: int = 0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> BusSettings:
@@ -78,6 +81,7 @@ class BusSettings:
             tls_key_file=env.get("NATS_TLS_KEY_FILE"),
             pending_bytes=env.int("NATS_PENDING_BYTES", 8 * 1024 * 1024),
             encoding="json" if encoding == "json" else "msgpack",
+            kv_replicas=env.int("INFERWATCH_KV_REPLICAS", 0),
         )
 
     def tls_context(self) -> ssl.SSLContext | None:
