@@ -59,6 +59,13 @@ def _aggregator(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     )
 
 
+async def _same_series(ports: list[int]) -> bool:
+    """Whether both replicas serve the same vLLM series (their own self-metrics and heartbeats aside)."""
+    bodies = [await get_text(f"http://127.0.0.1:{port}/metrics") for port in ports]
+    series = [{line for line in body.splitlines() if line.startswith("inferwatch_vllm_")} for body in bodies]
+    return bool(series[0]) and series[0] == series[1]
+
+
 async def _stream(bus: Bus) -> list[Alert]:
     js = bus.client.jetstream()
     info = await js.stream_info(STREAM)
@@ -108,6 +115,7 @@ async def test_each_transition_once_with_a_replica_killed_mid_incident(cluster: 
             transitions += 1
             await wait_until(lambda n=transitions: stored(n), timeout=10, what=f"incident {i} firing in the stream")
             if i == KILL_DURING:
+                await wait_until(lambda: _same_series(ports), timeout=5, what="both replicas serving the same series")
                 replicas[0].send_signal(signal.SIGKILL)
                 replicas[0].wait(5)
             await bus.publish(_snapshot(target, up=True))
