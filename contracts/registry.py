@@ -14,6 +14,7 @@ from inferwatch.contracts.gpu import GpuHostSnapshot
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot
+from inferwatch.contracts.supervisor import SupervisorSnapshot
 from inferwatch.contracts.upstream import UpstreamCallStats
 from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelLoaded
 
@@ -33,6 +34,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     LangfuseProjectSnapshot,
     GpuHostSnapshot,
     ModelCatalogSnapshot,
+    SupervisorSnapshot,
     Alert,
 )
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,12 @@ from inferwatch import __version__
 from inferwatch.contracts import ALL, EVENT_TYPES, PREFIX, decode, domain_kind, version_token
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
+from inferwatch.shared.bus import BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats, answers
-from inferwatch.shared.service import run_service
-from inferwatch.shared.settings import SettingsError
+from inferwatch.shared.process import spawn
+from inferwatch.shared.service import instance_id, run_service
+from inferwatch.shared.settings import Env, SettingsError
+from inferwatch.supervisor import SnapshotPublisher, Supervisor, snapshot
 
 AGGREGATOR = spec("aggregator")
 
@@ -50,47 +54,6 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the supervisor dies without cleaning up (no orphans).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Supervisor:
-    """Starts child processes and stops them, in reverse order, by PID."""
-
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start one child in a session of its own, dying with us.
-
-        Its own session keeps a terminal's Ctrl-C away from it: the supervisor alone receives the
-        signal and stops the children in order, NATS last, so nothing is cut off mid-drain.
-        """
-        proc = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent, start_new_session=True)
-        self.children.append((name, proc))
-        return proc
-
-    def dead(self) -> list[tuple[str, int]]:
-        """Children that exited on their own."""
-        return [(name, p.returncode) for name, p in self.children if p.poll() is not None]
-
-    def stop_all(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM every child (newest first), wait, SIGKILL what is left."""
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-        deadline = time.monotonic() + timeout_s
-        for _, proc in reversed(self.children):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
 def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, str]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,20 +68,22 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) 
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Run the whole system in one process tree."""
+    """Run the whole system in one process tree, restarting whatever dies (see `inferwatch.supervisor`)."""
     env = dict(os.environ)
     env.setdefault("INFERWATCH_LOG_FORMAT", "text")
     nats_url = env.get("NATS_URL", "nats://127.0.0.1:4222").split(",")[0]
+    supervisor = Supervisor()
     embedded: EmbeddedNats | None = None
     if answers(nats_url):
         print(f"NATS        {nats_url} (existing server)")
     else:
         embedded = EmbeddedNats(jetstream=True)
         nats_url = embedded.start()
+        # Restarted on the same port with the same JetStream store: key-value state survives, clients reconnect.
+        supervisor.add("nats-server", partial(_restart_nats, embedded), running=embedded.proc)
         print(f"NATS        {nats_url} (embedded nats-server, JetStream on)")
     env["NATS_URL"] = nats_url
 
-    supervisor = Supervisor()
     stop = False
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -128,12 +93,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="inferwatch-up-"))
+    interval_s = float(env.get("INFERWATCH_HEARTBEAT_INTERVAL_S") or 5.0)
+    publisher = SnapshotPublisher(BusSettings.from_env(Env(env)), instance_id("up"), interval_s)
     try:
         if args.demo:
             env_file = workdir / "demo-env.json"
             sim_args = [sys.executable, "-m", "inferwatch.simulators", "--env-file", str(env_file)]
-            sim = supervisor.spawn("simulators", sim_args, env)
-            demo_env = _wait_for_file(env_file, sim, 60)
+            sim = supervisor.add("simulators", partial(spawn, sim_args, env), restart=False)
+            assert sim.proc is not None
+            demo_env = _wait_for_file(env_file, sim.proc, 60)
             env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
             print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
             if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
@@ -145,29 +113,36 @@ def cmd_up(args: argparse.Namespace) -> int:
             child_env = dict(env)
             service_port = port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
             child_env[service.port_variable] = str(service_port)
-            supervisor.spawn(service.name, [sys.executable, "-m", "inferwatch", "run", service.name], child_env)
+            run_args = [sys.executable, "-m", "inferwatch", "run", service.name]
+            supervisor.add(service.name, partial(spawn, run_args, child_env))
             urls[service.name] = f"{scheme}://127.0.0.1:{service_port}"
         print(f"Aggregator  {urls[AGGREGATOR.name]}/metrics   (status page: {urls[AGGREGATOR.name]}/)")
         for name, url in urls.items():
             if name != AGGREGATOR.name:
                 print(f"  {name:<18} {url}/readyz")
-        print("Ctrl-C stops everything.", flush=True)
+        print("A part that dies is restarted with backoff; Ctrl-C stops everything.", flush=True)
+        publisher.start()
         while not stop:
-            for name, code in supervisor.dead():
-                print(f"inferwatch up: {name} exited with {code}; stopping", file=sys.stderr)
-                stop = True
+            supervisor.check()
+            publisher.offer(snapshot(supervisor, instance_id("up"), interval_s))
             time.sleep(0.2)
-        return 0 if not supervisor.dead() or all(c in (0, -15) for _, c in supervisor.dead()) else 1
+        return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        supervisor.stop_all()
+        publisher.close()
+        supervisor.stop_all()  # newest first: NATS, the first child, stops last
         if embedded is not None:
             embedded.close()
-        with contextlib.suppress(OSError):
-            for f in workdir.iterdir():
-                f.unlink()
-            workdir.rmdir()
+        shutil.rmtree(workdir, ignore_errors=True)
         print("stopped.", flush=True)
+
+
+def _restart_nats(embedded: EmbeddedNats) -> subprocess.Popen[bytes]:
+    """Start the embedded server again (same port, same store) and return its process."""
+    embedded.stop()
+    embedded.start()
+    assert embedded.proc is not None
+    return embedded.proc
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from inferwatch.shared.settings import Env, Secret
 log = logging.getLogger("inferwatch.bus")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+DRAIN_TIMEOUT_S = 2.0  # at shutdown; against a live server a drain takes milliseconds
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class BusSettings:
         tls_key_file: ``NATS_TLS_KEY_FILE``, client key.
         pending_bytes: ``NATS_PENDING_BYTES``, outbound buffer kept while disconnected.
         encoding: ``INFERWATCH_ENCODING`` (``msgpack`` or ``json``) for what this process publishes.
+        kv_replicas: ``INFERWATCH_KV_REPLICAS``, replicas of the key-value buckets this process creates
+            (0: 3 on a cluster of three or more servers, else 1; see `inferwatch.shared.kv`).
     """
 
     servers: tuple[str, ...] = (DEFAULT_URL,)
@@ -60,6 +63,7 @@ class BusSettings:
     tls_key_file: str = ""
     pending_bytes: int = 8 * 1024 * 1024
     encoding: Encoding = "msgpack"
+    kv_replicas: int = 0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> BusSettings:
@@ -78,6 +82,7 @@ class BusSettings:
             tls_key_file=env.get("NATS_TLS_KEY_FILE"),
             pending_bytes=env.int("NATS_PENDING_BYTES", 8 * 1024 * 1024),
             encoding="json" if encoding == "json" else "msgpack",
+            kv_replicas=env.int("INFERWATCH_KV_REPLICAS", 0),
         )
 
     def tls_context(self) -> ssl.SSLContext | None:
@@ -316,7 +321,7 @@ class Bus:
             return
         try:
             if nc.is_connected:
-                await asyncio.wait_for(nc.drain(), 5)
+                await asyncio.wait_for(nc.drain(), DRAIN_TIMEOUT_S)
         except (Exception, asyncio.CancelledError):  # closing is best effort at shutdown
             pass
         with contextlib.suppress(Exception):

@@ -15,8 +15,12 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from inferwatch.shared.process import die_with_parent
 
 
 class NatsServerError(RuntimeError):
@@ -71,7 +75,14 @@ class EmbeddedNats:
             args += ["-js", "-sd", os.path.join(self._dir, "js")]
         for old in Path(self._dir).glob("*.ports"):
             old.unlink()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # It dies with whoever started it: `inferwatch up` or a test session killed by SIGKILL leaves no server behind.
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -106,6 +117,83 @@ class EmbeddedNats:
             self._dir = None
 
     def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsCluster:
+    """``size`` embedded servers in one JetStream cluster on loopback (tests, benchmarks, trying HA on one host).
+
+    Each node has its own client, route and monitoring port and its own store; ``nodes[i].proc`` can be
+    killed and ``nodes[i].start()`` brings it back on the same ports and store.
+    """
+
+    def __init__(self, size: int = 3, name: str = "inferwatch") -> None:
+        self.route_ports = [free_port() for _ in range(size)]
+        self.monitor_ports = [free_port() for _ in range(size)]
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.route_ports)
+        self.nodes = [
+            EmbeddedNats(
+                port=free_port(),
+                extra_args=(
+                    "--server_name", f"n{i}", "--cluster_name", name, "--cluster", f"nats://127.0.0.1:{route}",
+                    "--routes", routes, "-m", str(self.monitor_ports[i]),
+                ),
+            )
+            for i, route in enumerate(self.route_ports)
+        ]  # fmt: skip
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's client URL (what ``NATS_URL`` lists, comma-separated)."""
+        return [f"nats://127.0.0.1:{node.port}" for node in self.nodes]
+
+    def start(self, timeout_s: float = 30.0) -> list[str]:
+        """Start every node and wait until JetStream has a meta leader; the client URLs."""
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.monitor(i, "jsz").get("meta_cluster", {}).get("leader") for i in range(len(self.nodes))):
+                return self.urls
+            time.sleep(0.1)
+        self.close()
+        raise NatsServerError("the cluster elected no JetStream meta leader in time")
+
+    def monitor(self, index: int, endpoint: str) -> dict[str, Any]:
+        """A node's monitoring endpoint (``varz``, ``connz``, ``jsz``…) as JSON; ``{}`` when it does not answer."""
+        url = f"http://127.0.0.1:{self.monitor_ports[index]}/{endpoint}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                data: dict[str, Any] = json.loads(response.read())
+                return data
+        except (OSError, ValueError):
+            return {}
+
+    def node_serving(self, client_name: str) -> int | None:
+        """The index of the node a client (by its connection name) is connected to, if any."""
+        for i in range(len(self.nodes)):
+            conns = self.monitor(i, "connz").get("connections") or []
+            if any(c.get("name") == client_name for c in conns):
+                return i
+        return None
+
+    def close(self) -> None:
+        """Stop every node and remove its store."""
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> NatsCluster:
         self.start()
         return self
 

@@ -46,6 +46,8 @@ from inferwatch.shared.settings import Env, Secret, SettingsError
 
 log = logging.getLogger("inferwatch.service")
 
+STOP_GRACE_S = 2.0  # how long a stopping service's work may take before it is cancelled
+
 
 def instance_id(service: str) -> str:
     """``<service>@<host>:<pid>``: unique per process, readable in logs and heartbeats."""
@@ -380,7 +382,7 @@ async def run_service(
     Order: settings first (a bad one stops the service before anything starts, with the reason), then
     HTTP (so ``/healthz`` answers while NATS is still being reached), then the bus (retried with
     backoff), then the heartbeat and the service's ``run``. On stop: ``run`` is cancelled if it does not
-    return within 5 s, buffered publishes are flushed, the bus drained. ``on_app`` sees the built app
+    return within ``STOP_GRACE_S``, buffered publishes are flushed, the bus drained. ``on_app`` sees the built app
     (tests reach the service's state through it).
 
     Raises:
@@ -455,7 +457,8 @@ async def run_service(
         ctx.stop.set()
         connect.cancel()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=5)
+            # Bounded: a service stopped with its supervisor (SIGTERM on the parent's death) is gone in seconds.
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
             for task in pending:
                 task.cancel()
         await asyncio.gather(connect, *tasks, return_exceptions=True)

@@ -21,6 +21,7 @@ from inferwatch.services.langfuse_ingester.app import LangfuseIngester, ProjectS
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from inferwatch.services.langfuse_ingester.core import Ledger
 from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.natsserver import NatsCluster
 from inferwatch.shared.service import ServiceContext
 from inferwatch.shared.settings import Env, Secret
 from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset
@@ -241,7 +242,14 @@ async def test_counts_as_strings_and_two_projects(langfuse_server: Any) -> None:
 
 
 @pytest.mark.slow
-async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("topology", ["server", "cluster"])
+async def test_exact_totals_across_random_kills(
+    topology: str, langfuse_server: Any, nats_url: str, tmp_path: Path
+) -> None:
+    """SIGKILLs at random points lose and double-count nothing; on a 3-node cluster the node leading the
+    ledger's bucket is killed first, then the ingester, and the totals are still exact."""
+    cluster = NatsCluster(3) if topology == "cluster" else None
+    nats_urls = cluster.start() if cluster is not None else [nats_url]
     rng = random.Random(int(os.environ.get("LANGFUSE_KILL_SEED", "5")))
     now = time.time()
     data = make_dataset(21, now - 40, now + 4, traces_per_s=3.0, max_lag_s=1.5, update_after_s=2.5)
@@ -250,7 +258,7 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
     kv_bucket = f"lf_exact_{os.getpid()}_{rng.randrange(1 << 30)}"
     env = {
         **os.environ,
-        "NATS_URL": nats_url,
+        "NATS_URL": ",".join(nats_urls),
         "INFERWATCH_LANGFUSE_URL": url,
         "INFERWATCH_LANGFUSE_PUBLIC_KEY": sim.public_key,
         "INFERWATCH_LANGFUSE_SECRET_KEY": sim.secret_key,
@@ -266,7 +274,7 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
         "INFERWATCH_HEARTBEAT_INTERVAL_S": "1",
     }
     snaps: list[LangfuseProjectSnapshot] = []
-    bus = Bus(BusSettings(servers=(nats_url,)), name="exactness")
+    bus = Bus(BusSettings(servers=tuple(nats_urls)), name="exactness")
     await bus.connect()
 
     async def on_event(event: Any, _subject: str) -> None:
@@ -289,9 +297,19 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
     kills = 0
     proc = spawn()
     try:
-        for _ in range(4):  # SIGKILL at a random point during ingest, then restart
+        for i in range(4):  # SIGKILL at a random point during ingest, then restart
             seen = len(snaps)
             await wait_until(lambda seen=seen: len(snaps) > seen, timeout=15, what="a snapshot before the kill")
+            if cluster is not None and i == 0:  # the node leading the ledger's bucket goes first
+                info = await bus.client.jetstream().stream_info(f"KV_{kv_bucket}")
+                assert info.config.num_replicas == 3
+                assert info.cluster is not None
+                assert info.cluster.leader is not None
+                node = cluster.nodes[int(info.cluster.leader.removeprefix("n"))]
+                assert node.proc is not None
+                node.proc.kill()
+                seen = len(snaps)
+                await wait_until(lambda seen=seen: len(snaps) > seen, timeout=15, what="ingest going on, node lost")
             await asyncio.sleep(rng.uniform(0.0, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait(5)
@@ -319,6 +337,8 @@ async def test_exact_totals_across_random_kills(langfuse_server: Any, nats_url: 
             proc.wait(5)
         await bus.close()
         log_file.close()
+        if cluster is not None:
+            cluster.close()
         print((tmp_path / "ingester.log").read_text()[-3000:])
 
 

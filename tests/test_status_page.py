@@ -11,6 +11,7 @@ from aiohttp import web
 
 from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
 from inferwatch.contracts.gpu import GpuHostSnapshot
+from inferwatch.contracts.supervisor import SupervisedChild, SupervisorSnapshot
 from inferwatch.services.aggregator.domains.gpu import render_gpu_host
 from inferwatch.services.aggregator.render import SeriesWriter
 from inferwatch.services.aggregator.state import SourceTable
@@ -50,8 +51,23 @@ def _noop(_event: object, _w: SeriesWriter) -> None:
     pass
 
 
+def _supervisor() -> SupervisorSnapshot:
+    return SupervisorSnapshot(
+        source="up@host:1",
+        observed_at=time.time(),
+        collector="up@host:1",
+        interval_s=1.0,
+        children=[
+            SupervisedChild(name="aggregator", state="running", pid=42),
+            SupervisedChild(name="litellm-poller", state="backoff", restarts_total=5, last_exit_code=2),
+        ],
+    )
+
+
 def make_aggregator() -> SimpleNamespace:
-    table = SourceTable({GpuHostSnapshot: render_gpu_host, ModelCatalogSnapshot: _noop}, tombstone_s=600.0)
+    table = SourceTable(
+        {GpuHostSnapshot: render_gpu_host, ModelCatalogSnapshot: _noop, SupervisorSnapshot: _noop}, tombstone_s=600.0
+    )
     now = time.monotonic()
     table.apply(
         GpuHostSnapshot(
@@ -60,15 +76,20 @@ def make_aggregator() -> SimpleNamespace:
         now,
     )
     table.apply(_catalog(), now)
+    table.apply(_supervisor(), now)
     return SimpleNamespace(table=table)
 
 
 def test_status_payload_lists_sources_and_models() -> None:
     payload = status_payload(make_aggregator())
-    assert {s["source"] for s in payload["sources"]} == {"gpu-host-1", "catalog"}
+    assert {s["source"] for s in payload["sources"]} == {"gpu-host-1", "catalog", "up@host:1"}
     assert all(s["state"] == "up" for s in payload["sources"])
     assert [m["name"] for m in payload["models"]] == ["bge-m3", "qwen3-8b"]
     assert payload["alerts"] == []
+    assert [(p["name"], p["state"], p["restarts_total"]) for p in payload["processes"]] == [
+        ("aggregator", "running", 0),
+        ("litellm-poller", "backoff", 5),
+    ]
 
 
 async def test_status_page_in_headless_chromium() -> None:
@@ -94,6 +115,9 @@ async def test_status_page_in_headless_chromium() -> None:
                 await page.goto(url)
                 await page.wait_for_selector('[data-model="qwen3-8b"]')
                 assert await page.locator('[data-model="bge-m3"]').count() == 1
+                crash_looping = await page.locator('li[data-process="litellm-poller"].down').inner_text()
+                assert "5 restarts" in crash_looping
+                assert "last exit 2" in crash_looping
                 # search
                 await page.fill("#search", "qwen")
                 assert await page.locator('[data-model="bge-m3"]').count() == 0

@@ -5,6 +5,8 @@ Settings (``INFERWATCH_AGGREGATOR_*``):
     ALERTMANAGER_URL: base URL of an Alertmanager (``http://alertmanager:9093``); empty = no forwarding.
     ALERTMANAGER_RESEND_S: how often firing alerts are re-sent (Alertmanager expires silent ones), 60.
     ALERTS_TICK_S: how often ``for`` durations and silent sources are checked, 1.
+    ALERT_STREAM: a JetStream stream to publish transitions into, once each however many aggregator
+        replicas run (``INFERWATCH_ALERTS`` for an HA pair; see `alert_stream`); empty = plain publishes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 
 from inferwatch.contracts.alert import Alert
+from inferwatch.services.aggregator.alert_stream import AlertStream
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, load_rules
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.settings import Env
@@ -40,6 +43,7 @@ class AlertingConfig:
     resend_s: float = 60.0
     tick_s: float = 1.0
     generator_url: str = ""
+    stream: str = ""
 
     @classmethod
     def from_env(cls, env: Env) -> AlertingConfig:
@@ -51,6 +55,7 @@ class AlertingConfig:
             resend_s=env.float(p + "ALERTMANAGER_RESEND_S", cls.resend_s),
             tick_s=env.float(p + "ALERTS_TICK_S", cls.tick_s),
             generator_url=env.get(p + "PUBLIC_URL"),
+            stream=env.get(p + "ALERT_STREAM"),
         )
 
     def engine(self, expiry_intervals: float = 3.0) -> AlertEngine:
@@ -93,6 +98,7 @@ class AlertDispatcher:
         self.dropped = 0
         self.forward_errors = 0
         self.forwarded = 0
+        self.stream: AlertStream | None = None
         self._last_resend = 0.0
 
     def _q(self) -> asyncio.Queue[Alert]:
@@ -112,6 +118,8 @@ class AlertDispatcher:
     async def run(self, bus: Bus, stop: asyncio.Event) -> None:
         """Publish queued transitions; tick the engine; forward to Alertmanager; until ``stop``."""
         q = self._q()
+        if self.config.stream:
+            await self._open_stream(bus)
         client = httpx.AsyncClient(timeout=5.0) if self.config.alertmanager_url else None
         try:
             while not stop.is_set():
@@ -123,7 +131,7 @@ class AlertDispatcher:
                 batch.extend(self.engine.tick(time.time()))
                 for alert in batch:
                     try:
-                        if await bus.publish(alert):
+                        if await self._publish(bus, alert):
                             self.published += 1
                     except Exception as exc:  # the alert loop must outlive a broken connection
                         self.dropped += 1
@@ -139,6 +147,20 @@ class AlertDispatcher:
         finally:
             if client is not None:
                 await client.aclose()
+
+    async def _open_stream(self, bus: Bus) -> None:
+        try:
+            self.stream = await AlertStream.open(bus, self.config.stream)
+        except Exception as exc:  # JetStream off or refused: nats-py raises several types
+            log.warning(
+                "alert stream unavailable; publishing transitions without deduplication",
+                extra={"stream": self.config.stream, "error": f"{type(exc).__name__}: {exc}"[:200]},
+            )
+
+    async def _publish(self, bus: Bus, alert: Alert) -> bool:
+        if self.stream is not None:
+            return await self.stream.publish(alert)
+        return await bus.publish(alert)
 
     async def _forward(self, client: httpx.AsyncClient, alerts: list[Alert]) -> None:
         url = self.config.alertmanager_url + "/api/v2/alerts"

@@ -10,16 +10,18 @@ import msgspec
 from aiohttp import web
 
 from inferwatch.contracts.catalog import ModelCatalogSnapshot
+from inferwatch.contracts.supervisor import SupervisorSnapshot
 
 PAGE = Path(__file__).parent / "static" / "status.html"
 
 
 def status_payload(aggregator: Any) -> dict[str, Any]:
-    """Sources and their state, firing alerts and catalog entries, from the aggregator's table."""
+    """Sources and their state, firing alerts, catalog entries and ``inferwatch up``'s processes."""
     table = aggregator.table
     now = time.time()
     sources: list[dict[str, Any]] = []
     models: dict[str, dict[str, Any]] = {}
+    children: list[dict[str, Any]] = []
     for entry in list(table.sources.values()):
         event = entry.event
         up = bool(getattr(event, "up", True)) and not getattr(event, "error", "")
@@ -36,6 +38,8 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
         if isinstance(event, ModelCatalogSnapshot):
             for model in event.entries:
                 models[model.name] = msgspec.to_builtins(model)
+        elif isinstance(event, SupervisorSnapshot):
+            children.extend({"supervisor": event.source, **msgspec.to_builtins(c)} for c in event.children)
     for tomb in list(table.tombstones.values()):
         sources.append(
             {
@@ -57,6 +61,7 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
         "sources": sources,
         "alerts": alerts,
         "models": sorted(models.values(), key=lambda m: m["name"]),
+        "processes": children,
     }
 
 

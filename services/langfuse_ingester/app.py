@@ -32,7 +32,9 @@ from inferwatch.services.langfuse_ingester.core import (
     plan_cycle,
     snapshot_parts,
 )
+from inferwatch.shared.bus import Bus
 from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.kv import open_bucket
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.langfuse_ingester")
@@ -264,14 +266,9 @@ class KvLedgerStore:
         self.kv = kv
 
     @classmethod
-    async def open(cls, nc: Any, bucket: str) -> KvLedgerStore:
-        """Open (or create) the bucket."""
-        js = nc.jetstream()
-        try:
-            kv = await js.key_value(bucket)
-        except Exception:
-            kv = await js.create_key_value(bucket=bucket, history=1)
-        return cls(kv)
+    async def open(cls, bus: Bus, bucket: str) -> KvLedgerStore:
+        """Open (or create, replicated on a cluster) the bucket."""
+        return cls(await open_bucket(bus, bucket))
 
     @staticmethod
     def key_for(label: str) -> str:
@@ -467,7 +464,7 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
     store: LedgerStore | None = None
     while store is None:
         try:
-            store = await KvLedgerStore.open(ctx.bus.client, config.kv_bucket)
+            store = await KvLedgerStore.open(ctx.bus, config.kv_bucket)
         except Exception as exc:
             ctx.set_ready(False, f"JetStream key-value unavailable: {type(exc).__name__}")
             if await ctx.sleep(5.0):

@@ -48,6 +48,7 @@ from inferwatch.services.model_catalog.core import (
     sightings_from_vllm,
     unavailable,
 )
+from inferwatch.shared.bus import Bus
 from inferwatch.shared.http import (
     BreakerPolicy,
     CircuitOpen,
@@ -56,6 +57,7 @@ from inferwatch.shared.http import (
     UpstreamError,
     UpstreamMetrics,
 )
+from inferwatch.shared.kv import open_bucket
 from inferwatch.shared.log import RateLimitedLog
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
@@ -82,19 +84,10 @@ class HfCache:
         self.kv_errors = 0
         self._rate_log = RateLimitedLog()
 
-    async def open_kv(self, nc: Any, bucket: str) -> bool:
-        """Open (or create, with the TTL) the shared bucket; False when JetStream is unavailable."""
-        from nats.js.api import KeyValueConfig
-        from nats.js.errors import BucketNotFoundError
-
-        js = nc.jetstream()
+    async def open_kv(self, bus: Bus, bucket: str) -> bool:
+        """Open (or create, with the TTL, replicated on a cluster) the shared bucket; False without JetStream."""
         try:
-            try:
-                self.kv = await asyncio.wait_for(js.key_value(bucket), 5)
-            except BucketNotFoundError:
-                self.kv = await asyncio.wait_for(
-                    js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=self.ttl_s)), 5
-                )
+            self.kv = await asyncio.wait_for(open_bucket(bus, bucket, ttl_s=self.ttl_s), 5)
         except Exception as exc:  # JetStream off, no permission, timeout: nats-py raises several types
             self.kv = None
             log.warning(
@@ -422,7 +415,7 @@ async def run(ctx: ServiceContext, config: ModelCatalogConfig) -> None:
         next_periodic = time.monotonic()
         while not ctx.stop.is_set():
             if cache.kv is None and time.monotonic() >= kv_retry_at:
-                await cache.open_kv(ctx.bus.client, config.kv_bucket)
+                await cache.open_kv(ctx.bus, config.kv_bucket)
                 kv_retry_at = time.monotonic() + KV_RETRY_S
             ctx.set_ready(True, readiness_reason(config, cache))
             periodic = time.monotonic() >= next_periodic
