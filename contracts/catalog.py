@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Snapshot
+
+# What a model does; LiteLLM routes and catalog entries share the vocabulary.
+ModelType = Literal["llm", "embedding", "reranker", "image", "audio", "other"]
 
 
 class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,7 +35,7 @@ class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     model_id: str = ""
-    model_type: str = "llm"
+    model_type: ModelType = "llm"
     providers: list[str] = []
     endpoints: list[str] = []
     max_context: int = 0
