@@ -24,7 +24,7 @@ class Alert(Occurrence, frozen=True, kw_only=True, tag="alert.state"):
         value: the value that triggered it.
     """
 
-    SUBJECT_KIND_FIELD: ClassVar[str] = "name"
+    SUBJECT_KIND_FIELD: ClassVar[str] = "name"  # routed by rule: inferwatch.v1.alert.<name>.<fingerprint>
 
     name: str
     state: AlertState

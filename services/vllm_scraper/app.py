@@ -14,7 +14,7 @@ from typing import Any
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from inferwatch.contracts.heartbeat import Heartbeat
-from inferwatch.contracts.subjects import subject_filter
+from inferwatch.contracts.subjects import HEARTBEAT_V1_FILTER, heartbeat_filter, subject_filter
 from inferwatch.contracts.vllm import Generation, ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from inferwatch.services.vllm_scraper.config import VllmScraperConfig
 from inferwatch.services.vllm_scraper.core import (
@@ -38,7 +38,7 @@ from inferwatch.shared.http import (
     UpstreamMetrics,
     strip_credentials,
 )
-from inferwatch.shared.service import ServiceApp, ServiceContext, heartbeat_subject_prefix
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -414,10 +414,9 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     scraper = VllmScraper(config, ctx)
     await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
-        # only this service's replicas matter: other heartbeats are skipped before decoding
-        await ctx.bus.subscribe(
-            "inferwatch.v1.heartbeat.>", scraper.on_heartbeat, subject_prefix=heartbeat_subject_prefix(ctx.name)
-        )
+        await ctx.bus.subscribe(heartbeat_filter(ctx.name), scraper.on_heartbeat)
+        # replicas of the previous release still announce themselves on v1 subjects (one release only)
+        await ctx.bus.subscribe(HEARTBEAT_V1_FILTER, scraper.on_heartbeat)
         if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
             return
     scraper.running = True
