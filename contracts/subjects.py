@@ -1,8 +1,10 @@
 """Versioned NATS subjects: ``inferwatch.v<N>.<domain>.<kind>.<source-key>``.
 
 The version lives in the subject, per event type (``Event.SUBJECT_VERSION``): a breaking change to an
-event moves it to the next version's subject, never a silent change under the old one
-(``tests`` hold a JSON Schema snapshot of every event and fail on a breaking change without a bump).
+event moves it to the next version's subject, never a silent change under the old one.
+``contracts/schema/events.json`` records every event's JSON Schema per version (older versions stay
+beside the newer ones), and ``tests/test_schema_snapshot.py`` fails on a breaking change without a bump
+(rules and regeneration: ``scripts/schema_snapshot.py``).
 """
 
 from __future__ import annotations
