@@ -3,13 +3,16 @@
 ``contracts/schema/events.json`` maps each event tag to ``{"v<N>": schema}``: the wire shape (titles and
 descriptions left out) of every subject version the event has had. A version's schema is recorded when
 it first appears and kept beside the newer ones afterwards, so what an older subject carried stays on
-record; ``--write`` only ever (re)writes the entry of each type's current ``SUBJECT_VERSION``.
+record; ``--write`` only ever (re)writes the entry of each type's current ``SUBJECT_VERSION``, and
+refuses to record a breaking change under a version already recorded (raise the version instead).
+``--allow-breaking`` overrides that for the one honest case: the record promised more than any producer
+ever sent, e.g. a field always filled from a closed vocabulary is typed as that ``Literal``.
 
 ``tests/test_schema_snapshot.py`` compares the live contracts with the record: a breaking change to an
 event (`breaking_changes`) fails unless its ``SUBJECT_VERSION`` was raised, and any other difference
 fails as a stale record until it is regenerated.
 
-Run: .venv/bin/python -m scripts.schema_snapshot [--write]   (--write updates the record in place)
+Run: .venv/bin/python -m scripts.schema_snapshot [--write [--allow-breaking]]   (--write updates the record)
 """
 
 from __future__ import annotations
@@ -214,11 +217,20 @@ def _type_name(node: Schema) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the updated record, or write it (``--write``)."""
+    """Print the updated record, or write it (``--write``); 1 when a breaking change was refused."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--write", action="store_true", help=f"update {SNAPSHOT.name} in place")
+    parser.add_argument(
+        "--allow-breaking", action="store_true", help="record breaking changes under their current version too"
+    )
     args = parser.parse_args(argv)
-    text = render(updated_record(load_record(), current_schemas()))
+    record, current = load_record(), current_schemas()
+    breaks = unversioned_breaks(record, current)
+    if breaks and args.write and not args.allow_breaking:
+        sys.stderr.write("not written: breaking changes under a recorded version (raise SUBJECT_VERSION):\n")
+        sys.stderr.write("".join(f"  {b}\n" for b in breaks))
+        return 1
+    text = render(updated_record(record, current))
     if args.write:
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(text)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from inferwatch.contracts.catalog import CatalogEntry, ModelType
+from inferwatch.contracts.catalog import CatalogEntry, ModelType, Provider
 from inferwatch.contracts.docker import DockerHostSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
@@ -48,7 +48,7 @@ class Sighting:
     """
 
     name: str
-    provider: str
+    provider: Provider
     model_id: str = ""
     endpoint: str = ""
     model_type: ModelType | Literal[""] = ""
