@@ -3,7 +3,7 @@
 Runs a nats-server and the aggregator (`python -m services.aggregator`) with a rules file holding
 VllmTargetDown with ``for: 0s``, then publishes ``--samples`` vLLM snapshots alternately down and up and
 times each one from publish to the matching alert (``firing`` / ``resolved``) on
-``inferwatch.v1.alert.VllmTargetDown.>``.
+the rule's alert subjects (``inferwatch.v1.alert.VllmTargetDown.*``).
 
 Baseline: a Prometheus alerting rule is evaluated every ``evaluation_interval`` (1 m by default) after the
 series is scraped (15 s): a condition becomes an alert after U(0, 15) + U(0, 60) s, p50 ≈ 37.5 s, p99 ≈ 71 s
@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench._common import write_json
-from inferwatch.contracts import Event
+from inferwatch.contracts import Event, type_filter
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
@@ -58,7 +58,7 @@ async def _measure(nats_url: str, samples: int) -> dict[str, list[float]]:
         if isinstance(event, Alert):
             await arrived.put((time.perf_counter(), event.state))
 
-    await bus.subscribe("inferwatch.v1.alert.VllmTargetDown.>", on_alert)
+    await bus.subscribe(type_filter(Alert, "VllmTargetDown"), on_alert)
     await bus.flush()
     out: dict[str, list[float]] = {"firing": [], "resolved": []}
     try:

@@ -24,27 +24,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import table, write_json
 
 
-def _payloads() -> list[bytes]:
-    from inferwatch.contracts import encode
+def _payloads() -> list[tuple[str, bytes]]:
+    """(subject, payload) of 1000 heartbeats of distinct instances."""
+    from inferwatch.contracts import encode, subject_for
     from inferwatch.contracts.heartbeat import Heartbeat
 
-    return [
-        encode(
-            Heartbeat(
-                source=f"svc-{i}@host:{i}",
-                observed_at=1795000000.0 + i,
-                collector=f"svc-{i}@host:{i}",
-                interval_s=5.0,
-                service="vllm-scraper",
-                version="0.1.0",
-                started_at=1795000000.0,
-                ready=True,
-                reason="scraping 12 vLLM targets",
-                targets=12,
-            )
+    beats = [
+        Heartbeat(
+            source=f"svc-{i}@host:{i}",
+            observed_at=1795000000.0 + i,
+            collector=f"svc-{i}@host:{i}",
+            interval_s=5.0,
+            service="vllm-scraper",
+            version="0.1.0",
+            started_at=1795000000.0,
+            ready=True,
+            reason="scraping 12 vLLM targets",
+            targets=12,
         )
         for i in range(1000)
     ]
+    return [(subject_for(beat), encode(beat)) for beat in beats]
 
 
 def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
@@ -56,7 +56,8 @@ def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type
         ready.set()
         go.wait()
         for i in range(n):
-            await nc.publish("inferwatch.v1.heartbeat.service.bench", payloads[i % 1000])
+            subject, payload = payloads[i % 1000]
+            await nc.publish(subject, payload)
         await nc.flush(timeout=60)
         await nc.close()
 
@@ -66,6 +67,7 @@ def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type
 async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
     import nats
 
+    from inferwatch.contracts import ALL
     from inferwatch.services.aggregator.app import Aggregator
     from inferwatch.services.aggregator.config import AggregatorConfig
 
@@ -94,9 +96,7 @@ async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
             last = time.perf_counter()
             done.set()
 
-    await nc.subscribe(
-        "inferwatch.v1.>", cb=aggregate if ours else count, pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30
-    )
+    await nc.subscribe(ALL, cb=aggregate if ours else count, pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30)
     await nc.flush()
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()

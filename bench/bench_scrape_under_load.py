@@ -33,24 +33,23 @@ def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  #
     import nats
     import nats.errors
 
-    from inferwatch.contracts import encode
+    from inferwatch.contracts import encode, subject_for
     from inferwatch.contracts.heartbeat import Heartbeat
 
-    payloads = [
-        encode(
-            Heartbeat(
-                source=f"flood-{i}",
-                observed_at=time.time(),
-                collector="flood",
-                interval_s=60,
-                service="flood",
-                version="0",
-                started_at=0,
-                ready=True,
-            )
+    beats = [
+        Heartbeat(
+            source=f"flood-{i}",
+            observed_at=time.time(),
+            collector="flood",
+            interval_s=60,
+            service="flood",
+            version="0",
+            started_at=0,
+            ready=True,
         )
         for i in range(1000)
     ]
+    payloads = [(subject_for(beat), encode(beat)) for beat in beats]
 
     async def run() -> None:
         nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
@@ -58,8 +57,8 @@ def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  #
         start = time.monotonic()
         end = start + seconds
         while time.monotonic() < end:
-            for p in payloads:
-                await nc.publish("inferwatch.v1.heartbeat.service.flood", p)
+            for subject, payload in payloads:
+                await nc.publish(subject, payload)
             sent += len(payloads)
             try:
                 await nc.flush(timeout=10)

@@ -9,17 +9,22 @@ from inferwatch.contracts.codec import DecodeError, Encoding, decode, encode
 from inferwatch.contracts.registry import EVENT_TYPES, AnyEvent
 from inferwatch.contracts.subjects import (
     ALL,
+    HEARTBEAT_V1_FILTER,
     PREFIX,
     domain_kind,
+    heartbeat_filter,
     sanitize_token,
+    subject_address,
     subject_filter,
     subject_for,
+    type_filter,
     version_token,
 )
 
 __all__ = [
     "ALL",
     "EVENT_TYPES",
+    "HEARTBEAT_V1_FILTER",
     "PREFIX",
     "AnyEvent",
     "DecodeError",
@@ -31,8 +36,11 @@ __all__ = [
     "decode",
     "domain_kind",
     "encode",
+    "heartbeat_filter",
     "sanitize_token",
+    "subject_address",
     "subject_filter",
     "subject_for",
+    "type_filter",
     "version_token",
 ]

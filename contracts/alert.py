@@ -1,8 +1,13 @@
-"""Alerts evaluated by the aggregator on live state, published on ``inferwatch.v1.alert.<name>``."""
+"""Alerts evaluated by the aggregator on live state, published on ``inferwatch.v1.alert.<name>.<fingerprint>``."""
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 from inferwatch.contracts.base import Occurrence
+
+AlertState = Literal["firing", "resolved"]
+Severity = Literal["critical", "warning", "info"]
 
 
 class Alert(Occurrence, frozen=True, kw_only=True, tag="alert.state"):
@@ -19,9 +24,11 @@ class Alert(Occurrence, frozen=True, kw_only=True, tag="alert.state"):
         value: the value that triggered it.
     """
 
+    SUBJECT_KIND_FIELD: ClassVar[str] = "name"  # routed by rule: inferwatch.v1.alert.<name>.<fingerprint>
+
     name: str
-    state: str
-    severity: str = "warning"
+    state: AlertState
+    severity: Severity = "warning"
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     starts_at: float = 0.0

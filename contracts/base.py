@@ -18,6 +18,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     Each concrete type is declared with ``tag="<domain>.<kind>"``; the tag travels in the
     ``type`` field and names the subject ``inferwatch.v<SUBJECT_VERSION>.<domain>.<kind>.<source-key>``.
+    A type that names ``SUBJECT_KIND_FIELD`` puts that field's value in the kind position instead
+    (alerts their rule name, heartbeats their service), so subscribers and NATS permissions can pick one.
 
     Attributes:
         source: stable key of the thing described (a container id, a target URL, a proxy name).
@@ -26,6 +28,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """
 
     SUBJECT_VERSION: ClassVar[int] = 1  # raised by a breaking change to the type (contracts.subjects)
+    SUBJECT_KIND_FIELD: ClassVar[str] = ""  # a str field whose value takes the subject's kind token
 
     source: str
     observed_at: float

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Snapshot
+
+# What a model does; LiteLLM routes and catalog entries share the vocabulary.
+ModelType = Literal["llm", "embedding", "reranker", "image", "audio", "other"]
+# Where the catalog saw a model: a vLLM instance, a LiteLLM proxy, a container's command line.
+Provider = Literal["vllm", "litellm", "docker"]
 
 
 class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -14,7 +21,7 @@ class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
         name: the name clients use.
         model_id: the underlying id (HF repo id or path).
         model_type: ``llm`` / ``embedding`` / ``reranker`` / ``image`` / ``audio`` / ``other``.
-        providers: where it is served (``vllm``, ``litellm``).
+        providers: where it was seen (``vllm``, ``litellm``, ``docker``).
         endpoints: URLs to call it at.
         max_context: context length, 0 when unknown.
         quantization: ``awq``, ``gptq``, ``fp8``, ``gguf``… or ``""``.
@@ -30,8 +37,8 @@ class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     model_id: str = ""
-    model_type: str = "llm"
-    providers: list[str] = []
+    model_type: ModelType = "llm"
+    providers: list[Provider] = []
     endpoints: list[str] = []
     max_context: int = 0
     quantization: str = ""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Occurrence, Snapshot
+
+# Which scraper takes a target.
+TargetKind = Literal["vllm", "epp", "litellm"]
 
 
 class ScrapeTarget(msgspec.Struct, frozen=True, kw_only=True):
@@ -15,13 +20,18 @@ class ScrapeTarget(msgspec.Struct, frozen=True, kw_only=True):
         url: base URL (``http://10.0.0.5:8000``); paths are the scraper's business.
         container_id: the container serving it, when known (joins series to containers).
         container_name: that container's name.
+        gpus: GPU indexes or UUIDs assigned to that container (``["all"]`` for ``--gpus all``).
+        version: the server's version as discovery saw it (image tag or label), ``""`` if unknown;
+            the scraper prefers what the server itself reports.
         labels: extra bounded labels to attach (``model``, ``host``).
     """
 
-    kind: str
+    kind: TargetKind
     url: str
     container_id: str = ""
     container_name: str = ""
+    gpus: list[str] = []
+    version: str = ""
     labels: dict[str, str] = {}
 
 

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Occurrence, Snapshot
+
+# What a container serves, when recognised; ``""`` for everything else.
+ContainerKind = Literal["", "vllm"]
+# The Docker event actions docker-watcher follows (Docker's ``health_status: healthy`` travels as ``health_status``).
+LifecycleAction = Literal[
+    "create",
+    "start",
+    "die",
+    "stop",
+    "kill",
+    "oom",
+    "health_status",
+    "restart",
+    "pause",
+    "unpause",
+    "destroy",
+    "rename",
+    "update",
+]
+# The failure signatures docker-watcher recognises in a vLLM container's log.
+LogSignature = Literal["cuda_oom", "nccl_error", "engine_dead", "model_load_failed"]
 
 
 class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -18,7 +41,7 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
         health: ``healthy`` / ``unhealthy`` / ``starting`` / ``""`` (no healthcheck).
         started_at: Unix seconds, 0 when never started.
         restart_count: Docker's restart count.
-        kind: what it serves, if recognised (``vllm``, ``litellm``, ``epp``…), else ``""``.
+        kind: what it serves, if recognised (``vllm``), else ``""``.
         vllm_version: detected vLLM version (image tag or OCI label; confirmed later by ``/version``).
         models: served model names.
         model_path: the ``--model`` path or HF id.
@@ -40,7 +63,7 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     health: str = ""
     started_at: float = 0.0
     restart_count: int = 0
-    kind: str = ""
+    kind: ContainerKind = ""
     vllm_version: str = ""
     models: list[str] = []
     model_path: str = ""
@@ -80,9 +103,9 @@ class ContainerLifecycle(Occurrence, frozen=True, kw_only=True, tag="docker.life
 
     host: str
     name: str
-    action: str
+    action: LifecycleAction
     exit_code: int = -1
-    kind: str = ""
+    kind: ContainerKind = ""
 
 
 class ContainerLogSignature(Occurrence, frozen=True, kw_only=True, tag="docker.logsignature"):
@@ -97,5 +120,5 @@ class ContainerLogSignature(Occurrence, frozen=True, kw_only=True, tag="docker.l
 
     host: str
     name: str
-    signature: str
+    signature: LogSignature
     line: str

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Histogram, Snapshot
+
+# The EPP's metric naming generations, newest first; ``""`` when no EPP family was read.
+EppNaming = Literal["", "llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model", "inference_pool"]
 
 
 class EppObjectiveStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,7 +70,7 @@ class EppSnapshot(Snapshot, frozen=True, kw_only=True, tag="epp.instance"):
 
     up: bool
     error: str = ""
-    naming: str = ""
+    naming: EppNaming = ""
     objectives: list[EppObjectiveStats] = []
     pools: list[EppPoolStats] = []
     scheduler_e2e_seconds: Histogram | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Snapshot
@@ -21,6 +23,9 @@ THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
     (0x0100, "display_clock_setting"),
 )
 
+# NVML lists a GPU's compute and graphics processes apart.
+GpuProcessKind = Literal["compute", "graphics"]
+
 
 class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
     """A process using a GPU.
@@ -35,7 +40,7 @@ class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     used_memory_bytes: float
     container_id: str = ""
-    kind: str = "compute"
+    kind: GpuProcessKind = "compute"
 
 
 class GpuReading(msgspec.Struct, frozen=True, kw_only=True):

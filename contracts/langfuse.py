@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Snapshot
+
+# Langfuse's score data types (``dataType``); rows of any other type are counted as bad rows.
+ScoreDataType = Literal["NUMERIC", "BOOLEAN", "CATEGORICAL"]
+# Where the ingester reads: the public API or the Langfuse database.
+IngestMode = Literal["api", "db"]
 
 
 class UsageByKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +67,7 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     name: str
-    data_type: str
+    data_type: ScoreDataType
     count: float
     mean: float | None = None
     categories: dict[str, float] = {}
@@ -93,7 +100,7 @@ class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse
     up: bool
     error: str = ""
     server_version: str = ""
-    mode: str = "api"
+    mode: IngestMode = "api"
     watermark: float = 0.0
     retention_days: int = 0
     usage: list[UsageByKey] = []

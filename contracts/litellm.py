@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Histogram, Snapshot
+from inferwatch.contracts.catalog import ModelType
+
+# A deployment's health: LiteLLM's ``litellm_deployment_state`` 0/1/2, or ``/health``'s two lists.
+RouteStatus = Literal["healthy", "partial_outage", "outage", "unknown"]
+# How the proxy's ``/metrics/`` answered: ``prometheus`` (callback on), ``licence_gated`` (only the premium
+# marker), ``empty`` (nothing of LiteLLM), ``absent`` (404), ``unauthorized``, ``error``; ``""`` before the first poll.
+MetricsMode = Literal["", "prometheus", "licence_gated", "empty", "absent", "unauthorized", "error"]
 
 
 class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,10 +42,10 @@ class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
 
     model_group: str
     deployment_id: str
-    model_type: str
+    model_type: ModelType
     provider: str = ""
     api_base: str = ""
-    status: str = "unknown"
+    status: RouteStatus = "unknown"
     input_cost_per_token: float = 0.0
     output_cost_per_token: float = 0.0
     max_tokens: int = 0
@@ -95,7 +104,7 @@ class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.pro
         db_status: readiness' ``db`` field (``connected``, ``Not connected``…).
         version: LiteLLM version, when reported.
         error: last error outcome, ``""`` when fine.
-        metrics_mode: ``prometheus`` (callback on), ``absent`` (404), ``licence_gated``, ``unauthorized``.
+        metrics_mode: how ``/metrics/`` answered (`MetricsMode`).
         routes: known deployments.
         usage: per model group usage.
         in_flight_requests: from ``/health/backlog`` or the in-flight gauge.
@@ -112,7 +121,7 @@ class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.pro
     db_status: str = ""
     version: str = ""
     error: str = ""
-    metrics_mode: str = ""
+    metrics_mode: MetricsMode = ""
     routes: list[ModelRoute] = []
     usage: list[ModelUsage] = []
     in_flight_requests: float | None = None

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from inferwatch.contracts.base import Histogram, Occurrence, Snapshot
+
+# ``loading``: the process answers but serves no model yet; ``ready``; ``error``: unreachable or broken.
+ModelStatus = Literal["loading", "ready", "error"]
+# The vLLM engine generation read from the exposition; ``""`` when nothing was read (gRPC, scrape failed).
+Generation = Literal["", "v0", "v1"]
 
 
 class VllmModelCard(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,10 +108,10 @@ class VllmInstanceSnapshot(Snapshot, frozen=True, kw_only=True, tag="vllm.instan
 
     up: bool
     error: str = ""
-    status: str = "ready"
+    status: ModelStatus = "ready"
     health_ok: bool = False
     version: str = ""
-    generation: str = ""
+    generation: Generation = ""
     models: list[VllmModelCard] = []
     engines: list[VllmEngineStats] = []
     scrape_duration_s: float = 0.0

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from inferwatch import __version__
-from inferwatch.contracts import ALL, EVENT_TYPES, PREFIX, decode, domain_kind, version_token
+from inferwatch.contracts import ALL, EVENT_TYPES, decode, subject_address
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
 from inferwatch.shared.bus import BusSettings
@@ -214,16 +214,12 @@ def asyncapi() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for t in EVENT_TYPES:
-        domain, kind = domain_kind(t)
         name = t.__name__
-        address = (
-            f"{PREFIX}.{version_token(t)}.{domain}.{{name}}.{{source}}"
-            if domain == "alert"
-            else f"{PREFIX}.{version_token(t)}.{domain}.{kind}.{{source}}"
-        )
         params = {"source": {"description": "source key, sanitised into one subject token"}}
-        if domain == "alert":
-            params["name"] = {"description": "alert rule name"}
+        if t.SUBJECT_KIND_FIELD:
+            params[t.SUBJECT_KIND_FIELD] = {
+                "description": f"the event's {t.SUBJECT_KIND_FIELD}, sanitised into one subject token"
+            }
         messages[name] = {
             "name": name,
             "title": name,
@@ -232,7 +228,7 @@ def asyncapi() -> dict[str, Any]:
             "payload": {"$ref": f"#/components/schemas/{name}"},
         }
         channels[name] = {
-            "address": address,
+            "address": subject_address(t),
             "parameters": params,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }

@@ -1,4 +1,4 @@
-"""The README's generated tables (services, exported metric families), made from the code so they cannot drift.
+"""The README's generated tables (services, subjects, exported metrics), made from the code so they cannot drift.
 
 Run: .venv/bin/python -m scripts.readme_tables [--write]   (--write updates README.md in place)
 """
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from inferwatch.contracts import EVENT_TYPES, Snapshot, subject_address
 from inferwatch.services import SERVICES
 from inferwatch.services.aggregator import app
 from inferwatch.services.aggregator.domains import all_families
@@ -43,7 +44,21 @@ def services_table() -> str:
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[], str]] = {"services-table": services_table, "metrics-table": metrics_table}
+def subjects_table() -> str:
+    """Every event type: its subjects (current version), name, and the first paragraph of its docstring."""
+    rows = ["| subject | event | what it says |", "|---|---|---|"]
+    for t in EVENT_TYPES:
+        kind = "snapshot" if issubclass(t, Snapshot) else "occurrence"
+        summary = " ".join((t.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "`")
+        rows.append(f"| `{subject_address(t)}` | `{t.__name__}` | {kind}: {summary} |")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "services-table": services_table,
+    "subjects-table": subjects_table,
+    "metrics-table": metrics_table,
+}
 
 
 def with_tables(readme: str) -> str:

@@ -273,18 +273,10 @@ class Bus:
                 extra={"dropped_total": self.stats.dropped, "suppressed": suppressed},
             )
 
-    async def subscribe(
-        self, subject: str, handler: EventHandler, *, queue: str = "", subject_prefix: str = ""
-    ) -> Subscription:
-        """Subscribe with decoding: ``handler(event, subject)``; undecodable messages are counted and skipped.
-
-        ``subject_prefix``: messages whose subject does not start with it are dropped before decoding (NATS
-        wildcards match whole tokens only; this narrows within one, cheaply).
-        """
+    async def subscribe(self, subject: str, handler: EventHandler, *, queue: str = "") -> Subscription:
+        """Subscribe with decoding: ``handler(event, subject)``; undecodable messages are counted and skipped."""
 
         async def on_msg(msg: Msg) -> None:
-            if subject_prefix and not msg.subject.startswith(subject_prefix):
-                return
             try:
                 event = decode(msg.data)
             except DecodeError as exc:

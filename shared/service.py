@@ -3,7 +3,7 @@
 `run_service` gives a service: settings from the environment, structured logs, an HTTP server with
 ``/healthz`` (the process lives), ``/readyz`` (it is doing its job, or why not) and ``/metrics`` (its
 own metrics), a NATS connection that retries until it works, a heartbeat on
-``inferwatch.v1.heartbeat.service.<instance>``, and a graceful stop on SIGTERM/SIGINT.
+``inferwatch.v2.heartbeat.<service>.<instance>``, and a graceful stop on SIGTERM/SIGINT.
 
 The HTTP server may require credentials and speak TLS (settings common to every service, `HttpSecurity`):
 ``INFERWATCH_HTTP_AUTH_BEARER_TOKEN[_FILE]``, ``INFERWATCH_HTTP_AUTH_BASIC_USER`` +
@@ -38,7 +38,6 @@ from prometheus_client.registry import Collector
 
 from inferwatch import __version__
 from inferwatch.contracts.heartbeat import Heartbeat
-from inferwatch.contracts.subjects import sanitize_token, subject_filter
 from inferwatch.contracts.upstream import EndpointCalls, UpstreamCallStats
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.log import configure_logging
@@ -52,11 +51,6 @@ STOP_GRACE_S = 2.0  # how long a stopping service's work may take before it is c
 def instance_id(service: str) -> str:
     """``<service>@<host>:<pid>``: unique per process, readable in logs and heartbeats."""
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
-
-
-def heartbeat_subject_prefix(service: str) -> str:
-    """What the heartbeat subjects of ``service``'s replicas start with (instance ids are ``<service>@…``)."""
-    return subject_filter("heartbeat", "service", version="v1").removesuffix(">") + sanitize_token(service) + "_"
 
 
 @dataclass

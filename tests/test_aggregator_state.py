@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from inferwatch.contracts import Event
+from inferwatch.contracts import Event, encode, sanitize_token, subject_for
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
@@ -177,6 +177,34 @@ def test_aggregator_self_metrics_and_decode_errors() -> None:
     asyncio.run(agg.on_message(Msg("inferwatch.v1.vllm.instance.x", b"\xc1garbage")))  # type: ignore[arg-type]
     got = samples(agg.render())
     assert got[("inferwatch_aggregator_decode_errors_total", (("subject_prefix", "inferwatch.v1.vllm.instance"),))] == 1
+
+
+def test_a_heartbeat_of_the_previous_release_on_a_v1_subject_is_read_like_a_v2_one() -> None:
+    agg = Aggregator(AggregatorConfig())
+
+    class Msg:
+        def __init__(self, subject: str, data: bytes) -> None:
+            self.subject, self.data = subject, data
+
+    def beat(instance: str) -> Heartbeat:
+        return Heartbeat(
+            source=instance,
+            observed_at=0,
+            collector=instance,
+            interval_s=5,
+            service="vllm-scraper",
+            version="0",
+            started_at=0,
+            ready=True,
+        )
+
+    old, new = beat("vllm-scraper@old:1"), beat("vllm-scraper@new:1")
+    v1_subject = "inferwatch.v1.heartbeat.service." + sanitize_token(old.source)  # as the previous release sent it
+    asyncio.run(agg.on_message(Msg(v1_subject, encode(old))))  # type: ignore[arg-type]
+    asyncio.run(agg.on_message(Msg(subject_for(new), encode(new))))  # type: ignore[arg-type]
+    got = samples(agg.render())
+    for instance in (old.source, new.source):
+        assert got[("inferwatch_service_ready", (("instance", instance), ("service", "vllm-scraper")))] == 1
 
 
 def test_family_names_follow_conventions() -> None:

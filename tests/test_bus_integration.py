@@ -43,7 +43,7 @@ async def publisher(url: str) -> Bus:
 
 
 async def test_aggregator_exports_sources_and_survives_garbage(nats_url: str) -> None:
-    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_SUBJECT": "inferwatch.v1.>"}
+    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_SUBJECT": "inferwatch.>"}
     async with running_service("aggregator", env) as agg:
         bus = await publisher(nats_url)
         try:

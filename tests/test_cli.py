@@ -22,7 +22,7 @@ def test_schema_prints_json_schema_and_asyncapi() -> None:
     doc = json.loads(
         subprocess.run([*CLI, "schema", "--format", "asyncapi"], capture_output=True, text=True, check=True).stdout
     )
-    assert doc["channels"]["Heartbeat"]["address"] == "inferwatch.v1.heartbeat.service.{source}"
+    assert doc["channels"]["Heartbeat"]["address"] == "inferwatch.v2.heartbeat.{service}.{source}"
 
 
 def test_version_is_the_package_version() -> None:
@@ -55,7 +55,7 @@ async def test_tail_prints_decoded_events(nats_url: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         *CLI,
         "tail",
-        "inferwatch.v1.heartbeat.>",
+        "inferwatch.v2.heartbeat.svc.*",
         "--json",
         "--count",
         "1",
@@ -90,7 +90,7 @@ async def test_tail_prints_decoded_events(nats_url: str) -> None:
         await bus.close()
     await asyncio.wait_for(proc.wait(), 10)
     doc = json.loads(line)
-    assert doc["subject"].startswith("inferwatch.v1.heartbeat.service.")
+    assert doc["subject"].startswith("inferwatch.v2.heartbeat.svc.")
     assert doc["event"]["type"] == "heartbeat.service"
     assert doc["event"]["service"] == "svc"
     assert proc.returncode == 0

@@ -12,9 +12,20 @@ from hypothesis import strategies as st
 
 from inferwatch import contracts
 from inferwatch.cli import asyncapi, json_schemas
-from inferwatch.contracts import EVENT_TYPES, DecodeError, decode, encode, sanitize_token, subject_for
+from inferwatch.contracts import (
+    EVENT_TYPES,
+    HEARTBEAT_V1_FILTER,
+    DecodeError,
+    decode,
+    encode,
+    heartbeat_filter,
+    sanitize_token,
+    subject_for,
+    type_filter,
+)
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -48,7 +59,7 @@ def test_every_event_round_trips_msgpack_and_json(event_type: type) -> None:
         for encoding in ("msgpack", "json"):
             data = encode(event, encoding)  # type: ignore[arg-type]
             assert decode(data) == event
-        assert subject_for(event).startswith("inferwatch.v1.")
+        assert subject_for(event).startswith(f"inferwatch.v{event_type.SUBJECT_VERSION}.")
 
     check()
 
@@ -135,28 +146,52 @@ def test_schema_documents_cover_every_event() -> None:
     assert doc["asyncapi"] == "3.0.0"
     assert set(doc["channels"]) == names
     assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v1.vllm.instance.{source}"
+    heartbeat = doc["channels"]["Heartbeat"]
+    assert heartbeat["address"] == "inferwatch.v2.heartbeat.{service}.{source}"
+    assert set(heartbeat["parameters"]) == {"service", "source"}
+    assert doc["channels"]["Alert"]["address"] == "inferwatch.v1.alert.{name}.{source}"
     json.dumps(doc)  # serialisable
 
 
-def test_a_services_heartbeat_subjects_share_the_prefix_its_peers_filter_on() -> None:
-    from inferwatch.contracts.heartbeat import Heartbeat
-    from inferwatch.shared.service import heartbeat_subject_prefix, instance_id
+def _nats_match(pattern: str, subject: str) -> bool:
+    """NATS wildcard semantics: ``*`` one token, ``>`` one or more trailing tokens."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(want) == len(got)
 
-    def subject(service: str) -> str:
-        inst = instance_id(service)
-        return subject_for(
-            Heartbeat(
-                source=inst,
-                observed_at=0,
-                collector=inst,
-                interval_s=5,
-                service=service,
-                version="0",
-                started_at=0,
-                ready=True,
-            )
-        )
 
-    assert subject("vllm-scraper").startswith(heartbeat_subject_prefix("vllm-scraper"))
-    assert not subject("vllm-scraper-canary").startswith(heartbeat_subject_prefix("vllm-scraper"))
-    assert not subject("epp-scraper").startswith(heartbeat_subject_prefix("vllm-scraper"))
+def _heartbeat(service: str) -> Heartbeat:
+    from inferwatch.shared.service import instance_id
+
+    inst = instance_id(service)
+    return Heartbeat(
+        source=inst, observed_at=0, collector=inst, interval_s=5, service=service, version="0", started_at=0, ready=True
+    )
+
+
+def test_a_services_peers_subscribe_to_its_heartbeats_and_no_others() -> None:
+    own = heartbeat_filter("vllm-scraper")
+    assert own == "inferwatch.v2.heartbeat.vllm-scraper.*"
+    assert _nats_match(own, subject_for(_heartbeat("vllm-scraper")))
+    assert not _nats_match(own, subject_for(_heartbeat("vllm-scraper-canary")))
+    assert not _nats_match(own, subject_for(_heartbeat("epp-scraper")))
+
+
+def test_v1_heartbeats_are_still_read() -> None:
+    beat = _heartbeat("vllm-scraper")
+    v1_subject = "inferwatch.v1.heartbeat.service." + sanitize_token(beat.source)  # as the previous release sent it
+    assert _nats_match(HEARTBEAT_V1_FILTER, v1_subject)
+    assert not _nats_match(HEARTBEAT_V1_FILTER, subject_for(beat))
+    assert decode(encode(beat)) == beat  # the payload is the same in both versions
+
+
+def test_type_filter_picks_one_kind_only_where_the_subject_carries_one() -> None:
+    assert type_filter(Alert, "VllmTargetDown") == "inferwatch.v1.alert.VllmTargetDown.*"
+    assert type_filter(Alert) == "inferwatch.v1.alert.*.*"
+    assert type_filter(VllmInstanceSnapshot) == "inferwatch.v1.vllm.instance.*"
+    with pytest.raises(TypeError):
+        type_filter(VllmInstanceSnapshot, "instance")

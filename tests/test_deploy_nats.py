@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.subjects import subject_for
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.natsserver import answers, find_binary
@@ -58,6 +59,23 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def heartbeat_subject(service: str) -> str:
+    """The subject a replica of ``service`` sends its heartbeat on."""
+    instance = f"{service}@h:1"
+    return subject_for(
+        Heartbeat(
+            source=instance,
+            observed_at=0,
+            collector=instance,
+            interval_s=5,
+            service=service,
+            version="0",
+            started_at=0,
+            ready=True,
+        )
+    )
 
 
 def test_every_service_has_a_user() -> None:
@@ -118,8 +136,24 @@ async def test_a_collector_publishes_its_own_subjects(secured_nats: str) -> None
     ok, errors = await _delivered_within(secured_nats, "vllm-scraper", subject_for(snap))
     assert ok
     assert errors == []
-    ok, _ = await _delivered_within(secured_nats, "vllm-scraper", "inferwatch.v1.heartbeat.service.vllm-scraper_h_1")
+    ok, _ = await _delivered_within(secured_nats, "vllm-scraper", heartbeat_subject("vllm-scraper"))
     assert ok
+
+
+@pytest.mark.parametrize(
+    ("user", "service"),
+    [("epp-scraper", "vllm-scraper"), ("vllm-scraper", "aggregator"), ("gpu-agent", "docker-watcher")],
+)
+async def test_a_service_cannot_publish_another_services_heartbeat(secured_nats: str, user: str, service: str) -> None:
+    ok, errors = await _delivered(secured_nats, user, heartbeat_subject(service))
+    assert not ok
+    await asyncio.sleep(0.05)
+    assert any("permissions violation" in str(e).lower() for e in errors), errors
+
+
+async def test_no_service_publishes_version_1_heartbeats_any_more(secured_nats: str) -> None:
+    ok, _ = await _delivered(secured_nats, "vllm-scraper", "inferwatch.v1.heartbeat.service.vllm-scraper_h_1")
+    assert not ok
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,8 @@ def test_scrape_target_carries_container_and_gpus() -> None:
     assert target.url == "http://127.0.0.1:8001"
     assert target.container_name == "llm-qwen3-1"
     assert target.container_id == info.id
-    assert target.labels == {"host": "gpu-box-1", "gpus": "0,1", "vllm_version": "0.33.0", "model": "qwen3-8b"}
+    assert (target.gpus, target.version) == (["0", "1"], "0.33.0")
+    assert target.labels == {"host": "gpu-box-1", "model": "qwen3-8b"}
     stopped = msgspec.structs.replace(info, state="exited")
     assert scrape_target(stopped, "h") is None
 

@@ -25,17 +25,17 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import yaml  # type: ignore[import-untyped]
 
-from inferwatch.contracts.alert import Alert
+from inferwatch.contracts.alert import Alert, AlertState, Severity
 from inferwatch.contracts.base import Event, Histogram, Snapshot
 from inferwatch.contracts.registry import EVENT_TYPES
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules") / "default.yaml"
-SEVERITIES = ("critical", "warning", "info")
+SEVERITIES: dict[str, Severity] = {severity: severity for severity in get_args(Severity)}
 COLLECTOR = "aggregator"
 
 
@@ -325,7 +325,7 @@ class Rule:
     kind: str = "condition"
     each: str = ""
     for_s: float = 0.0
-    severity: str = "warning"
+    severity: Severity = "warning"
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     silent_after_s: float = 0.0
@@ -381,9 +381,9 @@ def parse_rule(raw: Mapping[str, Any]) -> Rule:
         raise RuleError(f"rule {name}: unknown event {tag!r} (known: {', '.join(sorted(types))})")
     event_type = types[tag]
     kind = raw.get("kind", "condition")
-    severity = raw.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise RuleError(f"rule {name}: severity must be one of {SEVERITIES}")
+    severity = SEVERITIES.get(raw.get("severity", "warning"))
+    if severity is None:
+        raise RuleError(f"rule {name}: severity must be one of {tuple(SEVERITIES)}")
     labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
     annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
     if kind == "silent":
@@ -632,7 +632,7 @@ class AlertEngine:
         inst.annotations = {k: render_template(v, scope) for k, v in rule.annotations.items()}
         return [self._alert(fp, inst, "firing", 0.0)]
 
-    def _alert(self, fp: str, inst: _Instance, state: str, ends_at: float) -> Alert:
+    def _alert(self, fp: str, inst: _Instance, state: AlertState, ends_at: float) -> Alert:
         return Alert(
             source=fp,
             observed_at=ends_at or inst.starts_at,

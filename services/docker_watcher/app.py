@@ -24,11 +24,18 @@ from aiodocker.multiplexed import multiplexed_result_stream
 from prometheus_client import Counter
 
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from inferwatch.contracts.docker import ContainerInfo, ContainerLifecycle, ContainerLogSignature, DockerHostSnapshot
+from inferwatch.contracts.docker import (
+    ContainerInfo,
+    ContainerKind,
+    ContainerLifecycle,
+    ContainerLogSignature,
+    DockerHostSnapshot,
+)
 from inferwatch.services.docker_watcher.config import DockerWatcherConfig
 from inferwatch.services.docker_watcher.core import (
     MAX_LOG_LINE,
     container_info,
+    lifecycle_action,
     log_signature,
     scrape_target,
     split_log_stream,
@@ -38,23 +45,6 @@ from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.docker_watcher")
 
-ACTIONS = frozenset(
-    {
-        "create",
-        "start",
-        "die",
-        "stop",
-        "kill",
-        "oom",
-        "health_status",
-        "restart",
-        "pause",
-        "unpause",
-        "destroy",
-        "rename",
-        "update",
-    }
-)
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", os.path.expanduser("~/.docker/run/docker.sock"))
 DOCKER_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
@@ -249,8 +239,8 @@ class DockerWatcher:
         """One ``/events`` message: count it, re-inspect the container, publish the lifecycle fact."""
         if event.get("Type") != "container":
             return
-        action = str(event.get("Action") or event.get("status") or "").split(":", 1)[0].strip()
-        if action not in ACTIONS:
+        action = lifecycle_action(event)
+        if action is None:
             return
         raw_actor = event.get("Actor")
         actor: dict[str, Any] = raw_actor if isinstance(raw_actor, dict) else {}
@@ -291,7 +281,7 @@ class DockerWatcher:
             self.signatures_total.pop(cid, None)
         await self.publish_state()
 
-    def _known_kind(self, cid: str) -> str:
+    def _known_kind(self, cid: str) -> ContainerKind:
         info = self.containers.get(cid)
         return info.kind if info else ""
 

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from inferwatch.contracts.discovery import ScrapeTarget
-from inferwatch.contracts.docker import ContainerInfo
+from inferwatch.contracts.docker import ContainerInfo, ContainerKind, LifecycleAction, LogSignature
 
 DEFAULT_VLLM_IMAGES: tuple[str, ...] = (
     "vllm/vllm-openai",
@@ -44,7 +44,7 @@ class Classification:
         evidence: ``label`` / ``image`` / ``command`` / ``env`` / ``""``.
     """
 
-    kind: str
+    kind: ContainerKind
     evidence: str
 
 
@@ -419,19 +419,29 @@ def scrape_target(info: ContainerInfo, host: str) -> ScrapeTarget | None:
     """The vLLM target a running container offers, or None (not vLLM, not running, no address)."""
     if info.kind != "vllm" or info.state != "running" or not info.scrape_url:
         return None
-    labels = {"host": host, "gpus": ",".join(info.gpus), "vllm_version": info.vllm_version}
-    if info.models:
-        labels["model"] = info.models[0]
+    labels = {"host": host, "model": info.models[0]} if info.models else {"host": host}
     return ScrapeTarget(
         kind="vllm",
         url=info.scrape_url,
         container_id=info.id,
         container_name=info.name,
+        gpus=list(info.gpus),
+        version=info.vllm_version,
         labels={k: v for k, v in labels.items() if v},
     )
 
 
-LOG_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
+_LIFECYCLE_ACTIONS: dict[str, LifecycleAction] = {action: action for action in get_args(LifecycleAction)}
+
+
+def lifecycle_action(event: Mapping[str, Any]) -> LifecycleAction | None:
+    """The action of a Docker ``/events`` message when docker-watcher follows it (``health_status: healthy``
+    is ``health_status``), else None."""
+    raw = str(event.get("Action") or event.get("status") or "").split(":", 1)[0].strip()
+    return _LIFECYCLE_ACTIONS.get(raw)
+
+
+LOG_SIGNATURES: tuple[tuple[LogSignature, re.Pattern[str]], ...] = (
     ("cuda_oom", re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory")),
     (
         "nccl_error",
@@ -461,7 +471,7 @@ LOG_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
 MAX_LOG_LINE = 512
 
 
-def log_signature(line: str) -> str:
+def log_signature(line: str) -> LogSignature | Literal[""]:
     """The known failure signature a log line shows (``cuda_oom``, ``nccl_error``, ``engine_dead``,
     ``model_load_failed``), or ``""``."""
     if len(line) > 8192:

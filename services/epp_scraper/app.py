@@ -15,7 +15,7 @@ import time
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
-from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats, EppSnapshot
 from inferwatch.contracts.subjects import subject_filter
 from inferwatch.services.epp_scraper.config import EppScraperConfig
 from inferwatch.services.epp_scraper.core import (
@@ -183,7 +183,8 @@ class EppScraper:
         """One scrape of one EPP; failures become ``up=False`` with a reason that says what to fix."""
         url = url.rstrip("/")
         client = self.clients[url]
-        error, naming = "", ""
+        error = ""
+        naming: EppNaming = ""
         objectives: list[EppObjectiveStats] = []
         pools: list[EppPoolStats] = []
         latency: Histogram | None = None

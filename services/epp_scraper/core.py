@@ -11,9 +11,10 @@ keyed without ``_total`` (``shared.exposition``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import get_args
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats
+from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 
 NEW_PREFIXES = ("llm_d_epp_", "llm_d_router_epp_")
@@ -89,12 +90,13 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     ),
 }
 WANTED: frozenset[str] = frozenset(name for names in CANDIDATES.values() for name in names)
-GENERATIONS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model", "inference_pool")
+# newest first, as `EppNaming` lists them
+GENERATIONS: tuple[EppNaming, ...] = tuple(naming for naming in get_args(EppNaming) if naming)
 
 ObjectiveKey = tuple[str, str]
 
 
-def detect_naming(families: Mapping[str, MetricFamily]) -> str:
+def detect_naming(families: Mapping[str, MetricFamily]) -> EppNaming:
     """The newest naming generation present (``""`` when no EPP family is there)."""
     for generation in GENERATIONS:
         if any(name.startswith(generation + "_") for name in families):

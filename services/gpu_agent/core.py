@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuProcess, GpuReading
+from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuProcess, GpuProcessKind, GpuReading
 
 MIB = 1024 * 1024
 
@@ -129,7 +129,8 @@ def gpu_processes(compute: list[Any], graphics: list[Any], containers: Mapping[i
     A PID in both lists is ``compute``; ``containers`` maps PIDs to container ids.
     """
     seen: dict[int, GpuProcess] = {}
-    for kind, infos in (("compute", compute), ("graphics", graphics)):
+    lists: tuple[tuple[GpuProcessKind, list[Any]], ...] = (("compute", compute), ("graphics", graphics))
+    for kind, infos in lists:
         for info in infos:
             pid = int(info.pid)
             if pid in seen:

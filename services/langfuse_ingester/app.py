@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
+    KNOWN_SCORE_TYPES,
     BadRowError,
     EndpointPlan,
     Ledger,
@@ -405,7 +406,7 @@ class LangfuseIngester:
             scores.append(
                 ScoreSummary(
                     name=name,
-                    data_type=data_type,
+                    data_type=KNOWN_SCORE_TYPES[data_type],  # the ledger holds only rows of known types
                     count=count,
                     nulls=f.get("nulls", 0.0),
                     sum=total,

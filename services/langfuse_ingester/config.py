@@ -6,8 +6,9 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
+from inferwatch.contracts.langfuse import IngestMode
 from inferwatch.shared.settings import Env, Secret, SettingsError
 
 
@@ -56,7 +57,7 @@ class LangfuseIngesterConfig:
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_LANGFUSE_"
 
     projects: tuple[LangfuseProject, ...] = ()
-    mode: str = "api"
+    mode: IngestMode = "api"
     interval_s: float = 60.0
     bucket_s: float = 300.0
     settle_s: float = 900.0
@@ -76,9 +77,10 @@ class LangfuseIngesterConfig:
     def from_env(cls, env: Env) -> LangfuseIngesterConfig:
         """Read ``INFERWATCH_LANGFUSE_*`` and, when set, the projects of ``INFERWATCH_CONFIG``."""
         p = cls.ENV_PREFIX
-        mode = env.get(p + "MODE", "api").lower()
-        if mode not in ("api", "db"):
-            raise SettingsError(f"{p}MODE must be api or db, got {mode!r}")
+        modes: dict[str, IngestMode] = {m: m for m in get_args(IngestMode)}
+        mode = modes.get(env.get(p + "MODE", "api").lower())
+        if mode is None:
+            raise SettingsError(f"{p}MODE must be api or db, got {env.get(p + 'MODE', '')!r}")
         projects: list[LangfuseProject] = []
         url = env.get(p + "URL").rstrip("/")
         dsn = env.secret(p + "DSN")

@@ -16,7 +16,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
+
+from inferwatch.contracts.langfuse import ScoreDataType
 
 SEP = "\x1f"
 """Separator inside flat counter keys (never appears in labels we keep)."""
@@ -48,7 +50,7 @@ LATENCY_BOUNDS_S: tuple[float, ...] = (
 SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Upper bounds of the numeric score distribution (``+Inf`` implied)."""
 
-KNOWN_SCORE_TYPES = frozenset({"NUMERIC", "BOOLEAN", "CATEGORICAL"})
+KNOWN_SCORE_TYPES: dict[str, ScoreDataType] = {data_type: data_type for data_type in get_args(ScoreDataType)}
 OTHER = "other"
 
 

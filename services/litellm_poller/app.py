@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
+from inferwatch.contracts.litellm import LitellmProxySnapshot, MetricsMode, ModelRoute, RouteStatus
 from inferwatch.services.litellm_poller.config import LitellmPollerConfig, ProxyConfig
 from inferwatch.services.litellm_poller.core import (
     WANTED,
@@ -43,11 +43,11 @@ class ProxyState:
     routes: list[ModelRoute] = field(default_factory=list)
     routes_expire_at: float = 0.0  # monotonic; the last good model list is kept until then
     readiness_details: Readiness | None = None
-    health: dict[str, str] = field(default_factory=dict)
+    health: dict[str, RouteStatus] = field(default_factory=dict)
     health_next_at: float = 0.0
     backoff_until: float = 0.0  # monotonic; set by 429 Retry-After
     errors_total: dict[str, float] = field(default_factory=dict)
-    metrics_mode: str = ""
+    metrics_mode: MetricsMode = ""
 
 
 class LitellmPoller:
@@ -102,7 +102,7 @@ class LitellmPoller:
             self._failed(state, path, exc)
             return exc
 
-    async def _metrics(self, state: ProxyState) -> tuple[str, dict[str, MetricFamily] | None]:
+    async def _metrics(self, state: ProxyState) -> tuple[MetricsMode, dict[str, MetricFamily] | None]:
         """``/metrics/`` (trailing slash: the bare path answers 307) → (metrics mode, families)."""
         try:
             response = await state.client.get("/metrics/", endpoint="/metrics/")

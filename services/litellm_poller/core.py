@@ -19,12 +19,13 @@ from typing import Any
 import msgspec
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.litellm import ModelRoute, ModelUsage
+from inferwatch.contracts.catalog import ModelType
+from inferwatch.contracts.litellm import MetricsMode, ModelRoute, ModelUsage, RouteStatus
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 from inferwatch.shared.http import strip_credentials
 
 MODEL_TYPES = ("llm", "embedding", "reranker", "image", "audio", "other")
-MODE_TYPES: dict[str, str] = {
+MODE_TYPES: dict[str, ModelType] = {
     "chat": "llm",
     "completion": "llm",
     "responses": "llm",
@@ -42,7 +43,7 @@ MODE_TYPES: dict[str, str] = {
     "realtime": "audio",
 }
 # Name heuristics, checked in order when ``mode`` says nothing.
-NAME_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+NAME_HINTS: tuple[tuple[ModelType, tuple[str, ...]], ...] = (
     ("reranker", ("rerank",)),
     ("embedding", ("embed", "bge-", "e5-", "gte-", "minilm", "nomic")),
     ("image", ("dall-e", "dalle", "stable-diffusion", "sdxl", "flux", "imagen", "gpt-image")),
@@ -108,7 +109,7 @@ COUNTER_GROUPS = (
     DEPLOYMENT_FAILURES,
 )
 GAUGE_GROUPS = (REMAINING_REQUESTS, REMAINING_TOKENS, STATE, IN_FLIGHT)
-STATE_NAMES = {0: "healthy", 1: "partial_outage", 2: "outage"}
+STATE_NAMES: dict[int, RouteStatus] = {0: "healthy", 1: "partial_outage", 2: "outage"}
 
 
 def wanted_families() -> frozenset[str]:
@@ -128,7 +129,7 @@ WANTED = wanted_families()
 # ---- model classification --------------------------------------------------------------------
 
 
-def classify_model(mode: object, *names: str) -> str:
+def classify_model(mode: object, *names: str) -> ModelType:
     """``llm`` / ``embedding`` / ``reranker`` / ``image`` / ``audio`` / ``other``: from ``mode``, then names."""
     if isinstance(mode, str) and mode.strip().lower() in MODE_TYPES:
         return MODE_TYPES[mode.strip().lower()]
@@ -335,7 +336,7 @@ def parse_backlog(raw: object) -> dict[str, float]:
     return out
 
 
-def parse_health(raw: object) -> dict[str, str]:
+def parse_health(raw: object) -> dict[str, RouteStatus]:
     """``/health`` → ``{model_id: "healthy"|"outage"}`` from ``healthy_endpoints``/``unhealthy_endpoints``.
 
     Raises:
@@ -343,8 +344,9 @@ def parse_health(raw: object) -> dict[str, str]:
     """
     if not isinstance(raw, dict) or not isinstance(raw.get("healthy_endpoints"), list):
         raise ValueError("/health: no healthy_endpoints")
-    out: dict[str, str] = {}
-    for key, status in (("healthy_endpoints", "healthy"), ("unhealthy_endpoints", "outage")):
+    out: dict[str, RouteStatus] = {}
+    lists: tuple[tuple[str, RouteStatus], ...] = (("healthy_endpoints", "healthy"), ("unhealthy_endpoints", "outage"))
+    for key, status in lists:
         items = raw.get(key)
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get("model_id"), str):
@@ -378,7 +380,7 @@ def error_hint(status: int | None) -> str:
 # ---- Prometheus ------------------------------------------------------------------------------
 
 
-def metrics_mode(families: Mapping[str, MetricFamily]) -> str:
+def metrics_mode(families: Mapping[str, MetricFamily]) -> MetricsMode:
     """``prometheus`` when LiteLLM families are exposed, ``licence_gated`` when only the premium marker is,
     ``empty`` when the callback exposes nothing of LiteLLM."""
     litellm = [n for n in families if n.startswith("litellm_") and families[n].samples]
@@ -555,13 +557,13 @@ def in_flight(families: Mapping[str, MetricFamily]) -> float | None:
 
 
 def apply_deployment_state(
-    routes: list[ModelRoute], metrics: Mapping[str, DeploymentMetrics], health: Mapping[str, str] | None = None
+    routes: list[ModelRoute], metrics: Mapping[str, DeploymentMetrics], health: Mapping[str, RouteStatus] | None = None
 ) -> list[ModelRoute]:
     """Set each route's status from ``/health`` (when polled) or the state gauge, and its per-deployment counts."""
     out = []
     for r in routes:
         d = metrics.get(r.deployment_id, DeploymentMetrics())
-        status = "unknown"
+        status: RouteStatus = "unknown"
         if health and r.deployment_id in health:
             status = health[r.deployment_id]
         elif d.state is not None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
-from inferwatch.contracts.catalog import CatalogEntry
+from inferwatch.contracts.catalog import CatalogEntry, ModelType, Provider
 from inferwatch.contracts.docker import DockerHostSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
@@ -48,10 +48,10 @@ class Sighting:
     """
 
     name: str
-    provider: str
+    provider: Provider
     model_id: str = ""
     endpoint: str = ""
-    model_type: str = ""
+    model_type: ModelType | Literal[""] = ""
     max_context: int = 0
     available: bool = False
     seen_at: float = 0.0
@@ -167,7 +167,7 @@ def enrich(entry: CatalogEntry, info: HfInfo) -> CatalogEntry:
     )
 
 
-def _type_of(pipeline_tag: str) -> str:
+def _type_of(pipeline_tag: str) -> ModelType:
     if pipeline_tag in ("feature-extraction", "sentence-similarity"):
         return "embedding"
     if pipeline_tag == "text-classification":

@@ -14,8 +14,8 @@ from typing import Any
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
 from inferwatch.contracts.heartbeat import Heartbeat
-from inferwatch.contracts.subjects import subject_filter
-from inferwatch.contracts.vllm import VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
+from inferwatch.contracts.subjects import HEARTBEAT_V1_FILTER, heartbeat_filter, subject_filter
+from inferwatch.contracts.vllm import Generation, ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from inferwatch.services.vllm_scraper.config import VllmScraperConfig
 from inferwatch.services.vllm_scraper.core import (
     WANTED,
@@ -38,7 +38,7 @@ from inferwatch.shared.http import (
     UpstreamMetrics,
     strip_credentials,
 )
-from inferwatch.shared.service import ServiceApp, ServiceContext, heartbeat_subject_prefix
+from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -51,7 +51,7 @@ class TargetState:
 
     target: ScrapeTarget
     client: UpstreamClient | None  # None for gRPC targets (``grpc://``, ``grpcs://``)
-    status: str = "loading"
+    status: ModelStatus = "loading"
     loading_since: float | None = None
     load_duration_s: float | None = None
     errors_total: dict[str, float] = field(default_factory=dict)
@@ -240,7 +240,7 @@ class VllmScraper:
         now = time.time()
         error = ""
         engines = []
-        generation = ""
+        generation: Generation = ""
         if isinstance(metrics_r, BaseException):
             error = _reason(metrics_r)
         else:
@@ -281,7 +281,7 @@ class VllmScraper:
             error=error,
             status=status,
             health_ok=health_ok,
-            version=version or t.labels.get("vllm_version", ""),
+            version=version or t.version,
             generation=generation,
             models=models,
             engines=engines,
@@ -289,7 +289,7 @@ class VllmScraper:
             load_duration_s=state.load_duration_s,
             container_id=t.container_id,
             container_name=t.container_name,
-            gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
+            gpus=list(t.gpus),
             labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
             errors_total=dict(state.errors_total),
             dropped_series=dropped,
@@ -320,17 +320,19 @@ class VllmScraper:
             error=error,
             status=status,
             health_ok=serving,
-            version=t.labels.get("vllm_version", ""),
+            version=t.version,
             scrape_duration_s=duration,
             load_duration_s=state.load_duration_s,
             container_id=t.container_id,
             container_name=t.container_name,
-            gpus=[g for g in t.labels.get("gpus", "").split(",") if g],
+            gpus=list(t.gpus),
             labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
             errors_total=dict(state.errors_total),
         )
 
-    async def _track_loading(self, state: TargetState, status: str, models: list[VllmModelCard], now: float) -> None:
+    async def _track_loading(
+        self, state: TargetState, status: ModelStatus, models: list[VllmModelCard], now: float
+    ) -> None:
         if status == "loading" and state.loading_since is None:
             state.loading_since = now
         if status == "ready" and state.status == "loading" and state.loading_since is not None:
@@ -412,10 +414,9 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     scraper = VllmScraper(config, ctx)
     await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
-        # only this service's replicas matter: other heartbeats are skipped before decoding
-        await ctx.bus.subscribe(
-            "inferwatch.v1.heartbeat.>", scraper.on_heartbeat, subject_prefix=heartbeat_subject_prefix(ctx.name)
-        )
+        await ctx.bus.subscribe(heartbeat_filter(ctx.name), scraper.on_heartbeat)
+        # replicas of the previous release still announce themselves on v1 subjects (one release only)
+        await ctx.bus.subscribe(HEARTBEAT_V1_FILTER, scraper.on_heartbeat)
         if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
             return
     scraper.running = True

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.vllm import VllmEngineStats, VllmModelCard
+from inferwatch.contracts.vllm import Generation, ModelStatus, VllmEngineStats, VllmModelCard
 from inferwatch.shared.exposition import MetricFamily, Sample, histograms_by
 
 V = "vllm:"
@@ -102,7 +102,7 @@ def _plain(samples: Iterable[Sample], suffix: str = "") -> dict[EngineKey, float
     return out
 
 
-def detect_generation(families: Mapping[str, MetricFamily]) -> str:
+def detect_generation(families: Mapping[str, MetricFamily]) -> Generation:
     """``v1`` when V1-only families or the ``engine`` label are present, else ``v0``."""
     if any(
         n in families
@@ -228,7 +228,7 @@ def parse_models(body: bytes) -> list[VllmModelCard]:
     return cards
 
 
-def model_status(*, reachable: bool, health_ok: bool, has_models: bool, previous: str) -> str:
+def model_status(*, reachable: bool, health_ok: bool, has_models: bool, previous: ModelStatus) -> ModelStatus:
     """The instance's model status.
 
     ``ready``: ``/health`` is 200 and ``/v1/models`` lists a model. ``loading``: the server answers
