@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
 
 from inferwatch.contracts import AnyEvent
@@ -30,6 +29,8 @@ from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
 from inferwatch.shared.exposition import ExpositionError, parse_exposition
 from inferwatch.shared.http import (
     BreakerPolicy,
+    CallPolicy,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
@@ -37,6 +38,7 @@ from inferwatch.shared.http import (
     strip_credentials,
 )
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.epp_scraper")
 
@@ -77,10 +79,12 @@ class EppScraper:
         self.config = config
         self.ctx = ctx
         self.token = TokenFile(config.token_file)
-        self.metrics = UpstreamMetrics(ctx.registry)
-        # One TLS context for every target: building one per client reloads the CA bundle each time.
-        self._verify: ssl.SSLContext | bool = (
-            False if config.insecure else ssl.create_default_context(cafile=config.tls_ca_file or None)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
+        self._tls = TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure)
+        self._policy = CallPolicy(
+            limits=Limits(timeout_s=config.timeout_s),
+            retry=RetryPolicy(attempts=1),
+            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=config.interval_s),
         )
         self.clients: dict[str, UpstreamClient] = {}
         self.origins: dict[str, set[str]] = {}  # url -> who names it: static, dns:<spec>, found, set:<source>
@@ -102,10 +106,8 @@ class EppScraper:
             "epp",
             url,
             metrics=self.metrics,
-            timeout_s=self.config.timeout_s,
-            retry=RetryPolicy(attempts=1),
-            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-            verify=self._verify,
+            policy=self._policy,
+            tls=self._tls,
         )
         self.origins[url] = {origin}
         self.errors_total.setdefault(url, {})

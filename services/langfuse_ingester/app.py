@@ -32,8 +32,18 @@ from inferwatch.services.langfuse_ingester.core import (
     plan_cycle,
     snapshot_parts,
 )
-from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    CallPolicy,
+    Limits,
+    Outcome,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+)
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.langfuse_ingester")
 
@@ -93,10 +103,12 @@ class ApiReader:
             project.url,
             metrics=metrics,
             auth=auth,
-            timeout_s=config.timeout_s,
-            retry=RetryPolicy(attempts=2),
-            breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
-            verify=False if config.insecure else (config.tls_ca_file or True),
+            policy=CallPolicy(
+                limits=Limits(timeout_s=config.timeout_s),
+                retry=RetryPolicy(attempts=2),
+                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
+            ),
+            tls=TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure),
         )
         self.server_version = ""
         self.retention_days = 0
@@ -140,7 +152,7 @@ class ApiReader:
             except EndpointMissingError as missing:
                 replacement = fallback(self.plan, missing.path)
                 if replacement is None:
-                    raise UpstreamError("langfuse", missing.path, "http_404", status=404) from None
+                    raise UpstreamError("langfuse", missing.path, Outcome.HTTP_404, status=404) from None
                 log.info(
                     "endpoint missing, falling back",
                     extra={
@@ -150,7 +162,7 @@ class ApiReader:
                     },
                 )
                 self.plan = replacement
-        raise UpstreamError("langfuse", "plan", "http_404", status=404)
+        raise UpstreamError("langfuse", "plan", Outcome.HTTP_404, status=404)
 
     async def _read(self, plan: EndpointPlan, start: float, end: float) -> BucketRows:
         rows = BucketRows(traces_from_roots=not plan.traces)
@@ -200,7 +212,7 @@ class ApiReader:
                 raise EndpointMissingError(path) from None
             raise
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise UpstreamError("langfuse", path, "invalid_body")
+            raise UpstreamError("langfuse", path, Outcome.INVALID_BODY)
         return body
 
     async def _offset(self, path: str, params: dict[str, str], bad: dict[str, float]) -> list[Any]:
@@ -316,7 +328,7 @@ class LangfuseIngester:
         self.ctx = ctx
         self.store = store
         self.clock = clock
-        self.metrics = UpstreamMetrics(ctx.registry)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self.projects: list[ProjectState] = [ProjectState(p, self._reader(p)) for p in config.projects]
         ctx.targets = len(self.projects)
 

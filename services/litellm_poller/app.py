@@ -28,8 +28,18 @@ from inferwatch.services.litellm_poller.core import (
     usage_by_group,
 )
 from inferwatch.shared.exposition import ExpositionError, MetricFamily, parse_exposition
-from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    CallPolicy,
+    Limits,
+    Outcome,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+)
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.litellm_poller")
 
@@ -56,7 +66,7 @@ class LitellmPoller:
     def __init__(self, config: LitellmPollerConfig, ctx: ServiceContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.metrics = UpstreamMetrics(ctx.registry)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self.proxies: dict[str, ProxyState] = {}
         for proxy in config.proxies:
             client = UpstreamClient(
@@ -64,11 +74,12 @@ class LitellmPoller:
                 proxy.url,
                 metrics=self.metrics,
                 headers=proxy.auth_headers(),
-                timeout_s=config.timeout_s,
-                max_body_bytes=config.max_body_bytes,
-                retry=RetryPolicy(attempts=1),  # the next interval is the retry
-                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=config.interval_s),
-                verify=False if proxy.insecure else (proxy.tls_ca_file or True),
+                policy=CallPolicy(
+                    limits=Limits(timeout_s=config.timeout_s, max_body_bytes=config.max_body_bytes),
+                    retry=RetryPolicy(attempts=1),  # the next interval is the retry
+                    breaker=BreakerPolicy(failure_threshold=5, reset_after_s=config.interval_s),
+                ),
+                tls=TlsPolicy.from_ca_path(proxy.tls_ca_file, insecure=proxy.insecure),
             )
             self.proxies[proxy.name] = ProxyState(proxy=proxy, client=client)
 
@@ -76,10 +87,14 @@ class LitellmPoller:
         """Count and log one failed call; returns its label."""
         if isinstance(exc, UpstreamError):
             label = error_label(exc.outcome, exc.status)
-            if exc.status == 429 or exc.outcome == "http_429":
+            if exc.status == 429 or exc.outcome is Outcome.HTTP_429:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else self.config.interval_s
                 state.backoff_until = max(state.backoff_until, time.monotonic() + min(wait, 3600.0))
-            hint = error_hint(exc.status) if exc.status is not None or exc.outcome != "circuit_open" else "circuit open"
+            hint = (
+                error_hint(exc.status)
+                if exc.status is not None or exc.outcome is not Outcome.CIRCUIT_OPEN
+                else "circuit open"
+            )
         else:
             label, hint = type(exc).__name__, "unexpected error"
         key = f"{endpoint}:{label}"

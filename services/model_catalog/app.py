@@ -50,7 +50,9 @@ from inferwatch.services.model_catalog.core import (
 )
 from inferwatch.shared.http import (
     BreakerPolicy,
+    CallPolicy,
     CircuitOpen,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
@@ -165,14 +167,14 @@ class HfEnricher:
             self.client = UpstreamClient(
                 "huggingface",
                 config.hf_endpoint,
-                metrics=UpstreamMetrics(registry),
+                metrics=UpstreamMetrics.of(registry),
                 headers=headers,
-                timeout_s=config.hf_timeout_s,
-                max_body_bytes=4 * 1024 * 1024,
-                # 429 is ours to handle (pause every lookup); one quick retry of a 5xx or a dropped connection
-                retry=RetryPolicy(attempts=2, retry_on_status=frozenset({500, 502, 503, 504})),
-                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=60.0),
-                keepalive_s=60.0,
+                policy=CallPolicy(
+                    limits=Limits(timeout_s=config.hf_timeout_s, max_body_bytes=4 * 1024 * 1024, keepalive_s=60.0),
+                    # 429 is ours to handle (pause every lookup); one quick retry of a 5xx or a dropped connection
+                    retry=RetryPolicy(attempts=2, retry_on_status=frozenset({500, 502, 503, 504})),
+                    breaker=BreakerPolicy(failure_threshold=5, reset_after_s=60.0),
+                ),
             )
         self.lookups = Counter(
             "inferwatch_catalog_hf_lookups", "Hugging Face lookups by result.", ["result"], registry=registry

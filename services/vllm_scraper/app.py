@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -31,7 +29,10 @@ from inferwatch.services.vllm_scraper.core import (
 from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
 from inferwatch.shared.exposition import ExpositionError, parse_exposition
 from inferwatch.shared.http import (
+    UNREACHABLE,
     BreakerPolicy,
+    CallPolicy,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
@@ -39,6 +40,7 @@ from inferwatch.shared.http import (
     strip_credentials,
 )
 from inferwatch.shared.service import ServiceApp, ServiceContext, heartbeat_subject_prefix
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -65,13 +67,6 @@ class TargetState:
 
 
 GRPC_SCHEMES = ("grpc://", "grpcs://")
-
-
-def _tls_context(ca_file: str) -> ssl.SSLContext:
-    """A verifying client context: the system CAs, or ``ca_file``/``ca_dir`` when given."""
-    if ca_file and os.path.isdir(ca_file):
-        return ssl.create_default_context(capath=ca_file)
-    return ssl.create_default_context(cafile=ca_file or None)
 
 
 async def grpc_health(url: str, timeout_s: float, ca_file: str = "", insecure: bool = False) -> tuple[bool, str]:
@@ -109,16 +104,23 @@ class VllmScraper:
     def __init__(self, config: VllmScraperConfig, ctx: ServiceContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.metrics = UpstreamMetrics(ctx.registry)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self.targets: dict[str, TargetState] = {}
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self.peers: dict[str, float] = {}  # other live replicas: instance -> monotonic expiry
         self.resolver: Resolver = resolve_dns
         self.running = False
         self._tasks: set[asyncio.Task[None]] = set()
-        # One TLS context for every target (verification on unless explicitly disabled): building one per
-        # client loads the CA bundle each time, seconds of CPU for a thousand targets.
-        self._tls: ssl.SSLContext | bool = False if config.insecure else _tls_context(config.tls_ca_file)
+        self._tls = TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure)
+        self._policy = CallPolicy(
+            # one connection per target for its whole life
+            limits=Limits(
+                timeout_s=config.timeout_s, max_body_bytes=config.max_body_bytes, keepalive_s=config.interval_s * 2 + 5
+            ),
+            retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
+            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=config.interval_s),
+        )
+        self._tls.context()  # a CA setting that cannot be loaded stops the service at start, not at a scrape
         for url in config.targets:
             self.add(ScrapeTarget(kind="vllm", url=url), "static")
 
@@ -161,12 +163,8 @@ class VllmScraper:
                 url,
                 metrics=self.metrics,
                 headers=headers,
-                timeout_s=self.config.timeout_s,
-                max_body_bytes=self.config.max_body_bytes,
-                retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
-                breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-                verify=self._tls,
-                keepalive_s=self.config.interval_s * 2 + 5,  # one connection per target for its whole life
+                policy=self._policy,
+                tls=self._tls,
             )
         )
         state = self.targets[url] = TargetState(target=target, client=client, origins={origin})
@@ -404,7 +402,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, UpstreamError) and exc.outcome in {"connect_error", "timeout", "circuit_open", "tls_error"}
+    return isinstance(exc, UpstreamError) and exc.outcome in UNREACHABLE
 
 
 async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
