@@ -42,6 +42,7 @@ from inferwatch.shared.http import (
     UpstreamError,
     UpstreamMetrics,
 )
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
 from inferwatch.shared.tls import TlsPolicy
 
@@ -485,13 +486,13 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
             if await ctx.sleep(5.0):
                 return
     ingester = LangfuseIngester(config, ctx, store)
+
+    async def cycle() -> None:
+        ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
+        await ingester.cycle()
+
     try:
-        while True:
-            ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
-            started = time.monotonic()
-            await ingester.cycle()
-            if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await ingester.aclose()
 

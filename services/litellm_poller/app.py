@@ -38,6 +38,7 @@ from inferwatch.shared.http import (
     UpstreamError,
     UpstreamMetrics,
 )
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
 from inferwatch.shared.tls import TlsPolicy
 
@@ -312,19 +313,19 @@ class LitellmPoller:
 async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
     """Poll every interval until stopped; with no proxy configured, idle (ready, saying so)."""
     poller = LitellmPoller(config, ctx)
+
+    async def cycle() -> None:
+        ctx.set_ready(
+            True,
+            f"polling {len(poller.proxies)} LiteLLM proxies"
+            if poller.proxies
+            else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
+        )
+        if poller.proxies:
+            await poller.cycle()
+
     try:
-        while True:
-            ctx.set_ready(
-                True,
-                f"polling {len(poller.proxies)} LiteLLM proxies"
-                if poller.proxies
-                else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
-            )
-            started = time.monotonic()
-            if poller.proxies:
-                await poller.cycle()
-            if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await poller.aclose()
 

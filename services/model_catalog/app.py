@@ -59,6 +59,7 @@ from inferwatch.shared.http import (
     UpstreamMetrics,
 )
 from inferwatch.shared.log import RateLimitedLog
+from inferwatch.shared.loop import Ticker
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.model_catalog")
@@ -421,18 +422,18 @@ async def run(ctx: ServiceContext, config: ModelCatalogConfig) -> None:
     catalog = ModelCatalog(config, ctx, enricher, changed)
     subscriptions = [await ctx.bus.subscribe(subject, catalog.on_event) for subject in SUBJECTS]
     try:
-        next_periodic = time.monotonic()
+        periodic_publish = Ticker(config.interval_s)
         while not ctx.stop.is_set():
             if cache.kv is None and time.monotonic() >= kv_retry_at:
                 await cache.open_kv(ctx.bus.client, config.kv_bucket)
                 kv_retry_at = time.monotonic() + KV_RETRY_S
             ctx.set_ready(True, readiness_reason(config, cache))
-            periodic = time.monotonic() >= next_periodic
+            periodic = periodic_publish.due()
             catalog.changed.clear()
             await catalog.publish(periodic=periodic)
             if periodic:
-                next_periodic = time.monotonic() + config.interval_s
-            if await _wait_change(ctx, catalog.changed, max(0.0, next_periodic - time.monotonic())):
+                periodic_publish.advance()
+            if await _wait_change(ctx, catalog.changed, periodic_publish.seconds_left()):
                 return
             with contextlib.suppress(TimeoutError):  # let a burst settle
                 await asyncio.wait_for(ctx.stop.wait(), DEBOUNCE_S)
