@@ -6,6 +6,7 @@ import functools
 import os
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 import certifi
 
@@ -50,6 +51,18 @@ class TlsPolicy:
             OSError, ssl.SSLError: a CA or certificate file cannot be read or is not PEM.
         """
         return _context(self)
+
+    def root_certificates(self) -> bytes | None:
+        """The trusted CAs as PEM, for clients that take bytes rather than a context (gRPC); None: the defaults.
+
+        Raises:
+            OSError: the CA file or directory cannot be read.
+        """
+        if self.ca_file:
+            return Path(self.ca_file).read_bytes()
+        if self.ca_dir:
+            return b"".join(p.read_bytes() for p in sorted(Path(self.ca_dir).iterdir()) if p.is_file())
+        return None
 
 
 @functools.cache

@@ -136,3 +136,12 @@ async def test_epp_targets_take_a_ca_file_or_a_ca_directory(
     finally:
         await scraper.aclose()
     assert (snapshot.up, snapshot.error, snapshot.naming) == (True, "", "llm_d_epp")
+
+
+def test_root_certificates_for_grpc_come_from_the_file_or_the_directory(
+    certificate: tuple[Path, Path], ca_dir: Path
+) -> None:
+    pem = certificate[0].read_bytes()
+    assert TlsPolicy(ca_file=str(certificate[0])).root_certificates() == pem
+    assert TlsPolicy(ca_dir=str(ca_dir)).root_certificates() == pem
+    assert TlsPolicy().root_certificates() is None
