@@ -156,7 +156,7 @@ class EppScraper:
             if not naming:
                 error = "no_epp_metrics: the target's /metrics has no EPP families (is it the EPP's metrics port?)"
         except UpstreamError as exc:
-            error = auth_failure_reason(exc.status) if exc.status in (401, 403, 500) else exc.outcome
+            error = auth_failure_reason(exc.status) if exc.status in (401, 403, 500) else exc.outcome.value
         except ExpositionError:
             error = "parse_error"
         if error:

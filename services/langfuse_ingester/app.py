@@ -387,7 +387,7 @@ class LangfuseIngester:
             state.ledger = work
             state.error = ""
         except UpstreamError as exc:
-            state.error = exc.outcome
+            state.error = exc.outcome.value
         except (OSError, ValueError) as exc:
             state.error = "db_error" if str(exc).startswith(("postgres:", "clickhouse:")) else type(exc).__name__
             log.warning("cycle failed", extra={"project": label, "error": str(exc)[:200]})

@@ -242,7 +242,7 @@ class HfEnricher:
         try:
             body = await client.get_json(f"/api/models/{repo_id}", endpoint="/api/models/{repo_id}")
         except CircuitOpen as exc:
-            self.lookups.labels("circuit_open").inc()
+            self.lookups.labels(exc.outcome.value).inc()
             self._pause(exc.retry_after_s or 60.0)
             return None
         except UpstreamError as exc:

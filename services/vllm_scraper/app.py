@@ -350,7 +350,7 @@ async def _close(state: TargetState) -> None:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, UpstreamError):
-        return exc.outcome
+        return exc.outcome.value
     return type(exc).__name__
 
 
