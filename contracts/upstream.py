@@ -29,7 +29,8 @@ class UpstreamCallStats(Snapshot, frozen=True, kw_only=True, tag="upstream.calls
     Attributes:
         service: the collector's service name.
         endpoints: one entry per (api, endpoint).
-        circuits: breaker state per upstream base (``closed`` / ``half_open`` / ``open``).
+        circuits: breaker state (``closed`` / ``half_open`` / ``open``) per upstream, keyed ``"<api> <base>"``
+            (base: ``scheme://host:port``, no credentials), e.g. ``"vllm http://10.0.0.7:8000"``.
     """
 
     service: str

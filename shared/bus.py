@@ -25,6 +25,7 @@ from nats.errors import OutboundBufferLimitError
 from inferwatch.contracts import AnyEvent, DecodeError, Encoding, Event, decode, encode, subject_for
 from inferwatch.shared.log import RateLimitedLog
 from inferwatch.shared.settings import Env, Secret
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.bus")
 
@@ -90,10 +91,8 @@ class BusSettings:
         wants_tls = any(s.startswith("tls://") for s in self.servers)
         if not (wants_tls or self.tls_ca_file or self.tls_cert_file):
             return None
-        ctx = ssl.create_default_context(cafile=self.tls_ca_file or None)
-        if self.tls_cert_file:
-            ctx.load_cert_chain(self.tls_cert_file, self.tls_key_file or None)
-        return ctx
+        policy = TlsPolicy.from_ca_path(self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file)
+        return policy.context()
 
 
 @dataclass

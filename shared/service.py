@@ -40,6 +40,7 @@ from inferwatch import __version__
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.upstream import EndpointCalls, UpstreamCallStats
 from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.http import UpstreamMetrics
 from inferwatch.shared.log import configure_logging
 from inferwatch.shared.settings import Env, Secret, SettingsError
 
@@ -300,40 +301,28 @@ def _http_app(
 
 
 def upstream_call_stats(ctx: ServiceContext) -> UpstreamCallStats | None:
-    """This process's cumulative upstream call outcomes, read from its own registry (None: no upstreams)."""
-    outcomes: dict[tuple[str, str], dict[str, float]] = {}
-    durations: dict[tuple[str, str], float] = {}
-    circuits: dict[str, str] = {}
-    for family in ctx.registry.collect():
-        for sample in family.samples:
-            labels = sample.labels
-            key = (labels.get("api", ""), labels.get("endpoint", ""))
-            if sample.name == "inferwatch_upstream_requests_total":
-                outcomes.setdefault(key, {})[labels.get("outcome", "")] = sample.value
-            elif sample.name == "inferwatch_upstream_request_duration_seconds_sum":
-                durations[key] = sample.value
-            elif sample.name == "inferwatch_upstream_circuit_state":
-                circuits[labels.get("api", "")] = _CIRCUIT_STATES.get(int(sample.value), "unknown")
-    if not outcomes:
+    """This process's cumulative upstream calls and per-upstream breaker states (None: no call made yet)."""
+    metrics = UpstreamMetrics.find(ctx.registry)
+    calls = metrics.calls() if metrics is not None else []
+    if metrics is None or not calls:
         return None
-    now = time.time()
     return UpstreamCallStats(
         source=ctx.instance,
-        observed_at=now,
+        observed_at=time.time(),
         collector=ctx.instance,
         interval_s=ctx.heartbeat_interval_s,
         service=ctx.name,
         endpoints=[
             EndpointCalls(
-                api=api, endpoint=endpoint, outcomes=by_outcome, duration_sum_s=durations.get((api, endpoint), 0.0)
+                api=call.api,
+                endpoint=call.endpoint,
+                outcomes={outcome.value: count for outcome, count in call.outcomes.items()},
+                duration_sum_s=call.duration_sum_s,
             )
-            for (api, endpoint), by_outcome in sorted(outcomes.items())
+            for call in calls
         ],
-        circuits=circuits,
+        circuits={upstream: state.value for upstream, state in metrics.circuit_states().items()},
     )
-
-
-_CIRCUIT_STATES = {0: "closed", 1: "half_open", 2: "open"}
 
 
 async def _heartbeat_loop(ctx: ServiceContext) -> None:

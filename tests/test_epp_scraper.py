@@ -92,7 +92,7 @@ async def test_token_rotation_and_auth_failures_say_what_to_fix(tmp_path: Path) 
         snap = await scraper.scrape(url)
         assert "system:auth-delegator" in snap.error
         assert "new" not in snap.error  # the token never appears in an error
-        assert scraper.errors_total[url] == {"unauthorized": 1.0, "forbidden": 1.0, "server_error": 1.0}
+        assert scraper.targets[url].errors_total == {"unauthorized": 1.0, "forbidden": 1.0, "server_error": 1.0}
     finally:
         await scraper.aclose()
         await runner.cleanup()
@@ -208,9 +208,9 @@ async def test_dns_a_record_target_is_scraped(tmp_path: Path) -> None:
     cfg = EppScraperConfig(dns=(f"dns+http://localhost:{port}",), token_file=str(tmp_path / "token"))
     scraper = EppScraper(cfg, _BusCtx())  # type: ignore[arg-type]
     try:
-        await scraper.refresh_dns()
-        assert scraper.clients, "localhost resolved to no address"
-        snaps = [await scraper.scrape(u) for u in scraper.clients]
+        await scraper.targets.refresh_dns()
+        assert scraper.targets, "localhost resolved to no address"
+        snaps = [await scraper.scrape(u) for u in scraper.targets]
     finally:
         await scraper.aclose()
         await runner.cleanup()
@@ -235,19 +235,19 @@ async def test_srv_targets_come_and_go_and_losses_are_published(tmp_path: Path) 
     )  # type: ignore[arg-type]
     try:
         server.records = [("127.0.0.1", int(urls[0].rsplit(":", 1)[1]))]
-        await scraper.refresh_dns()
-        assert set(scraper.clients) == set(urls)
+        await scraper.targets.refresh_dns()
+        assert set(scraper.targets) == set(urls)
         snaps = [await scraper.scrape(u) for u in urls]
         assert all(s.up for s in snaps), [s.error for s in snaps]
         server.records = [("127.0.0.1", int(urls[1].rsplit(":", 1)[1]))]  # the record moved to the static one
-        await scraper.refresh_dns()
-        assert set(scraper.clients) == {urls[1]}
-        assert scraper.origins[urls[1]] == {"static", "dns:dns+_metrics._tcp.epp.test.internal"}
+        await scraper.targets.refresh_dns()
+        assert set(scraper.targets) == {urls[1]}
+        assert scraper.targets[urls[1]].origins == {"static", "dns:dns+_metrics._tcp.epp.test.internal"}
         lost = [e for e in ctx.bus.published if isinstance(e, TargetLost)]
         assert [(e.target.kind, e.target.url, e.reason) for e in lost] == [("epp", urls[0], "dns_record_removed")]
         server.records = []  # an empty answer (NoAnswer) is a failed lookup: previous targets kept
-        await scraper.refresh_dns()
-        assert set(scraper.clients) == {urls[1]}
+        await scraper.targets.refresh_dns()
+        assert set(scraper.targets) == {urls[1]}
         assert len([e for e in ctx.bus.published if isinstance(e, TargetLost)]) == 1
     finally:
         transport.close()
@@ -267,8 +267,8 @@ async def test_discovered_epp_targets_found_lost_and_listed() -> None:
             collector="docker-watcher@h:1",
             target=ScrapeTarget(kind="epp", url="http://10.0.0.5:9090/"),
         )
-        await scraper.on_discovery(found, "")
-        await scraper.on_discovery(
+        await scraper.targets.on_discovery(found, "")
+        await scraper.targets.on_discovery(
             TargetFound(
                 source="c2",
                 observed_at=now,
@@ -277,11 +277,11 @@ async def test_discovered_epp_targets_found_lost_and_listed() -> None:
             ),
             "",
         )
-        assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.5:9090"}
-        await scraper.on_discovery(
+        assert set(scraper.targets) == {"http://static:9090", "http://10.0.0.5:9090"}
+        await scraper.targets.on_discovery(
             TargetLost(source="c1", observed_at=now, collector="docker-watcher@h:1", target=found.target), ""
         )
-        assert set(scraper.clients) == {"http://static:9090"}
+        assert set(scraper.targets) == {"http://static:9090"}
         listing = TargetSet(
             source="docker-watcher@h:1",
             observed_at=now,
@@ -292,10 +292,10 @@ async def test_discovered_epp_targets_found_lost_and_listed() -> None:
                 ScrapeTarget(kind="epp", url="http://static:9090"),
             ],
         )
-        await scraper.on_discovery(listing, "")
-        assert set(scraper.clients) == {"http://static:9090", "http://10.0.0.7:9090"}
-        await scraper.on_discovery(msgspec.structs.replace(listing, targets=[]), "")
-        assert set(scraper.clients) == {"http://static:9090"}  # still configured statically
+        await scraper.targets.on_discovery(listing, "")
+        assert set(scraper.targets) == {"http://static:9090", "http://10.0.0.7:9090"}
+        await scraper.targets.on_discovery(msgspec.structs.replace(listing, targets=[]), "")
+        assert set(scraper.targets) == {"http://static:9090"}  # still configured statically
     finally:
         await scraper.aclose()
 

@@ -26,13 +26,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from inferwatch.shared.http import (
     BreakerPolicy,
+    CachePolicy,
+    CallPolicy,
     CircuitOpen,
+    ClientSeams,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
     UpstreamMetrics,
-    _retry_after,
 )
+from inferwatch.shared.http.body import retry_after_s
+from inferwatch.shared.http.breaker import Admission
+from inferwatch.shared.tls import TlsPolicy
 
 MB = 1024 * 1024
 CHUNK = b"x" * 65536
@@ -179,7 +185,7 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def metrics(registry: CollectorRegistry) -> UpstreamMetrics:
-    return UpstreamMetrics(registry)
+    return UpstreamMetrics.of(registry)
 
 
 def requests(registry: CollectorRegistry, endpoint: str, outcome: str, api: str = "test") -> float:
@@ -193,10 +199,31 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
-def client(url: str, metrics: UpstreamMetrics, **kwargs: Any) -> UpstreamClient:
-    kwargs.setdefault("sleep", Sleeps())
-    kwargs.setdefault("timeout_s", 2.0)
-    return UpstreamClient("test", url, metrics=metrics, **kwargs)
+TEST_LIMITS, DEFAULT_RETRY, DEFAULT_BREAKER, DEFAULT_CACHE = (
+    Limits(timeout_s=2.0),
+    RetryPolicy(),
+    BreakerPolicy(),
+    CachePolicy(),
+)
+
+
+def client(
+    url: str,
+    metrics: UpstreamMetrics,
+    *,
+    limits: Limits = TEST_LIMITS,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    breaker: BreakerPolicy = DEFAULT_BREAKER,
+    cache: CachePolicy = DEFAULT_CACHE,
+    follow_redirects: bool = False,
+    seams: ClientSeams | None = None,
+    **options: Any,
+) -> UpstreamClient:
+    """A test client: 2 s deadline, recorded (not real) backoff sleeps unless ``seams`` says otherwise."""
+    policy = CallPolicy(limits=limits, retry=retry, breaker=breaker, cache=cache, follow_redirects=follow_redirects)
+    return UpstreamClient(
+        "test", url, metrics=metrics, policy=policy, seams=seams or ClientSeams(sleep=Sleeps()), **options
+    )
 
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
@@ -260,7 +287,7 @@ async def test_500_then_ok_is_retried_with_backoff(
 ) -> None:
     sleeps = Sleeps()
     retry = RetryPolicy(attempts=3, base_delay_s=0.2, jitter=0.5)
-    async with client(upstream.url, metrics, sleep=sleeps, retry=retry) as c:
+    async with client(upstream.url, metrics, seams=ClientSeams(sleep=sleeps), retry=retry) as c:
         assert await c.get_json("/flaky") == {"ok": True}
     assert upstream.hits["/flaky"] == 2
     assert len(sleeps.delays) == 1
@@ -272,7 +299,7 @@ async def test_500_then_ok_is_retried_with_backoff(
 
 async def test_429_retry_after_within_max_delay_is_honoured(upstream: Upstream, metrics: UpstreamMetrics) -> None:
     sleeps = Sleeps()
-    async with client(upstream.url, metrics, sleep=sleeps) as c:
+    async with client(upstream.url, metrics, seams=ClientSeams(sleep=sleeps)) as c:
         assert await c.get_json("/limited", params={"after": "2"}) == {"ok": True}
     assert sleeps.delays == [2.0]
     assert upstream.hits["/limited"] == 2
@@ -284,7 +311,7 @@ async def test_429_retry_after_beyond_max_delay_gives_up_at_once(
     registry: CollectorRegistry,
 ) -> None:
     sleeps = Sleeps()
-    async with client(upstream.url, metrics, sleep=sleeps) as c:
+    async with client(upstream.url, metrics, seams=ClientSeams(sleep=sleeps)) as c:
         error = await expect_error(c.get("/limited", params={"after": "120"}))
     assert (error.outcome, error.status, error.retry_after_s, error.attempts) == ("http_429", 429, 120.0, 1)
     assert sleeps.delays == []
@@ -294,7 +321,7 @@ async def test_429_retry_after_beyond_max_delay_gives_up_at_once(
 
 async def test_401_fails_at_once(upstream: Upstream, metrics: UpstreamMetrics, registry: CollectorRegistry) -> None:
     sleeps = Sleeps()
-    async with client(upstream.url, metrics, sleep=sleeps) as c:
+    async with client(upstream.url, metrics, seams=ClientSeams(sleep=sleeps)) as c:
         error = await expect_error(c.get("/auth"))
     assert (error.outcome, error.status) == ("http_401", 401)
     assert upstream.hits["/auth"] == 1
@@ -307,7 +334,7 @@ async def test_hanging_server_times_out_every_attempt(
     metrics: UpstreamMetrics,
     registry: CollectorRegistry,
 ) -> None:
-    async with client(upstream.url, metrics, timeout_s=0.3, retry=RetryPolicy(attempts=2)) as c:
+    async with client(upstream.url, metrics, limits=Limits(timeout_s=0.3), retry=RetryPolicy(attempts=2)) as c:
         started = time.monotonic()
         error = await expect_error(c.get("/hang"))
         elapsed = time.monotonic() - started
@@ -318,7 +345,7 @@ async def test_hanging_server_times_out_every_attempt(
 
 
 async def test_dribbled_body_is_cut_at_the_deadline(upstream: Upstream, metrics: UpstreamMetrics) -> None:
-    async with client(upstream.url, metrics, timeout_s=0.5, retry=RetryPolicy(attempts=1)) as c:
+    async with client(upstream.url, metrics, limits=Limits(timeout_s=0.5), retry=RetryPolicy(attempts=1)) as c:
         started = time.monotonic()
         error = await expect_error(c.get("/dribble"))
         elapsed = time.monotonic() - started
@@ -332,7 +359,7 @@ async def test_huge_streamed_body_is_aborted_early_with_bounded_memory(
     registry: CollectorRegistry,
 ) -> None:
     cap = 1 * MB
-    async with client(upstream.url, metrics, max_body_bytes=cap) as c:
+    async with client(upstream.url, metrics, limits=Limits(timeout_s=2.0, max_body_bytes=cap)) as c:
         tracemalloc.start()
         try:
             error = await expect_error(c.get("/big"))
@@ -351,7 +378,7 @@ async def test_declared_content_length_over_cap_is_rejected_before_reading(
     upstream: Upstream,
     metrics: UpstreamMetrics,
 ) -> None:
-    async with client(upstream.url, metrics, max_body_bytes=MB) as c:
+    async with client(upstream.url, metrics, limits=Limits(timeout_s=2.0, max_body_bytes=MB)) as c:
         error = await expect_error(c.get("/big", params={"declared": "1"}))
     assert error.outcome == "too_large"
     await asyncio.sleep(0.05)
@@ -382,7 +409,7 @@ async def test_connection_refused_is_connect_error_after_retries(
     url = state.url
     await runner.cleanup()  # nothing listens there any more
     sleeps = Sleeps()
-    async with client(url, metrics, sleep=sleeps) as c:
+    async with client(url, metrics, seams=ClientSeams(sleep=sleeps)) as c:
         error = await expect_error(c.get("/ok"))
     assert (error.outcome, error.status, error.attempts) == ("connect_error", None, 3)
     assert len(sleeps.delays) == 2
@@ -493,15 +520,15 @@ async def test_tls_is_verified_by_default(
     registry: CollectorRegistry,
 ) -> None:
     sleeps = Sleeps()
-    async with client(tls_upstream.url, metrics, sleep=sleeps) as c:
+    async with client(tls_upstream.url, metrics, seams=ClientSeams(sleep=sleeps)) as c:
         error = await expect_error(c.get("/ok"))
     assert error.outcome == "tls_error"
     assert error.attempts == 1  # a certificate does not fix itself: not retried
     assert isinstance(error.__cause__, httpx.ConnectError)
     assert requests(registry, "/ok", "tls_error") == 1
-    async with client(tls_upstream.url, metrics, verify=str(self_signed[0])) as c:
+    async with client(tls_upstream.url, metrics, tls=TlsPolicy(ca_file=str(self_signed[0]))) as c:
         assert (await c.get_json("/ok"))["ok"] is True
-    async with client(tls_upstream.url, metrics, verify=False) as c:
+    async with client(tls_upstream.url, metrics, tls=TlsPolicy(insecure=True)) as c:
         assert (await c.get_json("/ok"))["ok"] is True
 
 
@@ -574,8 +601,7 @@ async def test_circuit_breaker_opens_fails_fast_and_recovers(
     c = client(
         "http://upstream",
         metrics,
-        transport=transport,
-        clock=clock,
+        seams=ClientSeams(transport=transport, clock=clock),
         retry=RetryPolicy(attempts=2),
         breaker=BreakerPolicy(failure_threshold=3, reset_after_s=30),
     )
@@ -623,11 +649,10 @@ async def test_half_open_lets_exactly_one_trial_through(metrics: UpstreamMetrics
     c = client(
         "http://upstream",
         metrics,
-        transport=transport,
-        clock=clock,
+        seams=ClientSeams(transport=transport, clock=clock),
         breaker=BreakerPolicy(failure_threshold=1, reset_after_s=5),
     )
-    c._settle(False, False)  # one failure opens it (threshold 1)
+    c._breaker.settle(False, Admission.CALL)  # one failure opens it (threshold 1)
     assert c.circuit_state() == "open"
     clock.now += 5
     trial = asyncio.create_task(c.get_json("/m"))
@@ -642,7 +667,7 @@ async def test_half_open_lets_exactly_one_trial_through(metrics: UpstreamMetrics
 
     # a cancelled trial does not wedge the breaker in half-open
     release.clear()
-    c._settle(False, False)
+    c._breaker.settle(False, Admission.CALL)
     clock.now += 5
     trial = asyncio.create_task(c.get_json("/m"))
     await asyncio.sleep(0.01)
@@ -657,7 +682,9 @@ async def test_half_open_lets_exactly_one_trial_through(metrics: UpstreamMetrics
 
 async def test_client_errors_do_not_trip_the_breaker(metrics: UpstreamMetrics) -> None:
     transport, _ = mock(lambda _r: httpx.Response(404))
-    c = client("http://upstream", metrics, transport=transport, breaker=BreakerPolicy(failure_threshold=2))
+    c = client(
+        "http://upstream", metrics, seams=ClientSeams(transport=transport), breaker=BreakerPolicy(failure_threshold=2)
+    )
     for _ in range(5):
         assert (await expect_error(c.get("/version"))).outcome == "http_404"
     assert c.circuit_state() == "closed"
@@ -681,7 +708,7 @@ async def test_client_errors_do_not_trip_the_breaker(metrics: UpstreamMetrics) -
 )
 async def test_status_outcomes(status: int, outcome: str, metrics: UpstreamMetrics) -> None:
     transport, seen = mock(lambda _r: httpx.Response(status, headers={"location": "/elsewhere"}))
-    async with client("http://upstream", metrics, transport=transport) as c:
+    async with client("http://upstream", metrics, seams=ClientSeams(transport=transport)) as c:
         error = await expect_error(c.get("/x"))
     assert (error.outcome, error.status) == (outcome, status)
     assert len(seen) == (3 if status in RetryPolicy().retry_on_status else 1)
@@ -691,7 +718,7 @@ async def test_retry_after_http_date(metrics: UpstreamMetrics) -> None:
     later = email.utils.formatdate(time.time() + 3600, usegmt=True)
     transport, seen = mock(lambda _r: httpx.Response(429, headers={"Retry-After": later}))
     sleeps = Sleeps()
-    async with client("http://upstream", metrics, transport=transport, sleep=sleeps) as c:
+    async with client("http://upstream", metrics, seams=ClientSeams(transport=transport, sleep=sleeps)) as c:
         error = await expect_error(c.get("/x"))
     assert error.outcome == "http_429"
     assert error.retry_after_s is not None
@@ -701,13 +728,13 @@ async def test_retry_after_http_date(metrics: UpstreamMetrics) -> None:
 
 def test_retry_after_parsing() -> None:
     now = time.time()
-    assert _retry_after(None, now) is None
-    assert _retry_after(" 7 ", now) == 7.0
-    assert _retry_after("-3", now) == 0.0
-    assert _retry_after("soon", now) is None
-    assert _retry_after("nan", now) is None
-    assert _retry_after(email.utils.formatdate(now - 60, usegmt=True), now) == 0.0
-    assert _retry_after(email.utils.formatdate(now + 90, usegmt=True), now) == pytest.approx(90, abs=1.5)
+    assert retry_after_s(None, now) is None
+    assert retry_after_s(" 7 ", now) == 7.0
+    assert retry_after_s("-3", now) == 0.0
+    assert retry_after_s("soon", now) is None
+    assert retry_after_s("nan", now) is None
+    assert retry_after_s(email.utils.formatdate(now - 60, usegmt=True), now) == 0.0
+    assert retry_after_s(email.utils.formatdate(now + 90, usegmt=True), now) == pytest.approx(90, abs=1.5)
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
@@ -734,7 +761,11 @@ async def test_ttl_cache(metrics: UpstreamMetrics, registry: CollectorRegistry) 
     transport, seen = mock(handler)
     clock = Clock()
     c = client(
-        "http://upstream", metrics, transport=transport, clock=clock, cache_max_entries=2, retry=RetryPolicy(attempts=1)
+        "http://upstream",
+        metrics,
+        seams=ClientSeams(transport=transport, clock=clock),
+        cache=CachePolicy(max_entries=2),
+        retry=RetryPolicy(attempts=1),
     )
     first = await c.get("/models", endpoint="/models", params={"a": 1, "b": 2}, cache_ttl_s=60)
     again = await c.get("/models", endpoint="/models", params={"b": 2, "a": 1}, cache_ttl_s=60)
@@ -770,7 +801,9 @@ async def test_gzip_bomb_is_capped_without_inflating_it(metrics: UpstreamMetrics
     bomb = gzip.compress(b"\0" * (64 * MB), compresslevel=9)
     assert len(bomb) < MB
     transport, _ = mock(lambda _r: httpx.Response(200, content=stream(bomb), headers={"content-encoding": "gzip"}))
-    async with client("http://upstream", metrics, transport=transport, max_body_bytes=MB) as c:
+    async with client(
+        "http://upstream", metrics, seams=ClientSeams(transport=transport), limits=Limits(max_body_bytes=MB)
+    ) as c:
         tracemalloc.start()
         try:
             error = await expect_error(c.get("/bomb"))
@@ -786,7 +819,7 @@ async def test_deflate_zlib_and_raw(wbits: int, metrics: UpstreamMetrics) -> Non
     compressor = zlib.compressobj(wbits=wbits)
     body = compressor.compress(b'{"deflated": 1}') + compressor.flush()
     transport, _ = mock(lambda _r: httpx.Response(200, content=stream(body), headers={"content-encoding": "deflate"}))
-    async with client("http://upstream", metrics, transport=transport) as c:
+    async with client("http://upstream", metrics, seams=ClientSeams(transport=transport)) as c:
         assert await c.get_json("/d") == {"deflated": 1}
 
 
@@ -802,10 +835,14 @@ async def test_body_at_cap_passes_and_corrupt_encoding_is_invalid(metrics: Upstr
             else httpx.Response(200, content=stream(b"garbage"), headers={"content-encoding": "gzip"})
         )
     )
-    async with client("http://upstream", metrics, transport=transport, max_body_bytes=1024) as c:
+    async with client(
+        "http://upstream", metrics, seams=ClientSeams(transport=transport), limits=Limits(max_body_bytes=1024)
+    ) as c:
         assert len((await c.get("/exact")).body) == 1024
         assert (await expect_error(c.get("/corrupt"))).outcome == "invalid_body"
-    async with client("http://upstream", metrics, transport=transport, max_body_bytes=1023) as c:
+    async with client(
+        "http://upstream", metrics, seams=ClientSeams(transport=transport), limits=Limits(max_body_bytes=1023)
+    ) as c:
         assert (await expect_error(c.get("/exact"))).outcome == "too_large"
 
 
@@ -821,7 +858,11 @@ async def test_cross_origin_redirect_is_refused(metrics: UpstreamMetrics) -> Non
 
     transport, seen = mock(handler)
     async with client(
-        "http://upstream", metrics, transport=transport, follow_redirects=True, headers={"x-api-key": "k"}
+        "http://upstream",
+        metrics,
+        seams=ClientSeams(transport=transport),
+        follow_redirects=True,
+        headers={"x-api-key": "k"},
     ) as c:
         error = await expect_error(c.get("/start"))
     assert (error.outcome, error.status) == ("http_3xx", 302)
@@ -847,7 +888,7 @@ async def test_transport_failures_map_to_outcomes(metrics: UpstreamMetrics) -> N
         raise failure
 
     transport, seen = mock(handler)
-    async with client("http://upstream", metrics, transport=transport) as c:
+    async with client("http://upstream", metrics, seams=ClientSeams(transport=transport)) as c:
         outcomes = {path: (await expect_error(c.get(path))).outcome for path in failures}
     assert outcomes == {
         "/connect": "connect_error",
@@ -860,17 +901,16 @@ async def test_transport_failures_map_to_outcomes(metrics: UpstreamMetrics) -> N
 
 
 async def test_metrics_are_shared_per_registry_and_gauge_shows_worst_client(registry: CollectorRegistry) -> None:
-    first, second = UpstreamMetrics(registry), UpstreamMetrics(registry)  # no duplicate-registration error
+    first, second = UpstreamMetrics.of(registry), UpstreamMetrics.of(registry)  # one store per registry
     transport, _ = mock(lambda _r: httpx.Response(503))
     a = UpstreamClient(
         "vllm",
         "http://a:8000",
         metrics=first,
-        transport=transport,
-        retry=RetryPolicy(attempts=1),
-        breaker=BreakerPolicy(failure_threshold=1),
+        policy=CallPolicy(retry=RetryPolicy(attempts=1), breaker=BreakerPolicy(failure_threshold=1)),
+        seams=ClientSeams(transport=transport),
     )
-    b = UpstreamClient("vllm", "http://user:pw@b:8000/prefix", metrics=second, transport=transport)
+    b = UpstreamClient("vllm", "http://user:pw@b:8000/prefix", metrics=second, seams=ClientSeams(transport=transport))
     await expect_error(a.get("/metrics"))
     assert registry.get_sample_value("inferwatch_upstream_circuit_state", {"api": "vllm"}) == 2
     assert first.circuit_states() == {"vllm http://a:8000": "open", "vllm http://b:8000": "closed"}
@@ -886,7 +926,7 @@ async def test_base_url_prefix_userinfo_and_headers_are_applied(metrics: Upstrea
         "litellm",
         "http://u:p@proxy:4000/api",
         metrics=metrics,
-        transport=transport,
+        seams=ClientSeams(transport=transport),
         headers={"x-litellm-api-key": "k1"},
     ) as c:
         await c.get_json("/v1/models", headers={"x-extra": "1"}, params={"limit": 5})

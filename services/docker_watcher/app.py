@@ -41,6 +41,7 @@ from inferwatch.services.docker_watcher.core import (
     split_log_stream,
     wanted,
 )
+from inferwatch.shared.loop import Ticker
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.docker_watcher")
@@ -358,10 +359,10 @@ class DockerWatcher:
                 True,
                 f"watching Docker {self.engine_version}: {len(self.containers)} containers, {len(self.targets)} vLLM",
             )
-            next_resync = time.monotonic() + self.config.resync_s
-            next_publish = time.monotonic() + self.config.interval_s
+            resync = Ticker(self.config.resync_s, first_in_s=self.config.resync_s)
+            publish = Ticker(self.config.interval_s, first_in_s=self.config.interval_s)
             while not self.ctx.stop.is_set():
-                timeout = max(0.01, min(next_resync, next_publish) - time.monotonic())
+                timeout = max(0.01, min(resync.seconds_left(), publish.seconds_left()))
                 try:
                     event = await asyncio.wait_for(subscriber.get(), timeout)
                 except TimeoutError:
@@ -370,13 +371,12 @@ class DockerWatcher:
                     raise ConnectionError("Docker event stream ended")
                 if event:
                     await self.on_docker_event(event)
-                now = time.monotonic()
-                if now >= next_resync:
+                if resync.due():
                     await self.resync()
-                    next_resync = now + self.config.resync_s
-                if now >= next_publish:
+                    resync.advance()
+                if publish.due():
                     await self.publish_state()
-                    next_publish = now + self.config.interval_s
+                    publish.advance()
         finally:
             self.docker = None
             tasks = list(self.log_tasks.values())

@@ -1,7 +1,7 @@
 """epp-scraper's I/O edges: scrape each EPP ``/metrics`` with a rotating bearer token, publish snapshots.
 
-Targets come from three origins, like vllm-scraper's: static URLs, DNS specs re-resolved periodically, and
-discovery events (``discovery.found/lost/targets`` with ``kind == "epp"``). A target stays while any origin names it.
+Targets come from settings, DNS and discovery events (``kind == "epp"``) through the shared
+:class:`~inferwatch.shared.targets.ScrapeTargets`, as vllm-scraper's do.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
+from dataclasses import dataclass, field
 
-from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.discovery import ScrapeTarget
 from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats, EppSnapshot
 from inferwatch.contracts.subjects import subject_filter
 from inferwatch.services.epp_scraper.config import EppScraperConfig
@@ -26,17 +25,21 @@ from inferwatch.services.epp_scraper.core import (
     pool_stats,
     scheduler_stats,
 )
-from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
 from inferwatch.shared.exposition import ExpositionError, parse_exposition
 from inferwatch.shared.http import (
     BreakerPolicy,
+    CallPolicy,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
     UpstreamMetrics,
     strip_credentials,
 )
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.targets import STATIC, DnsTargets, ScrapeTargets
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.epp_scraper")
 
@@ -70,6 +73,20 @@ class TokenFile:
         return self._token
 
 
+@dataclass
+class EppTarget:
+    """What the scraper keeps per EPP between scrapes."""
+
+    target: ScrapeTarget
+    client: UpstreamClient
+    origins: set[str] = field(default_factory=set)
+    errors_total: dict[str, float] = field(default_factory=dict)
+
+
+async def _close(target: EppTarget) -> None:
+    await target.client.aclose()
+
+
 class EppScraper:
     """Scrapes the configured EPPs."""
 
@@ -77,112 +94,39 @@ class EppScraper:
         self.config = config
         self.ctx = ctx
         self.token = TokenFile(config.token_file)
-        self.metrics = UpstreamMetrics(ctx.registry)
-        # One TLS context for every target: building one per client reloads the CA bundle each time.
-        self._verify: ssl.SSLContext | bool = (
-            False if config.insecure else ssl.create_default_context(cafile=config.tls_ca_file or None)
-        )
-        self.clients: dict[str, UpstreamClient] = {}
-        self.origins: dict[str, set[str]] = {}  # url -> who names it: static, dns:<spec>, found, set:<source>
-        self.errors_total: dict[str, dict[str, float]] = {}
-        self.resolver: Resolver = resolve_dns
-        self._next_dns = 0.0  # monotonic time of the next DNS re-resolution
-        for url in config.targets:
-            self.add(url, "static")
-
-    # ---- the target set ---------------------------------------------------------------------
-
-    def add(self, url: str, origin: str) -> None:
-        """Start scraping ``url`` (or record one more ``origin`` naming it)."""
-        url = url.rstrip("/")
-        if url in self.clients:
-            self.origins[url].add(origin)
-            return
-        self.clients[url] = UpstreamClient(
-            "epp",
-            url,
-            metrics=self.metrics,
-            timeout_s=self.config.timeout_s,
+        self.metrics = UpstreamMetrics.of(ctx.registry)
+        self._tls = TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure)
+        self._policy = CallPolicy(
+            limits=Limits(timeout_s=config.timeout_s),
             retry=RetryPolicy(attempts=1),
-            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-            verify=self._verify,
+            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=config.interval_s),
         )
-        self.origins[url] = {origin}
-        self.errors_total.setdefault(url, {})
-        log.info("EPP target added", extra={"target": strip_credentials(url), "origin": origin})
+        self.targets: ScrapeTargets[EppTarget] = ScrapeTargets(
+            "epp",
+            ctx,
+            create=self._open,
+            dispose=_close,
+            dns=DnsTargets(
+                specs=config.dns,
+                nameserver=config.dns_server,
+                timeout_s=config.timeout_s,
+                interval_s=config.dns_interval_s or config.interval_s,
+            ),
+        )
+        for url in config.targets:
+            self.targets.add(ScrapeTarget(kind="epp", url=url), STATIC)
 
-    async def remove(self, url: str, origin: str | None = None) -> bool:
-        """Stop scraping ``url`` (``origin``: only once no other origin names it); True when it went."""
-        url = url.rstrip("/")
-        if url not in self.clients:
-            return False
-        if origin is not None:
-            self.origins[url].discard(origin)
-            if self.origins[url]:
-                return False
-        client = self.clients.pop(url)
-        del self.origins[url]
-        self.errors_total.pop(url, None)
-        await client.aclose()
-        log.info("EPP target removed", extra={"target": strip_credentials(url), "origin": origin or ""})
-        return True
-
-    async def reconcile(self, origin: str, urls: list[str], *, also: tuple[str, ...] = ()) -> list[str]:
-        """Make ``origin``'s targets exactly ``urls`` (``also``: origins a full listing supersedes).
-
-        Returns the URLs no longer scraped at all.
-        """
-        wanted = {u.rstrip("/") for u in urls}
-        for url in sorted(wanted):
-            self.add(url, origin)
-            for other in also:
-                self.origins[url].discard(other)
-        gone = []
-        for url in [u for u, names in self.origins.items() if u not in wanted and origin in names]:
-            if await self.remove(url, origin):
-                gone.append(url)
-        return gone
-
-    async def refresh_dns(self) -> None:
-        """Re-resolve every DNS spec; a failed lookup keeps that spec's previous targets.
-
-        A target whose record went away is dropped and announced with ``discovery.lost`` (kind ``epp``).
-        """
-        found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
-        for spec, urls in found.items():
-            for url in await self.reconcile("dns:" + spec, urls):
-                await self.ctx.bus.publish(
-                    TargetLost(
-                        source="dns:" + spec,
-                        observed_at=time.time(),
-                        collector=self.ctx.instance,
-                        target=ScrapeTarget(kind="epp", url=url, labels={"dns": spec}),
-                        reason="dns_record_removed",
-                    )
-                )
-
-    async def on_discovery(self, event: AnyEvent, _subject: str) -> None:
-        """EPP targets found/lost by a discoverer (``ScrapeTarget.kind == "epp"``); our own announcements ignored."""
-        if event.collector == self.ctx.instance:
-            return
-        if isinstance(event, TargetFound) and event.target.kind == "epp":
-            self.add(event.target.url, "found")
-        elif isinstance(event, TargetLost) and event.target.kind == "epp":
-            url = event.target.url.rstrip("/")
-            if url in self.origins:  # the discoverer says it is gone: static and DNS origins may keep it
-                self.origins[url] = {o for o in self.origins[url] if o == "static" or o.startswith("dns:")}
-                await self.remove(url, "found")
-        elif isinstance(event, TargetSet):
-            await self.reconcile(
-                "set:" + event.source, [t.url for t in event.targets if t.kind == "epp"], also=("found",)
-            )
+    def _open(self, target: ScrapeTarget) -> EppTarget:
+        client = UpstreamClient("epp", target.url, metrics=self.metrics, policy=self._policy, tls=self._tls)
+        return EppTarget(target=target, client=client)
 
     # ---- scraping ---------------------------------------------------------------------------
 
     async def scrape(self, url: str) -> EppSnapshot:
         """One scrape of one EPP; failures become ``up=False`` with a reason that says what to fix."""
         url = url.rstrip("/")
-        client = self.clients[url]
+        state = self.targets[url]
+        client = state.client
         error = ""
         naming: EppNaming = ""
         objectives: list[EppObjectiveStats] = []
@@ -213,13 +157,12 @@ class EppScraper:
             if not naming:
                 error = "no_epp_metrics: the target's /metrics has no EPP families (is it the EPP's metrics port?)"
         except UpstreamError as exc:
-            error = auth_failure_reason(exc.status) if exc.status in (401, 403, 500) else exc.outcome
+            error = auth_failure_reason(exc.status) if exc.status in (401, 403, 500) else exc.outcome.value
         except ExpositionError:
             error = "parse_error"
         if error:
             key = error.split(":", 1)[0]
-            errors = self.errors_total.setdefault(url, {})
-            errors[key] = errors.get(key, 0.0) + 1
+            state.errors_total[key] = state.errors_total.get(key, 0.0) + 1
             log.warning("EPP scrape failed", extra={"target": strip_credentials(url), "reason": error})
         return EppSnapshot(
             source=strip_credentials(url),
@@ -238,10 +181,8 @@ class EppScraper:
 
     async def cycle(self) -> None:
         """Re-resolve DNS when due, then scrape every target concurrently and publish the snapshots."""
-        if self.config.dns and time.monotonic() >= self._next_dns:
-            self._next_dns = time.monotonic() + (self.config.dns_interval_s or self.config.interval_s)
-            await self.refresh_dns()
-        snaps = await asyncio.gather(*(self.scrape(url) for url in list(self.clients)), return_exceptions=True)
+        await self.targets.refresh_dns_if_due()
+        snaps = await asyncio.gather(*(self.scrape(url) for url in list(self.targets)), return_exceptions=True)
         for snap in snaps:
             if isinstance(snap, EppSnapshot):
                 await self.ctx.bus.publish(snap)
@@ -250,26 +191,26 @@ class EppScraper:
 
     async def aclose(self) -> None:
         """Close the clients."""
-        for url in list(self.clients):
-            await self.remove(url)
+        await self.targets.aclose()
 
 
 async def run(ctx: ServiceContext, config: EppScraperConfig) -> None:
     """Scrape until stopped."""
     scraper = EppScraper(config, ctx)
-    await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
+    await ctx.bus.subscribe(subject_filter("discovery"), scraper.targets.on_discovery)
+
+    async def cycle() -> None:
+        await scraper.cycle()
+        ctx.targets = len(scraper.targets)
+        ctx.set_ready(
+            True,
+            f"scraping {len(scraper.targets)} EPP targets"
+            if scraper.targets
+            else "idle: no EPP targets configured, resolved or discovered yet",
+        )
+
     try:
-        while True:
-            await scraper.cycle()
-            ctx.targets = len(scraper.clients)
-            ctx.set_ready(
-                True,
-                f"scraping {len(scraper.clients)} EPP targets"
-                if scraper.clients
-                else "idle: no EPP targets configured, resolved or discovered yet",
-            )
-            if await ctx.sleep(config.interval_s):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await scraper.aclose()
 

@@ -23,7 +23,7 @@ class EppScraperConfig:
     timeout_s: per-request timeout (``INFERWATCH_EPP_TIMEOUT_S``).
     token_file: bearer token file, re-read when it changes (``INFERWATCH_EPP_TOKEN_FILE``; default the pod's
         service-account token when that file exists; ``""`` sends no token).
-    tls_ca_file: custom CA for https targets (``INFERWATCH_EPP_TLS_CA_FILE``).
+    tls_ca_file: custom CA for https targets, a PEM bundle or a CA directory (``INFERWATCH_EPP_TLS_CA_FILE``).
     insecure: ``INFERWATCH_EPP_TLS_INSECURE``: explicit opt-out of TLS verification.
     """
 

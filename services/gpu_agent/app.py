@@ -12,6 +12,7 @@ from inferwatch.contracts.gpu import GpuHostSnapshot
 from inferwatch.services.gpu_agent.config import GpuAgentConfig
 from inferwatch.services.gpu_agent.core import container_id_from_cgroup
 from inferwatch.services.gpu_agent.nvml import Nvml, NvmlReader, load_binding
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
 from inferwatch.shared.settings import Env
 
@@ -65,30 +66,31 @@ async def run(ctx: ServiceContext, config: GpuAgentConfig, reader: NvmlReader | 
     )
     duration = Gauge("inferwatch_gpu_poll_duration_seconds", "Duration of the last NVML poll.", registry=ctx.registry)
     reported: set[str] = set()
+
+    async def cycle() -> None:
+        started = time.perf_counter()
+        snap = await asyncio.to_thread(snapshot, reader, config, ctx.instance)
+        duration.set(time.perf_counter() - started)
+        available.set(1.0 if snap.nvml_available else 0.0)
+        ctx.targets = len(snap.gpus)
+        if snap.nvml_available:
+            ctx.set_ready(True, "")
+        else:
+            ctx.set_ready(
+                False,
+                f"NVML unavailable: {snap.error} (no NVIDIA driver or libnvidia-ml on this "
+                "host; the agent keeps retrying)",
+            )
+        for gpu in snap.gpus:
+            for field in gpu.unsupported:
+                key = f"{gpu.uuid}/{field}"
+                if key not in reported:
+                    reported.add(key)
+                    log.info("unsupported field skipped", extra={"gpu": gpu.index, "field": field})
+        await ctx.bus.publish(snap)
+
     try:
-        while True:
-            started = time.perf_counter()
-            snap = await asyncio.to_thread(snapshot, reader, config, ctx.instance)
-            duration.set(time.perf_counter() - started)
-            available.set(1.0 if snap.nvml_available else 0.0)
-            ctx.targets = len(snap.gpus)
-            if snap.nvml_available:
-                ctx.set_ready(True, "")
-            else:
-                ctx.set_ready(
-                    False,
-                    f"NVML unavailable: {snap.error} (no NVIDIA driver or libnvidia-ml on this "
-                    "host; the agent keeps retrying)",
-                )
-            for gpu in snap.gpus:
-                for field in gpu.unsupported:
-                    key = f"{gpu.uuid}/{field}"
-                    if key not in reported:
-                        reported.add(key)
-                        log.info("unsupported field skipped", extra={"gpu": gpu.index, "field": field})
-            await ctx.bus.publish(snap)
-            if await ctx.sleep(config.interval_s):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await asyncio.to_thread(reader.shutdown)
 

@@ -34,9 +34,20 @@ from inferwatch.services.langfuse_ingester.core import (
     snapshot_parts,
 )
 from inferwatch.shared.bus import Bus
-from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    CallPolicy,
+    Limits,
+    Outcome,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+)
 from inferwatch.shared.kv import open_bucket
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.langfuse_ingester")
 
@@ -96,10 +107,12 @@ class ApiReader:
             project.url,
             metrics=metrics,
             auth=auth,
-            timeout_s=config.timeout_s,
-            retry=RetryPolicy(attempts=2),
-            breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
-            verify=False if config.insecure else (config.tls_ca_file or True),
+            policy=CallPolicy(
+                limits=Limits(timeout_s=config.timeout_s),
+                retry=RetryPolicy(attempts=2),
+                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=30.0),
+            ),
+            tls=TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure),
         )
         self.server_version = ""
         self.retention_days = 0
@@ -143,7 +156,7 @@ class ApiReader:
             except EndpointMissingError as missing:
                 replacement = fallback(self.plan, missing.path)
                 if replacement is None:
-                    raise UpstreamError("langfuse", missing.path, "http_404", status=404) from None
+                    raise UpstreamError("langfuse", missing.path, Outcome.HTTP_404, status=404) from None
                 log.info(
                     "endpoint missing, falling back",
                     extra={
@@ -153,7 +166,7 @@ class ApiReader:
                     },
                 )
                 self.plan = replacement
-        raise UpstreamError("langfuse", "plan", "http_404", status=404)
+        raise UpstreamError("langfuse", "plan", Outcome.HTTP_404, status=404)
 
     async def _read(self, plan: EndpointPlan, start: float, end: float) -> BucketRows:
         rows = BucketRows(traces_from_roots=not plan.traces)
@@ -203,7 +216,7 @@ class ApiReader:
                 raise EndpointMissingError(path) from None
             raise
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise UpstreamError("langfuse", path, "invalid_body")
+            raise UpstreamError("langfuse", path, Outcome.INVALID_BODY)
         return body
 
     async def _offset(self, path: str, params: dict[str, str], bad: dict[str, float]) -> list[Any]:
@@ -314,7 +327,7 @@ class LangfuseIngester:
         self.ctx = ctx
         self.store = store
         self.clock = clock
-        self.metrics = UpstreamMetrics(ctx.registry)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self.projects: list[ProjectState] = [ProjectState(p, self._reader(p)) for p in config.projects]
         ctx.targets = len(self.projects)
 
@@ -372,7 +385,7 @@ class LangfuseIngester:
             state.ledger = work
             state.error = ""
         except UpstreamError as exc:
-            state.error = exc.outcome
+            state.error = exc.outcome.value
         except (OSError, ValueError) as exc:
             state.error = "db_error" if str(exc).startswith(("postgres:", "clickhouse:")) else type(exc).__name__
             log.warning("cycle failed", extra={"project": label, "error": str(exc)[:200]})
@@ -471,13 +484,13 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
             if await ctx.sleep(5.0):
                 return
     ingester = LangfuseIngester(config, ctx, store)
+
+    async def cycle() -> None:
+        ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
+        await ingester.cycle()
+
     try:
-        while True:
-            ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
-            started = time.monotonic()
-            await ingester.cycle()
-            if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await ingester.aclose()
 

@@ -28,8 +28,19 @@ from inferwatch.services.litellm_poller.core import (
     usage_by_group,
 )
 from inferwatch.shared.exposition import ExpositionError, MetricFamily, parse_exposition
-from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
+from inferwatch.shared.http import (
+    BreakerPolicy,
+    CallPolicy,
+    Limits,
+    Outcome,
+    RetryPolicy,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamMetrics,
+)
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.litellm_poller")
 
@@ -56,7 +67,7 @@ class LitellmPoller:
     def __init__(self, config: LitellmPollerConfig, ctx: ServiceContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.metrics = UpstreamMetrics(ctx.registry)
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self.proxies: dict[str, ProxyState] = {}
         for proxy in config.proxies:
             client = UpstreamClient(
@@ -64,11 +75,12 @@ class LitellmPoller:
                 proxy.url,
                 metrics=self.metrics,
                 headers=proxy.auth_headers(),
-                timeout_s=config.timeout_s,
-                max_body_bytes=config.max_body_bytes,
-                retry=RetryPolicy(attempts=1),  # the next interval is the retry
-                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=config.interval_s),
-                verify=False if proxy.insecure else (proxy.tls_ca_file or True),
+                policy=CallPolicy(
+                    limits=Limits(timeout_s=config.timeout_s, max_body_bytes=config.max_body_bytes),
+                    retry=RetryPolicy(attempts=1),  # the next interval is the retry
+                    breaker=BreakerPolicy(failure_threshold=5, reset_after_s=config.interval_s),
+                ),
+                tls=TlsPolicy.from_ca_path(proxy.tls_ca_file, insecure=proxy.insecure),
             )
             self.proxies[proxy.name] = ProxyState(proxy=proxy, client=client)
 
@@ -76,10 +88,14 @@ class LitellmPoller:
         """Count and log one failed call; returns its label."""
         if isinstance(exc, UpstreamError):
             label = error_label(exc.outcome, exc.status)
-            if exc.status == 429 or exc.outcome == "http_429":
+            if exc.status == 429 or exc.outcome is Outcome.HTTP_429:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else self.config.interval_s
                 state.backoff_until = max(state.backoff_until, time.monotonic() + min(wait, 3600.0))
-            hint = error_hint(exc.status) if exc.status is not None or exc.outcome != "circuit_open" else "circuit open"
+            hint = (
+                error_hint(exc.status)
+                if exc.status is not None or exc.outcome is not Outcome.CIRCUIT_OPEN
+                else "circuit open"
+            )
         else:
             label, hint = type(exc).__name__, "unexpected error"
         key = f"{endpoint}:{label}"
@@ -297,19 +313,19 @@ class LitellmPoller:
 async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
     """Poll every interval until stopped; with no proxy configured, idle (ready, saying so)."""
     poller = LitellmPoller(config, ctx)
+
+    async def cycle() -> None:
+        ctx.set_ready(
+            True,
+            f"polling {len(poller.proxies)} LiteLLM proxies"
+            if poller.proxies
+            else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
+        )
+        if poller.proxies:
+            await poller.cycle()
+
     try:
-        while True:
-            ctx.set_ready(
-                True,
-                f"polling {len(poller.proxies)} LiteLLM proxies"
-                if poller.proxies
-                else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
-            )
-            started = time.monotonic()
-            if poller.proxies:
-                await poller.cycle()
-            if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await poller.aclose()
 

@@ -51,7 +51,9 @@ from inferwatch.services.model_catalog.core import (
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.http import (
     BreakerPolicy,
+    CallPolicy,
     CircuitOpen,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
@@ -59,6 +61,7 @@ from inferwatch.shared.http import (
 )
 from inferwatch.shared.kv import open_bucket
 from inferwatch.shared.log import RateLimitedLog
+from inferwatch.shared.loop import Ticker
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
 log = logging.getLogger("inferwatch.model_catalog")
@@ -158,14 +161,14 @@ class HfEnricher:
             self.client = UpstreamClient(
                 "huggingface",
                 config.hf_endpoint,
-                metrics=UpstreamMetrics(registry),
+                metrics=UpstreamMetrics.of(registry),
                 headers=headers,
-                timeout_s=config.hf_timeout_s,
-                max_body_bytes=4 * 1024 * 1024,
-                # 429 is ours to handle (pause every lookup); one quick retry of a 5xx or a dropped connection
-                retry=RetryPolicy(attempts=2, retry_on_status=frozenset({500, 502, 503, 504})),
-                breaker=BreakerPolicy(failure_threshold=5, reset_after_s=60.0),
-                keepalive_s=60.0,
+                policy=CallPolicy(
+                    limits=Limits(timeout_s=config.hf_timeout_s, max_body_bytes=4 * 1024 * 1024, keepalive_s=60.0),
+                    # 429 is ours to handle (pause every lookup); one quick retry of a 5xx or a dropped connection
+                    retry=RetryPolicy(attempts=2, retry_on_status=frozenset({500, 502, 503, 504})),
+                    breaker=BreakerPolicy(failure_threshold=5, reset_after_s=60.0),
+                ),
             )
         self.lookups = Counter(
             "inferwatch_catalog_hf_lookups", "Hugging Face lookups by result.", ["result"], registry=registry
@@ -232,7 +235,7 @@ class HfEnricher:
         try:
             body = await client.get_json(f"/api/models/{repo_id}", endpoint="/api/models/{repo_id}")
         except CircuitOpen as exc:
-            self.lookups.labels("circuit_open").inc()
+            self.lookups.labels(exc.outcome.value).inc()
             self._pause(exc.retry_after_s or 60.0)
             return None
         except UpstreamError as exc:
@@ -412,18 +415,18 @@ async def run(ctx: ServiceContext, config: ModelCatalogConfig) -> None:
     catalog = ModelCatalog(config, ctx, enricher, changed)
     subscriptions = [await ctx.bus.subscribe(subject, catalog.on_event) for subject in SUBJECTS]
     try:
-        next_periodic = time.monotonic()
+        periodic_publish = Ticker(config.interval_s)
         while not ctx.stop.is_set():
             if cache.kv is None and time.monotonic() >= kv_retry_at:
                 await cache.open_kv(ctx.bus, config.kv_bucket)
                 kv_retry_at = time.monotonic() + KV_RETRY_S
             ctx.set_ready(True, readiness_reason(config, cache))
-            periodic = time.monotonic() >= next_periodic
+            periodic = periodic_publish.due()
             catalog.changed.clear()
             await catalog.publish(periodic=periodic)
             if periodic:
-                next_periodic = time.monotonic() + config.interval_s
-            if await _wait_change(ctx, catalog.changed, max(0.0, next_periodic - time.monotonic())):
+                periodic_publish.advance()
+            if await _wait_change(ctx, catalog.changed, periodic_publish.seconds_left()):
                 return
             with contextlib.suppress(TimeoutError):  # let a burst settle
                 await asyncio.wait_for(ctx.stop.wait(), DEBOUNCE_S)

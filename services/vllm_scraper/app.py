@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from inferwatch.contracts import AnyEvent
-from inferwatch.contracts.discovery import ScrapeTarget, TargetFound, TargetLost, TargetSet
+from inferwatch.contracts.discovery import ScrapeTarget
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.subjects import HEARTBEAT_V1_FILTER, heartbeat_filter, subject_filter
 from inferwatch.contracts.vllm import Generation, ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
@@ -28,17 +26,22 @@ from inferwatch.services.vllm_scraper.core import (
     rendezvous_owner,
     spread_offset,
 )
-from inferwatch.shared.dns import Resolver, resolve_dns, resolve_specs
 from inferwatch.shared.exposition import ExpositionError, parse_exposition
 from inferwatch.shared.http import (
+    UNREACHABLE,
     BreakerPolicy,
+    CallPolicy,
+    Limits,
     RetryPolicy,
     UpstreamClient,
     UpstreamError,
     UpstreamMetrics,
     strip_credentials,
 )
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.targets import STATIC, DnsTargets, ScrapeTargets
+from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.vllm_scraper")
 
@@ -67,28 +70,18 @@ class TargetState:
 GRPC_SCHEMES = ("grpc://", "grpcs://")
 
 
-def _tls_context(ca_file: str) -> ssl.SSLContext:
-    """A verifying client context: the system CAs, or ``ca_file``/``ca_dir`` when given."""
-    if ca_file and os.path.isdir(ca_file):
-        return ssl.create_default_context(capath=ca_file)
-    return ssl.create_default_context(cafile=ca_file or None)
-
-
-async def grpc_health(url: str, timeout_s: float, ca_file: str = "", insecure: bool = False) -> tuple[bool, str]:
+async def grpc_health(url: str, timeout_s: float, tls: TlsPolicy) -> tuple[bool, str]:
     """``grpc.health.v1.Health/Check`` (service ``""``): (serving, status name or ``grpc_<code>`` on failure).
 
-    ``grpcs://`` uses TLS with verification (custom CA from ``ca_file``); ``grpc://`` is plaintext.
+    ``grpcs://`` uses TLS with verification (the CAs of ``tls``); ``grpc://`` (or ``tls.insecure``) is plaintext.
     """
     import grpc  # type: ignore[import-untyped]
     from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
     secure = url.startswith("grpcs://")
     address = url.split("://", 1)[1].rstrip("/")
-    if secure and not insecure:
-        root = None
-        if ca_file:
-            with open(ca_file, "rb") as f:  # noqa: ASYNC230 - a small CA file, read once per check
-                root = f.read()
+    if secure and not tls.insecure:
+        root = tls.root_certificates()  # a small CA file or directory, read once per check
         channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root))
     else:
         channel = grpc.aio.insecure_channel(address)
@@ -109,18 +102,33 @@ class VllmScraper:
     def __init__(self, config: VllmScraperConfig, ctx: ServiceContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.metrics = UpstreamMetrics(ctx.registry)
-        self.targets: dict[str, TargetState] = {}
+        self.metrics = UpstreamMetrics.of(ctx.registry)
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self.peers: dict[str, float] = {}  # other live replicas: instance -> monotonic expiry
-        self.resolver: Resolver = resolve_dns
         self.running = False
         self._tasks: set[asyncio.Task[None]] = set()
-        # One TLS context for every target (verification on unless explicitly disabled): building one per
-        # client loads the CA bundle each time, seconds of CPU for a thousand targets.
-        self._tls: ssl.SSLContext | bool = False if config.insecure else _tls_context(config.tls_ca_file)
+        self._tls = TlsPolicy.from_ca_path(config.tls_ca_file, insecure=config.insecure)
+        self._policy = CallPolicy(
+            # one connection per target for its whole life
+            limits=Limits(
+                timeout_s=config.timeout_s, max_body_bytes=config.max_body_bytes, keepalive_s=config.interval_s * 2 + 5
+            ),
+            retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
+            breaker=BreakerPolicy(failure_threshold=3, reset_after_s=config.interval_s),
+        )
+        self._tls.context()  # a CA setting that cannot be loaded stops the service at start, not at a scrape
+        self.targets: ScrapeTargets[TargetState] = ScrapeTargets(
+            "vllm",
+            ctx,
+            create=self._open,
+            dispose=_close,
+            dns=DnsTargets(
+                specs=config.dns, nameserver=config.dns_server, timeout_s=config.timeout_s, interval_s=config.interval_s
+            ),
+            on_added=self._on_added,
+        )
         for url in config.targets:
-            self.add(ScrapeTarget(kind="vllm", url=url), "static")
+            self.targets.add(ScrapeTarget(kind="vllm", url=url), STATIC)
 
     # ---- sharding ---------------------------------------------------------------------------
 
@@ -144,82 +152,24 @@ class VllmScraper:
 
     # ---- the target set ---------------------------------------------------------------------
 
-    def add(self, target: ScrapeTarget, origin: str = "static") -> None:
-        """Start scraping a target (or refresh its container metadata); ``origin`` says who asked."""
+    def _open(self, target: ScrapeTarget) -> TargetState:
         url = target.url.rstrip("/")
-        state = self.targets.get(url)
-        if state is not None:
-            state.target = target if target.container_id or not state.target.container_id else state.target
-            state.origins.add(origin)
-            return
         headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"} if self.config.api_key else None
         client = (
             None
             if url.startswith(GRPC_SCHEMES)
-            else UpstreamClient(
-                "vllm",
-                url,
-                metrics=self.metrics,
-                headers=headers,
-                timeout_s=self.config.timeout_s,
-                max_body_bytes=self.config.max_body_bytes,
-                retry=RetryPolicy(attempts=1),  # a scrape is not retried: the next interval is the retry
-                breaker=BreakerPolicy(failure_threshold=3, reset_after_s=self.config.interval_s),
-                verify=self._tls,
-                keepalive_s=self.config.interval_s * 2 + 5,  # one connection per target for its whole life
-            )
+            else UpstreamClient("vllm", url, metrics=self.metrics, headers=headers, policy=self._policy, tls=self._tls)
         )
-        state = self.targets[url] = TargetState(target=target, client=client, origins={origin})
-        if self.running and self.owns(url):  # a new target is read at once, not at the next cycle
+        return TargetState(target=target, client=client)
+
+    def _on_added(self, state: TargetState) -> None:
+        if self.running and self.owns(state.target.url.rstrip("/")):  # a new target is read at once
             self._spawn(self._scrape_and_publish(state))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def remove(self, url: str, origin: str | None = None) -> None:
-        """Stop scraping a target (``origin``: only if no other origin still names it)."""
-        url = url.rstrip("/")
-        state = self.targets.get(url)
-        if state is None:
-            return
-        if origin is not None:
-            state.origins.discard(origin)
-            if state.origins:
-                return
-        del self.targets[url]
-        if state.client is not None:
-            await state.client.aclose()
-
-    async def reconcile(self, origin: str, targets: list[ScrapeTarget], *, also: tuple[str, ...] = ()) -> None:
-        """Make ``origin``'s targets exactly ``targets`` (``also``: origins that a listing supersedes)."""
-        wanted = {t.url.rstrip("/") for t in targets}
-        for target in targets:
-            self.add(target, origin)
-            for other in also:
-                self.targets[target.url.rstrip("/")].origins.discard(other)
-        for url, state in list(self.targets.items()):
-            if url not in wanted and origin in state.origins:
-                await self.remove(url, origin)
-
-    async def on_discovery(self, event: AnyEvent, _subject: str) -> None:
-        """Targets found/lost by docker-watcher or any other discoverer."""
-        if isinstance(event, TargetFound) and event.target.kind == "vllm":
-            self.add(event.target, "found")
-        elif isinstance(event, TargetLost) and event.target.kind == "vllm":
-            state = self.targets.get(event.target.url.rstrip("/"))
-            if state is not None:  # the discoverer says it is gone: static and DNS origins may keep it
-                state.origins = {o for o in state.origins if o == "static" or o.startswith("dns:")}
-                await self.remove(event.target.url, "found")
-        elif isinstance(event, TargetSet):
-            await self.reconcile("set:" + event.source, [t for t in event.targets if t.kind == "vllm"], also=("found",))
-
-    async def refresh_dns(self) -> None:
-        """Re-resolve every DNS name; a failed lookup keeps that name's previous targets."""
-        found = await resolve_specs(self.config.dns, self.resolver, self.config.dns_server, self.config.timeout_s)
-        for spec, urls in found.items():
-            await self.reconcile("dns:" + spec, [ScrapeTarget(kind="vllm", url=u, labels={"dns": spec}) for u in urls])
 
     async def scrape(self, state: TargetState) -> VllmInstanceSnapshot:
         """Scrape one target: /metrics, /health, /v1/models, /version, concurrently (gRPC: the health service)."""
@@ -299,9 +249,7 @@ class VllmScraper:
         """A ``vllm serve --grpc`` instance: no HTTP, so only ``grpc.health.v1.Health/Check`` is read."""
         async with self._semaphore:
             started = time.perf_counter()
-            serving, detail = await grpc_health(
-                state.target.url, self.config.timeout_s, self.config.tls_ca_file, self.config.insecure
-            )
+            serving, detail = await grpc_health(state.target.url, self.config.timeout_s, self._tls)
             duration = time.perf_counter() - started
         now = time.time()
         reachable = not detail.startswith("grpc_")
@@ -375,8 +323,7 @@ class VllmScraper:
         Each target runs on its own timer (cycle start + a stable offset), so a slow target never
         delays the others or the next cycle; a target whose previous scrape is still running is skipped.
         """
-        if self.config.dns:
-            await self.refresh_dns()
+        await self.targets.refresh_dns_if_due()
         states = self.owned()
         self.ctx.targets = len(states)
         spread = self.config.interval_s * 0.8 if self.config.spread else 0.0
@@ -395,24 +342,28 @@ class VllmScraper:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for url in list(self.targets):
-            await self.remove(url)
+        await self.targets.aclose()
+
+
+async def _close(state: TargetState) -> None:
+    if state.client is not None:
+        await state.client.aclose()
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, UpstreamError):
-        return exc.outcome
+        return exc.outcome.value
     return type(exc).__name__
 
 
 def _unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, UpstreamError) and exc.outcome in {"connect_error", "timeout", "circuit_open", "tls_error"}
+    return isinstance(exc, UpstreamError) and exc.outcome in UNREACHABLE
 
 
 async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
     """Scrape every interval until stopped."""
     scraper = VllmScraper(config, ctx)
-    await ctx.bus.subscribe(subject_filter("discovery"), scraper.on_discovery)
+    await ctx.bus.subscribe(subject_filter("discovery"), scraper.targets.on_discovery)
     if config.shard:  # learn the other replicas before taking a share, so nothing is scraped twice
         await ctx.bus.subscribe(heartbeat_filter(ctx.name), scraper.on_heartbeat)
         # replicas of the previous release still announce themselves on v1 subjects (one release only)
@@ -420,18 +371,18 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
         if await ctx.sleep(min(ctx.heartbeat_interval_s * 1.2, config.interval_s)):
             return
     scraper.running = True
+
+    async def cycle() -> None:
+        ctx.set_ready(
+            True,
+            f"scraping {len(scraper.targets)} vLLM targets"
+            if scraper.targets
+            else "idle: no vLLM targets configured or discovered yet",
+        )
+        await scraper.cycle()
+
     try:
-        while True:
-            ctx.set_ready(
-                True,
-                f"scraping {len(scraper.targets)} vLLM targets"
-                if scraper.targets
-                else "idle: no vLLM targets configured or discovered yet",
-            )
-            started = time.monotonic()
-            await scraper.cycle()
-            if await ctx.sleep(max(0.0, config.interval_s - (time.monotonic() - started))):
-                return
+        await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await scraper.aclose()
 

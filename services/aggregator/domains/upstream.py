@@ -19,7 +19,7 @@ CALL_SECONDS = Family(
 CIRCUIT_OPEN = Family(
     "inferwatch_upstream_circuit_open",
     "gauge",
-    "1 while a collector's circuit breaker to that api is open (failing fast).",
+    "1 while a collector's circuit breaker to that upstream (api and base URL) is open (failing fast).",
 )
 
 
@@ -46,10 +46,11 @@ def render_upstream(event: Event, w: SeriesWriter) -> None:
             label_block({"service": event.service, "instance": event.source, "api": ep.api, "endpoint": ep.endpoint}),
             ep.duration_sum_s,
         )
-    for api, state in sorted(event.circuits.items()):
+    for upstream_key, state in sorted(event.circuits.items()):
+        api, _, upstream = upstream_key.partition(" ")
         w.gauge(
             CIRCUIT_OPEN,
-            label_block({"service": event.service, "instance": event.source, "api": api}),
+            label_block({"service": event.service, "instance": event.source, "api": api, "upstream": upstream}),
             1.0 if state == "open" else 0.0,
         )
 
