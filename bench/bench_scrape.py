@@ -85,6 +85,7 @@ class SnapshotCounter:
         import nats
 
         from inferwatch.contracts import decode
+        from inferwatch.contracts.subjects import subject_filter
         from inferwatch.contracts.vllm import VllmInstanceSnapshot
 
         async def on_msg(msg: Any) -> None:
@@ -94,7 +95,7 @@ class SnapshotCounter:
                 self.up += 1 if event.up else 0
 
         self._nc = await nats.connect(self.url)
-        await self._nc.subscribe("inferwatch.v1.vllm.instance.>", cb=on_msg)
+        await self._nc.subscribe(subject_filter("vllm", "instance"), cb=on_msg)
 
     def read(self) -> tuple[int, int]:
         """(snapshots, of which up) so far."""

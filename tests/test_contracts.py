@@ -48,7 +48,7 @@ def test_every_event_round_trips_msgpack_and_json(event_type: type) -> None:
         for encoding in ("msgpack", "json"):
             data = encode(event, encoding)  # type: ignore[arg-type]
             assert decode(data) == event
-        assert subject_for(event).startswith("inferwatch.v1.")
+        assert subject_for(event).startswith(f"inferwatch.v{event_type.SUBJECT_VERSION}.")
 
     check()
 
@@ -72,7 +72,8 @@ def test_json_wire_is_self_describing() -> None:
         up=True,
         engines=[
             VllmEngineStats(
-                model_name="m", ttft_seconds=Histogram(buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0)
+                model_name="m",
+                time_to_first_token_seconds=Histogram(buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0),
             )
         ],
     )
@@ -85,7 +86,7 @@ def test_json_wire_is_self_describing() -> None:
 def test_subjects() -> None:
     snap = VllmInstanceSnapshot(source="http://10.0.0.5:8000", observed_at=1, collector="c", interval_s=15, up=True)
     subject = subject_for(snap)
-    assert subject.startswith("inferwatch.v1.vllm.instance.http___10_0_0_5_8000-")
+    assert subject.startswith("inferwatch.v2.vllm.instance.http___10_0_0_5_8000-")
     assert subject.count(".") == 4
     alert = Alert(source="fp1", observed_at=1, collector="c", name="VllmTargetDown", state="firing")
     assert subject_for(alert) == "inferwatch.v1.alert.VllmTargetDown.fp1"
@@ -134,7 +135,7 @@ def test_schema_documents_cover_every_event() -> None:
     doc = asyncapi()
     assert doc["asyncapi"] == "3.0.0"
     assert set(doc["channels"]) == names
-    assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v1.vllm.instance.{source}"
+    assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v2.vllm.instance.{source}"
     json.dumps(doc)  # serialisable
 
 

@@ -12,7 +12,7 @@ from inferwatch.shared.settings import Env
 @dataclass(frozen=True)
 class AggregatorConfig:
     """Attributes:
-    subject: what to consume (``INFERWATCH_AGGREGATOR_SUBJECT``, default every v1 subject).
+    subject: what to consume (``INFERWATCH_AGGREGATOR_SUBJECT``, default every subject of every version).
     expiry_intervals: a source expires after this many intervals of silence.
     tombstone_s: how long an expired source stays visible as ``inferwatch_source_up 0``.
     max_sources: cap on live sources (beyond it new sources are dropped and counted).

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.epp import EppSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 P = "inferwatch_epp_"
 UP = Family(P + "up", "gauge", "1 when the EPP's /metrics was scraped, 0 with the reason (what to fix) otherwise.")
@@ -24,9 +23,8 @@ SCHED_ATTEMPTS = Family(P + "scheduler_attempts", "counter", "Scheduling attempt
 FLOW_QUEUE = Family(P + "flow_control_queue_size", "gauge", "Flow-control queue size (flowControl feature gate).")
 
 
-def render_epp(event: Event, w: SeriesWriter) -> None:
+def render_epp(event: EppSnapshot, w: SeriesWriter) -> None:
     """One EPP target."""
-    assert isinstance(event, EppSnapshot)
     t = {"target": event.source}
     w.gauge(UP, label_block({**t, "reason": event.error}), 1.0 if event.up else 0.0)
     if event.naming:
@@ -53,4 +51,4 @@ def render_epp(event: Event, w: SeriesWriter) -> None:
     w.gauge(FLOW_QUEUE, label_block(t), event.flow_control_queue_size)
 
 
-RENDERERS = {EppSnapshot: render_epp}
+RENDERERS = renderer_for(EppSnapshot, render_epp)

@@ -7,9 +7,8 @@ model list.
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute, ModelUsage
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 P = "inferwatch_litellm_"
 UP = Family(P + "up", "gauge", "1 when the LiteLLM proxy answered /health/liveliness.")
@@ -80,9 +79,8 @@ STATUSES = ("healthy", "partial_outage", "outage", "unknown")
 METRICS_MODES = ("prometheus", "absent", "licence_gated", "unauthorized", "error", "empty")
 
 
-def render_litellm(event: Event, w: SeriesWriter) -> None:
+def render_litellm(event: LitellmProxySnapshot, w: SeriesWriter) -> None:
     """One LiteLLM proxy."""
-    assert isinstance(event, LitellmProxySnapshot)
     proxy = event.source
     base = label_block({"proxy": proxy})
     w.gauge(UP, base, 1.0 if event.up else 0.0)
@@ -159,4 +157,4 @@ def _render_usage(w: SeriesWriter, proxy: str, u: ModelUsage) -> None:
     w.histogram(QUEUE, labels, u.queue_time_seconds)
 
 
-RENDERERS = {LitellmProxySnapshot: render_litellm}
+RENDERERS = renderer_for(LitellmProxySnapshot, render_litellm)

@@ -1,0 +1,66 @@
+"""Metric fields (contracts.metrics): each declaration reaches /metrics under its own name, help and type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inferwatch.cli import json_schemas
+from inferwatch.contracts.metrics import metric_fields
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.services.aggregator.domains import all_families, all_renderers
+from inferwatch.services.aggregator.render import render_exposition
+from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.vllm_scraper.core import WANTED, V, read_instance
+from inferwatch.shared.exposition import MetricFamily, parse_exposition
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# The recorded V0 exposition predates vLLM 0.6.3, the only release with this gauge (shared/reference/vllm-and-epp.md).
+V063_HIT_RATE = b'# TYPE vllm:gpu_prefix_cache_hit_rate gauge\nvllm:gpu_prefix_cache_hit_rate{model_name="m"} 0.25\n'
+
+
+def _exposed(table: SourceTable) -> dict[str, MetricFamily]:
+    return parse_exposition(render_exposition(table.rendered()))
+
+
+def test_every_vllm_metric_field_reaches_metrics_from_the_recorded_expositions() -> None:
+    table = SourceTable(all_renderers())
+    bodies = {
+        "v0": (FIXTURES / "vllm-v0-metrics.txt").read_bytes(),
+        "v1": (FIXTURES / "vllm-v1-metrics.txt").read_bytes(),
+        "v0.6.3": V063_HIT_RATE,
+    }
+    for source, body in bodies.items():  # V0-only and V1-only figures together
+        reading = read_instance(body, None, None, max_engines=64, max_models=64)
+        table.apply(
+            VllmInstanceSnapshot(
+                source=source, observed_at=0.0, collector="t", interval_s=5.0, up=True, engines=reading.engines
+            ),
+            now=0.0,
+        )
+    exposed = _exposed(table)
+    declared = metric_fields(VllmEngineStats)
+    assert {m.field for m in declared} == set(VllmEngineStats.__struct_fields__) - {"model_name", "engine"}
+    for m in declared:
+        family = exposed.get("inferwatch_vllm_" + m.family_name)
+        assert family is not None, m.field
+        assert family.samples, m.field
+        assert (family.type, family.help) == (m.type, m.help), m.field
+        assert {V + source for source in m.sources} <= WANTED, m.field
+
+
+def test_metric_fields_are_in_the_readme_families_and_the_json_schema() -> None:
+    families = {f.name: f for f in all_families()}
+    schema = json_schemas()["$defs"]["VllmEngineStats"]["properties"]
+    for m in metric_fields(VllmEngineStats):
+        family = families["inferwatch_vllm_" + m.family_name]
+        assert (family.type, family.help, family.unit) == (m.type, m.help, m.unit)
+        assert schema[m.field]["description"] == m.help
+        assert schema[m.field]["x-metric"]["sources"] == list(m.sources)
+
+
+def test_counters_keep_total_on_the_field_and_drop_it_from_the_family() -> None:
+    by_field = {m.field: m for m in metric_fields(VllmEngineStats)}
+    assert by_field["preemptions_total"].family_name == "preemptions"
+    assert by_field["time_to_first_token_seconds"].family_name == "time_to_first_token_seconds"
+    assert by_field["request_success_total"].label == "finished_reason"
+    assert set(by_field).isdisjoint({"model_name", "engine"})
