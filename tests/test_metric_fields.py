@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from inferwatch.cli import json_schemas
+from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
 from inferwatch.contracts.metrics import metric_fields
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.domains import all_families, all_renderers
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.epp_scraper import core as epp
 from inferwatch.services.vllm_scraper.core import WANTED, V, read_instance
 from inferwatch.shared.exposition import MetricFamily, parse_exposition
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The recorded V0 exposition predates vLLM 0.6.3, the only release with this gauge (shared/reference/vllm-and-epp.md).
+# Every recorded EPP runs with the flowControl feature gate off, so none has this gauge.
+FLOW_CONTROL = b"# TYPE llm_d_epp_flow_control_queue_size gauge\nllm_d_epp_flow_control_queue_size 3\n"
 V063_HIT_RATE = b'# TYPE vllm:gpu_prefix_cache_hit_rate gauge\nvllm:gpu_prefix_cache_hit_rate{model_name="m"} 0.25\n'
 
 
@@ -46,6 +50,36 @@ def test_every_vllm_metric_field_reaches_metrics_from_the_recorded_expositions()
         assert family.samples, m.field
         assert (family.type, family.help) == (m.type, m.help), m.field
         assert {V + source for source in m.sources} <= WANTED, m.field
+
+
+def test_every_epp_metric_field_reaches_metrics_from_the_recorded_expositions() -> None:
+    table = SourceTable(all_renderers())
+    body = (FIXTURES / "epp" / "llm_d_epp.txt").read_bytes() + FLOW_CONTROL
+    fams = parse_exposition(body, families=epp.WANTED)
+    latency, attempts, flow = epp.scheduler_stats(fams)
+    snapshot = EppSnapshot(
+        source="epp",
+        observed_at=0.0,
+        collector="t",
+        interval_s=5.0,
+        up=True,
+        objectives=epp.objective_stats(fams),
+        pools=epp.pool_stats(fams),
+        scheduler_e2e_duration_seconds=latency,
+        scheduler_attempts_total=attempts,
+        flow_control_queue_size=flow,
+    )
+    table.apply(snapshot, now=0.0)
+    exposed = _exposed(table)
+    for struct in (EppObjectiveStats, EppPoolStats, EppSnapshot):
+        for m in metric_fields(struct):
+            family = exposed.get("inferwatch_epp_" + m.family_name)
+            assert family is not None, m.field
+            assert family.samples, m.field
+            assert (family.type, family.help) == (m.type, m.help), m.field
+    declared = {m.field for m in metric_fields(EppObjectiveStats)}
+    assert declared == set(EppObjectiveStats.__struct_fields__) - {"model_name", "target_model_name"}
+    assert {m.field for m in metric_fields(EppPoolStats)} == set(EppPoolStats.__struct_fields__) - {"pool"}
 
 
 def test_metric_fields_are_in_the_readme_families_and_the_json_schema() -> None:
