@@ -6,12 +6,14 @@ from pathlib import Path
 
 from inferwatch.cli import json_schemas
 from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
 from inferwatch.contracts.metrics import metric_fields
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.domains import all_families, all_renderers
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.epp_scraper import core as epp
+from inferwatch.services.litellm_poller import core as litellm
 from inferwatch.services.vllm_scraper.core import WANTED, V, read_instance
 from inferwatch.shared.exposition import MetricFamily, parse_exposition
 
@@ -80,6 +82,22 @@ def test_every_epp_metric_field_reaches_metrics_from_the_recorded_expositions() 
     declared = {m.field for m in metric_fields(EppObjectiveStats)}
     assert declared == set(EppObjectiveStats.__struct_fields__) - {"model_name", "target_model_name"}
     assert {m.field for m in metric_fields(EppPoolStats)} == set(EppPoolStats.__struct_fields__) - {"pool"}
+
+
+def test_every_litellm_usage_field_reaches_metrics_from_the_recorded_exposition() -> None:
+    table = SourceTable(all_renderers())
+    body = (FIXTURES / "litellm" / "metrics.http").read_bytes().split(b"\n\n", 1)[1]  # status and headers first
+    usage = litellm.usage_by_group(parse_exposition(body, families=litellm.WANTED))
+    snapshot = LitellmProxySnapshot(
+        source="proxy", observed_at=0.0, collector="t", interval_s=5.0, up=True, usage=usage
+    )
+    table.apply(snapshot, now=0.0)
+    exposed = _exposed(table)
+    for m in metric_fields(ModelUsage):
+        family = exposed.get("inferwatch_litellm_" + m.family_name)
+        assert family is not None, m.field
+        assert family.samples, m.field
+        assert (family.type, family.help) == (m.type, m.help), m.field
 
 
 def test_metric_fields_are_in_the_readme_families_and_the_json_schema() -> None:
