@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from inferwatch.contracts.base import Histogram, Snapshot
 from inferwatch.contracts.catalog import ModelType
+from inferwatch.contracts.metrics import metric
 
 # A deployment's health: LiteLLM's ``litellm_deployment_state`` 0/1/2, or ``/health``'s two lists.
 RouteStatus = Literal["healthy", "partial_outage", "outage", "unknown"]
@@ -62,41 +63,127 @@ class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):
 class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
     """Cumulative usage of one model group as the proxy's Prometheus callback reports it.
 
+    The fields declared with `metric` are exported metrics (``inferwatch_litellm_<field>``; LiteLLM family
+    names newest first); the fallback counters share one family with a ``result`` label (aggregator).
+
     Attributes:
         model_group: public model name.
-        requests_total: requests by status class (``2xx``, ``4xx``, ``5xx``) or ``success``/``failure``.
-        input_tokens_total: prompt tokens.
-        output_tokens_total: completion tokens.
-        spend_usd_total: cumulative spend.
         fallbacks_ok_total: successful fallbacks away from this group.
         fallbacks_failed_total: failed fallbacks.
-        request_latency_seconds: end-to-end proxy latency.
-        ttft_seconds: time to first token.
-        total_tokens_total: input + output tokens.
-        errors_total: failed requests by exception class (``RouterRateLimitError``…).
-        llm_api_latency_seconds: time spent in the upstream LLM API.
-        overhead_latency_seconds: latency LiteLLM itself adds.
-        queue_time_seconds: time from arrival at the proxy to pre-call processing.
     """
 
     model_group: str
-    requests_total: dict[str, float] = {}
-    input_tokens_total: float | None = None
-    output_tokens_total: float | None = None
-    spend_usd_total: float | None = None
+    requests_total: Annotated[
+        dict[str, float],
+        metric(
+            "counter",
+            "Client requests by model group and status class (2xx, 4xx, 5xx, none = refused by cooldown; "
+            "success/failure on LiteLLM versions without status codes).",
+            "litellm_proxy_total_requests_metric",
+            "litellm_requests_metric",
+            unit="requests",
+            label="status",
+        ),
+    ] = {}
+    errors_total: Annotated[
+        dict[str, float],
+        metric(
+            "counter",
+            "Failed requests by model group and exception class.",
+            "litellm_proxy_failed_requests_metric",
+            "litellm_llm_api_failed_requests_metric",
+            unit="requests",
+            label="exception_class",
+        ),
+    ] = {}
+    input_tokens_total: Annotated[
+        float | None,
+        metric(
+            "counter",
+            "Input (prompt) tokens by model group.",
+            "litellm_input_tokens_metric",
+            "litellm_input_tokens",
+            unit="tokens",
+        ),
+    ] = None
+    output_tokens_total: Annotated[
+        float | None,
+        metric(
+            "counter",
+            "Output (completion) tokens by model group.",
+            "litellm_output_tokens_metric",
+            "litellm_output_tokens",
+            unit="tokens",
+        ),
+    ] = None
+    tokens_total: Annotated[
+        float | None,
+        metric(
+            "counter",
+            "Input + output tokens by model group.",
+            "litellm_total_tokens_metric",
+            "litellm_total_tokens",
+            unit="tokens",
+        ),
+    ] = None
+    spend_usd_total: Annotated[
+        float | None, metric("counter", "Spend in USD by model group.", "litellm_spend_metric", unit="usd")
+    ] = None
     fallbacks_ok_total: float | None = None
     fallbacks_failed_total: float | None = None
-    request_latency_seconds: Histogram | None = None
-    ttft_seconds: Histogram | None = None
-    total_tokens_total: float | None = None
-    errors_total: dict[str, float] = {}
-    llm_api_latency_seconds: Histogram | None = None
-    overhead_latency_seconds: Histogram | None = None
-    queue_time_seconds: Histogram | None = None
+    request_latency_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "End-to-end proxy latency by model group.",
+            "litellm_request_total_latency_metric",
+            unit="seconds",
+        ),
+    ] = None
+    time_to_first_token_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time to first token by model group.",
+            "litellm_llm_api_time_to_first_token_metric",
+            unit="seconds",
+        ),
+    ] = None
+    llm_api_latency_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Upstream LLM API latency by model group.",
+            "litellm_llm_api_latency_metric",
+            unit="seconds",
+        ),
+    ] = None
+    overhead_latency_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Latency added by LiteLLM itself, by model group.",
+            "litellm_overhead_latency_metric",
+            unit="seconds",
+        ),
+    ] = None
+    request_queue_time_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time before pre-call processing, by model group.",
+            "litellm_request_queue_time_seconds",
+            unit="seconds",
+        ),
+    ] = None
 
 
 class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.proxy"):
     """One poll of one LiteLLM proxy. ``source`` is the configured proxy name.
+
+    Subject version 2: `ModelUsage` fields were renamed to the exported names (``ttft_seconds`` became
+    ``time_to_first_token_seconds``, ``queue_time_seconds`` ``request_queue_time_seconds``,
+    ``total_tokens_total`` ``tokens_total``).
 
     Attributes:
         up: the proxy answered ``/health/liveliness``.
@@ -115,6 +202,8 @@ class LitellmProxySnapshot(Snapshot, frozen=True, kw_only=True, tag="litellm.pro
         poll_duration_s: how long the last poll took.
         base_url: the proxy's base URL (no credentials).
     """
+
+    SUBJECT_VERSION: ClassVar[int] = 2
 
     up: bool
     ready: bool = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from inferwatch.contracts.base import Histogram, Occurrence, Snapshot
+from inferwatch.contracts.metrics import metric
 
 # ``loading``: the process answers but serves no model yet; ``ready``; ``error``: unreachable or broken.
 ModelStatus = Literal["loading", "ready", "error"]
@@ -33,57 +34,126 @@ class VllmModelCard(msgspec.Struct, frozen=True, kw_only=True):
 class VllmEngineStats(msgspec.Struct, frozen=True, kw_only=True):
     """The metrics of one (model_name, engine) pair; counters are the engine's cumulative values.
 
-    ``None`` means the running vLLM version does not expose that figure (never a fake zero).
+    Every other field is one exported metric, declared once here with `metric`: the scraper reads it from
+    the listed vLLM families (newest name first, ``vllm:`` prefix implied), the aggregator exports it as
+    ``inferwatch_vllm_<field>``. ``None`` means the running vLLM version does not expose that figure
+    (never a fake zero).
 
     Attributes:
         model_name: the ``model_name`` label (first served name).
         engine: data-parallel engine index (``"0"`` on V0, which has no engine label).
-        requests_running: ``num_requests_running``.
-        requests_waiting: ``num_requests_waiting``.
-        requests_swapped: V0 only.
-        kv_cache_usage_ratio: ``kv_cache_usage_perc`` (V1) or ``gpu_cache_usage_perc`` (V0), 0..1.
-        prefix_cache_queries_total: tokens queried (V1).
-        prefix_cache_hits_total: tokens hit (V1).
-        prefix_cache_hit_ratio: V0.6's gauge; ``None`` when prefix caching is off (vLLM reports -1).
-        preemptions_total: ``num_preemptions_total``.
-        prompt_tokens_total: ``prompt_tokens_total``.
-        generation_tokens_total: ``generation_tokens_total``.
-        request_success_total: cumulative finished requests by ``finished_reason``.
-        ttft_seconds: time to first token.
-        inter_token_latency_seconds: V1 ``inter_token_latency_seconds``, V0 ``time_per_output_token_seconds``.
-        e2e_latency_seconds: end-to-end request latency.
-        queue_time_seconds: V1 ``request_queue_time_seconds``.
-        prefill_time_seconds: V1 ``request_prefill_time_seconds``.
-        decode_time_seconds: V1 ``request_decode_time_seconds``.
-        prompt_tokens: per-request prompt length histogram.
-        generation_tokens: per-request generation length histogram.
     """
 
     model_name: str
     engine: str = "0"
-    requests_running: float | None = None
-    requests_waiting: float | None = None
-    requests_swapped: float | None = None
-    kv_cache_usage_ratio: float | None = None
-    prefix_cache_queries_total: float | None = None
-    prefix_cache_hits_total: float | None = None
-    prefix_cache_hit_ratio: float | None = None
-    preemptions_total: float | None = None
-    prompt_tokens_total: float | None = None
-    generation_tokens_total: float | None = None
-    request_success_total: dict[str, float] = {}
-    ttft_seconds: Histogram | None = None
-    inter_token_latency_seconds: Histogram | None = None
-    e2e_latency_seconds: Histogram | None = None
-    queue_time_seconds: Histogram | None = None
-    prefill_time_seconds: Histogram | None = None
-    decode_time_seconds: Histogram | None = None
-    prompt_tokens: Histogram | None = None
-    generation_tokens: Histogram | None = None
+    requests_running: Annotated[
+        float | None, metric("gauge", "Requests running on the engine.", "num_requests_running", unit="requests")
+    ] = None
+    requests_waiting: Annotated[
+        float | None,
+        metric("gauge", "Requests waiting in the engine's queue.", "num_requests_waiting", unit="requests"),
+    ] = None
+    requests_swapped: Annotated[
+        float | None,
+        metric("gauge", "Requests swapped to CPU (vLLM V0 only).", "num_requests_swapped", unit="requests"),
+    ] = None
+    kv_cache_usage_ratio: Annotated[
+        float | None,
+        metric("gauge", "KV-cache usage, 0..1.", "kv_cache_usage_perc", "gpu_cache_usage_perc", unit="ratio"),
+    ] = None
+    prefix_cache_queries_total: Annotated[
+        float | None,
+        metric(
+            "counter",
+            "Prefix-cache queries (tokens, vLLM V1).",
+            "prefix_cache_queries",
+            "gpu_prefix_cache_queries",
+            unit="tokens",
+        ),
+    ] = None
+    prefix_cache_hits_total: Annotated[
+        float | None,
+        metric(
+            "counter",
+            "Prefix-cache hits (tokens, vLLM V1).",
+            "prefix_cache_hits",
+            "gpu_prefix_cache_hits",
+            unit="tokens",
+        ),
+    ] = None
+    prefix_cache_hit_ratio: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Prefix-cache hit ratio as vLLM 0.6 reports it (absent when caching is off).",
+            "gpu_prefix_cache_hit_rate",
+            unit="ratio",
+        ),
+    ] = None
+    preemptions_total: Annotated[
+        float | None, metric("counter", "Requests preempted by the scheduler.", "num_preemptions", unit="requests")
+    ] = None
+    prompt_tokens_total: Annotated[
+        float | None, metric("counter", "Prompt tokens processed.", "prompt_tokens", unit="tokens")
+    ] = None
+    generation_tokens_total: Annotated[
+        float | None, metric("counter", "Tokens generated.", "generation_tokens", unit="tokens")
+    ] = None
+    request_success_total: Annotated[
+        dict[str, float],
+        metric(
+            "counter",
+            "Finished requests by finished_reason.",
+            "request_success",
+            unit="requests",
+            label="finished_reason",
+        ),
+    ] = {}
+    time_to_first_token_seconds: Annotated[
+        Histogram | None, metric("histogram", "Time to first token.", "time_to_first_token_seconds", unit="seconds")
+    ] = None
+    inter_token_latency_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Inter-token latency (V0: time_per_output_token_seconds).",
+            "inter_token_latency_seconds",
+            "time_per_output_token_seconds",
+            unit="seconds",
+        ),
+    ] = None
+    e2e_request_latency_seconds: Annotated[
+        Histogram | None,
+        metric("histogram", "End-to-end request latency.", "e2e_request_latency_seconds", unit="seconds"),
+    ] = None
+    request_queue_time_seconds: Annotated[
+        Histogram | None,
+        metric("histogram", "Time requests waited in the queue (V1).", "request_queue_time_seconds", unit="seconds"),
+    ] = None
+    request_prefill_time_seconds: Annotated[
+        Histogram | None,
+        metric("histogram", "Prefill time per request (V1).", "request_prefill_time_seconds", unit="seconds"),
+    ] = None
+    request_decode_time_seconds: Annotated[
+        Histogram | None,
+        metric("histogram", "Decode time per request (V1).", "request_decode_time_seconds", unit="seconds"),
+    ] = None
+    request_prompt_tokens: Annotated[
+        Histogram | None,
+        metric("histogram", "Prompt length per request (tokens).", "request_prompt_tokens", unit="tokens"),
+    ] = None
+    request_generation_tokens: Annotated[
+        Histogram | None,
+        metric("histogram", "Generated length per request (tokens).", "request_generation_tokens", unit="tokens"),
+    ] = None
 
 
 class VllmInstanceSnapshot(Snapshot, frozen=True, kw_only=True, tag="vllm.instance"):
     """One scrape of one vLLM instance. ``source`` is the target's base URL.
+
+    Subject version 2: the engine fields were renamed to the exported names (``ttft_seconds`` became
+    ``time_to_first_token_seconds``, ``e2e_latency_seconds`` ``e2e_request_latency_seconds``, the other
+    per-request histograms took their ``request_`` names), so a v1 consumer cannot read it.
 
     Attributes:
         up: the scrape of ``/metrics`` succeeded.
@@ -105,6 +175,8 @@ class VllmInstanceSnapshot(Snapshot, frozen=True, kw_only=True, tag="vllm.instan
         dropped_series: label sets left out of this scrape by the collector's caps, by reason
             (``max_engines``, ``max_finished_reasons``, ``max_models``); empty when nothing was dropped.
     """
+
+    SUBJECT_VERSION: ClassVar[int] = 2
 
     up: bool
     error: str = ""

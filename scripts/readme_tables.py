@@ -31,9 +31,9 @@ def sample_name(family: Family) -> str:
 
 
 def metrics_table() -> str:
-    """Every exported metric family: name, type, help."""
-    rows = ["| metric | type | meaning |", "|---|---|---|"]
-    rows += [f"| `{sample_name(f)}` | {f.type} | {f.help} |" for f in exported_families()]
+    """Every exported metric family: name, type, unit, help."""
+    rows = ["| metric | type | unit | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{sample_name(f)}` | {f.type} | {f.unit} | {f.help} |" for f in exported_families()]
     return "\n".join(rows)
 
 

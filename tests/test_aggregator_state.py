@@ -29,7 +29,7 @@ def snapshot(source: str = "http://10.0.0.1:8000", observed_at: float = 100.0, *
             prompt_tokens_total=1000,
             generation_tokens_total=5000,
             request_success_total={"stop": 10, "length": 2},
-            ttft_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
+            time_to_first_token_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
         )
     ]
     fields: dict[str, object] = {

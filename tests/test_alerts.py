@@ -160,7 +160,10 @@ def test_ttft_p95_of_the_last_five_minutes_fires_and_resolves() -> None:
         hist = Histogram(
             buckets=[(0.5, fast), (1.0, fast), (5.0, fast + slow_)], sum=0.1 * fast + 3 * slow_, count=fast + slow_
         )
-        return [f"{a.name}:{a.state}" for a in eng.on_event(vllm(engines=[engine_stats(ttft_seconds=hist)]), t)]
+        return [
+            f"{a.name}:{a.state}"
+            for a in eng.on_event(vllm(engines=[engine_stats(time_to_first_token_seconds=hist)]), t)
+        ]
 
     # a long fast history, then a slow spell: the lifetime p95 would stay low, the last 5 minutes' does not
     for i in range(21):

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.contracts import encode, subject_for
 from inferwatch.contracts.heartbeat import Heartbeat
+from inferwatch.contracts.subjects import ALL, subject_filter
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats
@@ -43,7 +44,7 @@ async def publisher(url: str) -> Bus:
 
 
 async def test_aggregator_exports_sources_and_survives_garbage(nats_url: str) -> None:
-    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_SUBJECT": "inferwatch.>"}
+    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_SUBJECT": ALL}
     async with running_service("aggregator", env) as agg:
         bus = await publisher(nats_url)
         try:
@@ -167,7 +168,7 @@ async def test_subject_for_matches_what_the_aggregator_subscribes(nats_url: str)
     async def on_event(event: object, subject: str) -> None:
         got.append(subject)
 
-    await bus.subscribe("inferwatch.v1.vllm.>", on_event)
+    await bus.subscribe(subject_filter("vllm"), on_event)
     snap = vllm_snapshot("http://c:1")
     await bus.publish(snap)
     await wait_until(lambda: got, timeout=3, what="delivery")

@@ -83,7 +83,8 @@ def test_json_wire_is_self_describing() -> None:
         up=True,
         engines=[
             VllmEngineStats(
-                model_name="m", ttft_seconds=Histogram(buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0)
+                model_name="m",
+                time_to_first_token_seconds=Histogram(buckets=[(0.1, 1.0), (1.0, 2.0)], sum=0.3, count=2.0),
             )
         ],
     )
@@ -96,7 +97,7 @@ def test_json_wire_is_self_describing() -> None:
 def test_subjects() -> None:
     snap = VllmInstanceSnapshot(source="http://10.0.0.5:8000", observed_at=1, collector="c", interval_s=15, up=True)
     subject = subject_for(snap)
-    assert subject.startswith("inferwatch.v1.vllm.instance.http___10_0_0_5_8000-")
+    assert subject.startswith("inferwatch.v2.vllm.instance.http___10_0_0_5_8000-")
     assert subject.count(".") == 4
     alert = Alert(source="fp1", observed_at=1, collector="c", name="VllmTargetDown", state="firing")
     assert subject_for(alert) == "inferwatch.v1.alert.VllmTargetDown.fp1"
@@ -145,7 +146,7 @@ def test_schema_documents_cover_every_event() -> None:
     doc = asyncapi()
     assert doc["asyncapi"] == "3.0.0"
     assert set(doc["channels"]) == names
-    assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v1.vllm.instance.{source}"
+    assert doc["channels"]["VllmInstanceSnapshot"]["address"] == "inferwatch.v2.vllm.instance.{source}"
     heartbeat = doc["channels"]["Heartbeat"]
     assert heartbeat["address"] == "inferwatch.v2.heartbeat.{service}.{source}"
     assert set(heartbeat["parameters"]) == {"service", "source"}

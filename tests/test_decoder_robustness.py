@@ -23,9 +23,9 @@ def test_broken_bucket_bound_is_skipped_not_fatal() -> None:
         b'vllm:time_to_first_token_seconds_sum{model_name="m"} 1.5\n'
     )
     [stats] = engine_stats(parse_exposition(body))
-    assert stats.ttft_seconds is not None
-    assert stats.ttft_seconds.buckets == [(0.5, 1.0)]
-    assert stats.ttft_seconds.count == 3
+    assert stats.time_to_first_token_seconds is not None
+    assert stats.time_to_first_token_seconds.buckets == [(0.5, 1.0)]
+    assert stats.time_to_first_token_seconds.count == 3
 
 
 def test_models_with_odd_fields() -> None:

@@ -31,22 +31,22 @@ def test_every_generation_gives_the_same_numbers(naming: str) -> None:
     objectives = {(o.model_name, o.target_model_name): o for o in objective_stats(fams)}
     qwen = objectives[("qwen3-8b", "qwen3-8b")]
     assert qwen.requests_total == 21.0
-    assert qwen.errors_total == {"ModelServerError": 1.0}
+    assert qwen.request_errors_total == {"ModelServerError": 1.0}
     assert qwen.request_duration_seconds is not None
     assert qwen.request_duration_seconds.count == 21.0
     assert qwen.request_duration_seconds.sum == pytest.approx(21 * 0.8)
     assert qwen.request_duration_seconds.buckets[0] == (0.005, 3.0)
-    assert qwen.input_tokens is not None
-    assert qwen.input_tokens.count == 21.0
-    assert qwen.output_tokens is not None
+    assert qwen.request_input_tokens is not None
+    assert qwen.request_input_tokens.count == 21.0
+    assert qwen.request_output_tokens is not None
     assert qwen.running_requests == 3.0
     assert objectives[("llama", "llama-3.1-8b-instruct")].requests_total == 51.0
     pools = {p.pool: p for p in pool_stats(fams)}
     assert set(pools) == {"vllm-qwen3-pool", "vllm-llama-pool"}
     llama = pools["vllm-llama-pool"]
-    assert llama.ready_endpoints == len(llama.per_endpoint_queue_size)
-    assert llama.average_kv_cache_utilization_ratio is not None
-    assert 0 <= llama.average_kv_cache_utilization_ratio <= 1
+    assert llama.pool_ready_endpoints == len(llama.endpoint_queue_size)
+    assert llama.pool_average_kv_cache_utilization_ratio is not None
+    assert 0 <= llama.pool_average_kv_cache_utilization_ratio <= 1
     latency, attempts, flow = scheduler_stats(fams)
     assert latency is not None
     assert latency.count == 72.0
@@ -62,12 +62,12 @@ def test_current_epp_with_legacy_twins_is_not_counted_twice() -> None:
     assert "inference_objective_request" in fams  # the twin is there ...
     [qwen] = [o for o in objective_stats(fams) if o.model_name == "qwen3-8b"]
     assert qwen.requests_total == 21.0  # ... and ignored
-    endpoints = {e for p in pool_stats(fams) for e in p.per_endpoint_queue_size}
+    endpoints = {e for p in pool_stats(fams) for e in p.endpoint_queue_size}
     assert all(e.endswith("-rank-0") for e in endpoints)  # the llm_d_epp per-endpoint names won
 
 
 def test_legacy_per_pod_queue_uses_pod_names() -> None:
-    endpoints = {e for p in pool_stats(families("inference_model")) for e in p.per_endpoint_queue_size}
+    endpoints = {e for p in pool_stats(families("inference_model")) for e in p.endpoint_queue_size}
     assert endpoints
     assert not any(e.endswith("-rank-0") for e in endpoints)
 

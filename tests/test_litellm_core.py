@@ -236,13 +236,13 @@ def test_metrics_capture_matches_raw_exposition() -> None:
     assert chat.requests_total == {"2xx": 26.0, "4xx": 1.0}
     assert chat.input_tokens_total == raw_sum(text, "litellm_input_tokens_metric_total", "fake-chat")
     assert chat.output_tokens_total == raw_sum(text, "litellm_output_tokens_metric_total", "fake-chat")
-    assert chat.total_tokens_total == raw_sum(text, "litellm_total_tokens_metric_total", "fake-chat")
+    assert chat.tokens_total == raw_sum(text, "litellm_total_tokens_metric_total", "fake-chat")
     assert chat.spend_usd_total == pytest.approx(raw_sum(text, "litellm_spend_metric_total", "fake-chat"))
     assert chat.request_latency_seconds is not None
     assert chat.request_latency_seconds.count == raw_sum(
         text, "litellm_request_total_latency_metric_count", "fake-chat"
     )
-    assert chat.ttft_seconds is not None
+    assert chat.time_to_first_token_seconds is not None
     assert chat.llm_api_latency_seconds is not None
     assert (
         usage["failing-chat"].fallbacks_ok_total
@@ -311,7 +311,7 @@ def test_older_litellm_names() -> None:
     usage = {u.model_group: u for u in usage_by_group(fams)}
     old = usage["fake-gpt"]  # 1.70 has no requested_model: the bare model name is the key
     assert old.requests_total == {"success": 12.0, "failure": 3.0}
-    assert (old.total_tokens_total, old.input_tokens_total, old.spend_usd_total) == (250.0, 120.0, 0.5)
+    assert (old.tokens_total, old.input_tokens_total, old.spend_usd_total) == (250.0, 120.0, 0.5)
     dm = deployment_metrics(fams, {"fake-chat-deployment-1": "fake-chat"})
     assert (dm["fake-chat-deployment-1"].state, dm["fake-chat-deployment-1"].remaining_requests) == (1, 41.0)
     assert {"litellm_requests_metric", "litellm_total_tokens", "litellm_remaining_requests"} <= WANTED

@@ -14,6 +14,7 @@ import pytest
 
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.litellm import LitellmProxySnapshot
+from inferwatch.contracts.subjects import subject_filter
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.exposition import parse_exposition
 from inferwatch.simulators.litellm import SimulatedLitellm, serve
@@ -131,7 +132,7 @@ async def test_poller_end_to_end(nats_url: str, caplog: pytest.LogCaptureFixture
 
     bus = Bus(BusSettings(servers=(nats_url,)), name="litellm-observer")
     await bus.connect()
-    await bus.subscribe("inferwatch.v1.litellm.>", on_event)
+    await bus.subscribe(subject_filter("litellm"), on_event)
     try:
         async with (
             running_service("aggregator", env) as agg,

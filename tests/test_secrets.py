@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from inferwatch.contracts.subjects import ALL
 from inferwatch.services import SERVICES
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.simulators.docker_engine import FakeDockerEngine, serve_engine, vllm_container
@@ -46,7 +47,7 @@ async def test_marker_secrets_appear_nowhere(nats_url: str, capfd: pytest.Captur
     async def collect(msg: object) -> None:
         events.append(msg.data)  # type: ignore[attr-defined]
 
-    await listener.subscribe_raw("inferwatch.v1.>", collect)
+    await listener.subscribe_raw(ALL, collect)
     env = {
         "NATS_URL": nats_url,
         "NATS_USER": "svc",
@@ -167,7 +168,7 @@ async def test_marker_secrets_appear_nowhere_for_every_service(
     async def collect(msg: Any) -> None:
         events.append(msg.data)
 
-    await listener.subscribe_raw("inferwatch.v1.>", collect)
+    await listener.subscribe_raw(ALL, collect)
     env = {
         "NATS_URL": nats_url,
         "NATS_USER": "svc",

@@ -14,6 +14,7 @@ from inferwatch.services.vllm_scraper.core import (
     engine_stats,
     model_status,
     parse_models,
+    read_instance,
     rendezvous_owner,
     spread_offset,
 )
@@ -45,15 +46,15 @@ def test_v0_fixture() -> None:
     assert e.request_success_total == {"length": 116.0, "stop": 1884.0}
     assert e.inter_token_latency_seconds is not None  # from time_per_output_token_seconds
     assert e.inter_token_latency_seconds.count == 638478.0
-    assert e.ttft_seconds is not None
-    assert e.ttft_seconds.count == 2011.0
-    bounds = [le for le, _ in e.ttft_seconds.buckets]
+    assert e.time_to_first_token_seconds is not None
+    assert e.time_to_first_token_seconds.count == 2011.0
+    bounds = [le for le, _ in e.time_to_first_token_seconds.buckets]
     assert bounds == sorted(bounds)
     assert len(bounds) > 5
-    counts = [c for _, c in e.ttft_seconds.buckets]
+    counts = [c for _, c in e.time_to_first_token_seconds.buckets]
     assert counts == sorted(counts)
-    assert counts[-1] <= e.ttft_seconds.count
-    assert e.queue_time_seconds is None
+    assert counts[-1] <= e.time_to_first_token_seconds.count
+    assert e.request_queue_time_seconds is None
     assert e.prefix_cache_queries_total is None
 
 
@@ -68,9 +69,9 @@ def test_v1_fixture() -> None:
     assert e.prefix_cache_hits_total == 3.677776e06
     assert e.requests_swapped is None
     assert e.inter_token_latency_seconds is not None
-    assert e.queue_time_seconds is not None
-    assert e.decode_time_seconds is not None
-    assert e.prefill_time_seconds is not None
+    assert e.request_queue_time_seconds is not None
+    assert e.request_decode_time_seconds is not None
+    assert e.request_prefill_time_seconds is not None
     assert sum(e.request_success_total.values()) > 0
 
 
@@ -87,7 +88,7 @@ def test_every_simulated_generation(generation: VllmGeneration) -> None:
     for e in engines:
         assert e.kv_cache_usage_ratio is not None
         assert 0.0 <= e.kv_cache_usage_ratio <= 1.0
-        assert e.e2e_latency_seconds is not None
+        assert e.e2e_request_latency_seconds is not None
         assert e.generation_tokens_total is not None
 
 
@@ -123,6 +124,24 @@ def test_models_parsing() -> None:
         parse_models(b'{"object":"list"}')
     with pytest.raises(ValueError, match="invalid"):
         parse_models(b"\xff")
+
+
+def test_read_instance_bounds_the_reading_and_names_the_first_error() -> None:
+    body = (FIXTURES / "vllm-v1-metrics.txt").read_bytes()
+    models = (FIXTURES / "vllm-v1-models.json").read_bytes()
+    reading = read_instance(body, models, {"version": "0.11.0"}, max_engines=64, max_models=0)
+    assert (reading.error, reading.generation, reading.version) == ("", "v1", "0.11.0")
+    assert [e.model_name for e in reading.engines] == ["qwen3-8b"]
+    assert reading.models == []
+    assert reading.dropped == {"max_models": 1}
+
+    broken = read_instance(
+        b'vllm:num_requests_running{model_name="m"} abc\n', b"not json", "not a dict", max_engines=64, max_models=8
+    )
+    assert broken.error == "parse_error"  # the exposition's error wins over the models'
+    assert broken.parse_detail
+    assert (broken.engines, broken.version, broken.generation) == ([], "", "")
+    assert read_instance(None, b"{}", None, max_engines=64, max_models=8).error == "invalid_models"
 
 
 def test_model_status_transitions() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from inferwatch.contracts import AnyEvent
+from inferwatch.contracts.subjects import subject_filter
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, make_fleet, serve
@@ -142,7 +143,7 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
 
     bus = Bus(BusSettings(servers=(nats_url,)), name="test-observer")
     await bus.connect()
-    await bus.subscribe("inferwatch.v1.vllm.instance.>", on_snapshot)
+    await bus.subscribe(subject_filter("vllm", "instance"), on_snapshot)
     procs = [_start_replica(env) for _ in range(3)]
     try:
 

@@ -8,10 +8,14 @@ joins instead of 100k object visits, and memory to the bytes of the lines themse
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
-from inferwatch.contracts.base import Histogram
+import msgspec
+
+from inferwatch.contracts.base import Event, Histogram
+from inferwatch.contracts.metrics import metric_fields
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -25,11 +29,13 @@ class Family:  # scrape looks each one up hundreds of thousands of times
         name: the family name; for counters without the ``_total`` suffix (samples get it).
         type: ``counter`` / ``gauge`` / ``histogram`` / ``info``-style gauges are ``gauge``.
         help: HELP text.
+        unit: the unit of the values (``seconds``, ``tokens``…), ``""`` when not declared.
     """
 
     name: str
     type: str
     help: str
+    unit: str = ""
 
     def header(self, openmetrics: bool) -> str:
         """HELP/TYPE lines. Text format names a counter family ``<name>_total``; OpenMetrics does not."""
@@ -105,6 +111,64 @@ class SeriesWriter:
     def freeze(self) -> dict[Family, str]:
         """The collected chunks, one string per family."""
         return {family: "".join(lines) for family, lines in self.chunks.items() if lines}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldFamily:
+    """A contract metric field (`contracts.metrics`) and the family it is exported as.
+
+    Attributes:
+        field: the Struct field.
+        family: the exported family.
+        label: for a ``dict[str, float]`` field, the label its keys become; ``""`` for a plain value.
+        write: the `SeriesWriter` method for the family's type.
+    """
+
+    field: str
+    family: Family
+    label: str
+    write: Callable[[SeriesWriter, Family, str, Any], None]
+
+
+_WRITERS: dict[str, Callable[[SeriesWriter, Family, str, Any], None]] = {
+    "gauge": SeriesWriter.gauge,
+    "counter": SeriesWriter.counter,
+    "histogram": SeriesWriter.histogram,
+}
+
+
+def field_families(struct_type: type[msgspec.Struct], prefix: str) -> tuple[FieldFamily, ...]:
+    """The families of ``struct_type``'s metric fields, named ``<prefix><field>``; call once, at import."""
+    return tuple(
+        FieldFamily(m.field, Family(prefix + m.family_name, m.type, m.help, m.unit), m.label, _WRITERS[m.type])
+        for m in metric_fields(struct_type)
+    )
+
+
+def write_fields(w: SeriesWriter, fields: Iterable[FieldFamily], labels: str, stats: msgspec.Struct) -> None:
+    """Write every metric field of ``stats`` (``None`` and empty dicts write nothing) under ``labels``."""
+    for f in fields:
+        value = getattr(stats, f.field)
+        if value is None:
+            continue
+        if f.label:
+            head = "{" + labels[1:-1] + "," if labels else "{"
+            for key, item in sorted(value.items()):
+                f.write(w, f.family, f'{head}{f.label}="{escape_label_value(key)}"}}', item)
+        else:
+            f.write(w, f.family, labels, value)
+
+
+E = TypeVar("E", bound=Event)
+RenderFn = Callable[[Event, SeriesWriter], None]
+
+
+def renderer_for(event_type: type[E], render: Callable[[E, SeriesWriter], None]) -> dict[type[Event], RenderFn]:
+    """A domain's ``RENDERERS`` entry: ``render`` takes its own event class, checked against ``event_type``.
+
+    The table dispatches on ``type(event)``, so ``render`` only ever sees ``event_type``'s events.
+    """
+    return {event_type: cast(RenderFn, render)}
 
 
 def render_exposition(sources: Iterable[Mapping[Family, str]], *, openmetrics: bool = False) -> bytes:

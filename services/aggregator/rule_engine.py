@@ -11,7 +11,7 @@ on the item first, then on the snapshot (``snapshot.x`` forces the snapshot). ``
 source does not report) makes any comparison false, so missing data never fires an alert.
 ``increase(x)`` is the growth of a cumulative value since the item's previous snapshot and
 ``increase(x, 300)`` over the last 300 s; on a histogram it is taken bucket by bucket, so
-``p95(increase(ttft_seconds, 300))`` is the p95 of the last five minutes' requests, as PromQL's
+``p95(increase(time_to_first_token_seconds, 300))`` is the p95 of the last five minutes' requests, as PromQL's
 ``histogram_quantile(0.95, rate(…[5m]))``, rather than of the collector's whole lifetime.
 """
 

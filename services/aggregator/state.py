@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from msgspec.structs import replace
 
 from inferwatch.contracts import Event, Occurrence, Snapshot, domain_kind
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
-
-RenderFn = Callable[[Event, SeriesWriter], None]
+from inferwatch.services.aggregator.render import Family, RenderFn, SeriesWriter, label_block
 
 SOURCE_UP = Family(
     "inferwatch_source_up",

@@ -174,7 +174,7 @@ class EppScraper:
             naming=naming,
             objectives=objectives,
             pools=pools,
-            scheduler_e2e_seconds=latency,
+            scheduler_e2e_duration_seconds=latency,
             scheduler_attempts_total=attempts,
             flow_control_queue_size=flow,
         )

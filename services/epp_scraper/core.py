@@ -14,80 +14,15 @@ from collections.abc import Mapping
 from typing import get_args
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats
+from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.metrics import metric_fields
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 
 NEW_PREFIXES = ("llm_d_epp_", "llm_d_router_epp_")
 
-# quantity → candidate family names, newest first
+# field → candidate family names, newest first: the contracts' metric fields (contracts.metrics)
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "requests": (
-        "llm_d_epp_request",
-        "llm_d_router_epp_request",
-        "inference_objective_request",
-        "inference_model_request",
-    ),
-    "errors": (
-        "llm_d_epp_request_error",
-        "llm_d_router_epp_request_error",
-        "inference_objective_request_error",
-        "inference_model_request_error",
-    ),
-    "duration": (
-        "llm_d_epp_request_duration_seconds",
-        "llm_d_router_epp_request_duration_seconds",
-        "inference_objective_request_duration_seconds",
-        "inference_model_request_duration_seconds",
-    ),
-    "input_tokens": (
-        "llm_d_epp_request_input_tokens",
-        "llm_d_router_epp_request_input_tokens",
-        "inference_objective_input_tokens",
-        "inference_model_input_tokens",
-    ),
-    "output_tokens": (
-        "llm_d_epp_request_output_tokens",
-        "llm_d_router_epp_request_output_tokens",
-        "inference_objective_output_tokens",
-        "inference_model_output_tokens",
-    ),
-    "running": (
-        "llm_d_epp_request_running",
-        "llm_d_router_epp_request_running",
-        "inference_objective_running_requests",
-        "inference_model_running_requests",
-    ),
-    "kv_cache": (
-        "llm_d_epp_average_kv_cache_utilization",
-        "llm_d_router_epp_average_kv_cache_utilization",
-        "inference_pool_average_kv_cache_utilization",
-    ),
-    "queue": (
-        "llm_d_epp_average_queue_size",
-        "llm_d_router_epp_average_queue_size",
-        "inference_pool_average_queue_size",
-    ),
-    "ready": ("llm_d_epp_ready_endpoints", "llm_d_router_epp_ready_endpoints", "inference_pool_ready_pods"),
-    "endpoint_queue": (
-        "llm_d_epp_per_endpoint_queue_size",
-        "llm_d_router_epp_per_endpoint_queue_size",
-        "inference_pool_per_pod_queue_size",
-    ),
-    "scheduler_e2e": (
-        "llm_d_epp_scheduler_e2e_duration_seconds",
-        "llm_d_router_epp_scheduler_e2e_duration_seconds",
-        "inference_extension_scheduler_e2e_duration_seconds",
-    ),
-    "scheduler_attempts": (
-        "llm_d_epp_scheduler_attempts",
-        "llm_d_router_epp_scheduler_attempts",
-        "inference_extension_scheduler_attempts",
-    ),
-    "flow_control_queue": (
-        "llm_d_epp_flow_control_queue_size",
-        "llm_d_router_epp_flow_control_queue_size",
-        "inference_extension_flow_control_queue_size",
-    ),
+    m.field: m.sources for struct in (EppObjectiveStats, EppPoolStats, EppSnapshot) for m in metric_fields(struct)
 }
 WANTED: frozenset[str] = frozenset(name for names in CANDIDATES.values() for name in names)
 # newest first, as `EppNaming` lists them
@@ -104,8 +39,8 @@ def detect_naming(families: Mapping[str, MetricFamily]) -> EppNaming:
     return ""
 
 
-def _pick(families: Mapping[str, MetricFamily], quantity: str) -> MetricFamily | None:
-    for name in CANDIDATES[quantity]:
+def _pick(families: Mapping[str, MetricFamily], field: str) -> MetricFamily | None:
+    for name in CANDIDATES[field]:
         fam = families.get(name)
         if fam is not None and fam.samples:
             return fam
@@ -135,19 +70,19 @@ def _histograms_by_objective(fam: MetricFamily | None) -> dict[ObjectiveKey, His
 
 def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveStats]:
     """Request rate, errors, latency, token histograms and running requests per (model, target model)."""
-    requests = _sum_by_objective(_pick(families, "requests"))
-    running = _sum_by_objective(_pick(families, "running"))
+    requests = _sum_by_objective(_pick(families, "requests_total"))
+    running = _sum_by_objective(_pick(families, "running_requests"))
     errors: dict[ObjectiveKey, dict[str, float]] = {}
-    err_fam = _pick(families, "errors")
+    err_fam = _pick(families, "request_errors_total")
     for s in err_fam.samples if err_fam is not None else []:
         if s.name.endswith("_created"):
             continue
         per = errors.setdefault(_objective(s.labels), {})
         code = s.labels.get("error_code", "unknown")
         per[code] = per.get(code, 0.0) + s.value
-    duration = _histograms_by_objective(_pick(families, "duration"))
-    inputs = _histograms_by_objective(_pick(families, "input_tokens"))
-    outputs = _histograms_by_objective(_pick(families, "output_tokens"))
+    duration = _histograms_by_objective(_pick(families, "request_duration_seconds"))
+    inputs = _histograms_by_objective(_pick(families, "request_input_tokens"))
+    outputs = _histograms_by_objective(_pick(families, "request_output_tokens"))
     keys = sorted({*requests, *running, *errors, *duration, *inputs, *outputs})
     # ``running`` is labelled by model_name only in the legacy generations: match it on the model.
     running_by_model = {m: v for (m, t), v in running.items() if t == ""}
@@ -156,10 +91,10 @@ def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveSt
             model_name=model,
             target_model_name=target,
             requests_total=requests.get((model, target)),
-            errors_total=errors.get((model, target), {}),
+            request_errors_total=errors.get((model, target), {}),
             request_duration_seconds=duration.get((model, target)),
-            input_tokens=inputs.get((model, target)),
-            output_tokens=outputs.get((model, target)),
+            request_input_tokens=inputs.get((model, target)),
+            request_output_tokens=outputs.get((model, target)),
             running_requests=running.get((model, target), running_by_model.get(model) if target else None),
         )
         for model, target in keys
@@ -169,18 +104,14 @@ def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveSt
 def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
     """Per pool: average KV-cache utilisation and queue size, ready endpoints, queue per endpoint/pod."""
     pools: dict[str, dict[str, object]] = {}
-    for quantity, field in (
-        ("kv_cache", "average_kv_cache_utilization_ratio"),
-        ("queue", "average_queue_size"),
-        ("ready", "ready_endpoints"),
-    ):
-        fam = _pick(families, quantity)
+    for field in ("pool_average_kv_cache_utilization_ratio", "pool_average_queue_size", "pool_ready_endpoints"):
+        fam = _pick(families, field)
         for s in fam.samples if fam is not None else []:
             pools.setdefault(s.labels.get("name", ""), {})[field] = s.value
-    fam = _pick(families, "endpoint_queue")
+    fam = _pick(families, "endpoint_queue_size")
     for s in fam.samples if fam is not None else []:
         endpoint = s.labels.get("model_server_endpoint") or s.labels.get("model_server_pod", "")
-        per = pools.setdefault(s.labels.get("name", ""), {}).setdefault("per_endpoint_queue_size", {})
+        per = pools.setdefault(s.labels.get("name", ""), {}).setdefault("endpoint_queue_size", {})
         assert isinstance(per, dict)
         per[endpoint] = s.value
     return [EppPoolStats(pool=pool, **values) for pool, values in sorted(pools.items())]  # type: ignore[arg-type]
@@ -188,7 +119,7 @@ def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
 
 def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | None, dict[str, float], float | None]:
     """(scheduler e2e latency, scheduling attempts by status, flow-control queue size)."""
-    e2e = _histograms_by_objective(_pick(families, "scheduler_e2e"))
+    e2e = _histograms_by_objective(_pick(families, "scheduler_e2e_duration_seconds"))
     latency = None
     if e2e:
         merged: dict[float, float] = {}
@@ -201,13 +132,13 @@ def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | N
             count=sum(h.count for h in e2e.values()),
         )
     attempts: dict[str, float] = {}
-    fam = _pick(families, "scheduler_attempts")
+    fam = _pick(families, "scheduler_attempts_total")
     for s in fam.samples if fam is not None else []:
         if s.name.endswith("_created"):
             continue
         status = s.labels.get("status", "unknown")
         attempts[status] = attempts.get(status, 0.0) + s.value
-    fam = _pick(families, "flow_control_queue")
+    fam = _pick(families, "flow_control_queue_size")
     flow = sum(s.value for s in fam.samples) if fam is not None else None
     return latency, attempts, flow
 

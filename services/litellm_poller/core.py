@@ -21,6 +21,7 @@ import msgspec
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.catalog import ModelType
 from inferwatch.contracts.litellm import MetricsMode, ModelRoute, ModelUsage, RouteStatus
+from inferwatch.contracts.metrics import metric_fields
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 from inferwatch.shared.http import strip_credentials
 
@@ -74,13 +75,15 @@ HEALTH_CHECK_KEY = "litellm-internal-health-check"
 PREMIUM_GATE = "litellm_not_a_premium_user_metric"
 NONE_VALUES = frozenset({"", "None", "none", "null"})
 
-# Stable field → candidate family names (without ``_total``), newest first.
-REQUESTS = ("litellm_proxy_total_requests_metric", "litellm_requests_metric")
-FAILED = ("litellm_proxy_failed_requests_metric", "litellm_llm_api_failed_requests_metric")
-INPUT_TOKENS = ("litellm_input_tokens_metric", "litellm_input_tokens")
-OUTPUT_TOKENS = ("litellm_output_tokens_metric", "litellm_output_tokens")
-TOTAL_TOKENS = ("litellm_total_tokens_metric", "litellm_total_tokens")
-SPEND = ("litellm_spend_metric",)
+# Stable field → candidate family names (without ``_total``), newest first. The usage fields' names
+# are their contract declarations (contracts.metrics); the others are read here only.
+USAGE_SOURCES = {m.field: m.sources for m in metric_fields(ModelUsage)}
+REQUESTS = USAGE_SOURCES["requests_total"]
+FAILED = USAGE_SOURCES["errors_total"]
+INPUT_TOKENS = USAGE_SOURCES["input_tokens_total"]
+OUTPUT_TOKENS = USAGE_SOURCES["output_tokens_total"]
+TOTAL_TOKENS = USAGE_SOURCES["tokens_total"]
+SPEND = USAGE_SOURCES["spend_usd_total"]
 FALLBACK_OK = ("litellm_deployment_successful_fallbacks",)
 FALLBACK_FAILED = ("litellm_deployment_failed_fallbacks",)
 COOLDOWNS = ("litellm_deployment_cooled_down",)
@@ -89,13 +92,7 @@ REMAINING_REQUESTS = ("litellm_remaining_requests_metric", "litellm_remaining_re
 REMAINING_TOKENS = ("litellm_remaining_tokens_metric", "litellm_remaining_tokens")
 STATE = ("litellm_deployment_state",)
 IN_FLIGHT = ("litellm_in_flight_requests",)
-HISTOGRAMS: dict[str, tuple[str, ...]] = {
-    "request_latency_seconds": ("litellm_request_total_latency_metric",),
-    "llm_api_latency_seconds": ("litellm_llm_api_latency_metric",),
-    "ttft_seconds": ("litellm_llm_api_time_to_first_token_metric",),
-    "overhead_latency_seconds": ("litellm_overhead_latency_metric",),
-    "queue_time_seconds": ("litellm_request_queue_time_seconds",),
-}
+HISTOGRAMS = {m.field: m.sources for m in metric_fields(ModelUsage) if m.type == "histogram"}
 COUNTER_GROUPS = (
     REQUESTS,
     FAILED,
@@ -467,7 +464,7 @@ def usage_by_group(families: Mapping[str, MetricFamily]) -> list[ModelUsage]:
     counters: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("input_tokens_total", INPUT_TOKENS),
         ("output_tokens_total", OUTPUT_TOKENS),
-        ("total_tokens_total", TOTAL_TOKENS),
+        ("tokens_total", TOTAL_TOKENS),
         ("spend_usd_total", SPEND),
         ("fallbacks_ok_total", FALLBACK_OK),
         ("fallbacks_failed_total", FALLBACK_FAILED),

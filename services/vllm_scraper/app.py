@@ -13,20 +13,9 @@ from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.discovery import ScrapeTarget
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.subjects import HEARTBEAT_V1_FILTER, heartbeat_filter, subject_filter
-from inferwatch.contracts.vllm import Generation, ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
+from inferwatch.contracts.vllm import ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
 from inferwatch.services.vllm_scraper.config import VllmScraperConfig
-from inferwatch.services.vllm_scraper.core import (
-    WANTED,
-    cap_engines,
-    cap_models,
-    detect_generation,
-    engine_stats,
-    model_status,
-    parse_models,
-    rendezvous_owner,
-    spread_offset,
-)
-from inferwatch.shared.exposition import ExpositionError, parse_exposition
+from inferwatch.services.vllm_scraper.core import model_status, read_instance, rendezvous_owner, spread_offset
 from inferwatch.shared.http import (
     UNREACHABLE,
     BreakerPolicy,
@@ -188,37 +177,22 @@ class VllmScraper:
             metrics_r, health_r, models_r, version_r = results
             duration = time.perf_counter() - started
         now = time.time()
-        error = ""
-        engines = []
-        generation: Generation = ""
-        if isinstance(metrics_r, BaseException):
-            error = _reason(metrics_r)
-        else:
-            try:
-                families = parse_exposition(metrics_r.body, families=WANTED)
-                generation = detect_generation(families)
-                engines = engine_stats(families)
-            except ExpositionError as exc:
-                error = "parse_error"
-                log.warning("malformed exposition", extra={"target": state.source, "error": str(exc)[:200]})
-        models: list[VllmModelCard] = []
-        if not isinstance(models_r, BaseException):
-            try:
-                models = parse_models(models_r.body)
-            except ValueError:
-                error = error or "invalid_models"
-        # cardinality caps: a target exposing thousands of label values costs the same as a normal one
-        engines, dropped = cap_engines(engines, self.config.max_engines, (m.id for m in models))
-        models, dropped_models = cap_models(models, self.config.max_models)
-        if dropped_models:
-            dropped["max_models"] = dropped_models
+        reading = read_instance(
+            None if isinstance(metrics_r, BaseException) else metrics_r.body,
+            None if isinstance(models_r, BaseException) else models_r.body,
+            None if isinstance(version_r, BaseException) else version_r,
+            max_engines=self.config.max_engines,
+            max_models=self.config.max_models,
+        )
+        if reading.error == "parse_error":
+            log.warning("malformed exposition", extra={"target": state.source, "error": reading.parse_detail[:200]})
+        error = _reason(metrics_r) if isinstance(metrics_r, BaseException) else reading.error
         health_ok = not isinstance(health_r, BaseException) and health_r.status == 200
-        version = ""
-        if not isinstance(version_r, BaseException) and isinstance(version_r, dict):
-            version = str(version_r.get("version", ""))
         reachable = not all(isinstance(r, BaseException) and _unreachable(r) for r in (metrics_r, health_r))
-        status = model_status(reachable=reachable, health_ok=health_ok, has_models=bool(models), previous=state.status)
-        await self._track_loading(state, status, models, now)
+        status = model_status(
+            reachable=reachable, health_ok=health_ok, has_models=bool(reading.models), previous=state.status
+        )
+        await self._track_loading(state, status, reading.models, now)
         if error:
             state.errors_total[error] = state.errors_total.get(error, 0.0) + 1
         t = state.target
@@ -231,10 +205,10 @@ class VllmScraper:
             error=error,
             status=status,
             health_ok=health_ok,
-            version=version or t.version,
-            generation=generation,
-            models=models,
-            engines=engines,
+            version=reading.version or t.version,
+            generation=reading.generation,
+            models=reading.models,
+            engines=reading.engines,
             scrape_duration_s=duration,
             load_duration_s=state.load_duration_s,
             container_id=t.container_id,
@@ -242,7 +216,7 @@ class VllmScraper:
             gpus=list(t.gpus),
             labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
             errors_total=dict(state.errors_total),
-            dropped_series=dropped,
+            dropped_series=reading.dropped,
         )
 
     async def scrape_grpc(self, state: TargetState) -> VllmInstanceSnapshot:

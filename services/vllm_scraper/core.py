@@ -11,51 +11,33 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import msgspec
 
 from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.metrics import metric_fields
 from inferwatch.contracts.vllm import Generation, ModelStatus, VllmEngineStats, VllmModelCard
-from inferwatch.shared.exposition import MetricFamily, Sample, histograms_by
+from inferwatch.shared.exposition import ExpositionError, MetricFamily, Sample, histograms_by, parse_exposition
 
 V = "vllm:"
 
-# Stable field → candidate family names, newest first.
-GAUGES: dict[str, tuple[str, ...]] = {
-    "requests_running": ("num_requests_running",),
-    "requests_waiting": ("num_requests_waiting",),
-    "requests_swapped": ("num_requests_swapped",),
-    "kv_cache_usage_ratio": ("kv_cache_usage_perc", "gpu_cache_usage_perc"),
-    "prefix_cache_hit_ratio": ("gpu_prefix_cache_hit_rate",),
-}
-COUNTERS: dict[str, tuple[str, ...]] = {
-    "prefix_cache_queries_total": ("prefix_cache_queries", "gpu_prefix_cache_queries"),
-    "prefix_cache_hits_total": ("prefix_cache_hits", "gpu_prefix_cache_hits"),
-    "preemptions_total": ("num_preemptions",),
-    "prompt_tokens_total": ("prompt_tokens",),
-    "generation_tokens_total": ("generation_tokens",),
-}
-HISTOGRAMS: dict[str, tuple[str, ...]] = {
-    "ttft_seconds": ("time_to_first_token_seconds",),
-    "inter_token_latency_seconds": ("inter_token_latency_seconds", "time_per_output_token_seconds"),
-    "e2e_latency_seconds": ("e2e_request_latency_seconds",),
-    "queue_time_seconds": ("request_queue_time_seconds",),
-    "prefill_time_seconds": ("request_prefill_time_seconds",),
-    "decode_time_seconds": ("request_decode_time_seconds",),
-    "prompt_tokens": ("request_prompt_tokens",),
-    "generation_tokens": ("request_generation_tokens",),
-}
-SUCCESS = "request_success"
+# The mapping is the contract's metric fields (contracts.metrics): stable field ← vLLM family names.
+ENGINE_METRICS = metric_fields(VllmEngineStats)
+GAUGES = tuple(m for m in ENGINE_METRICS if m.type == "gauge")
+COUNTERS = tuple(m for m in ENGINE_METRICS if m.type == "counter" and not m.label)
+LABELLED_COUNTERS = tuple(m for m in ENGINE_METRICS if m.type == "counter" and m.label)
+HISTOGRAMS = tuple(m for m in ENGINE_METRICS if m.type == "histogram")
+NEGATIVE_MEANS_DISABLED = "prefix_cache_hit_ratio"  # vLLM 0.6 reports -1 when prefix caching is off
 
 
 def wanted_families() -> frozenset[str]:
     """Every family name (with and without ``_total``) the scraper needs: the parser keeps only these."""
     names: set[str] = set()
-    for candidates in (*GAUGES.values(), *HISTOGRAMS.values()):
-        names.update(V + c for c in candidates)
-    for candidates in (*COUNTERS.values(), (SUCCESS,)):
-        for c in candidates:
-            names.update((V + c, V + c + "_total"))
+    for m in ENGINE_METRICS:
+        names.update(V + c for c in m.sources)
+        if m.type == "counter":
+            names.update(V + c + "_total" for c in m.sources)
     return frozenset(names)
 
 
@@ -127,33 +109,34 @@ def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
     def put(key: EngineKey, name: str, value: object) -> None:
         fields.setdefault(key, {})[name] = value
 
-    for field, candidates in GAUGES.items():
-        fam = _family(families, candidates)
+    for m in GAUGES:
+        fam = _family(families, m.sources)
         if fam is None:
             continue
         for key, value in _plain(fam.samples).items():
-            if field == "prefix_cache_hit_ratio" and value < 0:  # -1: prefix caching disabled
+            if m.field == NEGATIVE_MEANS_DISABLED and value < 0:
                 fields.setdefault(key, {})
                 continue
-            put(key, field, _finite(value))
-    for field, candidates in COUNTERS.items():
-        fam = _family(families, candidates)
+            put(key, m.field, _finite(value))
+    for m in COUNTERS:
+        fam = _family(families, m.sources)
         if fam is not None:
             for key, value in _plain(fam.samples, "_total").items():
-                put(key, field, _finite(value))
-    for field, candidates in HISTOGRAMS.items():
-        fam = _family(families, candidates)
+                put(key, m.field, _finite(value))
+    for m in LABELLED_COUNTERS:
+        fam = _family(families, m.sources)
+        if fam is not None:
+            by_label: dict[EngineKey, dict[str, float]] = {}
+            for s in fam.samples:
+                if s.name.endswith("_total"):
+                    by_label.setdefault(_key(s.labels), {})[s.labels.get(m.label, "")] = s.value
+            for key, values in by_label.items():
+                put(key, m.field, values)
+    for m in HISTOGRAMS:
+        fam = _family(families, m.sources)
         if fam is not None:
             for key, hist in _histograms(fam).items():
-                put(key, field, hist)
-    fam = _family(families, (SUCCESS,))
-    if fam is not None:
-        by_reason: dict[EngineKey, dict[str, float]] = {}
-        for s in fam.samples:
-            if s.name.endswith("_total"):
-                by_reason.setdefault(_key(s.labels), {})[s.labels.get("finished_reason", "")] = s.value
-        for key, reasons in by_reason.items():
-            put(key, "request_success_total", reasons)
+                put(key, m.field, hist)
     return [
         VllmEngineStats(model_name=model, engine=engine, **values)  # type: ignore[arg-type]
         for (model, engine), values in sorted(fields.items())
@@ -226,6 +209,66 @@ def parse_models(body: bytes) -> list[VllmModelCard]:
                 )
             )
     return cards
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceReading:
+    """What one scrape's answers say about the instance, bounded by the caps.
+
+    Attributes:
+        error: ``parse_error`` (malformed ``/metrics``), ``invalid_models`` (malformed ``/v1/models``), or ``""``.
+        parse_detail: the parser's message when ``error`` is ``parse_error``.
+        generation: ``v0``/``v1`` from the exposition, ``""`` without one.
+        engines: per (model_name, engine), capped.
+        models: ``/v1/models`` cards, capped.
+        dropped: label sets the caps left out, by reason.
+        version: ``/version``'s ``version``, ``""`` if unknown.
+    """
+
+    error: str
+    parse_detail: str
+    generation: Generation
+    engines: list[VllmEngineStats]
+    models: list[VllmModelCard]
+    dropped: dict[str, int]
+    version: str
+
+
+def read_instance(
+    metrics_body: bytes | None,
+    models_body: bytes | None,
+    version_doc: object,
+    *,
+    max_engines: int,
+    max_models: int,
+) -> InstanceReading:
+    """The pure half of a scrape: the bodies that came back (``None`` for a failed request) → one reading.
+
+    ``version_doc`` is the decoded ``/version`` JSON (anything else counts as unknown).
+    """
+    error = parse_detail = ""
+    generation: Generation = ""
+    engines: list[VllmEngineStats] = []
+    if metrics_body is not None:
+        try:
+            families = parse_exposition(metrics_body, families=WANTED)
+            generation = detect_generation(families)
+            engines = engine_stats(families)
+        except ExpositionError as exc:
+            error, parse_detail = "parse_error", str(exc)
+    models: list[VllmModelCard] = []
+    if models_body is not None:
+        try:
+            models = parse_models(models_body)
+        except ValueError:
+            error = error or "invalid_models"
+    # cardinality caps: a target exposing thousands of label values costs the same as a normal one
+    engines, dropped = cap_engines(engines, max_engines, (m.id for m in models))
+    models, dropped_models = cap_models(models, max_models)
+    if dropped_models:
+        dropped["max_models"] = dropped_models
+    version = str(version_doc.get("version", "")) if isinstance(version_doc, dict) else ""
+    return InstanceReading(error, parse_detail, generation, engines, models, dropped, version)
 
 
 def model_status(*, reachable: bool, health_ok: bool, has_models: bool, previous: ModelStatus) -> ModelStatus:

@@ -1,8 +1,9 @@
 """Per-domain renderers: each module maps event types to functions writing their series.
 
-A module here defines ``RENDERERS: dict[type[Event], RenderFn]`` and optionally
-``OCCURRENCES: dict[type[Event], Callable[[Event], None]]`` factories via ``occurrence_handlers()``.
-New domains need no registration beyond adding their module.
+A module here defines ``RENDERERS = renderer_for(EventClass, render_fn)`` (``render_fn`` takes its own
+event class) and optionally ``OCCURRENCES: dict[type[Event], Callable[[Event], None]]`` factories via
+``occurrence_handlers()``. Families are module-level `Family` constants, or `FieldFamily` tuples derived
+from a contract's metric fields (`field_families`). New domains need no registration beyond adding their module.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import pkgutil
 from collections.abc import Callable
 
 from inferwatch.contracts import Event
-from inferwatch.services.aggregator.render import Family, SeriesWriter
-from inferwatch.services.aggregator.state import RenderFn
+from inferwatch.services.aggregator.render import Family, FieldFamily, RenderFn, SeriesWriter
 
 
 def all_renderers() -> dict[type[Event], RenderFn]:
@@ -28,7 +28,11 @@ def all_families() -> list[Family]:
     """Every family any domain may export (for the README and the dashboards' checks)."""
     families: list[Family] = []
     for module in _modules():
-        families.extend(v for v in vars(module).values() if isinstance(v, Family))
+        for value in vars(module).values():
+            if isinstance(value, Family):
+                families.append(value)
+            elif isinstance(value, tuple):
+                families.extend(f.family for f in value if isinstance(f, FieldFamily))
     return sorted(set(families), key=lambda f: f.name)
 
 

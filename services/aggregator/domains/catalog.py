@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.catalog import ModelCatalogSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 INFO = Family(
     "inferwatch_model_info",
@@ -17,9 +16,8 @@ CONTEXT = Family("inferwatch_model_max_context_tokens", "gauge", "Maximum contex
 FIRST_SEEN = Family("inferwatch_model_first_seen_timestamp_seconds", "gauge", "When the model was first seen.")
 
 
-def render_catalog(event: Event, w: SeriesWriter) -> None:
+def render_catalog(event: ModelCatalogSnapshot, w: SeriesWriter) -> None:
     """Every model of one catalog publisher."""
-    assert isinstance(event, ModelCatalogSnapshot)
     for m in event.entries:
         ident = {"model": m.name}
         w.gauge(
@@ -46,4 +44,4 @@ def render_catalog(event: Event, w: SeriesWriter) -> None:
         w.gauge(FIRST_SEEN, base, m.first_seen if m.first_seen else None)
 
 
-RENDERERS = {ModelCatalogSnapshot: render_catalog}
+RENDERERS = renderer_for(ModelCatalogSnapshot, render_catalog)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.docker import DockerHostSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 P = "inferwatch_container_"
 INFO = Family(
@@ -27,9 +26,8 @@ STATES = ("created", "running", "paused", "restarting", "exited", "dead")
 HEALTHS = ("starting", "healthy", "unhealthy")
 
 
-def render_docker_host(event: Event, w: SeriesWriter) -> None:
+def render_docker_host(event: DockerHostSnapshot, w: SeriesWriter) -> None:
     """One Docker host: the engine, then each container."""
-    assert isinstance(event, DockerHostSnapshot)
     host = event.source
     w.gauge(ENGINE_INFO, label_block({"host": host, "version": event.engine_version}), 1.0)
     by_state: dict[str, int] = dict.fromkeys(STATES, 0)
@@ -71,4 +69,4 @@ def render_docker_host(event: Event, w: SeriesWriter) -> None:
         w.gauge(CONTAINERS, label_block({"host": host, "state": state}), float(count))
 
 
-RENDERERS = {DockerHostSnapshot: render_docker_host}
+RENDERERS = renderer_for(DockerHostSnapshot, render_docker_host)

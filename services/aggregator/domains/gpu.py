@@ -9,9 +9,8 @@ Which container (and model) holds a GPU's memory is a PromQL join with the docke
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuHostSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 P = "inferwatch_gpu_"
 NVML_AVAILABLE = Family(P + "nvml_available", "gauge", "1 when the gpu-agent could initialise NVML on the host.")
@@ -45,9 +44,8 @@ PROC_MEM = Family(
 REASONS = tuple(name for _, name in THROTTLE_REASONS)
 
 
-def render_gpu_host(event: Event, w: SeriesWriter) -> None:
+def render_gpu_host(event: GpuHostSnapshot, w: SeriesWriter) -> None:
     """One host: NVML availability and versions, then each GPU and its processes."""
-    assert isinstance(event, GpuHostSnapshot)
     host = event.source
     w.gauge(
         NVML_AVAILABLE,
@@ -103,4 +101,4 @@ def render_gpu_host(event: Event, w: SeriesWriter) -> None:
             )
 
 
-RENDERERS = {GpuHostSnapshot: render_gpu_host}
+RENDERERS = renderer_for(GpuHostSnapshot, render_gpu_host)

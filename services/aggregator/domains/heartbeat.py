@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.heartbeat import Heartbeat
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 SERVICE_INFO = Family(
     "inferwatch_service_info", "gauge", "One per live service instance, labelled with its version; always 1."
@@ -14,9 +13,8 @@ SERVICE_START = Family("inferwatch_service_start_time_seconds", "gauge", "Servic
 SERVICE_TARGETS = Family("inferwatch_service_targets", "gauge", "Upstream targets this instance owns.")
 
 
-def render_heartbeat(event: Event, w: SeriesWriter) -> None:
+def render_heartbeat(event: Heartbeat, w: SeriesWriter) -> None:
     """One service instance."""
-    assert isinstance(event, Heartbeat)
     labels = label_block({"service": event.service, "instance": event.source})
     w.gauge(
         SERVICE_INFO, label_block({"service": event.service, "instance": event.source, "version": event.version}), 1.0
@@ -26,4 +24,4 @@ def render_heartbeat(event: Event, w: SeriesWriter) -> None:
     w.gauge(SERVICE_TARGETS, labels, float(event.targets))
 
 
-RENDERERS = {Heartbeat: render_heartbeat}
+RENDERERS = renderer_for(Heartbeat, render_heartbeat)

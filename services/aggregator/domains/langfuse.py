@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 SCORE_BOUNDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """The ingester's numeric score bounds (``ScoreSummary.distribution`` keys are ``repr`` of these, or ``+Inf``)."""
@@ -40,9 +39,8 @@ SCORE_DIST = Family(P + "score_value", "histogram", "Distribution of numeric sco
 ACTIVITY = Family(P + "activity_traces", "counter", "Traces by UTC weekday (0 = Monday) and hour, for the heatmap.")
 
 
-def render_langfuse(event: Event, w: SeriesWriter) -> None:
+def render_langfuse(event: LangfuseProjectSnapshot, w: SeriesWriter) -> None:
     """One Langfuse project."""
-    assert isinstance(event, LangfuseProjectSnapshot)
     project = event.source
     base = label_block({"project": project})
     w.gauge(UP, base, 1.0 if event.up else 0.0)
@@ -117,4 +115,4 @@ def _score_histogram(
     w.histogram(SCORE_DIST, label_block(labels), Histogram(buckets=buckets, sum=total, count=count))
 
 
-RENDERERS = {LangfuseProjectSnapshot: render_langfuse}
+RENDERERS = renderer_for(LangfuseProjectSnapshot, render_langfuse)

@@ -7,9 +7,15 @@ model list.
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute, ModelUsage
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import (
+    Family,
+    SeriesWriter,
+    field_families,
+    label_block,
+    renderer_for,
+    write_fields,
+)
 
 P = "inferwatch_litellm_"
 UP = Family(P + "up", "gauge", "1 when the LiteLLM proxy answered /health/liveliness.")
@@ -56,33 +62,17 @@ REMAINING_REQUESTS = Family(
 REMAINING_TOKENS = Family(
     P + "deployment_remaining_tokens", "gauge", "Rate-limit tokens left as the upstream reported (lowest across keys)."
 )
-REQUESTS = Family(
-    P + "requests",
-    "counter",
-    "Client requests by model group and status class (2xx, 4xx, 5xx, none = refused by cooldown; "
-    "success/failure on LiteLLM versions without status codes).",
-)
-ERRORS = Family(P + "errors", "counter", "Failed requests by model group and exception class.")
-INPUT_TOKENS = Family(P + "input_tokens", "counter", "Input (prompt) tokens by model group.")
-OUTPUT_TOKENS = Family(P + "output_tokens", "counter", "Output (completion) tokens by model group.")
-TOTAL_TOKENS = Family(P + "tokens", "counter", "Input + output tokens by model group.")
-SPEND = Family(P + "spend_usd", "counter", "Spend in USD by model group.")
+USAGE_FAMILIES = field_families(ModelUsage, P)  # one family per metric field of the contract
 FALLBACKS = Family(
     P + "fallbacks", "counter", "Fallbacks away from the model group, by result (success: another group answered)."
 )
-LATENCY = Family(P + "request_latency_seconds", "histogram", "End-to-end proxy latency by model group.")
-LLM_LATENCY = Family(P + "llm_api_latency_seconds", "histogram", "Upstream LLM API latency by model group.")
-OVERHEAD = Family(P + "overhead_latency_seconds", "histogram", "Latency added by LiteLLM itself, by model group.")
-TTFT = Family(P + "time_to_first_token_seconds", "histogram", "Time to first token by model group.")
-QUEUE = Family(P + "request_queue_time_seconds", "histogram", "Time before pre-call processing, by model group.")
 
 STATUSES = ("healthy", "partial_outage", "outage", "unknown")
 METRICS_MODES = ("prometheus", "absent", "licence_gated", "unauthorized", "error", "empty")
 
 
-def render_litellm(event: Event, w: SeriesWriter) -> None:
+def render_litellm(event: LitellmProxySnapshot, w: SeriesWriter) -> None:
     """One LiteLLM proxy."""
-    assert isinstance(event, LitellmProxySnapshot)
     proxy = event.source
     base = label_block({"proxy": proxy})
     w.gauge(UP, base, 1.0 if event.up else 0.0)
@@ -141,22 +131,9 @@ def _render_route(w: SeriesWriter, proxy: str, r: ModelRoute) -> None:
 
 def _render_usage(w: SeriesWriter, proxy: str, u: ModelUsage) -> None:
     key = {"proxy": proxy, "model_group": u.model_group}
-    labels = label_block(key)
-    for status, count in sorted(u.requests_total.items()):
-        w.counter(REQUESTS, label_block({**key, "status": status}), count)
-    for exception, count in sorted(u.errors_total.items()):
-        w.counter(ERRORS, label_block({**key, "exception_class": exception}), count)
-    w.counter(INPUT_TOKENS, labels, u.input_tokens_total)
-    w.counter(OUTPUT_TOKENS, labels, u.output_tokens_total)
-    w.counter(TOTAL_TOKENS, labels, u.total_tokens_total)
-    w.counter(SPEND, labels, u.spend_usd_total)
+    write_fields(w, USAGE_FAMILIES, label_block(key), u)
     w.counter(FALLBACKS, label_block({**key, "result": "success"}), u.fallbacks_ok_total)
     w.counter(FALLBACKS, label_block({**key, "result": "failure"}), u.fallbacks_failed_total)
-    w.histogram(LATENCY, labels, u.request_latency_seconds)
-    w.histogram(LLM_LATENCY, labels, u.llm_api_latency_seconds)
-    w.histogram(OVERHEAD, labels, u.overhead_latency_seconds)
-    w.histogram(TTFT, labels, u.ttft_seconds)
-    w.histogram(QUEUE, labels, u.queue_time_seconds)
 
 
-RENDERERS = {LitellmProxySnapshot: render_litellm}
+RENDERERS = renderer_for(LitellmProxySnapshot, render_litellm)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.supervisor import SupervisorSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 P = "inferwatch_supervisor_"
 CHILD_UP = Family(
@@ -16,9 +15,8 @@ CHILD_LAST_EXIT = Family(
 )
 
 
-def render_supervisor(event: Event, w: SeriesWriter) -> None:
+def render_supervisor(event: SupervisorSnapshot, w: SeriesWriter) -> None:
     """One ``inferwatch up`` and its children."""
-    assert isinstance(event, SupervisorSnapshot)
     for child in event.children:
         labels = label_block({"supervisor": event.source, "child": child.name})
         w.gauge(CHILD_UP, labels, 1.0 if child.state == "running" else 0.0)
@@ -27,4 +25,4 @@ def render_supervisor(event: Event, w: SeriesWriter) -> None:
             w.gauge(CHILD_LAST_EXIT, labels, float(child.last_exit_code))
 
 
-RENDERERS = {SupervisorSnapshot: render_supervisor}
+RENDERERS = renderer_for(SupervisorSnapshot, render_supervisor)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts import Event
 from inferwatch.contracts.upstream import UpstreamCallStats
-from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block
+from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 CALLS = Family(
     "inferwatch_upstream_calls",
@@ -23,9 +22,8 @@ CIRCUIT_OPEN = Family(
 )
 
 
-def render_upstream(event: Event, w: SeriesWriter) -> None:
+def render_upstream(event: UpstreamCallStats, w: SeriesWriter) -> None:
     """One collector instance's upstream calls."""
-    assert isinstance(event, UpstreamCallStats)
     for ep in event.endpoints:
         for outcome, count in sorted(ep.outcomes.items()):
             w.counter(
@@ -55,4 +53,4 @@ def render_upstream(event: Event, w: SeriesWriter) -> None:
         )
 
 
-RENDERERS = {UpstreamCallStats: render_upstream}
+RENDERERS = renderer_for(UpstreamCallStats, render_upstream)
