@@ -80,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         embedded = EmbeddedNats(jetstream=True)
         nats_url = embedded.start()
         # Restarted on the same port with the same JetStream store: key-value state survives, clients reconnect.
-        supervisor.add("nats-server", partial(_restart_nats, embedded), running=embedded.proc)
+        supervisor.add("nats-server", partial(_restart_nats, embedded), running=embedded.proc, stop_last=True)
         print(f"NATS        {nats_url} (embedded nats-server, JetStream on)")
     env["NATS_URL"] = nats_url
 
@@ -130,7 +130,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         publisher.close()
-        supervisor.stop_all()  # newest first: NATS, the first child, stops last
+        supervisor.stop_all()  # NATS after everything else
         if embedded is not None:
             embedded.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -41,6 +41,7 @@ class Child:
         start: starts the process (again) and returns it; a start that raises counts as an exit.
         restart: whether an exit is followed by a restart (the demo's simulators are not: their
             fresh ports would not be the ones the collectors were given).
+        stop_last: stopped only after every other child has exited (NATS, which the others drain into).
         proc: the running process, ``None`` while waiting for a restart.
         restarts: restarts so far.
         last_exit: the last exit status (negative: killed by that signal), ``None`` before any.
@@ -52,6 +53,7 @@ class Child:
     name: str
     start: Callable[[], subprocess.Popen[bytes]]
     restart: bool = True
+    stop_last: bool = False
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_exit: int | None = None
@@ -102,9 +104,10 @@ class Supervisor:
         *,
         running: subprocess.Popen[bytes] | None = None,
         restart: bool = True,
+        stop_last: bool = False,
     ) -> Child:
         """Supervise a child: ``running`` if it was started already, else started now by ``start``."""
-        child = Child(name, start, restart=restart, delay_s=self.backoff.initial_s)
+        child = Child(name, start, restart=restart, stop_last=stop_last, delay_s=self.backoff.initial_s)
         self.children.append(child)
         if running is None:
             self._start(child)
@@ -132,9 +135,19 @@ class Supervisor:
                 self._start(child)
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM every running child (newest first), wait up to ``timeout_s``, SIGKILL what is left."""
+        """Stop every child: first all but the ``stop_last`` ones, then those, each group SIGTERMed newest first,
+        waited for up to ``timeout_s`` and SIGKILLed if still there.
+
+        NATS is ``stop_last``: the services drain their publishes into it before it goes.
+        """
         self.stopping = True
-        running = [c.proc for c in reversed(self.children) if c.proc is not None and c.proc.poll() is None]
+        for child in self.children:
+            child.restart_at = None
+        for last in (False, True):
+            self._stop([c for c in reversed(self.children) if c.stop_last is last], timeout_s)
+
+    def _stop(self, children: list[Child], timeout_s: float) -> None:
+        running = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -145,8 +158,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        for child in self.children:
-            child.restart_at = None
 
     def _start(self, child: Child) -> None:
         child.restart_at = None

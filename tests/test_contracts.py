@@ -193,6 +193,6 @@ def test_v1_heartbeats_are_still_read() -> None:
 def test_type_filter_picks_one_kind_only_where_the_subject_carries_one() -> None:
     assert type_filter(Alert, "VllmTargetDown") == "inferwatch.v1.alert.VllmTargetDown.*"
     assert type_filter(Alert) == "inferwatch.v1.alert.*.*"
-    assert type_filter(VllmInstanceSnapshot) == "inferwatch.v1.vllm.instance.*"
+    assert type_filter(VllmInstanceSnapshot) == "inferwatch.v2.vllm.instance.*"
     with pytest.raises(TypeError):
         type_filter(VllmInstanceSnapshot, "instance")

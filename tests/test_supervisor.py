@@ -121,15 +121,17 @@ def test_a_child_not_to_restart_stays_stopped() -> None:
     assert "not restarted" in log.getvalue()
 
 
-def test_stop_all_stops_newest_first_and_nothing_restarts_after() -> None:
+def test_stop_all_stops_newest_first_nats_after_everything_and_nothing_restarts_after() -> None:
     clock = Clock()
     sup, _ = supervisor(clock)
     stopped: list[int] = []
-    procs = [FakeProcess(stopped) for _ in range(3)]
-    for name, proc in zip(("nats-server", "aggregator", "vllm-scraper"), procs, strict=True):
-        sup.add(name, lambda p=proc: p)  # type: ignore[arg-type, misc]
+    procs = [FakeProcess(stopped) for _ in range(4)]
+    sup.add("simulators", lambda: procs[0], restart=False)  # type: ignore[arg-type, return-value]
+    sup.add("nats-server", lambda: procs[1], stop_last=True)  # type: ignore[arg-type, return-value]
+    sup.add("aggregator", lambda: procs[2])  # type: ignore[arg-type, return-value]
+    sup.add("vllm-scraper", lambda: procs[3])  # type: ignore[arg-type, return-value]
     sup.stop_all(timeout_s=1)
-    assert stopped == [procs[2].pid, procs[1].pid, procs[0].pid]
+    assert stopped == [procs[3].pid, procs[2].pid, procs[0].pid, procs[1].pid]
     clock.now += 100
     sup.check()
     assert all(c.state == "stopped" and c.restarts == 0 for c in sup.children)
