@@ -18,7 +18,9 @@ from inferwatch.services.langfuse_ingester.core import (
     SCORES_V3,
     TRACES,
     BadRowError,
+    BucketRows,
     Ledger,
+    Segmentation,
     bucket_contribution,
     distinct_sketch,
     exact_quantile,
@@ -198,16 +200,19 @@ def fixture_contribution(tracked: list[str], top_n: int = 5) -> dict[str, Any]:
     )
     start = parse_time("2026-08-20T13:00:00Z")
     assert start is not None
+    rows = BucketRows(
+        traces=traces,
+        observations=obs,
+        scores=scores + scores,  # duplicates by id are ignored
+        bad_rows={"score_unknown_type": 2},
+    )
     return bucket_contribution(
         start,
         start + 10800,
-        traces,
-        obs,
-        scores + scores,  # duplicates by id are ignored
+        rows,
         tracked_users=tracked,
         top_n_users=top_n,
-        segment_metadata_key="tenant",
-        bad_rows={"score_unknown_type": 2},
+        segmentation=Segmentation(metadata_key="tenant"),
     )
 
 
@@ -289,7 +294,7 @@ def test_plan_cycle_settles_rechecks_and_respects_retention() -> None:
 def test_quantiles_from_histogram_track_exact_ones() -> None:
     rng = random.Random(3)
     values = [rng.lognormvariate(0, 0.8) for _ in range(5000)]
-    c = bucket_contribution(0, 10, [], [], [], tracked_users=[], top_n_users=1)
+    c = bucket_contribution(0, 10, BucketRows(), tracked_users=[], top_n_users=1)
     assert c["latency"] == {}
     from inferwatch.services.langfuse_ingester.core import LATENCY_BOUNDS_S, _histogram_index
 

@@ -16,11 +16,10 @@ from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuanti
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
     BadRowError,
+    BucketRows,
     EndpointPlan,
     Ledger,
-    ObservationRow,
-    ScoreRow,
-    TraceRow,
+    Segmentation,
     bucket_contribution,
     fallback,
     initial_plan,
@@ -32,6 +31,7 @@ from inferwatch.services.langfuse_ingester.core import (
     plan_cycle,
     snapshot_parts,
 )
+from inferwatch.services.langfuse_ingester.db import db_reader
 from inferwatch.shared.http import BreakerPolicy, RetryPolicy, UpstreamClient, UpstreamError, UpstreamMetrics
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
@@ -40,18 +40,6 @@ log = logging.getLogger("inferwatch.langfuse_ingester")
 MAX_PAGES = 10_000
 LOOKBACK_S = 3600.0  # traces read before a bucket, only to attribute its observations to users
 RETENTION_TTL_S = 3600.0
-
-
-@dataclass
-class BucketRows:
-    """What a reader returns for one bucket."""
-
-    traces: list[TraceRow] = field(default_factory=list)
-    observations: list[ObservationRow] = field(default_factory=list)
-    scores: list[ScoreRow] = field(default_factory=list)
-    context_traces: dict[str, TraceRow] = field(default_factory=dict)
-    bad_rows: dict[str, float] = field(default_factory=dict)
-    traces_from_roots: bool = False
 
 
 class Reader(Protocol):
@@ -322,10 +310,7 @@ class LangfuseIngester:
 
     def _reader(self, project: LangfuseProject) -> Reader:
         if self.config.mode == "db":
-            from inferwatch.services.langfuse_ingester.db import db_reader
-
-            reader: Reader = db_reader(project)
-            return reader
+            return db_reader(project)
         return ApiReader(project, self.config, self.metrics)
 
     async def cycle_project(self, state: ProjectState) -> LangfuseProjectSnapshot:
@@ -354,16 +339,10 @@ class LangfuseIngester:
                     bucket_contribution(
                         start,
                         start + c.bucket_s,
-                        rows.traces,
-                        rows.observations,
-                        rows.scores,
+                        rows,
                         tracked_users=work.tracked_users,
                         top_n_users=c.top_n_users,
-                        context_traces=rows.context_traces,
-                        traces_from_roots=rows.traces_from_roots,
-                        segment_tag_prefix=c.segment_tag_prefix,
-                        segment_metadata_key=c.segment_metadata_key,
-                        bad_rows=rows.bad_rows,
+                        segmentation=Segmentation(c.segment_tag_prefix, c.segment_metadata_key),
                     )
                 )
                 if start in plan.new:

@@ -19,6 +19,7 @@ from typing import Any
 from inferwatch.services.langfuse_ingester.config import LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
+    BucketRows,
     ObservationRow,
     ScoreRow,
     TraceRow,
@@ -140,11 +141,9 @@ class PostgresReader:
                 await self.aclose()
                 raise OSError(f"postgres: {type(exc).__name__}") from None
 
-    async def read(self, start: float, end: float) -> Any:
+    async def read(self, start: float, end: float) -> BucketRows:
         """Rows of ``[start, end)`` (traces from an hour earlier too, to attribute observations)."""
         import psycopg
-
-        from inferwatch.services.langfuse_ingester.app import BucketRows
 
         rows = BucketRows()
         pid = self.project.project_id
@@ -400,10 +399,8 @@ class ClickHouseReader:
             return "v3"
         raise OSError("clickhouse: no Langfuse tables (traces or events_core) in the DSN's database")
 
-    async def read(self, start: float, end: float) -> Any:
+    async def read(self, start: float, end: float) -> BucketRows:
         """Rows of ``[start, end)`` in their latest version, deleted rows excluded."""
-        from inferwatch.services.langfuse_ingester.app import BucketRows
-
         assert self._query is not None
         rows = BucketRows(traces_from_roots=self.schema == "v4")
         pid = self.project.project_id
@@ -439,7 +436,7 @@ class ClickHouseReader:
             self._query = None
 
 
-def db_reader(project: LangfuseProject) -> Any:
+def db_reader(project: LangfuseProject) -> PostgresReader | ClickHouseReader:
     """The DB reader for a project's DSN scheme."""
     dsn = project.dsn.reveal() if project.dsn else ""
     if dsn.startswith(("postgres://", "postgresql://")) or "dbname=" in dsn:
