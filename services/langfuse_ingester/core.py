@@ -768,14 +768,6 @@ def histogram_quantile(counts: list[float], q: float, bounds: tuple[float, ...] 
     return bounds[-1]
 
 
-def exact_quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of raw values (tests and DB mode reference)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Snapshot parts
 
