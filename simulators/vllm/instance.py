@@ -864,10 +864,23 @@ class SimulatedVllm:
         return r
 
     def _engine_substep(self, eng: Engine, t: float, h: float, rate: float) -> None:
+        """Advance one engine by ``h`` seconds from ``t``: arrivals, scheduling, decode, preemption, gauges."""
+        self._arrive(eng, t, h, rate)
+        batch, prefill_tokens = self._schedule(eng, t)
+        itl = eng.base_itl * (1.0 + batch / 96.0) * self._rng.uniform(0.92, 1.08)
+        self._decode(eng, t + h, itl)
+        if batch:
+            steps = max(1, int(h / itl))
+            psteps = min(steps, -(-prefill_tokens // eng.chunk)) if prefill_tokens else 0
+            if psteps:
+                eng.em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
+            eng.em.h_iter.observe(float(len(eng.running)), steps - psteps)
+        self._preempt(eng)
+        self._set_gauges(eng, h)
+
+    def _arrive(self, eng: Engine, t: float, h: float, rate: float) -> None:
+        """Poisson arrivals over ``[t, t + h)``; a few are rejected by request validation before the engine."""
         rng = self._rng
-        em = eng.em
-        end = t + h
-        # arrivals (a few are rejected by request validation before reaching the engine)
         for _ in range(poisson(rng, rate * h)):
             arrival = t + rng.random() * h
             if rng.random() < 0.004:
@@ -876,10 +889,12 @@ class SimulatedVllm:
                 )
                 continue
             eng.waiting.append(self._new_request(arrival))
-        # scheduling
-        running = eng.running
+
+    def _schedule(self, eng: Engine, t: float) -> tuple[int, int]:
+        """Admit waiting requests while seats and KV blocks last; the batch size and the tokens to prefill."""
+        rng = self._rng
         kv = eng.kv_used
-        batch = len(running)
+        batch = len(eng.running)
         prefill_tokens = 0
         while eng.waiting and batch < eng.max_seqs and not self.stalled:
             r = eng.waiting[0]
@@ -891,29 +906,38 @@ class SimulatedVllm:
             if r.sched < 0:  # first admission
                 r.sched = at
                 compute = r.prompt - r.hits
-                em.prompt_tokens.v += r.prompt
-                em.prefix_queries.v += r.prompt
-                em.prefix_hits.v += r.hits
-                em.gpu_prefix_queries.v += r.prompt
-                em.gpu_prefix_hits.v += r.hits
-                em.src_compute.v += compute
-                em.src_cache_hit.v += r.hits
-                em.cached.v += r.hits
-                em.cached_device.v += r.hits
-                eng.tp_prompt += r.prompt
+                self._count_prompt(eng, r, compute)
             else:  # resumed after preemption: recompute everything
                 compute = r.prompt + r.gen
             prefill_tokens += compute
             r.next_tok = at + compute / eng.prefill_tps * (1.0 + batch / 256.0) * self.prefill_slowdown + 0.004
             kv += need
-            running.append(r)
+            eng.running.append(r)
             batch += 1
-        # decode
-        itl = eng.base_itl * (1.0 + batch / 96.0) * rng.uniform(0.92, 1.08)
+        return batch, prefill_tokens
+
+    @staticmethod
+    def _count_prompt(eng: Engine, r: Req, compute: int) -> None:
+        """The prompt and prefix-cache counters of a request's first admission."""
+        em = eng.em
+        em.prompt_tokens.v += r.prompt
+        em.prefix_queries.v += r.prompt
+        em.prefix_hits.v += r.hits
+        em.gpu_prefix_queries.v += r.prompt
+        em.gpu_prefix_hits.v += r.hits
+        em.src_compute.v += compute
+        em.src_cache_hit.v += r.hits
+        em.cached.v += r.hits
+        em.cached_device.v += r.hits
+        eng.tp_prompt += r.prompt
+
+    def _decode(self, eng: Engine, end: float, itl: float) -> None:
+        """Generate the tokens due before ``end`` at one token per ``itl``; finish requests that reach their stop."""
+        em = eng.em
         produced = 0
         itl_obs = 0
         done: list[Req] = []
-        for r in running:
+        for r in eng.running:
             nt = r.next_tok
             if nt >= end:
                 continue
@@ -935,24 +959,21 @@ class SimulatedVllm:
                 r.next_tok -= itl  # time of the last token
                 done.append(r)
         if done:
-            eng.running = running = [r for r in running if r.gen < r.stop_at]
+            eng.running = [r for r in eng.running if r.gen < r.stop_at]
             for r in done:
                 self._finish(em, r)
         em.gen_tokens.v += produced
         eng.tp_gen += produced
         if itl_obs:
             slow = itl_obs // 12
-            slow_itl = itl * rng.uniform(1.6, 3.0)
+            slow_itl = itl * self._rng.uniform(1.6, 3.0)
             for hist in (em.h_itl, em.h_tpot):
                 hist.observe(itl, itl_obs - slow)
                 hist.observe(slow_itl, slow)
-        if batch:
-            steps = max(1, int(h / itl))
-            psteps = min(steps, -(-prefill_tokens // eng.chunk)) if prefill_tokens else 0
-            if psteps:
-                em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
-            em.h_iter.observe(float(len(running)), steps - psteps)
-        # KV accounting and preemption (newest request first, as vLLM's recompute policy does)
+
+    def _preempt(self, eng: Engine) -> None:
+        """KV accounting; preempt the newest requests first (vLLM's recompute policy) while the cache overflows."""
+        running = eng.running
         blocks = eng.blocks
         kv = sum(blocks(r.prompt + r.gen) for r in running)
         forced = self.force_preemption
@@ -961,15 +982,18 @@ class SimulatedVllm:
             victim = running.pop()
             kv -= blocks(victim.prompt + victim.gen)
             victim.preempt += 1
-            em.preemptions.v += 1
+            eng.em.preemptions.v += 1
             eng.waiting.appendleft(victim)
         eng.kv_used = kv
-        # gauges
-        em.running.v = float(len(running))
+
+    def _set_gauges(self, eng: Engine, h: float) -> None:
+        """The engine's gauges after a step of ``h`` seconds."""
+        em = eng.em
+        em.running.v = float(len(eng.running))
         waiting = float(len(eng.waiting))
         em.waiting.v = waiting
         em.wait_capacity.v = waiting
-        usage = min(1.0, max(kv / eng.kv_cap, self.kv_usage_floor))
+        usage = min(1.0, max(eng.kv_used / eng.kv_cap, self.kv_usage_floor))
         em.kv_usage.v = usage
         em.gpu_cache_usage.v = usage
         asleep = self.sleep_level > 0
