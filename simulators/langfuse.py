@@ -42,6 +42,8 @@ V2_API_404 = {
 UNAUTHORIZED = {"message": "Invalid credentials. Confirm that you've configured the correct host."}
 MODELS = (("gpt-4o-2024-08-06", 2.5e-06, 1e-05), ("gpt-4o-mini", 1.5e-07, 6e-07), ("llama-3.1-8b", 1e-07, 1e-07))
 TRACE_NAMES = ("chat-completion", "rag-query", "embed-docs")
+USERS = 8
+"""Distinct users of a generated dataset (sessions: twice as many)."""
 
 
 def _iso(ts: float) -> str:
@@ -128,7 +130,6 @@ def make_dataset(
     traces_per_s: float = 2.0,
     max_lag_s: float = 0.0,
     update_after_s: float = 0.0,
-    users: int = 8,
     error_rate: float = 0.1,
     score_floor: float = 0.0,
 ) -> Dataset:
@@ -150,8 +151,8 @@ def make_dataset(
         if ts >= end:
             continue
         trace_id = f"{seed:04x}{i:028x}"
-        user = f"user-{rng.randrange(users):04d}" if rng.random() < 0.9 else None
-        session = f"sess-{rng.randrange(users * 2):04x}" if rng.random() < 0.7 else None
+        user = f"user-{rng.randrange(USERS):04d}" if rng.random() < 0.9 else None
+        session = f"sess-{rng.randrange(USERS * 2):04x}" if rng.random() < 0.7 else None
         tier = rng.choice(("gold", "free"))
         lag = rng.random() * max_lag_s
         data.traces.append(
