@@ -475,13 +475,38 @@ class SimulatedVllm:
             info = {**keys, "engine": str(i)}
             fam.child(*(info[n] for n in names), value=1.0)
 
+    def _v1_family(self, name: str, help_: str, kind: str, attr: str | None, *, nan: bool = False) -> Family:
+        """A per-engine V1 family (with ``_created`` on counters) fed by the engine handle ``attr``.
+
+        With ``attr`` None the family gets one child per engine that stays at zero.
+        """
+        fam = self._reg.family(name, help_, kind, self._v1_labels(), created=kind == "counter", nan=nan)
+        if attr is None:
+            for i in range(self.engines):
+                fam.child(self.model, str(i), created=self._wall_ready)
+        else:
+            self._per_engine(fam, attr)
+        return fam
+
+    def _v1_kv_cache_families(self) -> None:
+        """KV-cache usage and prefix-cache queries/hits, as every V1 generation exports them."""
+        one = self._v1_family
+        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
+        one(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            "counter",
+            "prefix_queries",
+        )
+        one(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            "counter",
+            "prefix_hits",
+        )
+
     def _build_v110(self) -> None:
-        g = self._reg.family
-        lab = self._v1_labels()
-
-        def one(name: str, help_: str, kind: str, attr: str, *, nan: bool = False) -> None:
-            self._per_engine(g(name, help_, kind, lab, created=kind == "counter", nan=nan), attr)
-
+        one = self._v1_family
         one("vllm:num_requests_running", "Number of requests in model execution batches.", "gauge", "running", nan=True)
         one("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", "waiting", nan=True)
         one(
@@ -505,19 +530,7 @@ class SimulatedVllm:
             "counter",
             "gpu_prefix_hits",
         )
-        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
-        one(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens.",
-            "counter",
-            "prefix_queries",
-        )
-        one(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens.",
-            "counter",
-            "prefix_hits",
-        )
+        self._v1_kv_cache_families()
         one("vllm:num_preemptions", "Cumulative number of preemption from the engine.", "counter", "preemptions")
         one("vllm:prompt_tokens", "Number of prefill tokens processed.", "counter", "prompt_tokens")
         one("vllm:generation_tokens", "Number of generation tokens processed.", "counter", "gen_tokens")
@@ -549,15 +562,7 @@ class SimulatedVllm:
         lab = self._v1_labels()
         wr = self._wall_ready
 
-        def one(name: str, help_: str, kind: str, attr: str | None, *, nan: bool = False) -> Family:
-            fam = g(name, help_, kind, lab, created=kind == "counter", nan=nan)
-            if attr is None:
-                for i in range(self.engines):
-                    fam.child(self.model, str(i), created=wr)
-            else:
-                self._per_engine(fam, attr)
-            return fam
-
+        one = self._v1_family
         mfu = "(for Model Flops Utilization calculations)."
         one(
             "vllm:estimated_flops_per_gpu",
@@ -599,19 +604,7 @@ class SimulatedVllm:
         self._per_engine(fam, "sleep_awake", "awake")
         self._per_engine(fam, "sleep_l1", "weights_offloaded")
         self._per_engine(fam, "sleep_l2", "discard_all")
-        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
-        one(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens.",
-            "counter",
-            "prefix_queries",
-        )
-        one(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens.",
-            "counter",
-            "prefix_hits",
-        )
+        self._v1_kv_cache_families()
         one(
             "vllm:external_prefix_cache_queries",
             "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of "
