@@ -8,9 +8,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
@@ -41,6 +41,8 @@ MAX_PAGES = 10_000
 LOOKBACK_S = 3600.0  # traces read before a bucket, only to attribute its observations to users
 RETENTION_TTL_S = 3600.0
 
+RowT = TypeVar("RowT")
+
 
 class Reader(Protocol):
     """One project's source: Langfuse's public API or its database."""
@@ -59,6 +61,17 @@ class Reader(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def _parse_rows(items: list[Any], parse: Callable[[Any], RowT], bad: dict[str, float]) -> list[RowT]:
+    """The items ``parse`` accepts; the rejected ones are counted in ``bad`` by reason."""
+    rows: list[RowT] = []
+    for item in items:
+        try:
+            rows.append(parse(item))
+        except BadRowError as exc:
+            bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+    return rows
 
 
 class EndpointMissingError(Exception):
@@ -144,14 +157,8 @@ class ApiReader:
         rows = BucketRows(traces_from_roots=not plan.traces)
         bad = rows.bad_rows
         if plan.traces:
-            for item in await self._offset(
-                plan.traces, {"fromTimestamp": iso(start - LOOKBACK_S), "toTimestamp": iso(end)}, bad
-            ):
-                try:
-                    t = parse_trace(item)
-                except BadRowError as exc:
-                    bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
-                    continue
+            window = {"fromTimestamp": iso(start - LOOKBACK_S), "toTimestamp": iso(end)}
+            for t in _parse_rows(await self._offset(plan.traces, window, bad), parse_trace, bad):
                 if t.timestamp >= start:
                     rows.traces.append(t)
                 else:
@@ -163,21 +170,13 @@ class ApiReader:
             )
         else:
             items = await self._offset(plan.observations, window, bad)
-        for item in items:
-            try:
-                rows.observations.append(parse_observation(item))
-            except BadRowError as exc:
-                bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+        rows.observations = _parse_rows(items, parse_observation, bad)
         score_window = {"fromTimestamp": iso(start), "toTimestamp": iso(end)}
         if plan.cursor_scores:
             items = await self._cursor(plan.scores, score_window, limit=100)
         else:
             items = await self._offset(plan.scores, score_window, bad)
-        for item in items:
-            try:
-                rows.scores.append(parse_score(item))
-            except BadRowError as exc:
-                bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+        rows.scores = _parse_rows(items, parse_score, bad)
         return rows
 
     async def _get(self, path: str, params: Mapping[str, str | int | float]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ root spans (``parent_span_id = ''``), as in API mode's ``/v2/observations``. Sco
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -283,43 +284,15 @@ def ch_event(row: list[Any]) -> ObservationRow:
     Tokens are reduced like the API; cost is ``cost_details['total']`` (what the ``total_cost`` alias reads),
     else input + output.
     """
-    (
-        span_id,
-        trace_id,
-        start,
-        otype,
-        model,
-        level,
-        usage,
-        cost_details,
-        latency,
-        parent,
-        name,
-        user_id,
-        session_id,
-        trace_name,
-        tags,
-    ) = row
-    inp, out, total = reduce_details(usage or {})
-    c_in, c_out, c_total = reduce_details(cost_details or {})
-    lat = number(latency)
-    return ObservationRow(
-        id=span_id,
-        trace_id=trace_id or "",
-        start_time=float(start),
-        type=otype or "",
-        model=model or "",
-        level=level or "DEFAULT",
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total if total is not None else inp + out,
-        cost_usd=c_total if c_total is not None else c_in + c_out,
-        latency_s=lat if lat is not None and lat >= 0 else None,
-        is_root=not parent,
+    # An events_core row is an observations row without total_cost (so the cost comes from cost_details),
+    # followed by the trace's fields.
+    span = ch_observation([*row[:8], None, *row[8:11]])
+    user_id, session_id, trace_name, tags = row[11:]
+    return replace(
+        span,
         user_id=user_id or "",
         session_id=session_id or "",
         trace_name=trace_name or "",
-        name=name or "",
         tags=tuple(tags or ()),
     )
 
