@@ -117,6 +117,7 @@ _LABEL_NAME_RE = re.compile(_LABEL_NAME)
 _LABEL_VALUE_BODY_RE = re.compile(_LABEL_VALUE_BODY)
 _BLANKS_RE = re.compile(r"[ \t]*")
 _FAST_HEADER_RE = re.compile(r"# (HELP|TYPE|UNIT) (" + _METRIC_NAME + r")(?:[ \t]+(.*))?")
+_fast_header_match = _FAST_HEADER_RE.fullmatch
 _HEADER_RE = re.compile(r"#[ \t]*(HELP|TYPE|UNIT)(?![^ \t\r])(?:[ \t]+([^ \t\r]*)(?:[ \t]+(.*))?)?")
 
 _ESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
@@ -335,7 +336,7 @@ class _Parse:
     """The state of one parse: the options, the families found so far, and the family opened by the last header.
 
     Header lines and samples off the fast path go through its methods; `_parse` keeps copies of
-    `kept`, `allowed`, `skip` and `fam` in locals for the sample lines that take the fast path.
+    `kept`, `allowed`, `skip` and the current family's samples in locals for the sample lines on the fast path.
     """
 
     __slots__ = (
@@ -411,7 +412,7 @@ class _Parse:
 
     def header(self, line: str, lineno: int) -> None:
         """Apply a line starting with ``#``: HELP and TYPE open or describe a family, anything else is a comment."""
-        hm = _FAST_HEADER_RE.fullmatch(line)
+        hm = _fast_header_match(line)
         if hm is None:
             hm = _HEADER_RE.match(line)
             if hm is None or not self._valid_header(hm.group(1), hm.group(2), lineno):
@@ -539,7 +540,8 @@ def _parse(
 
     state = _Parse(_is_openmetrics(lines), families, prefixes, max_samples, max_label_pairs)
     # The hot loop reads the current family's state from locals, refreshed after every header line.
-    kept, allowed, skip, fam = state.kept, state.allowed, state.skip, state.fam
+    kept, allowed, skip = state.kept, state.allowed, state.skip
+    samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
     fast_match = _FAST_LABELLED_LINE.fullmatch
     find_pairs = _FAST_PAIRS.findall
@@ -548,7 +550,8 @@ def _parse(
             continue
         if line[0] == "#":
             state.header(line, lineno)
-            kept, allowed, skip, fam = state.kept, state.allowed, state.skip, state.fam
+            kept, allowed, skip = state.kept, state.allowed, state.skip
+            samples = state.fam.samples if state.fam is not None else None
             continue
         if kept:
             # Fast paths: canonical sample lines of the current family.
@@ -572,9 +575,9 @@ def _parse(
                 except ValueError:
                     pass
                 else:
-                    if fam is None:
-                        fam = state.first_sample(name, lineno)
-                    fam.samples.append(new_sample(name, labels, value))
+                    if samples is None:
+                        samples = state.first_sample(name, lineno).samples
+                    samples.append(new_sample(name, labels, value))
                     if count_samples:
                         state.count(lineno)
                     continue
@@ -582,7 +585,7 @@ def _parse(
             continue  # a sample of a filtered-out family: not parsed
         # General path: blanks, escapes, timestamps, exemplars, untyped samples, errors.
         state.general_sample(line, lineno)
-        fam = state.fam
+        samples = state.fam.samples if state.fam is not None else None
     state.close(len(lines))
     return state.result
 
