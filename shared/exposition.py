@@ -332,7 +332,7 @@ def _is_openmetrics(lines: list[str]) -> bool:
     return last >= 0 and lines[last].strip(_WS) == "# EOF"
 
 
-class _Parse:
+class _ParseState:
     """The state of one parse: the options, the families found so far, and the family opened by the last header.
 
     Header lines and samples off the fast path go through its methods; `_parse` keeps copies of
@@ -538,7 +538,7 @@ def _parse(
     # Each kept sample takes a line: the sample cap needs counting only on longer inputs.
     count_samples = len(lines) > max_samples
 
-    state = _Parse(_is_openmetrics(lines), families, prefixes, max_samples, max_label_pairs)
+    state = _ParseState(_is_openmetrics(lines), families, prefixes, max_samples, max_label_pairs)
     # The hot loop reads the current family's state from locals, refreshed after every header line.
     kept, allowed, skip = state.kept, state.allowed, state.skip
     samples: list[Sample] | None = None  # the current family's samples; None until it is registered
@@ -558,18 +558,18 @@ def _parse(
             if "{" in line:
                 m = fast_match(line)
                 if m is None:
-                    ok = False
+                    canonical = False
                 else:
                     name, block, vs = m.groups()
                     pairs = find_pairs(block)
                     labels = dict(pairs)
-                    ok = name in allowed and len(labels) == len(pairs) <= max_label_pairs
+                    canonical = name in allowed and len(labels) == len(pairs) <= max_label_pairs
             else:
                 name, _, vs = line.partition(" ")
                 labels = {}
                 # float() also takes '_' separators and non-ASCII digits; the format does not.
-                ok = name in allowed and vs.isascii() and "_" not in vs
-            if ok:
+                canonical = name in allowed and vs.isascii() and "_" not in vs
+            if canonical:
                 try:
                     value = float(vs)
                 except ValueError:
