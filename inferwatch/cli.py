@@ -97,25 +97,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     publisher = SnapshotPublisher(BusSettings.from_env(Env(env)), instance_id("up"), interval_s)
     try:
         if args.demo:
-            env_file = workdir / "demo-env.json"
-            sim_args = [sys.executable, "-m", "inferwatch.simulators", "--env-file", str(env_file)]
-            sim = supervisor.add("simulators", partial(spawn, sim_args, env), restart=False)
-            assert sim.proc is not None
-            demo_env = _wait_for_file(env_file, sim.proc, 60)
-            env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
-            print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
-            if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
-                print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
-        port = args.port if _port_free(args.port) else _free_port()
-        urls = {}
-        scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
-        for service in SERVICES:  # the aggregator first
-            child_env = dict(env)
-            service_port = port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
-            child_env[service.port_variable] = str(service_port)
-            run_args = [sys.executable, "-m", "inferwatch", "run", service.name]
-            supervisor.add(service.name, partial(spawn, run_args, child_env))
-            urls[service.name] = f"{scheme}://127.0.0.1:{service_port}"
+            _start_simulators(supervisor, env, workdir / "demo-env.json")
+        urls = _start_services(supervisor, env, args.port if _port_free(args.port) else _free_port())
         print(f"Aggregator  {urls[AGGREGATOR.name]}/metrics   (status page: {urls[AGGREGATOR.name]}/)")
         for name, url in urls.items():
             if name != AGGREGATOR.name:
@@ -135,6 +118,32 @@ def cmd_up(args: argparse.Namespace) -> int:
             embedded.close()
         shutil.rmtree(workdir, ignore_errors=True)
         print("stopped.", flush=True)
+
+
+def _start_simulators(supervisor: Supervisor, env: dict[str, str], env_file: Path) -> None:
+    """Start the demo's simulators and point the collectors at them (``env`` is updated in place)."""
+    sim_args = [sys.executable, "-m", "inferwatch.simulators", "--env-file", str(env_file)]
+    sim = supervisor.add("simulators", partial(spawn, sim_args, env), restart=False)
+    assert sim.proc is not None
+    demo_env = _wait_for_file(env_file, sim.proc, 60)
+    env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
+    print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
+    if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
+        print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
+
+
+def _start_services(supervisor: Supervisor, env: dict[str, str], aggregator_port: int) -> dict[str, str]:
+    """Start every registered service, the aggregator first; their base URLs by name."""
+    urls = {}
+    scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
+    for service in SERVICES:
+        child_env = dict(env)
+        port = aggregator_port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
+        child_env[service.port_variable] = str(port)
+        run_args = [sys.executable, "-m", "inferwatch", "run", service.name]
+        supervisor.add(service.name, partial(spawn, run_args, child_env))
+        urls[service.name] = f"{scheme}://127.0.0.1:{port}"
+    return urls
 
 
 def _restart_nats(embedded: EmbeddedNats) -> subprocess.Popen[bytes]:

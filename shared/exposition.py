@@ -117,6 +117,7 @@ _LABEL_NAME_RE = re.compile(_LABEL_NAME)
 _LABEL_VALUE_BODY_RE = re.compile(_LABEL_VALUE_BODY)
 _BLANKS_RE = re.compile(r"[ \t]*")
 _FAST_HEADER_RE = re.compile(r"# (HELP|TYPE|UNIT) (" + _METRIC_NAME + r")(?:[ \t]+(.*))?")
+_fast_header_match = _FAST_HEADER_RE.fullmatch
 _HEADER_RE = re.compile(r"#[ \t]*(HELP|TYPE|UNIT)(?![^ \t\r])(?:[ \t]+([^ \t\r]*)(?:[ \t]+(.*))?)?")
 
 _ESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
@@ -184,59 +185,48 @@ def _sample_name(line: str, lineno: int) -> str:
     return m.group()
 
 
-def _parse_sample_line(line: str, lineno: int, max_label_pairs: int) -> tuple[str, dict[str, str], float]:
-    """The general (slow, precise) sample parser: whitespace, escapes, timestamps, exemplars."""
-    s = line.strip(_WS)
+def _parse_label_set(s: str, pos: int, lineno: int, max_label_pairs: int) -> tuple[dict[str, str], int]:
+    """The label pairs of ``s`` from just after its ``{``, and the position after the closing ``}``."""
     n = len(s)
-    m = _METRIC_NAME_RE.match(s)
-    if m is None:
-        raise ExpositionError(f"invalid metric name in sample line {line[:80]!r}", lineno)
-    name = m.group()
-    pos = m.end()
     blanks = _BLANKS_RE.match
-    pos = blanks(s, pos).end()  # type: ignore[union-attr]
     labels: dict[str, str] = {}
-    if pos < n and s[pos] == "{":
+    while True:
+        pos = blanks(s, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            raise ExpositionError("unterminated label set", lineno)
+        if s[pos] == "}":
+            return labels, pos + 1
+        lm = _LABEL_NAME_RE.match(s, pos)
+        if lm is None:
+            raise ExpositionError(f"invalid label name at column {pos + 1}", lineno)
+        lname = lm.group()
+        pos = blanks(s, lm.end()).end()  # type: ignore[union-attr]
+        if pos >= n or s[pos] != "=":
+            raise ExpositionError(f"expected '=' after label name {lname!r}", lineno)
+        pos = blanks(s, pos + 1).end()  # type: ignore[union-attr]
+        if pos >= n or s[pos] != '"':
+            raise ExpositionError(f"label value of {lname!r} is not quoted", lineno)
+        end = _LABEL_VALUE_BODY_RE.match(s, pos + 1).end()  # type: ignore[union-attr]
+        if end >= n or s[end] != '"':
+            raise ExpositionError(f"unterminated label value of {lname!r}", lineno)
+        lvalue = s[pos + 1 : end]
+        if "\\" in lvalue:
+            lvalue = _unescape_label(lvalue)
+        if lname in labels:
+            raise ExpositionError(f"duplicate label name {lname!r}", lineno)
+        labels[lname] = lvalue
+        if len(labels) > max_label_pairs:
+            raise ExpositionError(f"more than {max_label_pairs} label pairs", lineno)
+        pos = blanks(s, end + 1).end()  # type: ignore[union-attr]
+        if pos < n and s[pos] == "}":
+            return labels, pos + 1
+        if pos >= n or s[pos] != ",":
+            raise ExpositionError(f"expected ',' or '}}' after label {lname!r}", lineno)
         pos += 1
-        while True:
-            pos = blanks(s, pos).end()  # type: ignore[union-attr]
-            if pos >= n:
-                raise ExpositionError("unterminated label set", lineno)
-            if s[pos] == "}":
-                pos += 1
-                break
-            lm = _LABEL_NAME_RE.match(s, pos)
-            if lm is None:
-                raise ExpositionError(f"invalid label name at column {pos + 1}", lineno)
-            lname = lm.group()
-            pos = blanks(s, lm.end()).end()  # type: ignore[union-attr]
-            if pos >= n or s[pos] != "=":
-                raise ExpositionError(f"expected '=' after label name {lname!r}", lineno)
-            pos = blanks(s, pos + 1).end()  # type: ignore[union-attr]
-            if pos >= n or s[pos] != '"':
-                raise ExpositionError(f"label value of {lname!r} is not quoted", lineno)
-            end = _LABEL_VALUE_BODY_RE.match(s, pos + 1).end()  # type: ignore[union-attr]
-            if end >= n or s[end] != '"':
-                raise ExpositionError(f"unterminated label value of {lname!r}", lineno)
-            lvalue = s[pos + 1 : end]
-            if "\\" in lvalue:
-                lvalue = _unescape_label(lvalue)
-            if lname in labels:
-                raise ExpositionError(f"duplicate label name {lname!r}", lineno)
-            labels[lname] = lvalue
-            if len(labels) > max_label_pairs:
-                raise ExpositionError(f"more than {max_label_pairs} label pairs", lineno)
-            pos = blanks(s, end + 1).end()  # type: ignore[union-attr]
-            if pos < n and s[pos] == ",":
-                pos += 1
-            elif pos < n and s[pos] == "}":
-                pos += 1
-                break
-            else:
-                raise ExpositionError(f"expected ',' or '}}' after label {lname!r}", lineno)
-    elif pos == m.end() and pos < n:
-        raise ExpositionError(f"unexpected character {s[pos]!r} after metric name", lineno)
-    rest = s[pos:]
+
+
+def _parse_value(name: str, rest: str, lineno: int) -> float:
+    """The value in ``rest`` (what follows a sample's name and labels); timestamp and exemplar are checked, dropped."""
     values, hash_sep, exemplar = rest.partition("#")
     tokens = values.split()
     if not tokens:
@@ -248,7 +238,23 @@ def _parse_sample_line(line: str, lineno: int, max_label_pairs: int) -> tuple[st
         _parse_float(tokens[1], "timestamp", lineno)
     if hash_sep and not exemplar.lstrip(_WS).startswith("{"):
         raise ExpositionError("malformed exemplar", lineno)
-    return name, labels, value
+    return value
+
+
+def _parse_sample_line(line: str, lineno: int, max_label_pairs: int) -> Sample:
+    """The general (slow, precise) sample parser: whitespace, escapes, timestamps, exemplars."""
+    s = line.strip(_WS)
+    m = _METRIC_NAME_RE.match(s)
+    if m is None:
+        raise ExpositionError(f"invalid metric name in sample line {line[:80]!r}", lineno)
+    name = m.group()
+    pos = _BLANKS_RE.match(s, m.end()).end()  # type: ignore[union-attr]
+    labels: dict[str, str] = {}
+    if pos < len(s) and s[pos] == "{":
+        labels, pos = _parse_label_set(s, pos + 1, lineno, max_label_pairs)
+    elif pos == m.end() and pos < len(s):
+        raise ExpositionError(f"unexpected character {s[pos]!r} after metric name", lineno)
+    return Sample(name, labels, _parse_value(name, s[pos:], lineno))
 
 
 def parse_exposition(
@@ -298,14 +304,8 @@ def parse_exposition(
         raise ExpositionError(f"internal error: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(
-    data: bytes | bytearray | memoryview,
-    families: Collection[str] | None,
-    prefixes: Sequence[str],
-    max_samples: int,
-    max_line_bytes: int,
-    max_label_pairs: int,
-) -> dict[str, MetricFamily]:
+def _decode_lines(data: bytes | bytearray | memoryview, max_line_bytes: int) -> list[str]:
+    """The lines of a UTF-8 body; raise `ExpositionError` on bad UTF-8 or a line over ``max_line_bytes``."""
     if isinstance(data, str):
         raise ExpositionError("expected bytes, got str")
     try:
@@ -314,7 +314,6 @@ def _parse(
         raw = bytes(data)
         raise ExpositionError(f"invalid UTF-8 at byte {exc.start}", raw.count(b"\n", 0, exc.start) + 1) from None
     lines = text.split("\n")
-
     if len(text) > max_line_bytes:  # (otherwise no line can be too long)
         ascii_only = len(text) == len(data)
         limit = max_line_bytes if ascii_only else max_line_bytes // 4
@@ -322,50 +321,88 @@ def _parse(
             for i, ln in enumerate(lines, 1):
                 if len(ln) > limit and len(ln.encode()) > max_line_bytes:
                     raise ExpositionError(f"line longer than {max_line_bytes} bytes", i)
-    # Each kept sample takes a line: the sample cap needs checking only on longer inputs.
-    count_samples = len(lines) > max_samples
+    return lines
 
-    # OpenMetrics: the last non-blank line is "# EOF".
+
+def _is_openmetrics(lines: list[str]) -> bool:
+    """Whether the last non-blank line is ``# EOF``."""
     last = len(lines) - 1
     while last >= 0 and not lines[last].strip(_WS):
         last -= 1
-    openmetrics = last >= 0 and lines[last].strip(_WS) == "# EOF"
-    untyped = "unknown" if openmetrics else "untyped"
-    suffixes = _OM_SUFFIXES if openmetrics else _TEXT_SUFFIXES
-    unescape_help = _unescape_label if openmetrics else _unescape_text_help
+    return last >= 0 and lines[last].strip(_WS) == "# EOF"
 
-    if isinstance(families, str):  # one name, not an iterable of characters
-        families = (families,)
-    if isinstance(prefixes, str):
-        prefixes = (prefixes,)
-    keep_all = families is None and not prefixes
-    wanted: frozenset[str] = frozenset(families) if families is not None else frozenset()
-    prefix_tuple = tuple(prefixes)
 
-    result: dict[str, MetricFamily] = {}
-    n_kept = 0
+class _ParseState:
+    """The state of one parse: the options, the families found so far, and the family opened by the last header.
 
-    # The family opened by the last HELP/TYPE/UNIT line.
-    decl: str | None = None  # the name on its header line(s)
-    cur_help = ""
-    cur_typed = False
-    fam: MetricFamily | None = None  # None until its TYPE line or first sample
-    samples: list[Sample] = []  # fam.samples (a scratch list when the family is not kept)
-    kept = False
-    allowed: AbstractSet[str] = frozenset()
-    skip: tuple[str, ...] = ()
+    Header lines and samples off the fast path go through its methods; `_parse` keeps copies of
+    `kept`, `allowed`, `skip` and the current family's samples in locals for the sample lines on the fast path.
+    """
 
-    def register(name: str, typ: str, help_text: str, decl_name: str, lineno: int) -> MetricFamily:
+    __slots__ = (
+        "allowed",
+        "cur_help",
+        "cur_typed",
+        "decl",
+        "fam",
+        "keep_all",
+        "kept",
+        "max_label_pairs",
+        "max_samples",
+        "n_kept",
+        "openmetrics",
+        "prefixes",
+        "result",
+        "skip",
+        "unescape_help",
+        "untyped",
+        "wanted",
+    )
+
+    def __init__(
+        self,
+        openmetrics: bool,
+        families: Collection[str] | None,
+        prefixes: Sequence[str],
+        max_samples: int,
+        max_label_pairs: int,
+    ) -> None:
+        self.openmetrics = openmetrics
+        self.untyped = "unknown" if openmetrics else "untyped"
+        self.unescape_help = _unescape_label if openmetrics else _unescape_text_help
+        if isinstance(families, str):  # one name, not an iterable of characters
+            families = (families,)
+        if isinstance(prefixes, str):
+            prefixes = (prefixes,)
+        self.keep_all = families is None and not prefixes
+        self.wanted: frozenset[str] = frozenset(families) if families is not None else frozenset()
+        self.prefixes = tuple(prefixes)
+        self.max_samples = max_samples
+        self.max_label_pairs = max_label_pairs
+        self.result: dict[str, MetricFamily] = {}
+        self.n_kept = 0
+        # The family opened by the last HELP/TYPE/UNIT line.
+        self.decl: str | None = None  # the name on its header line(s)
+        self.cur_help = ""
+        self.cur_typed = False
+        self.fam: MetricFamily | None = None  # None until its TYPE line or first sample, and while not kept
+        self.kept = False
+        self.allowed: AbstractSet[str] = frozenset()  # the sample names of the current family
+        self.skip: tuple[str, ...] = ()  # line starts of the samples of a family not kept
+
+    def register(self, name: str, typ: str, help_text: str, decl_name: str, lineno: int) -> MetricFamily:
+        """The kept family ``name``, created or merged with the one of that name seen before."""
+        result = self.result
         existing = result.get(name)
         if existing is None:
             new = result[name] = MetricFamily(name, typ, help_text, [])
             return new
         # A family seen before: merge into it.
-        if existing.type == typ or typ == untyped:
+        if existing.type == typ or typ == self.untyped:
             if help_text and not existing.help:
                 existing.help = help_text
             return existing
-        if existing.type == untyped and not existing.samples:
+        if existing.type == self.untyped and not existing.samples:
             existing.type = typ
             return existing
         if decl_name != name and decl_name not in result:  # text: counter foo_total vs gauge foo
@@ -373,156 +410,184 @@ def _parse(
             return new
         raise ExpositionError(f"conflicting TYPE {typ!r} for {name!r} (was {existing.type!r})", lineno)
 
+    def header(self, line: str, lineno: int) -> None:
+        """Apply a line starting with ``#``: HELP and TYPE open or describe a family, anything else is a comment."""
+        hm = _fast_header_match(line)
+        if hm is None:
+            hm = _HEADER_RE.match(line)
+            if hm is None or not self._valid_header(hm.group(1), hm.group(2), lineno):
+                return  # a plain comment (or "# EOF")
+        kind, hname, rest = hm.groups()
+        if hname != self.decl:
+            # A new family; the one before it, announced by HELP/UNIT alone, still appears (untyped, empty).
+            if self.fam is None and self.kept and self.decl is not None:
+                self.register(self.decl, self.untyped, self.cur_help, self.decl, lineno)
+            self.decl = hname
+            self.cur_help = ""
+            self.cur_typed = False
+            self.fam = None
+            self.kept = self.keep_all or hname in self.wanted or hname.startswith(self.prefixes)
+            self.allowed = {hname}
+            if not self.kept:
+                self.skip = (hname + "{", hname + " ", hname + "\t")
+        if kind == "HELP":
+            help_text = rest.rstrip(_WS) if rest else ""
+            if "\\" in help_text:
+                help_text = self.unescape_help(help_text)
+            self.cur_help = help_text
+            if self.fam is not None:
+                self.fam.help = help_text
+        elif kind == "TYPE":
+            self._declare_type(hname, rest, lineno)
+        # UNIT lines are accepted and ignored.
+
+    @staticmethod
+    def _valid_header(kind: str, hname: str | None, lineno: int) -> bool:
+        """Whether a header line off the canonical shape names a family; raise when it is malformed."""
+        if hname is None:
+            if kind == "TYPE":
+                raise ExpositionError("TYPE line without a metric name", lineno)
+            return False
+        if _METRIC_NAME_RE.fullmatch(hname) is None:
+            raise ExpositionError(f"invalid metric name {hname!r} in {kind} line", lineno)
+        return True
+
+    def _declare_type(self, hname: str, rest: str | None, lineno: int) -> None:
+        """Apply the TYPE line of the current family: its sample names, whether it is kept, its registration."""
+        typ = rest.strip(_WS).lower() if rest else ""
+        if typ not in _TYPES:
+            raise ExpositionError(f"unknown metric type {rest!r}", lineno)
+        if self.cur_typed:
+            raise ExpositionError(f"second TYPE line for {hname!r}", lineno)
+        if self.fam is not None:
+            raise ExpositionError(f"TYPE line for {hname!r} after its samples", lineno)
+        self.cur_typed = True
+        fam_name = hname[:-6] if typ == "counter" and hname.endswith("_total") and len(hname) > 6 else hname
+        if self.openmetrics:
+            self.allowed = {hname, *[fam_name + sfx for sfx in _OM_SUFFIXES[typ]]}
+        else:
+            self.allowed = {hname + sfx for sfx in _TEXT_SUFFIXES[typ]}
+        wanted = self.wanted
+        self.kept = (
+            self.keep_all
+            or fam_name in wanted
+            or hname in wanted
+            or (typ == "counter" and fam_name + "_total" in wanted)
+            or fam_name.startswith(self.prefixes)
+        )
+        if self.kept:
+            self.fam = self.register(fam_name, typ, self.cur_help, hname, lineno)
+        else:
+            self.skip = tuple(n + sep for n in self.allowed for sep in ("{", " ", "\t"))
+
+    def first_sample(self, name: str, lineno: int) -> MetricFamily:
+        """The current (kept) family, registered as untyped when ``name`` is the first sample it sees."""
+        if self.fam is None:
+            self.fam = self.register(
+                name if self.decl is None else self.decl, self.untyped, self.cur_help, name, lineno
+            )
+        return self.fam
+
+    def general_sample(self, line: str, lineno: int) -> None:
+        """Parse a sample line off the fast path, keeping it when its family is kept."""
+        if not line.strip(_WS):
+            return
+        name = _sample_name(line, lineno)
+        if name in self.allowed:
+            if not self.kept:
+                return
+            target = self.first_sample(name, lineno).samples
+        else:
+            key = self._stray_family(name)
+            if key is None:
+                return
+            target = self.register(key, self.untyped, "", key, lineno).samples
+        target.append(_parse_sample_line(line, lineno, self.max_label_pairs))
+        self.count(lineno)
+
+    def _stray_family(self, name: str) -> str | None:
+        """The kept family of an untyped sample outside the current family, or ``None`` when it is not kept."""
+        if self.keep_all or name in self.wanted or name.startswith(self.prefixes):
+            return name
+        for sfx in _STRAY_SUFFIXES:
+            if name.endswith(sfx) and name[: -len(sfx)] in self.wanted:
+                return name[: -len(sfx)]
+        return None
+
+    def count(self, lineno: int) -> None:
+        """Count one kept sample against ``max_samples``."""
+        self.n_kept += 1
+        if self.n_kept > self.max_samples:
+            raise ExpositionError(f"more than {self.max_samples} samples", lineno)
+
+    def close(self, lineno: int) -> None:
+        """End the current family: one announced by HELP/UNIT alone is registered (untyped, empty)."""
+        if self.fam is None and self.kept and self.decl is not None:
+            self.register(self.decl, self.untyped, self.cur_help, self.decl, lineno)
+
+
+def _parse(
+    data: bytes | bytearray | memoryview,
+    families: Collection[str] | None,
+    prefixes: Sequence[str],
+    max_samples: int,
+    max_line_bytes: int,
+    max_label_pairs: int,
+) -> dict[str, MetricFamily]:
+    lines = _decode_lines(data, max_line_bytes)
+    # Each kept sample takes a line: the sample cap needs counting only on longer inputs.
+    count_samples = len(lines) > max_samples
+
+    state = _ParseState(_is_openmetrics(lines), families, prefixes, max_samples, max_label_pairs)
+    # The hot loop reads the current family's state from locals, refreshed after every header line.
+    kept, allowed, skip = state.kept, state.allowed, state.skip
+    samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
     fast_match = _FAST_LABELLED_LINE.fullmatch
     find_pairs = _FAST_PAIRS.findall
-    header_match = _FAST_HEADER_RE.fullmatch
-
     for lineno, line in enumerate(lines, 1):
         if not line:
             continue
         if line[0] == "#":
-            hm = header_match(line)
-            if hm is None:
-                hm = _HEADER_RE.match(line)
-                if hm is None:
-                    continue  # a plain comment (or "# EOF")
-                if hm.group(2) is None:
-                    if hm.group(1) == "TYPE":
-                        raise ExpositionError("TYPE line without a metric name", lineno)
-                    continue
-                if _METRIC_NAME_RE.fullmatch(hm.group(2)) is None:
-                    raise ExpositionError(f"invalid metric name {hm.group(2)!r} in {hm.group(1)} line", lineno)
-            kind, hname, rest = hm.groups()
-            if hname != decl:
-                # A new family. One announced by HELP/UNIT alone still appears (untyped, empty).
-                if fam is None and kept and decl is not None:
-                    register(decl, untyped, cur_help, decl, lineno)
-                decl = hname
-                cur_help = ""
-                cur_typed = False
-                fam = None
-                samples = []
-                kept = keep_all or hname in wanted or hname.startswith(prefix_tuple)
-                allowed = {hname}
-                if not kept:
-                    skip = (hname + "{", hname + " ", hname + "\t")
-            if kind == "HELP":
-                help_text = rest.rstrip(_WS) if rest else ""
-                if "\\" in help_text:
-                    help_text = unescape_help(help_text)
-                cur_help = help_text
-                if fam is not None:
-                    fam.help = help_text
-            elif kind == "TYPE":
-                typ = rest.strip(_WS).lower() if rest else ""
-                if typ not in _TYPES:
-                    raise ExpositionError(f"unknown metric type {rest!r}", lineno)
-                if cur_typed:
-                    raise ExpositionError(f"second TYPE line for {hname!r}", lineno)
-                if fam is not None:
-                    raise ExpositionError(f"TYPE line for {hname!r} after its samples", lineno)
-                cur_typed = True
-                fam_name = hname[:-6] if typ == "counter" and hname.endswith("_total") and len(hname) > 6 else hname
-                if openmetrics:
-                    allowed = {hname, *[fam_name + sfx for sfx in suffixes[typ]]}
-                else:
-                    allowed = {hname + sfx for sfx in suffixes[typ]}
-                kept = (
-                    keep_all
-                    or fam_name in wanted
-                    or hname in wanted
-                    or (typ == "counter" and fam_name + "_total" in wanted)
-                    or fam_name.startswith(prefix_tuple)
-                )
-                if kept:
-                    fam = register(fam_name, typ, cur_help, hname, lineno)
-                    samples = fam.samples
-                else:
-                    skip = tuple(n + sep for n in allowed for sep in ("{", " ", "\t"))
-                    samples = []
-                    fam = MetricFamily(fam_name, typ, cur_help, samples)  # not registered
-            # UNIT lines are accepted and ignored.
+            state.header(line, lineno)
+            kept, allowed, skip = state.kept, state.allowed, state.skip
+            samples = state.fam.samples if state.fam is not None else None
             continue
-
         if kept:
             # Fast paths: canonical sample lines of the current family.
             if "{" in line:
                 m = fast_match(line)
-                if m is not None:
+                if m is None:
+                    canonical = False
+                else:
                     name, block, vs = m.groups()
-                    if name in allowed:
-                        try:
-                            value = float(vs)
-                        except ValueError:
-                            pass
-                        else:
-                            pairs = find_pairs(block)
-                            labels = dict(pairs)
-                            if len(labels) == len(pairs) <= max_label_pairs:
-                                if fam is None:
-                                    fam = register(name if decl is None else decl, untyped, cur_help, name, lineno)
-                                    samples = fam.samples
-                                samples.append(new_sample(name, labels, value))
-                                if count_samples:
-                                    n_kept += 1
-                                    if n_kept > max_samples:
-                                        raise ExpositionError(f"more than {max_samples} samples", lineno)
-                                continue
+                    pairs = find_pairs(block)
+                    labels = dict(pairs)
+                    canonical = name in allowed and len(labels) == len(pairs) <= max_label_pairs
             else:
                 name, _, vs = line.partition(" ")
-                if name in allowed and vs.isascii() and "_" not in vs:
-                    try:
-                        value = float(vs)
-                    except ValueError:
-                        pass
-                    else:
-                        if fam is None:
-                            fam = register(name if decl is None else decl, untyped, cur_help, name, lineno)
-                            samples = fam.samples
-                        samples.append(new_sample(name, {}, value))
-                        if count_samples:
-                            n_kept += 1
-                            if n_kept > max_samples:
-                                raise ExpositionError(f"more than {max_samples} samples", lineno)
-                        continue
+                labels = {}
+                # float() also takes '_' separators and non-ASCII digits; the format does not.
+                canonical = name in allowed and vs.isascii() and "_" not in vs
+            if canonical:
+                try:
+                    value = float(vs)
+                except ValueError:
+                    pass
+                else:
+                    if samples is None:
+                        samples = state.first_sample(name, lineno).samples
+                    samples.append(new_sample(name, labels, value))
+                    if count_samples:
+                        state.count(lineno)
+                    continue
         elif line.startswith(skip):
             continue  # a sample of a filtered-out family: not parsed
-
         # General path: blanks, escapes, timestamps, exemplars, untyped samples, errors.
-        if not line.strip(_WS):
-            continue
-        name = _sample_name(line, lineno)
-        if name in allowed:
-            if not kept:
-                continue
-            if fam is None:
-                fam = register(name if decl is None else decl, untyped, cur_help, name, lineno)
-                samples = fam.samples
-            target = samples
-        else:
-            # An untyped sample outside the current family.
-            key: str | None = None
-            if keep_all or name in wanted or name.startswith(prefix_tuple):
-                key = name
-            else:
-                for sfx in _STRAY_SUFFIXES:
-                    if name.endswith(sfx) and name[: -len(sfx)] in wanted:
-                        key = name[: -len(sfx)]
-                        break
-            if key is None:
-                continue
-            target = register(key, untyped, "", key, lineno).samples
-        name, labels, value = _parse_sample_line(line, lineno, max_label_pairs)
-        target.append(new_sample(name, labels, value))
-        if count_samples:
-            n_kept += 1
-            if n_kept > max_samples:
-                raise ExpositionError(f"more than {max_samples} samples", lineno)
-
-    if fam is None and kept and decl is not None:
-        register(decl, untyped, cur_help, decl, len(lines))
-    return result
+        state.general_sample(line, lineno)
+        samples = state.fam.samples if state.fam is not None else None
+    state.close(len(lines))
+    return state.result
 
 
 K = TypeVar("K", bound=Hashable)

@@ -420,13 +420,14 @@ def vllm_container(
     *,
     model: str,
     served_name: str = "",
-    gpus: list[str] | None = None,
-    gpu_count: int = 0,
+    gpus: list[str] | int = 0,
     modern: bool = True,
     extra_args: list[str] | None = None,
-    cuda: str = "12.4.1",
 ) -> FakeContainer:
-    """A vLLM container the way ``docker run --gpus … vllm/vllm-openai:<tag>`` creates it."""
+    """A vLLM container the way ``docker run --gpus … vllm/vllm-openai:<tag>`` creates it.
+
+    ``gpus``, like ``docker run --gpus``: device ids (``device=2,3``) or a count of any GPUs.
+    """
     if modern:
         entrypoint, cmd = ["vllm", "serve"], [model]
     else:
@@ -435,10 +436,10 @@ def vllm_container(
         cmd += ["--served-model-name", served_name]
     cmd += ["--port", "8000", *(extra_args or [])]
     requests: list[dict[str, Any]] = []
-    if gpus:
+    if isinstance(gpus, list) and gpus:
         requests = [{"Driver": "nvidia", "Count": 0, "DeviceIDs": gpus, "Capabilities": [["gpu"]], "Options": {}}]
-    elif gpu_count:
-        requests = [{"Driver": "nvidia", "Count": gpu_count, "DeviceIDs": None, "Capabilities": [["gpu"]]}]
+    elif isinstance(gpus, int) and gpus:
+        requests = [{"Driver": "nvidia", "Count": gpus, "DeviceIDs": None, "Capabilities": [["gpu"]]}]
     return FakeContainer(
         id=container_id(name),
         name=name,
@@ -448,7 +449,7 @@ def vllm_container(
         labels={"com.docker.compose.project": "llm", "com.docker.compose.service": name},
         env={
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",
-            "CUDA_VERSION": cuda,
+            "CUDA_VERSION": "12.4.1",
             "NVIDIA_VISIBLE_DEVICES": "all",
             "VLLM_USAGE_SOURCE": "production-docker-image",
             "HF_TOKEN": "hf_demo_secret_never_exported",
@@ -529,7 +530,7 @@ def demo_specs() -> list[tuple[str, str, SimulatedVllm, dict[str, Any]]]:
             ),
             {
                 "served_name": "mistral-7b-instruct",
-                "gpu_count": 1,
+                "gpus": 1,
                 "modern": False,
                 "extra_args": ["--quantization", "awq"],
             },
@@ -639,7 +640,7 @@ def stuck_loading_scenario(demo: DockerDemo, backend: VllmBackend) -> Scenario:
                 port,
                 model=backend.current.root,
                 served_name=backend.current.model,
-                gpu_count=1,
+                gpus=1,
             )
         )
         created.append(container.id)

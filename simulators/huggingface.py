@@ -24,21 +24,28 @@ PRIVATE_REPO = "inferwatch-demo/private-finetune"
 RESTRICTED_REPO = "inferwatch-demo/restricted-model"
 
 
+@dataclass(frozen=True)
+class Weights:
+    """A model's safetensors weights: parameter count per dtype, number of shards, quantisation method."""
+
+    params: dict[str, int]
+    shards: int = 1
+    quant_method: str = ""
+
+
 def _model(
     repo_id: str,
     *,
     pipeline_tag: str,
     license_: str,
-    params: dict[str, int],
+    weights: Weights,
     model_type: str,
     library: str = "transformers",
     gated: bool | str = False,
-    private: bool = False,
-    quant_method: str = "",
-    shards: int = 1,
     extra_tags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One ``/api/models/{repo_id}`` body, shaped like the Hub's."""
+    """One ``/api/models/{repo_id}`` body, shaped like the Hub's (only `PRIVATE_REPO` is private)."""
+    params, shards, quant_method = weights.params, weights.shards, weights.quant_method
     author = repo_id.split("/", 1)[0]
     config: dict[str, Any] = {"architectures": [_ARCH.get(model_type, "AutoModel")], "model_type": model_type}
     tags = [
@@ -73,7 +80,7 @@ def _model(
         "modelId": repo_id,
         "author": author,
         "sha": hashlib.sha1(b"sha:" + repo_id.encode()).hexdigest(),
-        "private": private,
+        "private": repo_id == PRIVATE_REPO,
         "gated": gated,
         "disabled": False,
         "downloads": 120_000,
@@ -108,8 +115,7 @@ def demo_models() -> dict[str, dict[str, Any]]:
             pipeline_tag="text-generation",
             license_="apache-2.0",
             model_type="qwen3",
-            params={"BF16": 8190735360},
-            shards=5,
+            weights=Weights({"BF16": 8190735360}, shards=5),
             extra_tags=("conversational",),
         ),
         _model(
@@ -117,17 +123,14 @@ def demo_models() -> dict[str, dict[str, Any]]:
             pipeline_tag="text-generation",
             license_="apache-2.0",
             model_type="qwen3",
-            params={"I32": 1109917696, "F16": 1244659712},
-            quant_method="awq",
-            shards=2,
+            weights=Weights({"I32": 1109917696, "F16": 1244659712}, shards=2, quant_method="awq"),
         ),
         _model(
             "Qwen/Qwen2.5-32B-Instruct",
             pipeline_tag="text-generation",
             license_="apache-2.0",
             model_type="qwen2",
-            params={"BF16": 32763876352},
-            shards=17,
+            weights=Weights({"BF16": 32763876352}, shards=17),
             extra_tags=("conversational",),
         ),
         _model(
@@ -135,43 +138,39 @@ def demo_models() -> dict[str, dict[str, Any]]:
             pipeline_tag="text-generation",
             license_="llama3.1",
             model_type="llama",
-            params={"BF16": 8030261248},
+            weights=Weights({"BF16": 8030261248}, shards=4),
             gated="manual",
-            shards=4,
         ),
         _model(
             "meta-llama/Llama-2-13b-chat-hf",
             pipeline_tag="text-generation",
             license_="llama2",
             model_type="llama",
-            params={"F16": 13015864320},
+            weights=Weights({"F16": 13015864320}, shards=3),
             gated="manual",
-            shards=3,
         ),
         _model(
             "mistralai/Mistral-7B-Instruct-v0.3",
             pipeline_tag="text-generation",
             license_="apache-2.0",
             model_type="mistral",
-            params={"BF16": 7248023552},
+            weights=Weights({"BF16": 7248023552}, shards=3),
             gated="auto",
-            shards=3,
         ),
         _model(
             "google/gemma-3-12b-it",
             pipeline_tag="image-text-to-text",
             license_="gemma",
             model_type="gemma3",
-            params={"BF16": 12187325040},
+            weights=Weights({"BF16": 12187325040}, shards=5),
             gated="manual",
-            shards=5,
         ),
         _model(
             "BAAI/bge-m3",
             pipeline_tag="sentence-similarity",
             license_="mit",
             model_type="xlm-roberta",
-            params={"F32": 567754752},
+            weights=Weights({"F32": 567754752}),
             library="sentence-transformers",
         ),
         _model(
@@ -179,7 +178,7 @@ def demo_models() -> dict[str, dict[str, Any]]:
             pipeline_tag="text-classification",
             license_="apache-2.0",
             model_type="xlm-roberta",
-            params={"F32": 567755777},
+            weights=Weights({"F32": 567755777}),
             library="sentence-transformers",
         ),
         _model(
@@ -187,18 +186,15 @@ def demo_models() -> dict[str, dict[str, Any]]:
             pipeline_tag="text-generation",
             license_="other",
             model_type="llama",
-            params={"BF16": 8030261248},
-            private=True,
-            shards=4,
+            weights=Weights({"BF16": 8030261248}, shards=4),
         ),
         _model(
             RESTRICTED_REPO,
             pipeline_tag="text-generation",
             license_="other",
             model_type="llama",
-            params={"BF16": 8030261248},
+            weights=Weights({"BF16": 8030261248}, shards=4),
             gated="manual",
-            shards=4,
         ),
     ]
     return {m["id"]: m for m in models}

@@ -42,6 +42,8 @@ V2_API_404 = {
 UNAUTHORIZED = {"message": "Invalid credentials. Confirm that you've configured the correct host."}
 MODELS = (("gpt-4o-2024-08-06", 2.5e-06, 1e-05), ("gpt-4o-mini", 1.5e-07, 6e-07), ("llama-3.1-8b", 1e-07, 1e-07))
 TRACE_NAMES = ("chat-completion", "rag-query", "embed-docs")
+USERS = 8
+"""Distinct users of a generated dataset (sessions: twice as many)."""
 
 
 def _iso(ts: float) -> str:
@@ -128,7 +130,6 @@ def make_dataset(
     traces_per_s: float = 2.0,
     max_lag_s: float = 0.0,
     update_after_s: float = 0.0,
-    users: int = 8,
     error_rate: float = 0.1,
     score_floor: float = 0.0,
 ) -> Dataset:
@@ -150,8 +151,8 @@ def make_dataset(
         if ts >= end:
             continue
         trace_id = f"{seed:04x}{i:028x}"
-        user = f"user-{rng.randrange(users):04d}" if rng.random() < 0.9 else None
-        session = f"sess-{rng.randrange(users * 2):04x}" if rng.random() < 0.7 else None
+        user = f"user-{rng.randrange(USERS):04d}" if rng.random() < 0.9 else None
+        session = f"sess-{rng.randrange(USERS * 2):04x}" if rng.random() < 0.7 else None
         tier = rng.choice(("gold", "free"))
         lag = rng.random() * max_lag_s
         data.traces.append(
@@ -648,7 +649,8 @@ class SimulatedLangfuse:
         return _parse(q.get(lo)) or -math.inf, _parse(q.get(hi)) or math.inf
 
     @staticmethod
-    def _page(q: Any, rows: list[Any]) -> tuple[list[Any], dict[str, int]] | web.Response:
+    def _page(q: Any, rows: list[Any], to_json: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | web.Response:
+        """The ``page``/``limit`` page of ``rows`` as ``{"data": [...], "meta": {...}}``, or a 400 response."""
         try:
             page, limit = int(q.get("page", 1)), int(q.get("limit", 50))
         except ValueError:
@@ -656,7 +658,7 @@ class SimulatedLangfuse:
         if page < 1 or not 1 <= limit <= 100:
             return web.json_response({"message": "Invalid request data", "error": []}, status=400)
         meta = {"page": page, "limit": limit, "totalItems": len(rows), "totalPages": math.ceil(len(rows) / limit)}
-        return rows[(page - 1) * limit : page * limit], meta
+        return {"data": [to_json(r) for r in rows[(page - 1) * limit : page * limit]], "meta": meta}
 
     def _traces(self, q: Any, now: float) -> Any:
         lo, hi = self._window(q, "fromTimestamp", "toTimestamp")
@@ -664,10 +666,7 @@ class SimulatedLangfuse:
             (t for t in self.data.traces if lo <= t.timestamp < hi and t.visible_at <= now),
             key=lambda t: (-t.timestamp, t.id),
         )
-        paged = self._page(q, rows)
-        if isinstance(paged, web.Response):
-            return paged
-        return {"data": [self._trace_json(t, now) for t in paged[0]], "meta": paged[1]}
+        return self._page(q, rows, lambda t: self._trace_json(t, now))
 
     def _observations(self, q: Any, now: float) -> Any:
         lo, hi = self._window(q, "fromStartTime", "toStartTime")
@@ -675,10 +674,7 @@ class SimulatedLangfuse:
             (o for o in self.data.observations if lo <= o.start < hi and o.visible_at <= now),
             key=lambda o: (-o.start, o.id),
         )
-        paged = self._page(q, rows)
-        if isinstance(paged, web.Response):
-            return paged
-        return {"data": [self._obs_v1_json(o, now) for o in paged[0]], "meta": paged[1]}
+        return self._page(q, rows, lambda o: self._obs_v1_json(o, now))
 
     def _visible_scores(self, q: Any, now: float) -> list[SimScore]:
         lo, hi = self._window(q, "fromTimestamp", "toTimestamp")
@@ -697,13 +693,11 @@ class SimulatedLangfuse:
         rows = self._visible_scores(q, now)
         if style == "v1" and self.major >= 3:
             rows = [s for s in rows if s.data_type in ("NUMERIC", "BOOLEAN", "CATEGORICAL")]
-        paged = self._page(q, rows)
-        if isinstance(paged, web.Response):
-            return paged
-        data = [self._score_json(s, style) for s in paged[0]]
-        if style == "v2":  # the server drops rows its zod schema rejects (TEXT here) but counts them
-            data = [d for d in data if d["dataType"] != "TEXT"]
-        return {"data": data, "meta": paged[1]}
+        page = self._page(q, rows, lambda s: self._score_json(s, style))
+        if style == "v2" and isinstance(page, dict):
+            # the server drops rows its zod schema rejects (TEXT here) but counts them in meta
+            page["data"] = [d for d in page["data"] if d["dataType"] != "TEXT"]
+        return page
 
     @staticmethod
     def _cursor(q: Any) -> dict[str, Any] | None:

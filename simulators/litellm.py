@@ -124,6 +124,29 @@ def _error(status: int, message: str, kind: str, param: str | None = "None") -> 
     return web.json_response(body, status=status)
 
 
+# The labels LiteLLM puts on a request made with the master key, and on its own health-check probes.
+_CALLER_LABELS = {
+    "api_key_alias": "None",
+    "hashed_api_key": MASTER_HASH,
+    "team": "None",
+    "team_alias": "None",
+    "user": "default_user_id",
+    "end_user": "None",
+    "org_id": "None",
+    "org_alias": "None",
+}
+_PROBE_LABELS = {
+    "api_key_alias": HEALTH_KEY,
+    "hashed_api_key": HEALTH_KEY,
+    "team": HEALTH_KEY,
+    "team_alias": HEALTH_KEY,
+    "user": "None",
+    "end_user": "None",
+    "org_id": "None",
+    "org_alias": "None",
+}
+
+
 def _labels(**labels: str) -> str:
     inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
@@ -336,26 +359,6 @@ class SimulatedLitellm:
             out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
             out.extend(lines)
 
-        who = {
-            "api_key_alias": "None",
-            "hashed_api_key": MASTER_HASH,
-            "team": "None",
-            "team_alias": "None",
-            "user": "default_user_id",
-            "end_user": "None",
-            "org_id": "None",
-            "org_alias": "None",
-        }
-        probe = {
-            "api_key_alias": HEALTH_KEY,
-            "hashed_api_key": HEALTH_KEY,
-            "team": HEALTH_KEY,
-            "team_alias": HEALTH_KEY,
-            "user": "None",
-            "end_user": "None",
-            "org_id": "None",
-            "org_alias": "None",
-        }
         requests, failed, tokens_in, tokens_out, tokens_all, spend, lat = [], [], [], [], [], [], []
         state, cooled, dep_fail, fallback, remaining = [], [], [], [], []
         req_name = "litellm_requests_metric_total" if old else "litellm_proxy_total_requests_metric_total"
@@ -367,27 +370,26 @@ class SimulatedLitellm:
             base = {"requested_model": d.group, "model_id": d.model_id, "api_provider": d.provider}
             if old:
                 requests.append(
-                    f"{req_name}{_labels(**who, model=d.bare, requested_model=d.group)} "
+                    f"{req_name}{_labels(**_CALLER_LABELS, model=d.bare, requested_model=d.group)} "
                     f"{float(sum(d.requests.values()))}\n"
                 )
             else:
                 requests.append(
-                    f"{req_name}{_labels(**probe, requested_model='', model_id='', status_code='200', api_provider=d.provider)} 2.0\n"  # noqa: E501
+                    f"{req_name}{_labels(**_PROBE_LABELS, requested_model='', model_id='', status_code='200', api_provider=d.provider)} 2.0\n"  # noqa: E501
                 )
                 for code, n in sorted(d.requests.items()):
-                    requests.append(f"{req_name}{_labels(**who, **base, status_code=code)} {n}\n")
+                    requests.append(f"{req_name}{_labels(**_CALLER_LABELS, **base, status_code=code)} {n}\n")
             for exc, n in sorted(d.failures.items()):
                 status = "429" if "RateLimit" in exc else "500"
-                failed.append(
-                    f"{fail_name}{_labels(**who, **base, exception_class=exc, exception_status=status)} {n}\n"
-                )
-            labels = _labels(**who, **base, model=d.bare)
+                failure = _labels(**_CALLER_LABELS, **base, exception_class=exc, exception_status=status)
+                failed.append(f"{fail_name}{failure} {n}\n")
+            labels = _labels(**_CALLER_LABELS, **base, model=d.bare)
             tokens_in.append(f"litellm_input_tokens{tok}_total{labels} {d.input_tokens}\n")
             tokens_out.append(f"litellm_output_tokens{tok}_total{labels} {d.output_tokens}\n")
             tokens_all.append(f"litellm_total_tokens{tok}_total{labels} {d.input_tokens + d.output_tokens}\n")
             spend.append(f"litellm_spend_metric_total{labels} {d.spend}\n")
             count = d.requests.get("200", 0.0)
-            hl = {**who, **base, "model": d.bare, "model_group": d.group}
+            hl = {**_CALLER_LABELS, **base, "model": d.bare, "model_group": d.group}
             for le, n in zip(BUCKETS, d.latency_buckets, strict=True):
                 lat.append(f"litellm_request_total_latency_metric_bucket{_labels(**hl, le=str(le))} {n}\n")
             lat.append(f"litellm_request_total_latency_metric_bucket{_labels(**hl, le='+Inf')} {count}\n")
@@ -405,11 +407,11 @@ class SimulatedLitellm:
                 )
             if d.failures:
                 dep_fail.append(
-                    f"litellm_deployment_failure_responses_total{_labels(**dep, **who, litellm_model_name=d.bare, requested_model=d.group, model_group=d.group, exception_status='500', exception_class='Openai.InternalServerError')} {sum(d.failures.values())}\n"  # noqa: E501
+                    f"litellm_deployment_failure_responses_total{_labels(**dep, **_CALLER_LABELS, litellm_model_name=d.bare, requested_model=d.group, model_group=d.group, exception_status='500', exception_class='Openai.InternalServerError')} {sum(d.failures.values())}\n"  # noqa: E501
                 )
             if d.fallbacks_ok:
                 fallback.append(
-                    f"litellm_deployment_successful_fallbacks_total{_labels(**who, requested_model=d.group, fallback_model=d.fallback, model_id='None', exception_class='Openai.InternalServerError', exception_status='500')} {d.fallbacks_ok}\n"  # noqa: E501
+                    f"litellm_deployment_successful_fallbacks_total{_labels(**_CALLER_LABELS, requested_model=d.group, fallback_model=d.fallback, model_id='None', exception_class='Openai.InternalServerError', exception_status='500')} {d.fallbacks_ok}\n"  # noqa: E501
                 )
             left = 0.0 if d.rate_limited else 999.0 - min(998.0, d.requests.get("200", 0.0))
             rname = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from inferwatch.services.langfuse_ingester.core import (
     SCORES_V3,
     TRACES,
     BadRowError,
+    BucketRows,
     Ledger,
+    Segmentation,
     bucket_contribution,
     distinct_sketch,
-    exact_quantile,
     fallback,
     histogram_quantile,
     initial_plan,
@@ -198,16 +200,19 @@ def fixture_contribution(tracked: list[str], top_n: int = 5) -> dict[str, Any]:
     )
     start = parse_time("2026-08-20T13:00:00Z")
     assert start is not None
+    rows = BucketRows(
+        traces=traces,
+        observations=obs,
+        scores=scores + scores,  # duplicates by id are ignored
+        bad_rows={"score_unknown_type": 2},
+    )
     return bucket_contribution(
         start,
         start + 10800,
-        traces,
-        obs,
-        scores + scores,  # duplicates by id are ignored
+        rows,
         tracked_users=tracked,
         top_n_users=top_n,
-        segment_metadata_key="tenant",
-        bad_rows={"score_unknown_type": 2},
+        segmentation=Segmentation(metadata_key="tenant"),
     )
 
 
@@ -286,10 +291,16 @@ def test_plan_cycle_settles_rechecks_and_respects_retention() -> None:
     assert plan.new[-1] + 3600 <= 10 * day
 
 
+def exact_quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of raw values: the reference the histogram estimate is checked against."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
 def test_quantiles_from_histogram_track_exact_ones() -> None:
     rng = random.Random(3)
     values = [rng.lognormvariate(0, 0.8) for _ in range(5000)]
-    c = bucket_contribution(0, 10, [], [], [], tracked_users=[], top_n_users=1)
+    c = bucket_contribution(0, 10, BucketRows(), tracked_users=[], top_n_users=1)
     assert c["latency"] == {}
     from inferwatch.services.langfuse_ingester.core import LATENCY_BOUNDS_S, _histogram_index
 
@@ -299,7 +310,6 @@ def test_quantiles_from_histogram_track_exact_ones() -> None:
     for q in (0.5, 0.9, 0.99):
         approx, exact = histogram_quantile(counts, q), exact_quantile(values, q)
         assert approx is not None
-        assert exact is not None
         assert abs(approx - exact) / exact < 0.25
     assert histogram_quantile([0.0] * len(counts), 0.5) is None
 

@@ -15,7 +15,6 @@ from inferwatch.services.litellm_poller.config import LitellmPollerConfig
 from inferwatch.services.litellm_poller.core import (
     WANTED,
     apply_deployment_state,
-    bare_model,
     classify_model,
     deployment_metrics,
     error_hint,
@@ -28,7 +27,6 @@ from inferwatch.services.litellm_poller.core import (
     parse_model_group_info,
     parse_model_info,
     parse_readiness,
-    parse_v1_models,
     status_class,
     usage_by_group,
 )
@@ -160,15 +158,6 @@ def test_model_group_info_capture_and_merge() -> None:
         parse_model_group_info({"data": "x"})
 
 
-def test_v1_models_capture() -> None:
-    names = parse_v1_models(load("v1-models.json"))
-    assert names[:3] == ["fake-chat", "fake-embedding", "fake-rerank"]
-    assert len(names) == 7
-    for bad in ("v1-models-bad-key.json", "model-info-no-key.json"):  # error bodies are not model lists
-        with pytest.raises(ValueError, match="/v1/models"):
-            parse_v1_models(load(bad))
-
-
 def test_readiness_captures() -> None:
     plain = parse_readiness(load("health-readiness.json"))
     assert (plain.ready, plain.db_status, plain.version, plain.callbacks) == (True, "Not connected", "", ())
@@ -209,7 +198,6 @@ def test_error_labels_and_hints() -> None:
 
 def test_strip_credentials() -> None:
     assert strip_credentials("http://a:b@[::1]:4000/v1?api_key=x#f") == "http://[::1]:4000/v1"
-    assert bare_model("hosted_vllm/org/model") == "org/model"
 
 
 # ---- Prometheus ---------------------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from inferwatch.simulators.vllm import (
     METRICS_CONTENT_TYPE,
     SimulatedVllm,
     VllmGeneration,
-    _fmt_legacy,
     build_app,
     demo_fleet,
     make_fleet,
     serve,
     start_demo,
 )
+from inferwatch.simulators.vllm.registry import fmt_legacy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def test_float_spelling_follows_the_prometheus_client_of_each_release() -> None:
     rng = random.Random(1)
     for _ in range(2000):
         v = rng.choice([rng.random(), rng.uniform(0, 1e6), float(rng.randint(0, 10**9)), rng.uniform(1e9, 1e15)])
-        legacy = _fmt_legacy(v)
+        legacy = fmt_legacy(v)
         assert float(legacy) == v
         if v < 1e10:
             assert legacy == floatToGoString(v)

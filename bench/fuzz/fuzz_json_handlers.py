@@ -32,19 +32,17 @@ with atheris.instrument_imports():
         reduce_details,
     )
     from inferwatch.services.litellm_poller.core import (
-        decode_json,
         merge_group_info,
         parse_backlog,
         parse_health,
         parse_model_group_info,
         parse_model_info,
         parse_readiness,
-        parse_v1_models,
     )
     from inferwatch.services.model_catalog.core import parse_hf_model
     from inferwatch.services.vllm_scraper.core import parse_models
 
-DOCUMENT_PARSERS = (parse_model_group_info, parse_v1_models, parse_readiness, parse_backlog, parse_health)
+DOCUMENT_PARSERS = (parse_model_group_info, parse_readiness, parse_backlog, parse_health)
 
 
 def _rows(doc: Any) -> list[Any]:
@@ -58,8 +56,8 @@ def one_input(data: bytes) -> None:
     with contextlib.suppress(ValueError):
         parse_models(data)
     try:
-        doc = decode_json(data, "fuzz")
-    except ValueError:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
         return
     for parse in DOCUMENT_PARSERS:
         with contextlib.suppress(ValueError):

@@ -212,36 +212,48 @@ class Expression:
             values = [self._eval(v, scope) for v in node.values]
             return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.UnaryOp):
-            value = self._eval(node.operand, scope)
-            if isinstance(node.op, ast.Not):
-                return not value
-            return None if value is None else -value
+            return self._eval_unary(node, scope)
         if isinstance(node, ast.BinOp):
-            left, right = self._eval(node.left, scope), self._eval(node.right, scope)
-            if left is None or right is None:
-                return None
-            if isinstance(node.op, ast.Div) and right == 0:
-                return None
-            return _ARITH[type(node.op)](left, right)
+            return self._eval_binop(node, scope)
         if isinstance(node, ast.Compare):
-            left = self._eval(node.left, scope)
-            for op, comparator in zip(node.ops, node.comparators, strict=True):
-                right = self._eval(comparator, scope)
-                if left is None or right is None:
-                    return False
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
-            return True
+            return self._eval_compare(node, scope)
         if isinstance(node, ast.Tuple | ast.List):
             return tuple(self._eval(e, scope) for e in node.elts)
         if isinstance(node, ast.Call):
-            assert isinstance(node.func, ast.Name)
-            args = [self._eval(a, scope) for a in node.args]
-            if node.func.id == "increase":
-                return scope.increase(node.site, args[0], float(args[1]) if len(args) == 2 else 0.0)  # type: ignore[attr-defined]
-            return FUNCTIONS[node.func.id][0](*args)
+            return self._eval_call(node, scope)
         raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+    def _eval_unary(self, node: ast.UnaryOp, scope: Scope) -> Any:
+        value = self._eval(node.operand, scope)
+        if isinstance(node.op, ast.Not):
+            return not value
+        return None if value is None else -value
+
+    def _eval_binop(self, node: ast.BinOp, scope: Scope) -> Any:
+        left, right = self._eval(node.left, scope), self._eval(node.right, scope)
+        if left is None or right is None:
+            return None
+        if isinstance(node.op, ast.Div) and right == 0:
+            return None
+        return _ARITH[type(node.op)](left, right)
+
+    def _eval_compare(self, node: ast.Compare, scope: Scope) -> bool:
+        left = self._eval(node.left, scope)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = self._eval(comparator, scope)
+            if left is None or right is None:
+                return False
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+
+    def _eval_call(self, node: ast.Call, scope: Scope) -> Any:
+        assert isinstance(node.func, ast.Name)
+        args = [self._eval(a, scope) for a in node.args]
+        if node.func.id == "increase":
+            return scope.increase(node.site, args[0], float(args[1]) if len(args) == 2 else 0.0)  # type: ignore[attr-defined]
+        return FUNCTIONS[node.func.id][0](*args)
 
 
 Sample = tuple[float, float | Histogram]  # (evaluation time, cumulative value)

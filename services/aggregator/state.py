@@ -1,4 +1,4 @@
-"""The aggregator's live state: the last snapshot per source, expiry, and occurrence counters. Pure.
+"""The aggregator's live state: the last snapshot per source and its expiry. Pure.
 
 A source is keyed by (event type tag, source key). A snapshot replaces the previous one; it is
 rendered lazily, once, at the next scrape after it changed. A source silent for three intervals is
@@ -8,12 +8,12 @@ so an alert on it can fire, then that goes too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
-from inferwatch.contracts import Event, Occurrence, Snapshot, domain_kind
+from inferwatch.contracts import Event, Snapshot, domain_kind
 from inferwatch.services.aggregator.render import Family, RenderFn, SeriesWriter, label_block
 
 SOURCE_UP = Family(
@@ -71,19 +71,17 @@ class IngestStats:
 
 
 class SourceTable:
-    """Last snapshot per source, plus whatever occurrence handlers accumulate."""
+    """Last snapshot per source."""
 
     def __init__(
         self,
         renderers: Mapping[type[Event], RenderFn],
-        occurrence_handlers: Mapping[type[Event], Callable[[Event], None]] | None = None,
         *,
         expiry_intervals: float = 3.0,
         tombstone_s: float = 600.0,
         max_sources: int = 100_000,
     ) -> None:
         self._renderers = dict(renderers)
-        self._occurrence_handlers = dict(occurrence_handlers or {})
         self._expiry_intervals = expiry_intervals
         self._tombstone_s = tombstone_s
         self._max_sources = max_sources
@@ -123,10 +121,6 @@ class SourceTable:
             self.sources[key] = SourceEntry(
                 tag, domain, kind, event, now, now + self._expiry_intervals * max(event.interval_s, 0.1)
             )
-        elif isinstance(event, Occurrence):
-            handler = self._occurrence_handlers.get(type(event))
-            if handler is not None:
-                handler(event)
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1

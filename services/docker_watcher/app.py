@@ -103,30 +103,14 @@ class DockerWatcher:
         now = time.time()
         if target is not None and target != old:
             if old is not None and old.url != target.url:
-                await self.ctx.bus.publish(
-                    TargetLost(
-                        source=container_id,
-                        observed_at=now,
-                        collector=self.ctx.instance,
-                        target=old,
-                        reason="address_changed",
-                    )
-                )
+                await self._publish_lost(container_id, old, "address_changed", now)
             self.targets[container_id] = target
             await self.ctx.bus.publish(
                 TargetFound(source=container_id, observed_at=now, collector=self.ctx.instance, target=target)
             )
         elif target is None and old is not None:
             del self.targets[container_id]
-            await self.ctx.bus.publish(
-                TargetLost(
-                    source=container_id,
-                    observed_at=now,
-                    collector=self.ctx.instance,
-                    target=old,
-                    reason=reason or (info.state if info else "removed"),
-                )
-            )
+            await self._publish_lost(container_id, old, reason or (info.state if info else "removed"), now)
         if target is not None and self.config.follow_logs and container_id not in self.log_tasks:
             self.log_tasks[container_id] = asyncio.create_task(
                 self._follow_logs(container_id), name=f"logs-{container_id[:12]}"
@@ -134,6 +118,11 @@ class DockerWatcher:
         if target is None and (task := self.log_tasks.pop(container_id, None)) is not None:
             task.cancel()
         self.ctx.targets = len(self.targets)
+
+    async def _publish_lost(self, container_id: str, target: ScrapeTarget, reason: str, now: float) -> None:
+        await self.ctx.bus.publish(
+            TargetLost(source=container_id, observed_at=now, collector=self.ctx.instance, target=target, reason=reason)
+        )
 
     def snapshot(self) -> DockerHostSnapshot:
         """Every known container, with this watcher's cumulative event and signature counts."""

@@ -8,20 +8,19 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
     BadRowError,
+    BucketRows,
     EndpointPlan,
     Ledger,
-    ObservationRow,
-    ScoreRow,
-    TraceRow,
+    Segmentation,
     bucket_contribution,
     fallback,
     initial_plan,
@@ -33,6 +32,7 @@ from inferwatch.services.langfuse_ingester.core import (
     plan_cycle,
     snapshot_parts,
 )
+from inferwatch.services.langfuse_ingester.db import db_reader
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.http import (
     BreakerPolicy,
@@ -55,17 +55,7 @@ MAX_PAGES = 10_000
 LOOKBACK_S = 3600.0  # traces read before a bucket, only to attribute its observations to users
 RETENTION_TTL_S = 3600.0
 
-
-@dataclass
-class BucketRows:
-    """What a reader returns for one bucket."""
-
-    traces: list[TraceRow] = field(default_factory=list)
-    observations: list[ObservationRow] = field(default_factory=list)
-    scores: list[ScoreRow] = field(default_factory=list)
-    context_traces: dict[str, TraceRow] = field(default_factory=dict)
-    bad_rows: dict[str, float] = field(default_factory=dict)
-    traces_from_roots: bool = False
+RowT = TypeVar("RowT")
 
 
 class Reader(Protocol):
@@ -85,6 +75,17 @@ class Reader(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def _parse_rows(items: list[Any], parse: Callable[[Any], RowT], bad: dict[str, float]) -> list[RowT]:
+    """The items ``parse`` accepts; the rejected ones are counted in ``bad`` by reason."""
+    rows: list[RowT] = []
+    for item in items:
+        try:
+            rows.append(parse(item))
+        except BadRowError as exc:
+            bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+    return rows
 
 
 class EndpointMissingError(Exception):
@@ -172,14 +173,8 @@ class ApiReader:
         rows = BucketRows(traces_from_roots=not plan.traces)
         bad = rows.bad_rows
         if plan.traces:
-            for item in await self._offset(
-                plan.traces, {"fromTimestamp": iso(start - LOOKBACK_S), "toTimestamp": iso(end)}, bad
-            ):
-                try:
-                    t = parse_trace(item)
-                except BadRowError as exc:
-                    bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
-                    continue
+            window = {"fromTimestamp": iso(start - LOOKBACK_S), "toTimestamp": iso(end)}
+            for t in _parse_rows(await self._offset(plan.traces, window, bad), parse_trace, bad):
                 if t.timestamp >= start:
                     rows.traces.append(t)
                 else:
@@ -191,21 +186,13 @@ class ApiReader:
             )
         else:
             items = await self._offset(plan.observations, window, bad)
-        for item in items:
-            try:
-                rows.observations.append(parse_observation(item))
-            except BadRowError as exc:
-                bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+        rows.observations = _parse_rows(items, parse_observation, bad)
         score_window = {"fromTimestamp": iso(start), "toTimestamp": iso(end)}
         if plan.cursor_scores:
             items = await self._cursor(plan.scores, score_window, limit=100)
         else:
             items = await self._offset(plan.scores, score_window, bad)
-        for item in items:
-            try:
-                rows.scores.append(parse_score(item))
-            except BadRowError as exc:
-                bad[exc.reason] = bad.get(exc.reason, 0.0) + 1
+        rows.scores = _parse_rows(items, parse_score, bad)
         return rows
 
     async def _get(self, path: str, params: Mapping[str, str | int | float]) -> dict[str, Any]:
@@ -333,10 +320,7 @@ class LangfuseIngester:
 
     def _reader(self, project: LangfuseProject) -> Reader:
         if self.config.mode == "db":
-            from inferwatch.services.langfuse_ingester.db import db_reader
-
-            reader: Reader = db_reader(project)
-            return reader
+            return db_reader(project)
         return ApiReader(project, self.config, self.metrics)
 
     async def cycle_project(self, state: ProjectState) -> LangfuseProjectSnapshot:
@@ -365,16 +349,10 @@ class LangfuseIngester:
                     bucket_contribution(
                         start,
                         start + c.bucket_s,
-                        rows.traces,
-                        rows.observations,
-                        rows.scores,
+                        rows,
                         tracked_users=work.tracked_users,
                         top_n_users=c.top_n_users,
-                        context_traces=rows.context_traces,
-                        traces_from_roots=rows.traces_from_roots,
-                        segment_tag_prefix=c.segment_tag_prefix,
-                        segment_metadata_key=c.segment_metadata_key,
-                        bad_rows=rows.bad_rows,
+                        segmentation=Segmentation(c.segment_tag_prefix, c.segment_metadata_key),
                     )
                 )
                 if start in plan.new:

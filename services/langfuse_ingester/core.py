@@ -415,104 +415,100 @@ def _add(counters: dict[str, float], flat: str, value: float) -> None:
     counters[flat] = counters.get(flat, 0.0) + value
 
 
-def bucket_contribution(
-    bucket_start: float,
-    bucket_end: float,
-    traces: Iterable[TraceRow],
-    observations: Iterable[ObservationRow],
-    scores: Iterable[ScoreRow],
-    *,
-    tracked_users: list[str],
-    top_n_users: int,
-    context_traces: Mapping[str, TraceRow] | None = None,
-    traces_from_roots: bool = False,
-    segment_tag_prefix: str = "",
-    segment_metadata_key: str = "",
-    bad_rows: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
+@dataclass
+class BucketRows:
+    """The rows a reader returns for one bucket: what `bucket_contribution` counts."""
 
-    ``tracked_users`` is the ledger's sticky top-N list: users of this bucket join it (largest token use
-    first) while it has room; everyone else is ``other``. The list is extended in place.
-    ``traces_from_roots`` (v4 ``events_only``): traces are the root observations.
+    traces: list[TraceRow] = field(default_factory=list)
+    observations: list[ObservationRow] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
+    context_traces: dict[str, TraceRow] = field(default_factory=dict)
+    """Traces read before the bucket, only to attribute its observations to users."""
+    bad_rows: dict[str, float] = field(default_factory=dict)
+    """Rows dropped while reading, by reason."""
+    traces_from_roots: bool = False
+    """v4 ``events_only``: the traces are the root observations."""
 
-    Counter keys: ``usage|model|user|segment|field``, ``score|name|type|field``, ``score_cat|name|category``,
-    ``score_bucket|name|le``, ``activity|weekday|hour``, ``bad|reason``.
-    """
-    seen_traces: dict[str, TraceRow] = {}
-    for t in traces:
-        if bucket_start <= t.timestamp < bucket_end:
-            seen_traces[t.id] = t
-    seen_obs: dict[str, ObservationRow] = {}
-    for o in observations:
-        if bucket_start <= o.start_time < bucket_end:
-            seen_obs[o.trace_id + SEP + o.id] = o
-    seen_scores: dict[str, ScoreRow] = {}
-    for s in scores:
-        if bucket_start <= s.timestamp < bucket_end:
-            seen_scores[s.id] = s
-    lookup: dict[str, TraceRow] = dict(context_traces or {})
-    lookup.update(seen_traces)
-    if traces_from_roots:
-        for o in seen_obs.values():
-            if o.is_root:
-                row = TraceRow(
-                    id=o.trace_id,
-                    timestamp=o.start_time,
-                    name=o.trace_name or o.name,
-                    user_id=o.user_id,
-                    session_id=o.session_id,
-                    tags=o.tags,
-                    latency_s=o.latency_s,
-                )
-                seen_traces[o.trace_id] = row
-                lookup.setdefault(o.trace_id, row)
 
-    def user_of_obs(o: ObservationRow) -> tuple[str, str, str]:
-        t = lookup.get(o.trace_id)
+@dataclass(frozen=True)
+class Segmentation:
+    """Where a trace's user segment comes from: a tag prefix, else a metadata key (see `segment_of`)."""
+
+    tag_prefix: str = ""
+    metadata_key: str = ""
+
+    def of(self, trace: TraceRow | None) -> str:
+        """The segment of ``trace`` ("" when none)."""
+        return segment_of(trace, self.tag_prefix, self.metadata_key)
+
+
+class _Bucket:
+    """The distinct rows of one bucket ``[start, end)`` and how its observations map to users."""
+
+    def __init__(self, start: float, end: float, rows: BucketRows, segmentation: Segmentation) -> None:
+        self.traces = {t.id: t for t in rows.traces if start <= t.timestamp < end}
+        self.observations = {o.trace_id + SEP + o.id: o for o in rows.observations if start <= o.start_time < end}
+        self.scores = {s.id: s for s in rows.scores if start <= s.timestamp < end}
+        self.lookup: dict[str, TraceRow] = {**rows.context_traces, **self.traces}
+        self.segmentation = segmentation
+        if rows.traces_from_roots:
+            for o in self.observations.values():
+                if o.is_root:
+                    root = TraceRow(
+                        id=o.trace_id,
+                        timestamp=o.start_time,
+                        name=o.trace_name or o.name,
+                        user_id=o.user_id,
+                        session_id=o.session_id,
+                        tags=o.tags,
+                        latency_s=o.latency_s,
+                    )
+                    self.traces[o.trace_id] = root
+                    self.lookup.setdefault(o.trace_id, root)
+
+    def attribution(self, o: ObservationRow) -> tuple[str, str, str]:
+        """User, trace name and segment of an observation, from its own fields or its trace."""
+        t = self.lookup.get(o.trace_id)
         user = o.user_id or (t.user_id if t else "")
         name = o.trace_name or (t.name if t else "")
-        return user, name, segment_of(t, segment_tag_prefix, segment_metadata_key)
+        return user, name, self.segmentation.of(t)
 
-    # sticky top-N: rank this bucket's users by tokens, then by trace count, then by id (deterministic)
-    weight: dict[str, float] = {}
-    for t in seen_traces.values():
-        if t.user_id:
-            weight[t.user_id] = weight.get(t.user_id, 0.0) + 1e-9
-    for o in seen_obs.values():
-        user = user_of_obs(o)[0]
-        if user:
-            weight[user] = weight.get(user, 0.0) + o.total_tokens
-    for user in sorted(weight, key=lambda u: (-weight[u], u)):
-        if len(tracked_users) >= top_n_users:
-            break
-        if user not in tracked_users:
-            tracked_users.append(user)
-    tracked = set(tracked_users)
+    def track_users(self, tracked_users: list[str], top_n_users: int) -> set[str]:
+        """Extend the sticky top-N list with this bucket's users and return it as a set.
 
-    def label(user: str) -> str:
-        if not user:
-            return ""
-        return user if user in tracked else OTHER
+        Ranked by tokens, then by trace count, then by id (deterministic).
+        """
+        weight: dict[str, float] = {}
+        for t in self.traces.values():
+            if t.user_id:
+                weight[t.user_id] = weight.get(t.user_id, 0.0) + 1e-9
+        for o in self.observations.values():
+            user = self.attribution(o)[0]
+            if user:
+                weight[user] = weight.get(user, 0.0) + o.total_tokens
+        for user in sorted(weight, key=lambda u: (-weight[u], u)):
+            if len(tracked_users) >= top_n_users:
+                break
+            if user not in tracked_users:
+                tracked_users.append(user)
+        return set(tracked_users)
 
-    counters: dict[str, float] = {}
-    for t in seen_traces.values():
-        seg = segment_of(t, segment_tag_prefix, segment_metadata_key)
-        _add(counters, key("usage", "", label(t.user_id), seg, "traces"), 1.0)
+
+def _user_label(user: str, tracked: set[str]) -> str:
+    if not user:
+        return ""
+    return user if user in tracked else OTHER
+
+
+def _usage_counters(bucket: _Bucket, tracked: set[str], counters: dict[str, float]) -> None:
+    for t in bucket.traces.values():
+        seg = bucket.segmentation.of(t)
+        _add(counters, key("usage", "", _user_label(t.user_id, tracked), seg, "traces"), 1.0)
         moment = datetime.fromtimestamp(t.timestamp, UTC)
         _add(counters, key("activity", str(moment.weekday()), str(moment.hour)), 1.0)
-    latency: dict[str, list[float]] = {}
-
-    def observe_latency(model: str, trace_name: str, value: float | None) -> None:
-        if value is None:
-            return
-        counts = latency.setdefault(key(model, trace_name), [0.0] * (len(LATENCY_BOUNDS_S) + 2))
-        counts[_histogram_index(value, LATENCY_BOUNDS_S)] += 1
-        counts[-1] += value  # sum kept in the last slot
-
-    for o in seen_obs.values():
-        user, trace_name, seg = user_of_obs(o)
-        prefix = ("usage", o.model, label(user), seg)
+    for o in bucket.observations.values():
+        user, _, seg = bucket.attribution(o)
+        prefix = ("usage", o.model, _user_label(user, tracked), seg)
         _add(counters, key(*prefix, "observations"), 1.0)
         if o.level == "ERROR":
             _add(counters, key(*prefix, "errors"), 1.0)
@@ -520,11 +516,10 @@ def bucket_contribution(
         _add(counters, key(*prefix, "output_tokens"), o.output_tokens)
         _add(counters, key(*prefix, "total_tokens"), o.total_tokens)
         _add(counters, key(*prefix, "cost_usd"), o.cost_usd)
-        if o.model:
-            observe_latency(o.model, trace_name, o.latency_s)
-    for t in seen_traces.values():
-        observe_latency("", t.name, t.latency_s)
-    for s in seen_scores.values():
+
+
+def _score_counters(scores: Iterable[ScoreRow], counters: dict[str, float]) -> None:
+    for s in scores:
         base = ("score", s.name, s.data_type)
         if s.data_type == "CATEGORICAL":
             if s.category is None:
@@ -542,16 +537,63 @@ def bucket_contribution(
             index = _histogram_index(s.value, SCORE_BOUNDS)
             le = "+Inf" if index >= len(SCORE_BOUNDS) else repr(SCORE_BOUNDS[index])
             _add(counters, key("score_bucket", s.name, le), 1.0)
-    for reason, count in (bad_rows or {}).items():
+
+
+def _latency_histograms(bucket: _Bucket) -> dict[str, list[float]]:
+    """Latency histograms keyed by ``model|trace name`` (``model`` empty for whole traces); the sum in the last slot."""
+    latency: dict[str, list[float]] = {}
+
+    def observe(model: str, trace_name: str, value: float | None) -> None:
+        if value is None:
+            return
+        counts = latency.setdefault(key(model, trace_name), [0.0] * (len(LATENCY_BOUNDS_S) + 2))
+        counts[_histogram_index(value, LATENCY_BOUNDS_S)] += 1
+        counts[-1] += value
+
+    for o in bucket.observations.values():
+        if o.model:
+            observe(o.model, bucket.attribution(o)[1], o.latency_s)
+    for t in bucket.traces.values():
+        observe("", t.name, t.latency_s)
+    return latency
+
+
+def bucket_contribution(
+    bucket_start: float,
+    bucket_end: float,
+    rows: BucketRows,
+    *,
+    tracked_users: list[str],
+    top_n_users: int,
+    segmentation: Segmentation = Segmentation(),
+) -> dict[str, Any]:
+    """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
+
+    ``tracked_users`` is the ledger's sticky top-N list: users of this bucket join it (largest token use
+    first) while it has room; everyone else is ``other``. The list is extended in place.
+
+    Counter keys: ``usage|model|user|segment|field``, ``score|name|type|field``, ``score_cat|name|category``,
+    ``score_bucket|name|le``, ``activity|weekday|hour``, ``bad|reason``.
+    """
+    bucket = _Bucket(bucket_start, bucket_end, rows, segmentation)
+    tracked = bucket.track_users(tracked_users, top_n_users)
+    counters: dict[str, float] = {}
+    _usage_counters(bucket, tracked, counters)
+    _score_counters(bucket.scores.values(), counters)
+    for reason, count in rows.bad_rows.items():
         _add(counters, key("bad", reason), count)
-    users = distinct_sketch(
-        {t.user_id for t in seen_traces.values() if t.user_id} | {o.user_id for o in seen_obs.values() if o.user_id}
-    )
+    traces, observations = bucket.traces.values(), bucket.observations.values()
+    users = distinct_sketch({t.user_id for t in traces if t.user_id} | {o.user_id for o in observations if o.user_id})
     sessions = distinct_sketch(
-        {t.session_id for t in seen_traces.values() if t.session_id}
-        | {o.session_id for o in seen_obs.values() if o.session_id}
+        {t.session_id for t in traces if t.session_id} | {o.session_id for o in observations if o.session_id}
     )
-    return {"start": bucket_start, "counters": counters, "users": users, "sessions": sessions, "latency": latency}
+    return {
+        "start": bucket_start,
+        "counters": counters,
+        "users": users,
+        "sessions": sessions,
+        "latency": _latency_histograms(bucket),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -726,14 +768,6 @@ def histogram_quantile(counts: list[float], q: float, bounds: tuple[float, ...] 
             return lower + (bounds[i] - lower) * ((rank - seen) / c)
         seen += c
     return bounds[-1]
-
-
-def exact_quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of raw values (tests and DB mode reference)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,12 +13,14 @@ root spans (``parent_span_id = ''``), as in API mode's ``/v2/observations``. Sco
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from inferwatch.services.langfuse_ingester.config import LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
+    BucketRows,
     ObservationRow,
     ScoreRow,
     TraceRow,
@@ -140,11 +142,9 @@ class PostgresReader:
                 await self.aclose()
                 raise OSError(f"postgres: {type(exc).__name__}") from None
 
-    async def read(self, start: float, end: float) -> Any:
+    async def read(self, start: float, end: float) -> BucketRows:
         """Rows of ``[start, end)`` (traces from an hour earlier too, to attribute observations)."""
         import psycopg
-
-        from inferwatch.services.langfuse_ingester.app import BucketRows
 
         rows = BucketRows()
         pid = self.project.project_id
@@ -284,43 +284,15 @@ def ch_event(row: list[Any]) -> ObservationRow:
     Tokens are reduced like the API; cost is ``cost_details['total']`` (what the ``total_cost`` alias reads),
     else input + output.
     """
-    (
-        span_id,
-        trace_id,
-        start,
-        otype,
-        model,
-        level,
-        usage,
-        cost_details,
-        latency,
-        parent,
-        name,
-        user_id,
-        session_id,
-        trace_name,
-        tags,
-    ) = row
-    inp, out, total = reduce_details(usage or {})
-    c_in, c_out, c_total = reduce_details(cost_details or {})
-    lat = number(latency)
-    return ObservationRow(
-        id=span_id,
-        trace_id=trace_id or "",
-        start_time=float(start),
-        type=otype or "",
-        model=model or "",
-        level=level or "DEFAULT",
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total if total is not None else inp + out,
-        cost_usd=c_total if c_total is not None else c_in + c_out,
-        latency_s=lat if lat is not None and lat >= 0 else None,
-        is_root=not parent,
+    # An events_core row is an observations row without total_cost (so the cost comes from cost_details),
+    # followed by the trace's fields.
+    span = ch_observation([*row[:8], None, *row[8:11]])
+    user_id, session_id, trace_name, tags = row[11:]
+    return replace(
+        span,
         user_id=user_id or "",
         session_id=session_id or "",
         trace_name=trace_name or "",
-        name=name or "",
         tags=tuple(tags or ()),
     )
 
@@ -400,10 +372,8 @@ class ClickHouseReader:
             return "v3"
         raise OSError("clickhouse: no Langfuse tables (traces or events_core) in the DSN's database")
 
-    async def read(self, start: float, end: float) -> Any:
+    async def read(self, start: float, end: float) -> BucketRows:
         """Rows of ``[start, end)`` in their latest version, deleted rows excluded."""
-        from inferwatch.services.langfuse_ingester.app import BucketRows
-
         assert self._query is not None
         rows = BucketRows(traces_from_roots=self.schema == "v4")
         pid = self.project.project_id
@@ -439,7 +409,7 @@ class ClickHouseReader:
             self._query = None
 
 
-def db_reader(project: LangfuseProject) -> Any:
+def db_reader(project: LangfuseProject) -> PostgresReader | ClickHouseReader:
     """The DB reader for a project's DSN scheme."""
     dsn = project.dsn.reveal() if project.dsn else ""
     if dsn.startswith(("postgres://", "postgresql://")) or "dbname=" in dsn:

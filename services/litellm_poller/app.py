@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from inferwatch.contracts.litellm import LitellmProxySnapshot, MetricsMode, ModelRoute, RouteStatus
 from inferwatch.services.litellm_poller.config import LitellmPollerConfig, ProxyConfig
 from inferwatch.services.litellm_poller.core import (
@@ -236,56 +238,30 @@ class LitellmPoller:
         if up and not error and mode in ("unauthorized", "error"):
             error = f"metrics_{mode}"
         log.debug("polled LiteLLM proxy %s", name)
-        return self._snapshot(
-            state,
-            up=up,
-            error=error,
-            started=started,
+        return msgspec.structs.replace(
+            self._snapshot(state, up=up, error=error, started=started),
             ready=ready.ready,
             db_status=ready.db_status or (details.db_status if details else ""),
             version=ready.version or (details.version if details else ""),
             callbacks=list(details.callbacks) if details else [],
             routes=routes,
             usage=usage,
-            in_flight=flight,
-            queued=backlog.get("queued_requests"),
-            rejected=backlog.get("rejected_requests"),
+            in_flight_requests=flight,
+            queued_requests=backlog.get("queued_requests"),
+            rejected_requests=backlog.get("rejected_requests"),
         )
 
-    def _snapshot(
-        self,
-        state: ProxyState,
-        *,
-        up: bool,
-        error: str,
-        started: float,
-        ready: bool = False,
-        db_status: str = "",
-        version: str = "",
-        callbacks: list[str] | None = None,
-        routes: list[ModelRoute] | None = None,
-        usage: list[Any] | None = None,
-        in_flight: float | None = None,
-        queued: float | None = None,
-        rejected: float | None = None,
-    ) -> LitellmProxySnapshot:
+    def _snapshot(self, state: ProxyState, *, up: bool, error: str, started: float) -> LitellmProxySnapshot:
+        """The snapshot of what ``state`` holds; a full poll replaces the fields it observed."""
         return LitellmProxySnapshot(
             source=state.proxy.name,
             observed_at=time.time(),
             collector=self.ctx.instance,
             interval_s=self.config.interval_s,
             up=up,
-            ready=ready,
-            db_status=db_status,
-            version=version,
             error=error,
             metrics_mode=state.metrics_mode,
-            routes=routes if routes is not None else state.routes,
-            usage=usage or [],
-            in_flight_requests=in_flight,
-            queued_requests=queued,
-            rejected_requests=rejected,
-            callbacks=callbacks or [],
+            routes=state.routes,
             errors_total=dict(state.errors_total),
             poll_duration_s=time.perf_counter() - started,
             base_url=state.client.base,

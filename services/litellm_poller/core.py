@@ -141,18 +141,6 @@ def classify_model(mode: object, *names: str) -> ModelType:
 # ---- JSON endpoints --------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, what: str) -> Any:
-    """Decode a JSON body.
-
-    Raises:
-        ValueError: not JSON (the message names ``what``).
-    """
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"{what}: invalid JSON: {exc}") from None
-
-
 def _num(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
@@ -225,11 +213,6 @@ def parse_model_info(raw: object) -> list[ModelRoute]:
     return routes
 
 
-def bare_model(litellm_model: str) -> str:
-    """``openai/fake-gpt`` → ``fake-gpt`` (the ``litellm_model_name`` label LiteLLM puts on metrics)."""
-    return litellm_model.split("/", 1)[1] if "/" in litellm_model else litellm_model
-
-
 def parse_model_group_info(raw: object) -> dict[str, dict[str, Any]]:
     """``/model_group/info`` → ``{model_group: {mode, providers, input/output cost, max tokens}}``.
 
@@ -276,17 +259,6 @@ def merge_group_info(routes: list[ModelRoute], groups: Mapping[str, Mapping[str,
             )
         )
     return out
-
-
-def parse_v1_models(raw: object) -> list[str]:
-    """``/v1/models`` → the public model names.
-
-    Raises:
-        ValueError: not a model list.
-    """
-    if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
-        raise ValueError("/v1/models: no data list")
-    return [m["id"] for m in raw["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import msgspec
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.metrics import metric_fields
+from inferwatch.contracts.metrics import MetricField, metric_fields
 from inferwatch.contracts.vllm import Generation, ModelStatus, VllmEngineStats, VllmModelCard
 from inferwatch.shared.exposition import ExpositionError, MetricFamily, Sample, histograms_by, parse_exposition
 
@@ -102,41 +102,51 @@ def detect_generation(families: Mapping[str, MetricFamily]) -> Generation:
     return "v0"
 
 
+def _gauge_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    for key, value in _plain(fam.samples).items():
+        # a disabled prefix cache (-1) exports nothing rather than a fake number, but the engine still exists
+        yield key, _DISABLED if m.field == NEGATIVE_MEANS_DISABLED and value < 0 else _finite(value)
+
+
+def _counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    for key, value in _plain(fam.samples, "_total").items():
+        yield key, _finite(value)
+
+
+def _labelled_counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    by_label: dict[EngineKey, dict[str, float]] = {}
+    for s in fam.samples:
+        if s.name.endswith("_total"):
+            by_label.setdefault(_key(s.labels), {})[s.labels.get(m.label, "")] = s.value
+    yield from by_label.items()
+
+
+def _histogram_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    yield from _histograms(fam).items()
+
+
+_DISABLED = object()  # a value that vLLM reports as switched off
+Reader = Callable[[MetricFamily, MetricField], Iterator[tuple[EngineKey, object]]]  # (engine, value) pairs
+_READERS: tuple[tuple[tuple[MetricField, ...], Reader], ...] = (
+    (GAUGES, _gauge_values),
+    (COUNTERS, _counter_values),
+    (LABELLED_COUNTERS, _labelled_counter_values),
+    (HISTOGRAMS, _histogram_values),
+)
+
+
 def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
     """One `VllmEngineStats` per (model_name, engine) found in the exposition."""
     fields: dict[EngineKey, dict[str, object]] = {}
-
-    def put(key: EngineKey, name: str, value: object) -> None:
-        fields.setdefault(key, {})[name] = value
-
-    for m in GAUGES:
-        fam = _family(families, m.sources)
-        if fam is None:
-            continue
-        for key, value in _plain(fam.samples).items():
-            if m.field == NEGATIVE_MEANS_DISABLED and value < 0:
-                fields.setdefault(key, {})
+    for declared, read in _READERS:
+        for m in declared:
+            fam = _family(families, m.sources)
+            if fam is None:
                 continue
-            put(key, m.field, _finite(value))
-    for m in COUNTERS:
-        fam = _family(families, m.sources)
-        if fam is not None:
-            for key, value in _plain(fam.samples, "_total").items():
-                put(key, m.field, _finite(value))
-    for m in LABELLED_COUNTERS:
-        fam = _family(families, m.sources)
-        if fam is not None:
-            by_label: dict[EngineKey, dict[str, float]] = {}
-            for s in fam.samples:
-                if s.name.endswith("_total"):
-                    by_label.setdefault(_key(s.labels), {})[s.labels.get(m.label, "")] = s.value
-            for key, values in by_label.items():
-                put(key, m.field, values)
-    for m in HISTOGRAMS:
-        fam = _family(families, m.sources)
-        if fam is not None:
-            for key, hist in _histograms(fam).items():
-                put(key, m.field, hist)
+            for key, value in read(fam, m):
+                values = fields.setdefault(key, {})
+                if value is not _DISABLED:
+                    values[m.field] = value
     return [
         VllmEngineStats(model_name=model, engine=engine, **values)  # type: ignore[arg-type]
         for (model, engine), values in sorted(fields.items())

@@ -1,95 +1,46 @@
-"""A realistic, cheap vLLM simulator: ``/metrics``, ``/health``, ``/ping``, ``/v1/models`` and ``/version``.
-
-Four generations are reproduced from the reference notes (``shared/reference/vllm-and-epp.md`` §2–3) and the
-recorded expositions in ``tests/fixtures``:
-
-* ``0.5``  – vLLM 0.5.3.post1, V0 engine inside the API server: default registry (``python_gc_*``, ``process_*``),
-  ``vllm:cache_config_info`` from ``Info``, ``time_per_output_token_seconds``, ``request_params_best_of``,
-  empty spec-decode families, no ``_created``; prometheus_client 0.20 float spelling (``1.06e+011``).
-* ``0.6``  – vLLM 0.6.3.post1, V0 engine behind the multiprocess frontend: a ``MultiProcessCollector`` registry, so
-  no ``python_*``/``process_*`` families, no empty families, histogram samples ordered ``_sum``, buckets, ``_count``;
-  ``gpu/cpu_prefix_cache_hit_rate`` are -1 (prefix caching off).
-* ``0.10`` – V1 engine as in ``vllm/v1/metrics/loggers.py`` at commit 005a810 (≈0.10): both the deprecated
-  ``gpu_cache_usage_perc`` / ``gpu_prefix_cache_*`` (HELP says DEPRECATED) and their renames,
-  ``time_per_output_token_seconds`` with ``inter_token_latency_seconds`` beside it (as 0.10-era builds showed),
-  ``time_per_prefill_token_request_seconds``, ``finished_reason`` stop/length/abort, ``engine`` label, ``_created``
-  series, ``http_*`` (prometheus-fastapi-instrumentator).
-* ``0.33`` – current V1 (vLLM 0.33.0): the family set of ``tests/fixtures/vllm-v1-metrics.txt``.
-
-Traffic is simulated per data-parallel engine with a seeded RNG: Poisson arrivals with a slow diurnal wave and
-occasional bursts, admission limited by ``max_num_seqs`` and KV-cache blocks, token-level decode timing that slows
-with batch size, preemption when the KV cache overflows, a little abort/4xx noise.  Counters only increase;
-histograms stay consistent (cumulative buckets, ``+Inf == _count``).
-
-Rendering is cheap: each instance keeps one ``%``-template of its exposition (HELP/TYPE lines, label strings,
-bucket strings and ``_created`` values baked in), rebuilt only when a new labelled child appears; a render is one
-pass that collects the live values and one ``str %`` with ``prometheus_client.utils.floatToGoString`` formatting.
-The HTTP layer re-renders an instance at most once per second.
-
-While an instance is loading (``load_seconds``) every endpoint answers 503.  Real vLLM binds its port before the
-model loads but only starts listening afterwards, so a real scraper sees *connection refused* during that window;
-503 is the documented stand-in.
-"""
+"""The simulated vLLM instance: traffic model, engine steps and rendering of its exposition."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import enum
 import json
 import math
-import os
 import random
-import signal
-import socket
-import sys
 import time
 import uuid
-from bisect import bisect_left
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client.utils import floatToGoString
 
+from inferwatch.simulators.vllm.buckets import (
+    HTTP_FEW,
+    HTTP_HIGHR,
+    ITERATION,
+    N_BUCKETS,
+    PREEMPTIONS,
+    PREFILL_PER_TOKEN,
+    V0_E2E,
+    V0_TPOT,
+    V0_TTFT,
+    V1_ITL,
+    V1_LATENCY,
+    V1_TTFT,
+    buckets_125,
+)
+from inferwatch.simulators.vllm.engine import Engine, EngineMetrics, Req, poisson, round_int
+from inferwatch.simulators.vllm.registry import Family, Hist, Registry, fmt_legacy
+
 if TYPE_CHECKING:
-    from inferwatch.simulators.demo import Demo
-    from inferwatch.simulators.scenarios import Scenario
-
-__all__ = [
-    "FAULTS",
-    "METRICS_CONTENT_TYPE",
-    "SimulatedVllm",
-    "VllmGeneration",
-    "build_app",
-    "demo_fleet",
-    "main",
-    "make_fleet",
-    "serve",
-    "start_demo",
-]
-
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""``Content-Type`` of ``/metrics`` (prometheus_client's ``CONTENT_TYPE_LATEST`` for the 0.0.4 text format)."""
+    pass
 
 FAULTS = frozenset({"500", "hang", "dribble", "garbage", "huge", "bad_utf8", "nan"})
 """Values accepted by :attr:`SimulatedVllm.fault`; they change only ``/metrics``."""
-
-HUGE_BODY_BYTES = 50 * 1024 * 1024
-"""The ``huge`` fault streams at least this many bytes."""
 
 _RENDER_MIN_INTERVAL_S = 1.0  # the HTTP layer re-renders one instance at most this often
 _MAX_CATCHUP_S = 300.0  # one request never simulates more than this much elapsed time (the rest is skipped)
 _MIN_ADVANCE_S = 0.25  # requests closer together than this do not step the simulation
 _SUBSTEP_S = 1.0  # step() integrates in slices of at most this length
-_HANG_S = 3600.0
-_DRIBBLE_INTERVAL_S = 0.1
-_NAN = float("nan")
-_INF = float("inf")
 
 
 class VllmGeneration(enum.StrEnum):
@@ -99,485 +50,6 @@ class VllmGeneration(enum.StrEnum):
     V0_6 = "0.6"
     V1_10 = "0.10"
     V1 = "0.33"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Number formatting and escaping, as prometheus_client writes them
-
-
-def _fmt_legacy(d: float) -> str:
-    """prometheus_client ≤0.21 spelling: like ``floatToGoString`` but exponents ≥10 print as ``e+010``."""
-    d = float(d)
-    if d != d:
-        return "NaN"
-    if d in (_INF, -_INF):
-        return "+Inf" if d > 0 else "-Inf"
-    s = repr(d)
-    dot = s.find(".")
-    if d > 0 and dot > 6:
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+0{dot - 1}"
-    return s
-
-
-def _esc_label(v: str) -> str:
-    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _esc_help(v: str) -> str:
-    return v.replace("\\", r"\\").replace("\n", r"\n")
-
-
-def _pct(s: str) -> str:
-    """Escape constant template text for ``str %``."""
-    return s.replace("%", "%%")
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: tuple[str, str] | None = None) -> str:
-    pairs = list(zip(names, values, strict=True))
-    if extra is not None:
-        pairs.append(extra)
-    pairs.sort()
-    return ",".join(f'{k}="{_esc_label(v)}"' for k, v in pairs)
-
-
-def _buckets_125(max_value: int) -> tuple[float, ...]:
-    """vLLM's ``build_1_2_5_buckets``: 1, 2, 5, 10, 20, 50, … up to ``max_value``."""
-    out: list[float] = []
-    exponent = 0
-    while True:
-        for m in (1, 2, 5):
-            v = m * 10**exponent
-            if v > max_value:
-                return tuple(out)
-            out.append(float(v))
-        exponent += 1
-
-
-_V0_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-_V0_TPOT = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-_V0_E2E = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
-_N_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0)
-_V1_TTFT = (*_V0_TTFT, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-_V1_ITL = (*_V0_TPOT, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
-_V1_LATENCY_HEAD = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
-_V1_LATENCY = (*_V1_LATENCY_HEAD, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
-_ITERATION = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
-_PREEMPTIONS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
-_PREFILL_PER_TOKEN = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-_HTTP_HIGHR_HEAD = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
-_HTTP_HIGHR = (*_HTTP_HIGHR_HEAD, 7.5, 10.0, 30.0, 60.0)
-_HTTP_FEW = (0.1, 0.5, 1.0)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# A tiny registry that renders through a cached template
-
-
-class _Num:
-    """A counter or gauge value."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: float = 0.0) -> None:
-        self.v = v
-
-    def emit(self, out: list[float]) -> None:
-        out.append(self.v)
-
-
-class _Hist:
-    """Histogram child: per-bucket (non-cumulative) counts, the last slot is the +Inf overflow."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, v: float, n: int = 1) -> None:
-        if n > 0:
-            self.counts[bisect_left(self.bounds, v)] += n
-            self.sum += v * n
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def emit(self, out: list[float]) -> None:  # buckets…, _count, _sum (single-process registry)
-        cum = list(accumulate(self.counts))
-        out.extend(cum)
-        out.append(cum[-1])
-        out.append(self.sum)
-
-    def emit_mp(self, out: list[float]) -> None:  # _sum, buckets…, _count (MultiProcessCollector order)
-        cum = list(accumulate(self.counts))
-        out.append(self.sum)
-        out.extend(cum)
-        out.append(cum[-1])
-
-
-class _Summ:
-    """Summary child without quantiles (prometheus-fastapi-instrumentator's size metrics)."""
-
-    __slots__ = ("count", "sum")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.sum = 0.0
-
-    def emit(self, out: list[float]) -> None:
-        out.append(self.count)
-        out.append(self.sum)
-
-
-_Child = _Num | _Hist | _Summ
-
-
-class _Family:
-    __slots__ = ("buckets", "children", "created", "created_ts", "help", "kind", "labelnames", "name", "nan", "reg")
-
-    def __init__(
-        self,
-        reg: _Registry,
-        name: str,
-        help_: str,
-        kind: str,
-        labelnames: tuple[str, ...],
-        buckets: tuple[float, ...],
-        created: bool,
-        nan: bool,
-    ) -> None:
-        self.reg = reg
-        self.name = name  # counters: without the _total suffix
-        self.help = help_
-        self.kind = kind  # counter | gauge | histogram | summary
-        self.labelnames = labelnames
-        self.buckets = buckets
-        self.created = created
-        self.nan = nan
-        self.children: dict[tuple[str, ...], _Child] = {}
-        self.created_ts: dict[tuple[str, ...], float] = {}
-
-    def child(self, *values: str, created: float = 0.0, value: float = 0.0) -> Any:
-        """The child for ``values`` (in ``labelnames`` order), created on first use."""
-        c = self.children.get(values)
-        if c is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
-            if self.kind == "histogram":
-                c = _Hist(self.buckets)
-            elif self.kind == "summary":
-                c = _Summ()
-            else:
-                c = _Num(value)
-            self.children[values] = c
-            self.created_ts[values] = created
-            self.reg.dirty = True
-        return c
-
-
-class _Registry:
-    """Ordered families rendered through a ``%`` template that is rebuilt only when the label sets change."""
-
-    def __init__(self, fmt: Callable[[float], str], multiprocess: bool) -> None:
-        self.fmt = fmt
-        self.multiprocess = multiprocess
-        self.families: list[_Family] = []
-        self.dirty = True
-        self._template = ""
-        self._emit: list[Callable[[list[float]], None]] = []
-        self._nan_slots: list[int] = []
-
-    def family(
-        self,
-        name: str,
-        help_: str,
-        kind: str,
-        labelnames: tuple[str, ...] = (),
-        *,
-        buckets: tuple[float, ...] = (),
-        created: bool = False,
-        nan: bool = False,
-    ) -> _Family:
-        fam = _Family(self, name, help_, kind, labelnames, buckets, created, nan)
-        self.families.append(fam)
-        self.dirty = True
-        return fam
-
-    def _build(self) -> None:
-        fmt = self.fmt
-        parts: list[str] = []
-        emit: list[Callable[[list[float]], None]] = []
-        nan_slots: list[int] = []
-        n = 0
-        for f in self.families:
-            if self.multiprocess and not f.children:
-                continue  # a MultiProcessCollector only knows families that have written a value
-            expo = f.name + "_total" if f.kind == "counter" else f.name
-            parts.append(_pct(f"# HELP {expo} {_esc_help(f.help)}\n# TYPE {expo} {f.kind}\n"))
-            for values, ch in f.children.items():
-                lab = _labels(f.labelnames, values)
-                br = "{" + lab + "}" if lab else ""
-                if isinstance(ch, _Num):
-                    parts.append(_pct(f"{expo}{br}") + " %s\n")
-                    emit.append(ch.emit)
-                    if f.nan:
-                        nan_slots.append(n)
-                    n += 1
-                elif isinstance(ch, _Hist):
-                    les = [*(fmt(b) for b in f.buckets), "+Inf"]
-                    lines = [f"{f.name}_bucket{{{_labels(f.labelnames, values, ('le', le))}}}" for le in les]
-                    if self.multiprocess:
-                        lines = [f"{f.name}_sum{br}", *lines, f"{f.name}_count{br}"]
-                        emit.append(ch.emit_mp)
-                    else:
-                        lines += [f"{f.name}_count{br}", f"{f.name}_sum{br}"]
-                        emit.append(ch.emit)
-                    parts.extend(_pct(line) + " %s\n" for line in lines)
-                    n += len(lines)
-                else:
-                    parts.append(_pct(f"{f.name}_count{br}") + " %s\n")
-                    parts.append(_pct(f"{f.name}_sum{br}") + " %s\n")
-                    emit.append(ch.emit)
-                    n += 2
-            if f.created and f.children:
-                cname = f.name + "_created"
-                parts.append(_pct(f"# HELP {cname} {_esc_help(f.help)}\n# TYPE {cname} gauge\n"))
-                for values in f.children:
-                    lab = _labels(f.labelnames, values)
-                    br = "{" + lab + "}" if lab else ""
-                    parts.append(_pct(f"{cname}{br} {fmt(f.created_ts[values])}\n"))
-        self._template = "".join(parts)
-        self._emit = emit
-        self._nan_slots = nan_slots
-        self.dirty = False
-
-    def render(self, nan: bool = False) -> bytes:
-        if self.dirty:
-            self._build()
-        out: list[float] = []
-        for e in self._emit:
-            e(out)
-        if nan:
-            for j, i in enumerate(self._nan_slots):
-                out[i] = _NAN if j % 2 == 0 else _INF
-        return (self._template % tuple(map(self.fmt, out))).encode()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Per-engine metric handles and simulation state
-
-_HANDLE_NAMES = (
-    "running",
-    "waiting",
-    "wait_capacity",
-    "wait_deferred",
-    "sleep_awake",
-    "sleep_l1",
-    "sleep_l2",
-    "kv_usage",
-    "gpu_cache_usage",
-    "cpu_cache_usage",
-    "swapped",
-    "prefix_queries",
-    "prefix_hits",
-    "gpu_prefix_queries",
-    "gpu_prefix_hits",
-    "preemptions",
-    "prompt_tokens",
-    "gen_tokens",
-    "src_compute",
-    "src_cache_hit",
-    "cached",
-    "cached_device",
-    "avg_prompt_tp",
-    "avg_gen_tp",
-    "h_prompt",
-    "h_gen",
-    "h_iter",
-    "h_max_gen",
-    "h_n",
-    "h_best_of",
-    "h_max_tokens",
-    "h_ttft",
-    "h_tpot",
-    "h_itl",
-    "h_req_tpot",
-    "h_prefill_per_tok",
-    "h_e2e",
-    "h_queue",
-    "h_inference",
-    "h_prefill",
-    "h_decode",
-    "h_num_preempt",
-    "h_prefill_kv",
-)
-
-
-class _EngineMetrics:
-    """Direct references to one engine's children; families a generation lacks get detached dummies."""
-
-    def __init__(self) -> None:
-        for name in _HANDLE_NAMES:
-            setattr(self, name, _Hist(()) if name.startswith("h_") else _Num())
-        self.success: dict[str, _Num] = {}
-        self.success_factory: Callable[[str], _Num] | None = None
-
-    def success_child(self, reason: str) -> _Num:
-        c = self.success.get(reason)
-        if c is None:
-            c = self.success_factory(reason) if self.success_factory is not None else _Num()
-            self.success[reason] = c
-        return c
-
-    # attribute declarations for type checkers
-    running: _Num
-    waiting: _Num
-    wait_capacity: _Num
-    wait_deferred: _Num
-    sleep_awake: _Num
-    sleep_l1: _Num
-    sleep_l2: _Num
-    kv_usage: _Num
-    gpu_cache_usage: _Num
-    cpu_cache_usage: _Num
-    swapped: _Num
-    prefix_queries: _Num
-    prefix_hits: _Num
-    gpu_prefix_queries: _Num
-    gpu_prefix_hits: _Num
-    preemptions: _Num
-    prompt_tokens: _Num
-    gen_tokens: _Num
-    src_compute: _Num
-    src_cache_hit: _Num
-    cached: _Num
-    cached_device: _Num
-    avg_prompt_tp: _Num
-    avg_gen_tp: _Num
-    h_prompt: _Hist
-    h_gen: _Hist
-    h_iter: _Hist
-    h_max_gen: _Hist
-    h_n: _Hist
-    h_best_of: _Hist
-    h_max_tokens: _Hist
-    h_ttft: _Hist
-    h_tpot: _Hist
-    h_itl: _Hist
-    h_req_tpot: _Hist
-    h_prefill_per_tok: _Hist
-    h_e2e: _Hist
-    h_queue: _Hist
-    h_inference: _Hist
-    h_prefill: _Hist
-    h_decode: _Hist
-    h_num_preempt: _Hist
-    h_prefill_kv: _Hist
-
-
-class _Req:
-    """One simulated request."""
-
-    __slots__ = (
-        "aborting",
-        "arrival",
-        "first",
-        "gen",
-        "handler",
-        "hits",
-        "limit",
-        "max_tokens",
-        "n",
-        "next_tok",
-        "preempt",
-        "prompt",
-        "reason",
-        "req_bytes",
-        "sched",
-        "stop_at",
-    )
-
-    aborting: bool
-    arrival: float
-    first: float  # time of the first output token
-    gen: int  # tokens generated so far
-    handler: str
-    hits: int  # prompt tokens served from the prefix cache
-    limit: int  # max generation tokens (max_tokens, or what fits in max_model_len)
-    max_tokens: int | None
-    n: int
-    next_tok: float  # time the next token is (or the last token was) produced
-    preempt: int
-    prompt: int
-    reason: str
-    req_bytes: int
-    sched: float  # first admission time
-    stop_at: int  # token count at which the request ends (finishes or is aborted)
-
-    def __init__(self) -> None:
-        self.sched = -1.0
-        self.first = -1.0
-        self.next_tok = 0.0
-        self.gen = 0
-        self.preempt = 0
-
-
-class _Engine:
-    """One data-parallel engine core: a scheduler with a waiting queue, a running batch and a KV-cache budget."""
-
-    def __init__(
-        self,
-        em: _EngineMetrics,
-        kv_cap: int,
-        block: int,
-        max_seqs: int,
-        base_itl: float,
-        prefill_tps: float,
-        chunk: int,
-    ) -> None:
-        self.em = em
-        self.kv_cap = kv_cap
-        self.block = block
-        self.max_seqs = max_seqs
-        self.base_itl = base_itl
-        self.prefill_tps = prefill_tps
-        self.chunk = chunk
-        self.waiting: deque[_Req] = deque()
-        self.running: list[_Req] = []
-        self.kv_used = 0
-        self.tp_prompt = 0
-        self.tp_gen = 0
-        self.tp_elapsed = 0.0
-
-    def blocks(self, tokens: int) -> int:
-        b = self.block
-        return -(-tokens // b) * b
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0.0:
-        return 0
-    if lam > 30.0:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    limit = math.exp(-lam)
-    k = 0
-    p = rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
-
-
-def _round_int(rng: random.Random, x: float) -> int:
-    """Unbiased stochastic rounding."""
-    return int(x + rng.random())
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The simulated instance
 
 
 @dataclass(eq=False)
@@ -654,7 +126,7 @@ class SimulatedVllm:
         self._hit_share = rng.uniform(0.3, 0.7)  # share of requests that start with a cached prefix (V1)
         self._last_clock: float | None = None
         self._cache: bytes | None = None
-        self._cache_at = -_INF
+        self._cache_at = -math.inf
         v0 = self.generation in (VllmGeneration.V0_5, VllmGeneration.V0_6)
         self._v0 = v0
         self._prefix_caching = not v0
@@ -668,9 +140,9 @@ class SimulatedVllm:
         # KV budget: a simulated GPU share that always fits one max-length request.
         kv_tokens = max(int(rng.uniform(70_000, 130_000)), int(self.max_model_len * 1.25))
         self._num_gpu_blocks = kv_tokens // self._block
-        self._ems = [_EngineMetrics() for _ in range(self.engines)]
+        self._ems = [EngineMetrics() for _ in range(self.engines)]
         self._engines = [
-            _Engine(
+            Engine(
                 em,
                 kv_cap=self._num_gpu_blocks * self._block,
                 block=self._block,
@@ -681,8 +153,8 @@ class SimulatedVllm:
             )
             for em in self._ems
         ]
-        fmt = _fmt_legacy if v0 else floatToGoString
-        self._reg = _Registry(fmt, multiprocess=self.generation is VllmGeneration.V0_6)
+        fmt = fmt_legacy if v0 else floatToGoString
+        self._reg = Registry(fmt, multiprocess=self.generation is VllmGeneration.V0_6)
         self._http_on = False
         self._proc_on = False
         if self.generation is VllmGeneration.V0_5:
@@ -745,7 +217,7 @@ class SimulatedVllm:
     def _base_values(self, i: int) -> tuple[str, ...]:
         return (self.model,) if self._v0 else (self.model, str(i))
 
-    def _per_engine(self, fam: _Family, attr: str, *extra: str) -> None:
+    def _per_engine(self, fam: Family, attr: str, *extra: str) -> None:
         for i, em in enumerate(self._ems):
             setattr(em, attr, fam.child(*self._base_values(i), *extra, created=self._wall_ready))
 
@@ -810,7 +282,7 @@ class SimulatedVllm:
                 "Histogram of time to first token in seconds.",
                 "histogram",
                 m,
-                buckets=_V0_TTFT,
+                buckets=V0_TTFT,
             ),
             "h_ttft",
         )
@@ -820,7 +292,7 @@ class SimulatedVllm:
                 "Histogram of time per output token in seconds.",
                 "histogram",
                 m,
-                buckets=_V0_TPOT,
+                buckets=V0_TPOT,
             ),
             "h_tpot",
         )
@@ -830,11 +302,11 @@ class SimulatedVllm:
                 "Histogram of end to end request latency in seconds.",
                 "histogram",
                 m,
-                buckets=_V0_E2E,
+                buckets=V0_E2E,
             ),
             "h_e2e",
         )
-        tok = _buckets_125(self.max_model_len)
+        tok = buckets_125(self.max_model_len)
         self._per_engine(
             g("vllm:request_prompt_tokens", "Number of prefill tokens processed.", "histogram", m, buckets=tok),
             "h_prompt",
@@ -850,12 +322,12 @@ class SimulatedVllm:
                     "Histogram of the best_of request parameter.",
                     "histogram",
                     m,
-                    buckets=_N_BUCKETS,
+                    buckets=N_BUCKETS,
                 ),
                 "h_best_of",
             )
         self._per_engine(
-            g("vllm:request_params_n", "Histogram of the n request parameter.", "histogram", m, buckets=_N_BUCKETS),
+            g("vllm:request_params_n", "Histogram of the n request parameter.", "histogram", m, buckets=N_BUCKETS),
             "h_n",
         )
         success = g(
@@ -923,70 +395,70 @@ class SimulatedVllm:
     def _v1_histograms(self, *, v110: bool) -> None:
         g = self._reg.family
         lab = self._v1_labels()
-        tok = _buckets_125(self.max_model_len)
+        tok = buckets_125(self.max_model_len)
 
         def h(name: str, help_: str, buckets: tuple[float, ...], attr: str) -> None:
             self._per_engine(g(name, help_, "histogram", lab, buckets=buckets, created=True), attr)
 
         h("vllm:request_prompt_tokens", "Number of prefill tokens processed.", tok, "h_prompt")
         h("vllm:request_generation_tokens", "Number of generation tokens processed.", tok, "h_gen")
-        h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", _ITERATION, "h_iter")
+        h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", ITERATION, "h_iter")
         h(
             "vllm:request_max_num_generation_tokens",
             "Histogram of maximum number of requested generation tokens.",
             tok,
             "h_max_gen",
         )
-        h("vllm:request_params_n", "Histogram of the n request parameter.", _N_BUCKETS, "h_n")
+        h("vllm:request_params_n", "Histogram of the n request parameter.", N_BUCKETS, "h_n")
         h("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", tok, "h_max_tokens")
-        h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", _V1_TTFT, "h_ttft")
+        h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", V1_TTFT, "h_ttft")
         if v110:
-            h("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", _V1_ITL, "h_tpot")
-            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", _V1_ITL, "h_itl")
+            h("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", V1_ITL, "h_tpot")
+            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", V1_ITL, "h_itl")
             h(
                 "vllm:time_per_prefill_token_request_seconds",
                 "Time spent per token during prefill  phase in seconds",
-                _PREFILL_PER_TOKEN,
+                PREFILL_PER_TOKEN,
                 "h_prefill_per_tok",
             )
         else:
-            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", _V1_ITL, "h_itl")
+            h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", V1_ITL, "h_itl")
             h(
                 "vllm:request_time_per_output_token_seconds",
                 "Histogram of time_per_output_token_seconds per request.",
-                _V1_ITL,
+                V1_ITL,
                 "h_req_tpot",
             )
-        h("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", _V1_LATENCY, "h_e2e")
+        h("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", V1_LATENCY, "h_e2e")
         h(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
-            _V1_LATENCY,
+            V1_LATENCY,
             "h_queue",
         )
         h(
             "vllm:request_inference_time_seconds",
             "Histogram of time spent in RUNNING phase for request.",
-            _V1_LATENCY,
+            V1_LATENCY,
             "h_inference",
         )
         h(
             "vllm:request_prefill_time_seconds",
             "Histogram of time spent in PREFILL phase for request.",
-            _V1_LATENCY,
+            V1_LATENCY,
             "h_prefill",
         )
         h(
             "vllm:request_decode_time_seconds",
             "Histogram of time spent in DECODE phase for request.",
-            _V1_LATENCY,
+            V1_LATENCY,
             "h_decode",
         )
         if not v110:
             h(
                 "vllm:request_num_preemptions",
                 "Histogram of the number of times a request was preempted.",
-                _PREEMPTIONS,
+                PREEMPTIONS,
                 "h_num_preempt",
             )
             h(
@@ -1003,13 +475,38 @@ class SimulatedVllm:
             info = {**keys, "engine": str(i)}
             fam.child(*(info[n] for n in names), value=1.0)
 
+    def _v1_family(self, name: str, help_: str, kind: str, attr: str | None, *, nan: bool = False) -> Family:
+        """A per-engine V1 family (with ``_created`` on counters) fed by the engine handle ``attr``.
+
+        With ``attr`` None the family gets one child per engine that stays at zero.
+        """
+        fam = self._reg.family(name, help_, kind, self._v1_labels(), created=kind == "counter", nan=nan)
+        if attr is None:
+            for i in range(self.engines):
+                fam.child(self.model, str(i), created=self._wall_ready)
+        else:
+            self._per_engine(fam, attr)
+        return fam
+
+    def _v1_kv_cache_families(self) -> None:
+        """KV-cache usage and prefix-cache queries/hits, as every V1 generation exports them."""
+        one = self._v1_family
+        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
+        one(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            "counter",
+            "prefix_queries",
+        )
+        one(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            "counter",
+            "prefix_hits",
+        )
+
     def _build_v110(self) -> None:
-        g = self._reg.family
-        lab = self._v1_labels()
-
-        def one(name: str, help_: str, kind: str, attr: str, *, nan: bool = False) -> None:
-            self._per_engine(g(name, help_, kind, lab, created=kind == "counter", nan=nan), attr)
-
+        one = self._v1_family
         one("vllm:num_requests_running", "Number of requests in model execution batches.", "gauge", "running", nan=True)
         one("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", "waiting", nan=True)
         one(
@@ -1033,19 +530,7 @@ class SimulatedVllm:
             "counter",
             "gpu_prefix_hits",
         )
-        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
-        one(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens.",
-            "counter",
-            "prefix_queries",
-        )
-        one(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens.",
-            "counter",
-            "prefix_hits",
-        )
+        self._v1_kv_cache_families()
         one("vllm:num_preemptions", "Cumulative number of preemption from the engine.", "counter", "preemptions")
         one("vllm:prompt_tokens", "Number of prefill tokens processed.", "counter", "prompt_tokens")
         one("vllm:generation_tokens", "Number of generation tokens processed.", "counter", "gen_tokens")
@@ -1077,15 +562,7 @@ class SimulatedVllm:
         lab = self._v1_labels()
         wr = self._wall_ready
 
-        def one(name: str, help_: str, kind: str, attr: str | None, *, nan: bool = False) -> _Family:
-            fam = g(name, help_, kind, lab, created=kind == "counter", nan=nan)
-            if attr is None:
-                for i in range(self.engines):
-                    fam.child(self.model, str(i), created=wr)
-            else:
-                self._per_engine(fam, attr)
-            return fam
-
+        one = self._v1_family
         mfu = "(for Model Flops Utilization calculations)."
         one(
             "vllm:estimated_flops_per_gpu",
@@ -1127,19 +604,7 @@ class SimulatedVllm:
         self._per_engine(fam, "sleep_awake", "awake")
         self._per_engine(fam, "sleep_l1", "weights_offloaded")
         self._per_engine(fam, "sleep_l2", "discard_all")
-        one("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", "kv_usage", nan=True)
-        one(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens.",
-            "counter",
-            "prefix_queries",
-        )
-        one(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens.",
-            "counter",
-            "prefix_hits",
-        )
+        self._v1_kv_cache_families()
         one(
             "vllm:external_prefix_cache_queries",
             "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of "
@@ -1268,17 +733,17 @@ class SimulatedVllm:
             "http_request_duration_highr_seconds",
             "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
             "histogram",
-            buckets=_HTTP_HIGHR,
+            buckets=HTTP_HIGHR,
             created=True,
         )
         assert self.start_wall is not None
-        self._http_highr: _Hist = highr.child(created=self.start_wall + self.load_seconds + 3.5)
+        self._http_highr: Hist = highr.child(created=self.start_wall + self.load_seconds + 3.5)
         self._http_duration = g(
             "http_request_duration_seconds",
             "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
             "histogram",
             ("handler", "method"),
-            buckets=_HTTP_FEW,
+            buckets=HTTP_FEW,
             created=True,
         )
         self._http_on = True
@@ -1338,7 +803,7 @@ class SimulatedVllm:
         if self._proc_on:
             self._cpu_acc += h * (0.2 + 0.004 * busy) * rng.uniform(0.8, 1.2)
             self._cpu.v = round(self._cpu_acc, 2)  # ProcessCollector's clock-tick resolution
-            g0 = _round_int(rng, h * (4.0 + 0.2 * busy))
+            g0 = round_int(rng, h * (4.0 + 0.2 * busy))
             self._gc_collections[0].v += g0
             self._gc_collected[0].v += g0 * rng.randint(40, 110)
             if g0 and rng.random() < 0.09 * g0:
@@ -1350,10 +815,10 @@ class SimulatedVllm:
             self._rss.v = self._rss_base + float(rng.randint(0, 4096) * 4096)
             self._fds.v = float(70 + busy // 2 + rng.randint(0, 6))
 
-    def _new_request(self, arrival: float) -> _Req:
+    def _new_request(self, arrival: float) -> Req:
         rng = self._rng
         mml = self.max_model_len
-        r = _Req()
+        r = Req()
         r.arrival = arrival
         prompt = int(rng.lognormvariate(self._mu_prompt, 0.95))
         prompt = min(max(prompt, 4), mml - 8)
@@ -1391,12 +856,25 @@ class SimulatedVllm:
         r.req_bytes = 220 + 4 * prompt + rng.randint(0, 200)
         return r
 
-    def _engine_substep(self, eng: _Engine, t: float, h: float, rate: float) -> None:
+    def _engine_substep(self, eng: Engine, t: float, h: float, rate: float) -> None:
+        """Advance one engine by ``h`` seconds from ``t``: arrivals, scheduling, decode, preemption, gauges."""
+        self._arrive(eng, t, h, rate)
+        batch, prefill_tokens = self._schedule(eng, t)
+        itl = eng.base_itl * (1.0 + batch / 96.0) * self._rng.uniform(0.92, 1.08)
+        self._decode(eng, t + h, itl)
+        if batch:
+            steps = max(1, int(h / itl))
+            psteps = min(steps, -(-prefill_tokens // eng.chunk)) if prefill_tokens else 0
+            if psteps:
+                eng.em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
+            eng.em.h_iter.observe(float(len(eng.running)), steps - psteps)
+        self._preempt(eng)
+        self._set_gauges(eng, h)
+
+    def _arrive(self, eng: Engine, t: float, h: float, rate: float) -> None:
+        """Poisson arrivals over ``[t, t + h)``; a few are rejected by request validation before the engine."""
         rng = self._rng
-        em = eng.em
-        end = t + h
-        # arrivals (a few are rejected by request validation before reaching the engine)
-        for _ in range(_poisson(rng, rate * h)):
+        for _ in range(poisson(rng, rate * h)):
             arrival = t + rng.random() * h
             if rng.random() < 0.004:
                 self.record_http(
@@ -1404,10 +882,12 @@ class SimulatedVllm:
                 )
                 continue
             eng.waiting.append(self._new_request(arrival))
-        # scheduling
-        running = eng.running
+
+    def _schedule(self, eng: Engine, t: float) -> tuple[int, int]:
+        """Admit waiting requests while seats and KV blocks last; the batch size and the tokens to prefill."""
+        rng = self._rng
         kv = eng.kv_used
-        batch = len(running)
+        batch = len(eng.running)
         prefill_tokens = 0
         while eng.waiting and batch < eng.max_seqs and not self.stalled:
             r = eng.waiting[0]
@@ -1419,29 +899,38 @@ class SimulatedVllm:
             if r.sched < 0:  # first admission
                 r.sched = at
                 compute = r.prompt - r.hits
-                em.prompt_tokens.v += r.prompt
-                em.prefix_queries.v += r.prompt
-                em.prefix_hits.v += r.hits
-                em.gpu_prefix_queries.v += r.prompt
-                em.gpu_prefix_hits.v += r.hits
-                em.src_compute.v += compute
-                em.src_cache_hit.v += r.hits
-                em.cached.v += r.hits
-                em.cached_device.v += r.hits
-                eng.tp_prompt += r.prompt
+                self._count_prompt(eng, r, compute)
             else:  # resumed after preemption: recompute everything
                 compute = r.prompt + r.gen
             prefill_tokens += compute
             r.next_tok = at + compute / eng.prefill_tps * (1.0 + batch / 256.0) * self.prefill_slowdown + 0.004
             kv += need
-            running.append(r)
+            eng.running.append(r)
             batch += 1
-        # decode
-        itl = eng.base_itl * (1.0 + batch / 96.0) * rng.uniform(0.92, 1.08)
+        return batch, prefill_tokens
+
+    @staticmethod
+    def _count_prompt(eng: Engine, r: Req, compute: int) -> None:
+        """The prompt and prefix-cache counters of a request's first admission."""
+        em = eng.em
+        em.prompt_tokens.v += r.prompt
+        em.prefix_queries.v += r.prompt
+        em.prefix_hits.v += r.hits
+        em.gpu_prefix_queries.v += r.prompt
+        em.gpu_prefix_hits.v += r.hits
+        em.src_compute.v += compute
+        em.src_cache_hit.v += r.hits
+        em.cached.v += r.hits
+        em.cached_device.v += r.hits
+        eng.tp_prompt += r.prompt
+
+    def _decode(self, eng: Engine, end: float, itl: float) -> None:
+        """Generate the tokens due before ``end`` at one token per ``itl``; finish requests that reach their stop."""
+        em = eng.em
         produced = 0
         itl_obs = 0
-        done: list[_Req] = []
-        for r in running:
+        done: list[Req] = []
+        for r in eng.running:
             nt = r.next_tok
             if nt >= end:
                 continue
@@ -1463,24 +952,21 @@ class SimulatedVllm:
                 r.next_tok -= itl  # time of the last token
                 done.append(r)
         if done:
-            eng.running = running = [r for r in running if r.gen < r.stop_at]
+            eng.running = [r for r in eng.running if r.gen < r.stop_at]
             for r in done:
                 self._finish(em, r)
         em.gen_tokens.v += produced
         eng.tp_gen += produced
         if itl_obs:
             slow = itl_obs // 12
-            slow_itl = itl * rng.uniform(1.6, 3.0)
+            slow_itl = itl * self._rng.uniform(1.6, 3.0)
             for hist in (em.h_itl, em.h_tpot):
                 hist.observe(itl, itl_obs - slow)
                 hist.observe(slow_itl, slow)
-        if batch:
-            steps = max(1, int(h / itl))
-            psteps = min(steps, -(-prefill_tokens // eng.chunk)) if prefill_tokens else 0
-            if psteps:
-                em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
-            em.h_iter.observe(float(len(running)), steps - psteps)
-        # KV accounting and preemption (newest request first, as vLLM's recompute policy does)
+
+    def _preempt(self, eng: Engine) -> None:
+        """KV accounting; preempt the newest requests first (vLLM's recompute policy) while the cache overflows."""
+        running = eng.running
         blocks = eng.blocks
         kv = sum(blocks(r.prompt + r.gen) for r in running)
         forced = self.force_preemption
@@ -1489,15 +975,18 @@ class SimulatedVllm:
             victim = running.pop()
             kv -= blocks(victim.prompt + victim.gen)
             victim.preempt += 1
-            em.preemptions.v += 1
+            eng.em.preemptions.v += 1
             eng.waiting.appendleft(victim)
         eng.kv_used = kv
-        # gauges
-        em.running.v = float(len(running))
+
+    def _set_gauges(self, eng: Engine, h: float) -> None:
+        """The engine's gauges after a step of ``h`` seconds."""
+        em = eng.em
+        em.running.v = float(len(eng.running))
         waiting = float(len(eng.waiting))
         em.waiting.v = waiting
         em.wait_capacity.v = waiting
-        usage = min(1.0, max(kv / eng.kv_cap, self.kv_usage_floor))
+        usage = min(1.0, max(eng.kv_used / eng.kv_cap, self.kv_usage_floor))
         em.kv_usage.v = usage
         em.gpu_cache_usage.v = usage
         asleep = self.sleep_level > 0
@@ -1511,7 +1000,7 @@ class SimulatedVllm:
             eng.tp_prompt = eng.tp_gen = 0
             eng.tp_elapsed = 0.0
 
-    def _finish(self, em: _EngineMetrics, r: _Req) -> None:
+    def _finish(self, em: EngineMetrics, r: Req) -> None:
         fin = r.next_tok
         e2e = fin - r.arrival
         out_bytes = 300 + 4 * r.gen
@@ -1616,399 +1105,3 @@ class SimulatedVllm:
             self._cache = self.render_metrics()
             self._cache_at = now
         return self._cache
-
-
-# --------------------------------------------------------------------------------------------------------------
-# HTTP
-
-_HDRS = {"Server": "uvicorn"}
-_METRICS_HDRS = {"Content-Type": METRICS_CONTENT_TYPE, "Server": "uvicorn"}
-_JSON_HDRS = {"Content-Type": "application/json", "Server": "uvicorn"}
-_GARBAGE = (
-    b"# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
-    b"# TYPE vllm:num_requests_running gauge\n"
-    b'vllm:num_requests_running{engine="0",model_name="x" 14.0\n'
-    b"vllm:kv_cache_usage_perc{engine=0} not-a-number\n"
-    b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
-    b"}}}{{{ = = =\n"
-)
-_PAD_LINE = b"# inferwatch simulator padding for the huge-body fault .........\n"
-_PAD_CHUNK = _PAD_LINE * (1024 * 1024 // len(_PAD_LINE))
-
-
-def _local_port(request: web.Request) -> int:
-    transport = request.transport
-    if transport is None:
-        raise web.HTTPServiceUnavailable()
-    return int(transport.get_extra_info("sockname")[1])
-
-
-class _Routes:
-    def __init__(
-        self, resolve: Callable[[web.Request], SimulatedVllm], api_key: str | None, clock: Callable[[], float]
-    ) -> None:
-        self._resolve = resolve
-        self._api_key = api_key
-        self._clock = clock
-
-    def _get(self, request: web.Request) -> tuple[SimulatedVllm, float]:
-        inst = self._resolve(request)
-        now = self._clock()
-        inst._touch(now)
-        return inst, now
-
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        inst, now = self._get(request)
-        if inst._loading(now):
-            return web.Response(status=503, headers=_HDRS)
-        fault = inst.fault
-        if fault is not None and fault in FAULTS:
-            return await self._fault(request, inst, now, fault)
-        return web.Response(body=inst._metrics_at(now), headers=_METRICS_HDRS)
-
-    async def _fault(self, request: web.Request, inst: SimulatedVllm, now: float, fault: str) -> web.StreamResponse:
-        if fault == "500":
-            return web.Response(status=500, text="Internal Server Error", headers=_HDRS)
-        if fault == "hang":
-            deadline = time.monotonic() + _HANG_S
-            while time.monotonic() < deadline:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    break
-                await asyncio.sleep(0.25)
-            return web.Response(status=503, headers=_HDRS)
-        if fault == "garbage":
-            return web.Response(body=_GARBAGE, headers=_METRICS_HDRS)
-        if fault == "nan":
-            inst._advance(now)
-            return web.Response(body=inst.render_metrics(nan=True), headers=_METRICS_HDRS)
-        body = inst._metrics_at(now)
-        if fault == "bad_utf8":
-            body = body.replace(b'model_name="', b'model_name="\xc3\x28\xff', 1)
-            return web.Response(body=body + b"# \xfe\xff trailing bytes\n", headers=_METRICS_HDRS)
-        resp = web.StreamResponse(headers=_METRICS_HDRS)
-        if fault == "dribble":
-            resp.content_length = len(body)
-            await resp.prepare(request)
-            with contextlib.suppress(ConnectionError):
-                for i in range(len(body)):
-                    await resp.write(body[i : i + 1])
-                    await asyncio.sleep(_DRIBBLE_INTERVAL_S)
-            return resp
-        # huge: the real body, then comment lines up to >= 50 MiB, streamed in 1 MiB writes
-        chunks = -(-(HUGE_BODY_BYTES - len(body)) // len(_PAD_CHUNK))
-        resp.content_length = len(body) + chunks * len(_PAD_CHUNK)
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            await resp.write(body)
-            for _ in range(chunks):
-                await resp.write(_PAD_CHUNK)
-        return resp
-
-    async def health(self, request: web.Request) -> web.Response:
-        inst, now = self._get(request)
-        if inst._loading(now) or inst.dead:
-            return web.Response(status=503, headers=_HDRS)
-        inst._advance(now)
-        return web.Response(status=200, headers=_HDRS)
-
-    async def models(self, request: web.Request) -> web.Response:
-        inst, now = self._get(request)
-        if inst._loading(now) or inst.dead:
-            return web.Response(status=503, headers=_HDRS)
-        inst._advance(now)
-        t0 = time.perf_counter()
-        if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
-            body = b'{"error":"Unauthorized"}'
-            inst.record_http("/v1/models", "GET", 401, time.perf_counter() - t0, 0, len(body))
-            return web.Response(status=401, body=body, headers=_JSON_HDRS)
-        body = inst.models_body()
-        inst.record_http("/v1/models", "GET", 200, time.perf_counter() - t0 + 0.0005, 0, len(body))
-        return web.Response(body=body, headers=_JSON_HDRS)
-
-    async def version(self, request: web.Request) -> web.Response:
-        inst, now = self._get(request)
-        if inst._loading(now):
-            return web.Response(status=503, headers=_HDRS)
-        return web.Response(body=inst.version_body(), headers=_JSON_HDRS)
-
-
-def _make_app(
-    resolve: Callable[[web.Request], SimulatedVllm], api_key: str | None, clock: Callable[[], float]
-) -> web.Application:
-    routes = _Routes(resolve, api_key, clock)
-    app = web.Application()
-    app.router.add_get("/metrics", routes.metrics)
-    app.router.add_get("/metrics/", routes.metrics)
-    app.router.add_get("/health", routes.health)
-    app.router.add_get("/ping", routes.health)
-    app.router.add_post("/ping", routes.health)
-    app.router.add_get("/v1/models", routes.models)
-    app.router.add_get("/version", routes.version)
-    return app
-
-
-def build_app(
-    instances: SimulatedVllm | Callable[[], SimulatedVllm],
-    *,
-    api_key: str | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> web.Application:
-    """An aiohttp application serving one simulated vLLM.
-
-    Args:
-        instances: the instance, or a zero-argument callable returning the instance to serve (looked up per request,
-            so a test can swap in a "restarted" server).
-        api_key: when set, ``/v1/models`` needs ``Authorization: Bearer <api_key>`` (401 JSON otherwise);
-            ``/metrics``, ``/health``, ``/ping`` and ``/version`` stay open, as in vLLM.
-        clock: monotonic seconds; drives loading and how far each request advances the simulation.
-    """
-    if isinstance(instances, SimulatedVllm):
-        inst = instances
-        inst._touch(clock())  # the server "starts" now: loading counts from here
-        return _make_app(lambda _request: inst, api_key, clock)
-    factory = instances
-    return _make_app(lambda _request: factory(), api_key, clock)
-
-
-class _SharedRunner(web.AppRunner):
-    """One runner behind many ports; ``cleanup()`` may be called once per returned pair."""
-
-    _cleaned = False
-
-    async def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
-        await super().cleanup()
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Linux
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-async def serve(
-    instances: list[SimulatedVllm],
-    host: str = "127.0.0.1",
-    base_port: int = 0,
-    *,
-    api_key: str | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[tuple[str, web.AppRunner]]:
-    """Serve each instance on its own loopback port: one shared app and runner, one listening socket per instance.
-
-    Args:
-        instances: what to serve, in order.
-        host: address to bind.
-        base_port: 0 for free ports, else instance ``i`` listens on ``base_port + i``.
-        api_key: as for :func:`build_app`.
-        clock: as for :func:`build_app`.
-
-    Returns:
-        ``(base URL, runner)`` per instance.  All pairs share one runner, whose ``cleanup()`` is idempotent, so
-        cleaning up every pair's runner (or just one) stops everything.
-    """
-    by_port: dict[int, SimulatedVllm] = {}
-    app = _make_app(lambda request: by_port[_local_port(request)], api_key, clock)
-    runner = _SharedRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
-    _raise_fd_limit(4 * len(instances) + 256)
-    await runner.setup()
-    out: list[tuple[str, web.AppRunner]] = []
-    try:
-        for i, inst in enumerate(instances):
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, base_port + i if base_port else 0))
-            except OSError:
-                sock.close()
-                raise
-            sock.setblocking(False)
-            port = sock.getsockname()[1]
-            by_port[port] = inst
-            inst._touch(clock())
-            await web.SockSite(runner, sock).start()
-            h = f"[{host}]" if ":" in host else host
-            out.append((f"http://{h}:{port}", runner))
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Fleets, demo and command line
-
-
-def demo_fleet() -> list[SimulatedVllm]:
-    """Four instances for the demo: one per generation; the 0.10 one loads for 20 s first."""
-    return [
-        SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, engines=2, seed=1),
-        SimulatedVllm(
-            "llama-3.1-8b-instruct",
-            "meta-llama/Llama-3.1-8B-Instruct",
-            VllmGeneration.V1_10,
-            "0.10.1",
-            max_model_len=16384,
-            load_seconds=20.0,
-            seed=2,
-        ),
-        SimulatedVllm(
-            "mistral-7b-instruct",
-            "mistralai/Mistral-7B-Instruct-v0.3",
-            VllmGeneration.V0_6,
-            "0.6.3.post1",
-            max_model_len=8192,
-            seed=3,
-        ),
-        SimulatedVllm(
-            "llama-2-13b-chat",
-            "meta-llama/Llama-2-13b-chat-hf",
-            VllmGeneration.V0_5,
-            "0.5.3.post1",
-            max_model_len=4096,
-            seed=4,
-            rps=0.5,
-        ),
-    ]
-
-
-_FLEET_MODELS = (
-    ("qwen3-8b", "Qwen/Qwen3-8B", 32768),
-    ("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", 16384),
-    ("mistral-7b-instruct", "mistralai/Mistral-7B-Instruct-v0.3", 8192),
-    ("qwen2.5-32b-instruct", "Qwen/Qwen2.5-32B-Instruct", 32768),
-    ("gemma-3-12b-it", "google/gemma-3-12b-it", 8192),
-)
-_FLEET_VERSIONS = (
-    (VllmGeneration.V1, "0.33.0"),
-    (VllmGeneration.V1, "0.33.0"),
-    (VllmGeneration.V1_10, "0.10.1"),
-    (VllmGeneration.V0_6, "0.6.3.post1"),
-    (VllmGeneration.V0_5, "0.5.3.post1"),
-)
-
-
-def make_fleet(count: int, seed: int = 0) -> list[SimulatedVllm]:
-    """``count`` instances: :func:`demo_fleet` first, then a deterministic mix of models and generations."""
-    fleet = demo_fleet()[:count]
-    rng = random.Random(seed)
-    for i in range(len(fleet), count):
-        model, root, mml = _FLEET_MODELS[i % len(_FLEET_MODELS)]
-        gen, version = _FLEET_VERSIONS[rng.randrange(len(_FLEET_VERSIONS))]
-        engines = 2 if gen is VllmGeneration.V1 and rng.random() < 0.25 else 1
-        fleet.append(
-            SimulatedVllm(model, root, gen, version, max_model_len=mml, engines=engines, seed=seed * 100_003 + i)
-        )
-    return fleet
-
-
-def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario]:
-    """The alert scenarios of :func:`demo_fleet` (served at ``urls``): one instance or knob per rule."""
-    from inferwatch.simulators.scenarios import Scenario
-
-    qwen, llama31, mistral, llama2 = fleet[:4]
-
-    def knob(inst: SimulatedVllm, attr: str, on: object, off: object) -> tuple[Callable[[], None], Callable[[], None]]:
-        return (lambda: setattr(inst, attr, on)), (lambda: setattr(inst, attr, off))
-
-    specs = [
-        (
-            "vllm_target_down",
-            "VllmTargetDown",
-            urls[3],
-            knob(llama2, "fault", "500", None),
-            "llama-2-13b-chat's /metrics answers 500 Internal Server Error",
-        ),
-        (
-            "vllm_queue_backlog",
-            "VllmQueueBacklog",
-            urls[0],
-            knob(qwen, "stalled", True, False),
-            "qwen3-8b's scheduler admits nothing: arrivals pile up in the waiting queue",
-        ),
-        (
-            "vllm_kv_cache_saturated",
-            "VllmKvCacheSaturated",
-            urls[2],
-            knob(mistral, "kv_usage_floor", 0.99, 0.0),
-            "mistral-7b-instruct's KV cache is 99 % held (leaked blocks)",
-        ),
-        (
-            "vllm_preemptions",
-            "VllmPreemptions",
-            urls[2],
-            knob(mistral, "force_preemption", True, False),
-            "mistral-7b-instruct's scheduler preempts a running request every second",
-        ),
-        (
-            "vllm_ttft_high",
-            "VllmTtftHigh",
-            urls[1],
-            knob(llama31, "prefill_slowdown", 100.0, 1.0),
-            "llama-3.1-8b-instruct's prefill runs 100 times slower (time to first token of seconds)",
-        ),
-    ]
-    return [
-        Scenario(name, alert, description, start, stop, labels={"target": url})
-        for name, alert, url, (start, stop), description in specs
-    ]
-
-
-async def start_demo() -> Demo:
-    """Hook for ``python -m simulators``: serve :func:`demo_fleet` (plus ``INFERWATCH_DEMO_VLLM_EXTRA`` more)
-    and point the vLLM scraper at it."""
-    from inferwatch.simulators.demo import Demo
-
-    # INFERWATCH_DEMO_VLLM_EXTRA: more simulated servers beyond the four of the demo (a soak at scale)
-    extra = max(int(os.environ.get("INFERWATCH_DEMO_VLLM_EXTRA", "0") or 0), 0)
-    fleet = make_fleet(len(demo_fleet()) + extra)
-    pairs = await serve(fleet)
-    urls = [url for url, _ in pairs]
-    return Demo(
-        env={"INFERWATCH_VLLM_TARGETS": ",".join(urls)}, runners=[pairs[0][1]], scenarios=demo_scenarios(fleet, urls)
-    )
-
-
-async def _run(count: int, host: str, port_base: int, seed: int, api_key: str | None) -> None:
-    fleet = make_fleet(count, seed)
-    t0 = time.perf_counter()
-    pairs = await serve(fleet, host, port_base, api_key=api_key)
-    took = time.perf_counter() - t0
-    for (url, _), inst in zip(pairs, fleet, strict=True):
-        print(f"{url}\t{inst.version}\t{inst.model}", flush=True)
-    print(f"# {len(pairs)} simulated vLLM servers up in {took:.2f} s; Ctrl-C to stop", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        if pairs:
-            await pairs[0][1].cleanup()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m simulators.vllm --count N --port-base P``: serve N simulated servers and print their URLs."""
-    parser = argparse.ArgumentParser(prog="python -m simulators.vllm", description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=4, help="number of instances (default 4: the demo fleet)")
-    parser.add_argument("--port-base", type=int, default=0, help="first port; 0 picks free ports (default)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None, help="require this bearer token on /v1/models")
-    args = parser.parse_args(argv)
-    asyncio.run(_run(args.count, args.host, args.port_base, args.seed, args.api_key))
-
-
-if __name__ == "__main__":
-    main()
