@@ -14,7 +14,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,25 +28,11 @@ from inferwatch.contracts import ALL, EVENT_TYPES, PREFIX, decode, domain_kind, 
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
 from inferwatch.shared.natsserver import EmbeddedNats, answers
+from inferwatch.shared.ports import free_port, port_free
 from inferwatch.shared.service import run_service
 from inferwatch.shared.settings import SettingsError
 
 AGGREGATOR = spec("aggregator")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _die_with_parent() -> None:
@@ -138,12 +123,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
             if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
                 print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
-        port = args.port if _port_free(args.port) else _free_port()
+        port = args.port if port_free(args.port) else free_port()
         urls = {}
         scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
         for service in SERVICES:  # the aggregator first
             child_env = dict(env)
-            service_port = port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
+            service_port = port if service is AGGREGATOR else int(env.get(service.port_variable) or free_port())
             child_env[service.port_variable] = str(service_port)
             supervisor.spawn(service.name, [sys.executable, "-m", "inferwatch", "run", service.name], child_env)
             urls[service.name] = f"{scheme}://127.0.0.1:{service_port}"
