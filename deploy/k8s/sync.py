@@ -2,7 +2,7 @@
 
 Kustomize only reads files under its own directory, so the dashboards (deploy/grafana/dashboards/*.json)
 are copied to ``dashboards/`` and the Prometheus rules (deploy/prometheus/rules/inferwatch.rules.yml) are
-wrapped in a PrometheusRule (``prometheusrule.yaml``). tests/test_deploy.py checks the copies are current.
+wrapped in a PrometheusRule (``prometheusrule.yaml``). tests/unit/test_deploy.py checks the copies are current.
 """
 
 from __future__ import annotations
