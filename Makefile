@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up run test test-fast lint bench clean
+.PHONY: up run test test-unit test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)  ## system packages (when root), lint, types, the whole suite wit
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow --timeout 300
+
+test-unit: $(STAMP)  ## tests/unit only: pure, no nats-server, no subprocess, no network server
+	$(BIN)/pytest -q tests/unit
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not system" -x

@@ -33,8 +33,8 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats
-from tests.conftest import free_port
-from tests.test_alerts_integration import FAST_RULES as RULES  # VllmTargetDown with for: 0s
+from inferwatch.shared.ports import free_port
+from tests.support.aggregator import FAST_RULES as RULES  # VllmTargetDown with for: 0s
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,8 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
-from inferwatch.shared.natsserver import NatsCluster, free_port
+from inferwatch.shared.natsserver import NatsCluster
+from inferwatch.shared.ports import free_port
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
 
 STREAM = "INFERWATCH_ALERTS"

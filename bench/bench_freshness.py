@@ -27,6 +27,7 @@ import httpx
 from bench._common import write_json
 from inferwatch.services import spec
 from inferwatch.shared.natsserver import EmbeddedNats
+from inferwatch.shared.ports import free_port
 from inferwatch.shared.service import run_service
 from inferwatch.shared.settings import Env
 from inferwatch.simulators.docker_engine import container_id, serve_backend, start_docker_demo, vllm_container
@@ -34,14 +35,6 @@ from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration
 
 PROMETHEUS_SD_REFRESH_S = 60.0
 PROMETHEUS_SCRAPE_S = 15.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,7 +51,7 @@ def prometheus_baseline(samples: int = 200_000) -> tuple[float, float]:
 
 
 async def _service(name: str, env: dict[str, str]) -> tuple[asyncio.Task[None], str]:
-    port = _free_port()
+    port = free_port()
     service = spec(name)
     full = {**env, service.port_variable: str(port)}
     task = asyncio.create_task(run_service(service, env=Env(full)))

@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from inferwatch.shared.natsserver import EmbeddedNats
-    from tests.conftest import free_port
+    from inferwatch.shared.ports import free_port
 
     with EmbeddedNats(jetstream=True) as server:
         env = {

@@ -32,6 +32,7 @@ from typing import Any
 
 from bench._common import write_json
 from inferwatch.shared.natsserver import EmbeddedNats
+from inferwatch.shared.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -41,14 +42,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process (children not included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_simulators(count: int) -> tuple[subprocess.Popen[str], list[str]]:
@@ -147,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                     }
                 )
             )
-            prom_port = _free_port()
+            prom_port = free_port()
             prom = subprocess.Popen(
                 [
                     prometheus,
@@ -161,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 text=True,
             )
             procs.append(prom)
-            ours_port = _free_port()
+            ours_port = free_port()
             env = {
                 **os.environ,
                 "NATS_URL": nats.url,

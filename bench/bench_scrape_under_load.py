@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import table, write_json  # noqa: E402
 from inferwatch.contracts.vllm import VllmInstanceSnapshot  # noqa: E402
-from tests.test_aggregator_state import snapshot  # noqa: E402
+from tests.support.aggregator import vllm_snapshot as snapshot  # noqa: E402
 
 
 def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  # type: ignore[valid-type]
@@ -110,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     from inferwatch.shared.bus import Bus, BusSettings
     from inferwatch.shared.natsserver import EmbeddedNats
-    from tests.conftest import free_port
+    from inferwatch.shared.ports import free_port
 
     with EmbeddedNats(jetstream=False) as server:
         port = free_port()

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,27 +30,13 @@ from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
 from inferwatch.shared.bus import BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats, answers
+from inferwatch.shared.ports import free_port, port_free
 from inferwatch.shared.process import spawn
 from inferwatch.shared.service import instance_id, run_service
 from inferwatch.shared.settings import Env, SettingsError
 from inferwatch.supervisor import SnapshotPublisher, Supervisor, snapshot
 
 AGGREGATOR = spec("aggregator")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, str]:
@@ -98,7 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             _start_simulators(supervisor, env, workdir / "demo-env.json")
-        urls = _start_services(supervisor, env, args.port if _port_free(args.port) else _free_port())
+        urls = _start_services(supervisor, env, args.port if port_free(args.port) else free_port())
         print(f"Aggregator  {urls[AGGREGATOR.name]}/metrics   (status page: {urls[AGGREGATOR.name]}/)")
         for name, url in urls.items():
             if name != AGGREGATOR.name:
@@ -138,7 +123,7 @@ def _start_services(supervisor: Supervisor, env: dict[str, str], aggregator_port
     scheme = "https" if env.get("INFERWATCH_HTTP_TLS_CERT_FILE") else "http"  # every service serves alike
     for service in SERVICES:
         child_env = dict(env)
-        port = aggregator_port if service is AGGREGATOR else int(env.get(service.port_variable) or _free_port())
+        port = aggregator_port if service is AGGREGATOR else int(env.get(service.port_variable) or free_port())
         child_env[service.port_variable] = str(port)
         run_args = [sys.executable, "-m", "inferwatch", "run", service.name]
         supervisor.add(service.name, partial(spawn, run_args, child_env))

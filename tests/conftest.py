@@ -1,42 +1,49 @@
-"""Shared fixtures: a real nats-server per session, services run in-process, free ports."""
+"""Fixtures and hooks for every tier; helpers live in tests/support.
+
+Tiers by directory: tests/unit (pure, no servers or subprocesses), tests/integration (a real nats-server,
+loopback HTTP servers, databases, external binaries), tests/system (`inferwatch up --demo` as a subprocess).
+Each test gets its tier's marker from its directory, so ``-m unit`` selects the same tests as ``tests/unit``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import shutil
-import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
-from inferwatch.services import spec
+from inferwatch.shared.http import UpstreamMetrics
 from inferwatch.shared.natsserver import EmbeddedNats, find_binary
-from inferwatch.shared.service import ServiceApp, run_service
-from inferwatch.shared.settings import Env
+
+TIERS = ("unit", "integration", "system")
+SERVER_FIXTURES = frozenset({"nats_url", "private_nats", "langfuse_server"})
+TESTS = Path(__file__).resolve().parent
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the tier its directory names.
 
-
-def require_tool(*names: str) -> str:
-    """Path of the first tool found; skip (or fail under CI's INFERWATCH_REQUIRE_SYSTEM_TOOLS=1) if none."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    message = f"needs {' or '.join(names)} (Debian package; `scripts/system-deps` installs it as root)"
-    if os.environ.get("INFERWATCH_REQUIRE_SYSTEM_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    A test module outside every tier, or a unit test that asks for a server fixture, stops the run: the unit
+    tier must stay fast and never start nats-server.
+    """
+    problems = set()
+    for item in items:
+        if not item.path.is_relative_to(TESTS):
+            continue
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            problems.add(f"{item.path.relative_to(TESTS.parent)} is outside tests/{{{','.join(TIERS)}}}")
+            continue
+        item.add_marker(tier)
+        if tier == "unit" and (servers := SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+            problems.add(
+                f"{item.nodeid} is a unit test but uses {', '.join(sorted(servers))}: move it to tests/integration"
+            )
+    if problems:
+        raise pytest.UsageError("\n".join(sorted(problems)))
 
 
 @pytest.fixture(scope="session")
@@ -79,81 +86,6 @@ def private_nats() -> Iterator[EmbeddedNats]:
         server.close()
 
 
-@dataclass
-class RunningService:
-    """A service running in the test's event loop."""
-
-    url: str
-    task: asyncio.Task[None]
-    built: list[ServiceApp]  # run_service's on_app appends the app it built
-
-    @property
-    def app(self) -> ServiceApp:
-        """The running service's app (its routes, and whatever state its ``run`` closes over)."""
-        return self.built[0]
-
-    async def stop(self) -> None:
-        """Cancel it the way SIGTERM would (its stop event), then wait."""
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-
-@contextlib.asynccontextmanager
-async def running_service(
-    name: str,
-    env: Mapping[str, str],
-    *,
-    ready_timeout: float = 10.0,
-    wait_ready: bool = True,
-) -> AsyncIterator[RunningService]:
-    """Run the registered service ``name`` with ``env`` on a free port until the block ends."""
-    service = spec(name)
-    port = free_port()
-    full_env = {"INFERWATCH_HEARTBEAT_INTERVAL_S": "0.5", **env, service.port_variable: str(port)}
-    built: list[ServiceApp] = []
-    task = asyncio.create_task(run_service(service, env=Env(full_env), on_app=built.append))
-    svc = RunningService(f"http://127.0.0.1:{port}", task, built)
-    try:
-        await wait_until(lambda: _answers(svc.url + "/healthz"), timeout=ready_timeout, what=f"{name} /healthz")
-        if wait_ready:
-            await wait_until(lambda: _answers(svc.url + "/readyz"), timeout=ready_timeout, what=f"{name} ready")
-        yield svc
-    finally:
-        await svc.stop()
-
-
-async def _answers(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-async def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]  # noqa: ASYNC109
-    """Poll an (async or sync) predicate until truthy; fail with ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = None
-    while loop.time() < deadline:
-        last = predicate()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-async def get_text(url: str, **kwargs: object) -> str:
-    """GET a URL, return the body (raises on HTTP errors)."""
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(url, **kwargs)  # type: ignore[arg-type]
-        response.raise_for_status()
-        return response.text
-
-
 @pytest.fixture
 async def langfuse_server() -> AsyncIterator[Any]:
     """Start Langfuse simulators on loopback: ``url = await langfuse_server(SimulatedLangfuse(...))``."""
@@ -169,3 +101,15 @@ async def langfuse_server() -> AsyncIterator[Any]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A Prometheus registry of the test's own."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> UpstreamMetrics:
+    """Upstream client metrics recorded into the test's ``registry``."""
+    return UpstreamMetrics.of(registry)

@@ -1,7 +1,7 @@
 """Generate inferwatch's Grafana dashboards from code: ``python deploy/grafana/generate.py``.
 
 Plain Python dicts in Grafana's dashboard JSON model (schemaVersion 39), written to
-``deploy/grafana/dashboards/*.json`` (committed; tests/test_deploy.py checks that regenerating gives the
+``deploy/grafana/dashboards/*.json`` (committed; tests/unit/test_deploy.py checks that regenerating gives the
 same bytes and that every metric a query names exists). Every dashboard has the ``host``, ``model`` and
 ``container`` variables and a description on every panel (shown as the panel's help text).
 """

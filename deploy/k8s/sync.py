@@ -10,7 +10,7 @@ Checked: the Kubernetes manifests, ``docker-compose.yml``, ``deploy/prometheus/p
 and every service fact in them must match ``inferwatch.services.SERVICES``: which services run, each one's
 HTTP port (``<prefix>HTTP_PORT``, container port, probes, Service port, scrape target, ``EXPOSE``) and its
 bind address (``<prefix>HTTP_HOST``: all interfaces, or nothing outside the container reaches it). Each
-mismatch is one line naming the file, the service and the fix. tests/test_deploy.py runs both.
+mismatch is one line naming the file, the service and the fix. tests/unit/test_deploy.py runs both.
 """
 
 from __future__ import annotations

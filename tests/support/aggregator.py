@@ -1,0 +1,123 @@
+"""An aggregator state with a catalog and a GPU host, as the status page reads it."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from inferwatch.contracts.base import Histogram
+from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
+from inferwatch.contracts.gpu import GpuHostSnapshot
+from inferwatch.contracts.supervisor import SupervisedChild, SupervisorSnapshot
+from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
+from inferwatch.services.aggregator.domains.gpu import render_gpu_host
+from inferwatch.services.aggregator.render import SeriesWriter
+from inferwatch.services.aggregator.state import SourceTable
+
+
+def catalog_snapshot() -> ModelCatalogSnapshot:
+    """A model catalog with one available vLLM model and one unavailable LiteLLM embedding model."""
+    return ModelCatalogSnapshot(
+        source="catalog",
+        observed_at=time.time(),
+        collector="c",
+        interval_s=1.0,
+        entries=[
+            CatalogEntry(
+                name="qwen3-8b",
+                model_id="Qwen/Qwen3-8B",
+                providers=["vllm"],
+                available=True,
+                endpoints=["http://10.0.0.5:8000"],
+                parameter_count=8_190_000_000,
+                hf_url="https://huggingface.co/Qwen/Qwen3-8B",
+            ),
+            CatalogEntry(
+                name="bge-m3",
+                model_id="BAAI/bge-m3",
+                model_type="embedding",
+                providers=["litellm"],
+                endpoints=["http://litellm:4000"],
+                available=False,
+            ),
+        ],
+    )
+
+
+def _noop(_event: object, _w: SeriesWriter) -> None:
+    """A renderer that writes nothing (the status page reads the catalog from the table, not /metrics)."""
+
+
+def supervisor_snapshot() -> SupervisorSnapshot:
+    """An ``inferwatch up`` with a running aggregator and a crash-looping litellm-poller."""
+    return SupervisorSnapshot(
+        source="up@host:1",
+        observed_at=time.time(),
+        collector="up@host:1",
+        interval_s=1.0,
+        children=[
+            SupervisedChild(name="aggregator", state="running", pid=42),
+            SupervisedChild(name="litellm-poller", state="backoff", restarts_total=5, last_exit_code=2),
+        ],
+    )
+
+
+def make_aggregator() -> SimpleNamespace:
+    """The part of an aggregator the status page reads (``.table``): a GPU host, the catalog, ``up``'s children."""
+    table = SourceTable(
+        {GpuHostSnapshot: render_gpu_host, ModelCatalogSnapshot: _noop, SupervisorSnapshot: _noop}, tombstone_s=600.0
+    )
+    now = time.monotonic()
+    table.apply(
+        GpuHostSnapshot(
+            source="gpu-host-1", observed_at=time.time(), collector="c", interval_s=1.0, nvml_available=True
+        ),
+        now,
+    )
+    table.apply(catalog_snapshot(), now)
+    table.apply(supervisor_snapshot(), now)
+    return SimpleNamespace(table=table)
+
+
+def vllm_snapshot(
+    source: str = "http://10.0.0.1:8000", observed_at: float = 100.0, **kw: object
+) -> VllmInstanceSnapshot:
+    """A ready vLLM 0.33 instance with one engine of qwen3-8b; ``kw`` overrides snapshot fields."""
+    engines = [
+        VllmEngineStats(
+            model_name="qwen3-8b",
+            engine="0",
+            requests_running=3,
+            requests_waiting=1,
+            kv_cache_usage_ratio=0.42,
+            prompt_tokens_total=1000,
+            generation_tokens_total=5000,
+            request_success_total={"stop": 10, "length": 2},
+            time_to_first_token_seconds=Histogram(buckets=[(0.1, 4.0), (0.5, 9.0)], sum=2.5, count=12.0),
+        )
+    ]
+    fields: dict[str, object] = {
+        "up": True,
+        "status": "ready",
+        "health_ok": True,
+        "version": "0.33.0",
+        "generation": "v1",
+        "models": [VllmModelCard(id="qwen3-8b", max_model_len=32768)],
+        "engines": engines,
+        "container_name": "vllm-qwen",
+        **kw,
+    }
+    return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0, **fields)  # type: ignore[arg-type]
+
+
+# VllmTargetDown alone, with ``for: 0s``: an alert on the first snapshot that is down.
+FAST_RULES = """
+rules:
+  - alert: VllmTargetDown
+    event: vllm.instance
+    when: not up
+    for: 0s
+    severity: critical
+    labels: {target: "{source}"}
+    annotations: {summary: "vLLM target {source} is down", runbook_url: deploy/README.md#vllmtargetdown}
+"""
