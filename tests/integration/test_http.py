@@ -9,9 +9,7 @@ import email.utils
 import gzip
 import logging
 import pickle
-import shutil
 import ssl
-import subprocess
 import time
 import traceback
 import tracemalloc
@@ -41,6 +39,7 @@ from inferwatch.shared.http import (
 from inferwatch.shared.http.body import retry_after_s
 from inferwatch.shared.http.breaker import Admission
 from inferwatch.shared.tls import TlsPolicy
+from tests.support.auth import self_signed as make_self_signed
 
 MB = 1024 * 1024
 CHUNK = b"x" * 65536
@@ -422,75 +421,8 @@ async def test_redirects(upstream: Upstream, metrics: UpstreamMetrics) -> None:
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cryptography if importable, else the openssl CLI)."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    try:
-        _cert_with_cryptography(cert, key)
-    except ImportError:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            pytest.skip("needs the cryptography package or the openssl CLI")
-        subprocess.run(
-            [
-                openssl,
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-    return cert, key
-
-
-def _cert_with_cryptography(cert: Path, key: Path) -> None:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(private, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    """A self-signed certificate for 127.0.0.1 and its key, shared by this module's TLS tests."""
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
