@@ -133,18 +133,28 @@ class NatsCluster:
     """
 
     def __init__(self, size: int = 3, name: str = "inferwatch") -> None:
-        self.route_ports = [free_port() for _ in range(size)]
-        self.monitor_ports = [free_port() for _ in range(size)]
-        routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.route_ports)
+        self.size, self.name = size, name
+        self.monitor_ports: list[int] = []
+        self.nodes: list[EmbeddedNats] = []
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """Pick each node's ports (all distinct) and build the nodes."""
+        ports: set[int] = set()
+        while len(ports) < 3 * self.size:
+            ports.add(free_port())
+        picked = sorted(ports)
+        client, route, self.monitor_ports = (picked[i::3] for i in range(3))
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in route)
         self.nodes = [
             EmbeddedNats(
-                port=free_port(),
+                port=client[i],
                 extra_args=(
-                    "--server_name", f"n{i}", "--cluster_name", name, "--cluster", f"nats://127.0.0.1:{route}",
+                    "--server_name", f"n{i}", "--cluster_name", self.name, "--cluster", f"nats://127.0.0.1:{route[i]}",
                     "--routes", routes, "-m", str(self.monitor_ports[i]),
                 ),
             )
-            for i, route in enumerate(self.route_ports)
+            for i in range(self.size)
         ]  # fmt: skip
 
     @property
@@ -152,10 +162,22 @@ class NatsCluster:
         """Every node's client URL (what ``NATS_URL`` lists, comma-separated)."""
         return [f"nats://127.0.0.1:{node.port}" for node in self.nodes]
 
-    def start(self, timeout_s: float = 30.0) -> list[str]:
-        """Start every node and wait until JetStream has a meta leader; the client URLs."""
-        for node in self.nodes:
-            node.start()
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> list[str]:
+        """Start every node and wait until JetStream has a meta leader; the client URLs.
+
+        A node that cannot bind (a port picked free was taken meanwhile) makes the whole cluster start again
+        on fresh ports, up to ``attempts`` times.
+        """
+        for attempt in range(attempts):
+            try:
+                for node in self.nodes:
+                    node.start()
+                break
+            except NatsServerError:
+                self.close()
+                if attempt == attempts - 1:
+                    raise
+                self._lay_out()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(self.monitor(i, "jsz").get("meta_cluster", {}).get("leader") for i in range(len(self.nodes))):
