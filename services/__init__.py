@@ -2,8 +2,9 @@
 
 The CLI (``inferwatch run``/``up``), the README's tables, ``deploy/`` and the tests read this
 registry; nothing else lists services, ports or environment prefixes. Each entry names its settings
-type and the module whose ``build(ctx, config)`` makes the running service, imported only when that
-service runs. Adding a collector is one folder under ``services/`` and one entry here.
+type and the module that runs the service (``run(ctx, config)``, or ``build(ctx, config)`` for a service
+with HTTP routes of its own), imported only when that service runs. Adding a collector is one folder
+under ``services/`` and one entry here.
 """
 
 from __future__ import annotations

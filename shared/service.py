@@ -250,8 +250,9 @@ class ServiceSpec:
         name: what the CLI, heartbeats and logs call it (``vllm-scraper``).
         port: default HTTP port (``<ENV_PREFIX>HTTP_PORT`` overrides it).
         config: its settings type; ``config.ENV_PREFIX`` is the service's one environment prefix.
-        app: the module holding ``build(ctx, config) -> ServiceApp``, imported only when the service runs
-            (so listing services does not import aiodocker, psycopg, ...).
+        app: the module holding ``run(ctx, config)`` (or ``build(ctx, config) -> ServiceApp`` when the service
+            serves routes of its own), imported only when the service runs (listing services imports no
+            aiodocker, psycopg, ...).
         summary: one line for ``inferwatch run --help`` and the README.
     """
 
@@ -272,9 +273,14 @@ class ServiceSpec:
         return self.env_prefix + "HTTP_PORT"
 
     def build(self, ctx: ServiceContext, config: Any) -> ServiceApp:
-        """Import the service's module and build it for ``ctx``."""
-        app: ServiceApp = importlib.import_module(self.app).build(ctx, config)
-        return app
+        """Import the service's module and build it for ``ctx``: its ``build(ctx, config)`` when it has one
+        (extra routes, state shared with them), else its ``run(ctx, config)`` alone."""
+        module = importlib.import_module(self.app)
+        build = getattr(module, "build", None)
+        if build is not None:
+            app: ServiceApp = build(ctx, config)
+            return app
+        return ServiceApp(run=lambda: module.run(ctx, config))
 
 
 def _http_app(

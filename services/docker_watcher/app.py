@@ -42,7 +42,7 @@ from inferwatch.services.docker_watcher.core import (
     wanted,
 )
 from inferwatch.shared.loop import Ticker
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 
 log = logging.getLogger("inferwatch.docker_watcher")
 
@@ -419,8 +419,3 @@ async def run(ctx: ServiceContext, config: DockerWatcherConfig) -> None:
         if await ctx.sleep(delay * random.uniform(0.8, 1.2)):
             return
         delay = min(delay * 2, config.max_backoff_s)
-
-
-def build(ctx: ServiceContext, config: DockerWatcherConfig) -> ServiceApp:
-    """The docker-watcher as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))

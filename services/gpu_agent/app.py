@@ -13,7 +13,7 @@ from inferwatch.services.gpu_agent.config import GpuAgentConfig
 from inferwatch.services.gpu_agent.core import container_id_from_cgroup
 from inferwatch.services.gpu_agent.nvml import Nvml, NvmlReader, load_binding
 from inferwatch.shared.loop import run_every
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 from inferwatch.shared.settings import Env
 
 log = logging.getLogger("inferwatch.gpu_agent")
@@ -93,8 +93,3 @@ async def run(ctx: ServiceContext, config: GpuAgentConfig, reader: NvmlReader | 
         await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await asyncio.to_thread(reader.shutdown)
-
-
-def build(ctx: ServiceContext, config: GpuAgentConfig) -> ServiceApp:
-    """The gpu-agent as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))

@@ -46,7 +46,7 @@ from inferwatch.shared.http import (
 )
 from inferwatch.shared.kv import open_bucket
 from inferwatch.shared.loop import run_every
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.langfuse_ingester")
@@ -471,8 +471,3 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
         await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await ingester.aclose()
-
-
-def build(ctx: ServiceContext, config: LangfuseIngesterConfig) -> ServiceApp:
-    """The langfuse-ingester as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))

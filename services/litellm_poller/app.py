@@ -41,7 +41,7 @@ from inferwatch.shared.http import (
     UpstreamMetrics,
 )
 from inferwatch.shared.loop import run_every
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 from inferwatch.shared.tls import TlsPolicy
 
 log = logging.getLogger("inferwatch.litellm_poller")
@@ -304,8 +304,3 @@ async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
         await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await poller.aclose()
-
-
-def build(ctx: ServiceContext, config: LitellmPollerConfig) -> ServiceApp:
-    """The litellm-poller as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))

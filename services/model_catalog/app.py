@@ -62,7 +62,7 @@ from inferwatch.shared.http import (
 from inferwatch.shared.kv import open_bucket
 from inferwatch.shared.log import RateLimitedLog
 from inferwatch.shared.loop import Ticker
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 
 log = logging.getLogger("inferwatch.model_catalog")
 
@@ -448,8 +448,3 @@ async def _wait_change(ctx: ServiceContext, changed: asyncio.Event, timeout_s: f
             task.cancel()
         await asyncio.gather(stop, change, return_exceptions=True)
     return ctx.stop.is_set()
-
-
-def build(ctx: ServiceContext, config: ModelCatalogConfig) -> ServiceApp:
-    """The model-catalog as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))

@@ -28,7 +28,7 @@ from inferwatch.shared.http import (
     strip_credentials,
 )
 from inferwatch.shared.loop import run_every
-from inferwatch.shared.service import ServiceApp, ServiceContext
+from inferwatch.shared.service import ServiceContext
 from inferwatch.shared.targets import STATIC, DnsTargets, ScrapeTargets
 from inferwatch.shared.tls import TlsPolicy
 
@@ -359,8 +359,3 @@ async def run(ctx: ServiceContext, config: VllmScraperConfig) -> None:
         await run_every(config.interval_s, cycle, ctx.sleep)
     finally:
         await scraper.aclose()
-
-
-def build(ctx: ServiceContext, config: VllmScraperConfig) -> ServiceApp:
-    """The vllm-scraper as `run_service` runs it."""
-    return ServiceApp(run=lambda: run(ctx, config))
