@@ -102,6 +102,11 @@ def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
         }
         assert len(versions) >= 3, versions  # several vLLM generations at once
         assert "inferwatch_vllm_kv_cache_usage_ratio" in body
+        # the scraper's heartbeat comes every 5 s: its first may have gone out before the aggregator subscribed
+        ready_deadline = time.monotonic() + 10
+        while 'inferwatch_service_ready{service="vllm-scraper"' not in body and time.monotonic() < ready_deadline:
+            time.sleep(0.5)
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
         assert 'inferwatch_service_ready{service="vllm-scraper"' in body
         descendants = descendant_pids(proc.pid)
         assert len(descendants) >= 4  # nats-server, simulators, aggregator, vllm-scraper
