@@ -22,29 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import table, write_json
-
-
-def _payloads() -> list[tuple[str, bytes]]:
-    """(subject, payload) of 1000 heartbeats of distinct instances."""
-    from inferwatch.contracts import encode, subject_for
-    from inferwatch.contracts.heartbeat import Heartbeat
-
-    beats = [
-        Heartbeat(
-            source=f"svc-{i}@host:{i}",
-            observed_at=1795000000.0 + i,
-            collector=f"svc-{i}@host:{i}",
-            interval_s=5.0,
-            service="vllm-scraper",
-            version="0.1.0",
-            started_at=1795000000.0,
-            ready=True,
-            reason="scraping 12 vLLM targets",
-            targets=12,
-        )
-        for i in range(1000)
-    ]
-    return [(subject_for(beat), encode(beat)) for beat in beats]
+from tests.support.flood import heartbeat_flood
 
 
 def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
@@ -52,7 +30,7 @@ def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type
 
     async def run() -> None:
         nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-        payloads = _payloads()
+        payloads = heartbeat_flood()
         ready.set()
         go.wait()
         for i in range(n):

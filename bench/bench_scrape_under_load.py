@@ -27,29 +27,14 @@ sys.path.insert(0, str(ROOT))
 from bench._common import table, write_json  # noqa: E402
 from inferwatch.contracts.vllm import VllmInstanceSnapshot  # noqa: E402
 from tests.support.aggregator import vllm_snapshot as snapshot  # noqa: E402
+from tests.support.flood import heartbeat_flood  # noqa: E402
 
 
 def _flood(url: str, seconds: float, rate: float, counter: mp.Value) -> None:  # type: ignore[valid-type]
     import nats
     import nats.errors
 
-    from inferwatch.contracts import encode, subject_for
-    from inferwatch.contracts.heartbeat import Heartbeat
-
-    beats = [
-        Heartbeat(
-            source=f"flood-{i}",
-            observed_at=time.time(),
-            collector="flood",
-            interval_s=60,
-            service="flood",
-            version="0",
-            started_at=0,
-            ready=True,
-        )
-        for i in range(1000)
-    ]
-    payloads = [(subject_for(beat), encode(beat)) for beat in beats]
+    payloads = heartbeat_flood()
 
     async def run() -> None:
         nc = await nats.connect(url, pending_size=64 * 1024 * 1024)

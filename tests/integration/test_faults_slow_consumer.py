@@ -31,32 +31,10 @@ from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats, find_binary
 from tests.support import ROOT, free_port, get_text, wait_until
+from tests.support.flood import heartbeat_flood
 
 RATE = 50_000  # events per second
 PAUSE_S = 10.0
-
-
-def _payloads() -> list[bytes]:
-    from inferwatch.contracts import encode
-    from inferwatch.contracts.heartbeat import Heartbeat
-
-    return [
-        encode(
-            Heartbeat(
-                source=f"svc-{i}@host:{i}",
-                observed_at=1795000000.0 + i,
-                collector=f"svc-{i}@host:{i}",
-                interval_s=60.0,
-                service="vllm-scraper",
-                version="0.1.0",
-                started_at=1795000000.0,
-                ready=True,
-                reason="scraping 12 vLLM targets",
-                targets=12,
-            )
-        )
-        for i in range(1000)
-    ]
 
 
 def _publisher(url: str, seconds: float, sent: Any) -> None:
@@ -65,14 +43,14 @@ def _publisher(url: str, seconds: float, sent: Any) -> None:
 
     async def run() -> None:
         nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-        payloads = _payloads()
+        payloads = heartbeat_flood()
         batch = RATE // 100
         start = time.monotonic()
         n = 0
         while (elapsed := time.monotonic() - start) < seconds:
             target = int(elapsed * RATE) + batch
             while n < target:
-                await nc.publish("inferwatch.v1.heartbeat.service.flood", payloads[n % 1000])
+                await nc.publish(*payloads[n % 1000])
                 n += 1
             await asyncio.sleep(0.01)
         await nc.flush(timeout=30)
