@@ -1,6 +1,6 @@
 """Condition in a snapshot → alert on NATS: p50/p99 latency, firing and resolved.
 
-Runs a nats-server and the aggregator (`python -m services.aggregator`) with a rules file holding
+Runs a nats-server and the aggregator (`inferwatch run aggregator`) with a rules file holding
 VllmTargetDown with ``for: 0s``, then publishes ``--samples`` vLLM snapshots alternately down and up and
 times each one from publish to the matching alert (``firing`` / ``resolved``) on
 the rule's alert subjects (``inferwatch.v1.alert.VllmTargetDown.*``).

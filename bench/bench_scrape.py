@@ -1,7 +1,7 @@
 """vllm-scraper vs a real Prometheus: CPU seconds per scrape cycle of N simulated vLLM targets.
 
-Both run in the same time window against the same simulated servers (``python -m simulators.vllm``,
-a separate process whose CPU is not counted): our scraper (``python -m services.vllm_scraper``,
+Both run in the same time window against the same simulated servers (``python -m inferwatch.simulators.vllm``,
+a separate process whose CPU is not counted): our scraper (``inferwatch run vllm-scraper``,
 publishing to a local nats-server) and ``prometheus`` with the same targets in ``static_configs``.
 CPU is read from ``/proc/<pid>/stat`` (user + system). Bounded: warm-up plus ``--cycles`` intervals.
 

@@ -1,6 +1,6 @@
 """Aggregator /metrics and /readyz latency under heavy ingest vs idle, in the same run.
 
-An aggregator process (`python -m services.aggregator`) holds 1,000 vLLM instance snapshots. We
+An aggregator process (`inferwatch run aggregator`) holds 1,000 vLLM instance snapshots. We
 time 200 GET /metrics and 200 GET /readyz with no ingest (baseline), then again while a publisher
 process floods NATS with small heartbeat snapshots as fast as it can (its rate is reported).
 

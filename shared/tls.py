@@ -55,14 +55,21 @@ class TlsPolicy:
     def root_certificates(self) -> bytes | None:
         """The trusted CAs as PEM, for clients that take bytes rather than a context (gRPC); None: the defaults.
 
+        Read once per distinct policy, like `context`.
+
         Raises:
             OSError: the CA file or directory cannot be read.
         """
-        if self.ca_file:
-            return Path(self.ca_file).read_bytes()
-        if self.ca_dir:
-            return b"".join(p.read_bytes() for p in sorted(Path(self.ca_dir).iterdir()) if p.is_file())
-        return None
+        return _root_certificates(self)
+
+
+@functools.cache
+def _root_certificates(policy: TlsPolicy) -> bytes | None:
+    if policy.ca_file:
+        return Path(policy.ca_file).read_bytes()
+    if policy.ca_dir:
+        return b"".join(p.read_bytes() for p in sorted(Path(policy.ca_dir).iterdir()) if p.is_file())
+    return None
 
 
 @functools.cache

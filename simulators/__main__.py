@@ -1,4 +1,4 @@
-"""``python -m simulators``: start every demo simulator and write the environment that points
+"""``python -m inferwatch.simulators``: start every demo simulator and write the environment that points
 the collectors at them (JSON, to ``--env-file``), then serve until SIGTERM/SIGINT.
 
 A simulator module takes part by defining ``async def start_demo() -> Demo``. The scenarios the demos declare
@@ -65,7 +65,7 @@ async def _main(env_file: Path | None) -> None:
 
 def main() -> None:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="python -m simulators")
+    parser = argparse.ArgumentParser(prog="python -m inferwatch.simulators")
     parser.add_argument("--env-file", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

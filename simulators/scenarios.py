@@ -2,8 +2,8 @@
 
 Each scenario drives one default alert rule (``services/aggregator/rules/default.yaml``) by changing the state of
 one simulator: a vLLM server whose ``/metrics`` answers 500, a LiteLLM deployment that fails, a GPU that runs hot…
-``python -m simulators`` serves the registry of every simulator that declares scenarios and writes its base URL
-to the demo environment as ``INFERWATCH_SIM_CONTROL_URL``:
+``python -m inferwatch.simulators`` serves the registry of every simulator that declares scenarios and writes its
+base URL to the demo environment as ``INFERWATCH_SIM_CONTROL_URL``:
 
 * ``GET /scenarios``: every scenario (name, alert, description, active, labels the alert carries);
 * ``POST /scenarios/<name>``: start one (idempotent);

@@ -25,6 +25,7 @@ import httpx
 
 from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.alert_stream import AlertStream
+from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, load_rules
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.settings import Env
@@ -47,8 +48,8 @@ class AlertingConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> AlertingConfig:
-        """Read ``INFERWATCH_AGGREGATOR_*``."""
-        p = "INFERWATCH_AGGREGATOR_"
+        """Read the aggregator's alerting settings (under its one prefix, ``INFERWATCH_AGGREGATOR_``)."""
+        p = AggregatorConfig.ENV_PREFIX
         return cls(
             rules_file=env.get(p + "RULES_FILE"),
             alertmanager_url=env.get(p + "ALERTMANAGER_URL").rstrip("/"),

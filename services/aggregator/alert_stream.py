@@ -13,7 +13,6 @@ from each replica when they race.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from nats.js.api import StreamConfig
@@ -23,8 +22,6 @@ from inferwatch.contracts import DecodeError, decode, encode, subject_filter, su
 from inferwatch.contracts.alert import Alert
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.kv import replicas_for
-
-log = logging.getLogger("inferwatch.aggregator.alerts")
 
 DUPLICATE_WINDOW_S = 120.0
 MAX_AGE_S = 7 * 86400.0
@@ -37,8 +34,6 @@ class AlertStream:
         self.bus = bus
         self.name = name
         self._js: Any = bus.client.jetstream()
-        self.published = 0
-        self.already_published = 0
 
     @classmethod
     async def open(cls, bus: Bus, name: str) -> AlertStream:
@@ -66,17 +61,12 @@ class AlertStream:
         subject = subject_for(alert)
         last_seq, last_state = await self._last(subject)
         if last_state == alert.state:
-            self.already_published += 1
             return False
         msg_id = f"{alert.source}:{alert.state}:{last_seq}"
         ack = await self._js.publish(
             subject, encode(alert, self.bus.settings.encoding), headers={"Nats-Msg-Id": msg_id}
         )
-        if ack.duplicate:
-            self.already_published += 1
-            return False
-        self.published += 1
-        return True
+        return not ack.duplicate
 
     async def _last(self, subject: str) -> tuple[int, str | None]:
         """The sequence and state of the stream's last transition on ``subject`` (``(0, None)``: none yet)."""

@@ -25,7 +25,6 @@ from inferwatch.contracts.metrics import metric_fields
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 from inferwatch.shared.http import strip_credentials
 
-MODEL_TYPES = ("llm", "embedding", "reranker", "image", "audio", "other")
 MODE_TYPES: dict[str, ModelType] = {
     "chat": "llm",
     "completion": "llm",

@@ -70,7 +70,7 @@ async def grpc_health(url: str, timeout_s: float, tls: TlsPolicy) -> tuple[bool,
     secure = url.startswith("grpcs://")
     address = url.split("://", 1)[1].rstrip("/")
     if secure and not tls.insecure:
-        root = tls.root_certificates()  # a small CA file or directory, read once per check
+        root = tls.root_certificates()  # read once per policy
         channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root))
     else:
         channel = grpc.aio.insecure_channel(address)

@@ -1,9 +1,9 @@
 """Pure reading of vLLM's endpoints into `contracts.vllm` shapes, for every vLLM generation.
 
-V0 (0.5/0.6) and V1 (0.8 → 0.33) name things differently; this module is the one place that knows:
-``kv_cache_usage_perc`` vs ``gpu_cache_usage_perc``, ``inter_token_latency_seconds`` vs
-``time_per_output_token_seconds``, the ``engine`` label (absent on V0), ``-1`` for disabled prefix
-caching, counters declared with or without ``_total``.
+V0 (0.5/0.6) and V1 (0.8 → 0.33) name things differently. The family names per field are declared on
+`contracts.vllm`'s metric fields (``kv_cache_usage_perc`` or ``gpu_cache_usage_perc``…); this module knows
+the rest: the ``engine`` label (absent on V0), ``-1`` for disabled prefix caching, counters declared with or
+without ``_total``.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class UpstreamClient:
             from the URL so it never shows up in any log).
         metrics: where to record calls (``UpstreamMetrics.of(registry)``).
         headers: sent with every request (e.g. ``Authorization``); sensitive values are registered with
-            :func:`shared.log.register_secret` so the service's log formatters redact them too.
+            :func:`inferwatch.shared.log.register_secret` so the service's log formatters redact them too.
         auth: an ``httpx.Auth`` or a ``(user, password)`` pair for basic auth.
         policy: limits, retries, breaker, cache and redirects.
         tls: how servers are verified (default: verification against the system and certifi CAs).

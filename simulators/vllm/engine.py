@@ -6,12 +6,8 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from inferwatch.simulators.vllm.registry import Hist, Num
-
-if TYPE_CHECKING:
-    pass
 
 _HANDLE_NAMES = (
     "running",

@@ -138,7 +138,7 @@ def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario
 
 
 async def start_demo() -> Demo:
-    """Hook for ``python -m simulators``: serve :func:`demo_fleet` (plus ``INFERWATCH_DEMO_VLLM_EXTRA`` more)
+    """Hook for ``python -m inferwatch.simulators``: serve :func:`demo_fleet` (plus ``INFERWATCH_DEMO_VLLM_EXTRA`` more)
     and point the vLLM scraper at it."""
     from inferwatch.simulators.demo import Demo
 

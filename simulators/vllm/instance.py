@@ -9,7 +9,6 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from prometheus_client.utils import floatToGoString
 
@@ -30,9 +29,6 @@ from inferwatch.simulators.vllm.buckets import (
 )
 from inferwatch.simulators.vllm.engine import Engine, EngineMetrics, Req, poisson, round_int
 from inferwatch.simulators.vllm.registry import Family, Hist, Registry, fmt_legacy
-
-if TYPE_CHECKING:
-    pass
 
 FAULTS = frozenset({"500", "hang", "dribble", "garbage", "huge", "bad_utf8", "nan"})
 """Values accepted by :attr:`SimulatedVllm.fault`; they change only ``/metrics``."""
@@ -1076,14 +1072,14 @@ class SimulatedVllm:
 
     # ---- HTTP-layer helpers ------------------------------------------------------------------------------------
 
-    def _touch(self, now: float) -> None:
+    def touch(self, now: float) -> None:
         if self.started_at is None:
             self.started_at = now
 
-    def _loading(self, now: float) -> bool:
+    def loading(self, now: float) -> bool:
         return self.started_at is not None and now < self.started_at + self.load_seconds
 
-    def _advance(self, now: float) -> None:
+    def advance(self, now: float) -> None:
         """Step by the real time elapsed since the last advance (bounded); no-op while loading."""
         if self.started_at is None:
             self.started_at = now
@@ -1098,10 +1094,10 @@ class SimulatedVllm:
         self._last_clock = now
         self.step(min(dt, _MAX_CATCHUP_S))
 
-    def _metrics_at(self, now: float) -> bytes:
+    def metrics_at(self, now: float) -> bytes:
         """The body, re-rendered at most once per :data:`_RENDER_MIN_INTERVAL_S`."""
         if self._cache is None or now - self._cache_at >= _RENDER_MIN_INTERVAL_S:
-            self._advance(now)
+            self.advance(now)
             self._cache = self.render_metrics()
             self._cache_at = now
         return self._cache

@@ -7,14 +7,10 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from inferwatch.simulators.vllm.instance import FAULTS, SimulatedVllm
-
-if TYPE_CHECKING:
-    pass
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """``Content-Type`` of ``/metrics`` (prometheus_client's ``CONTENT_TYPE_LATEST`` for the 0.0.4 text format)."""
@@ -57,17 +53,17 @@ class _Routes:
     def _get(self, request: web.Request) -> tuple[SimulatedVllm, float]:
         inst = self._resolve(request)
         now = self._clock()
-        inst._touch(now)
+        inst.touch(now)
         return inst, now
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         inst, now = self._get(request)
-        if inst._loading(now):
+        if inst.loading(now):
             return web.Response(status=503, headers=_HDRS)
         fault = inst.fault
         if fault is not None and fault in FAULTS:
             return await self._fault(request, inst, now, fault)
-        return web.Response(body=inst._metrics_at(now), headers=_METRICS_HDRS)
+        return web.Response(body=inst.metrics_at(now), headers=_METRICS_HDRS)
 
     async def _fault(self, request: web.Request, inst: SimulatedVllm, now: float, fault: str) -> web.StreamResponse:
         if fault == "500":
@@ -83,9 +79,9 @@ class _Routes:
         if fault == "garbage":
             return web.Response(body=_GARBAGE, headers=_METRICS_HDRS)
         if fault == "nan":
-            inst._advance(now)
+            inst.advance(now)
             return web.Response(body=inst.render_metrics(nan=True), headers=_METRICS_HDRS)
-        body = inst._metrics_at(now)
+        body = inst.metrics_at(now)
         if fault == "bad_utf8":
             body = body.replace(b'model_name="', b'model_name="\xc3\x28\xff', 1)
             return web.Response(body=body + b"# \xfe\xff trailing bytes\n", headers=_METRICS_HDRS)
@@ -110,16 +106,16 @@ class _Routes:
 
     async def health(self, request: web.Request) -> web.Response:
         inst, now = self._get(request)
-        if inst._loading(now) or inst.dead:
+        if inst.loading(now) or inst.dead:
             return web.Response(status=503, headers=_HDRS)
-        inst._advance(now)
+        inst.advance(now)
         return web.Response(status=200, headers=_HDRS)
 
     async def models(self, request: web.Request) -> web.Response:
         inst, now = self._get(request)
-        if inst._loading(now) or inst.dead:
+        if inst.loading(now) or inst.dead:
             return web.Response(status=503, headers=_HDRS)
-        inst._advance(now)
+        inst.advance(now)
         t0 = time.perf_counter()
         if self._api_key is not None and request.headers.get("Authorization") != f"Bearer {self._api_key}":
             body = b'{"error":"Unauthorized"}'
@@ -131,7 +127,7 @@ class _Routes:
 
     async def version(self, request: web.Request) -> web.Response:
         inst, now = self._get(request)
-        if inst._loading(now):
+        if inst.loading(now):
             return web.Response(status=503, headers=_HDRS)
         return web.Response(body=inst.version_body(), headers=_JSON_HDRS)
 
@@ -168,7 +164,7 @@ def build_app(
     """
     if isinstance(instances, SimulatedVllm):
         inst = instances
-        inst._touch(clock())  # the server "starts" now: loading counts from here
+        inst.touch(clock())  # the server "starts" now: loading counts from here
         return _make_app(lambda _request: inst, api_key, clock)
     factory = instances
     return _make_app(lambda _request: factory(), api_key, clock)
@@ -237,7 +233,7 @@ async def serve(
             sock.setblocking(False)
             port = sock.getsockname()[1]
             by_port[port] = inst
-            inst._touch(clock())
+            inst.touch(clock())
             await web.SockSite(runner, sock).start()
             h = f"[{host}]" if ":" in host else host
             out.append((f"http://{h}:{port}", runner))

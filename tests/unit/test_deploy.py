@@ -1,5 +1,5 @@
-"""deploy/: Prometheus rules (promtool), Alertmanager config (amtool), generated dashboards, metric names that
-exist, docker-compose.yml against the Compose specification schema, Kustomize inputs in sync."""
+"""deploy/: generated dashboards, metric names that exist, docker-compose.yml against the Compose specification
+schema, Kustomize inputs in sync (promtool and amtool run in tests/integration/test_deploy_promtool.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Upstreams (LiteLLM, Langfuse, vLLM, Docker, Hugging Face) are outside our control; a field of the wrong
 type, a huge integer or a NaN must cost one row or one target, not the collector. Found here and by
-``bench/fuzz/fuzz_decoders.py``: JSON integers beyond float range raised OverflowError in LiteLLM's and
+``bench/fuzz/fuzz_json_handlers.py``: JSON integers beyond float range raised OverflowError in LiteLLM's and
 Langfuse's number readers.
 """
 

@@ -1,8 +1,7 @@
 """Per-domain renderers: each module maps event types to functions writing their series.
 
 A module here defines ``RENDERERS = renderer_for(EventClass, render_fn)`` (``render_fn`` takes its own
-event class) and optionally ``OCCURRENCES: dict[type[Event], Callable[[Event], None]]`` factories via
-``occurrence_handlers()``. Families are module-level `Family` constants, or `FieldFamily` tuples derived
+event class). Families are module-level `Family` constants, or `FieldFamily` tuples derived
 from a contract's metric fields (`field_families`). New domains need no registration beyond adding their module.
 """
 
@@ -10,10 +9,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
 
 from inferwatch.contracts import Event
-from inferwatch.services.aggregator.render import Family, FieldFamily, RenderFn, SeriesWriter
+from inferwatch.services.aggregator.render import Family, FieldFamily, RenderFn
 
 
 def all_renderers() -> dict[type[Event], RenderFn]:
@@ -40,4 +38,4 @@ def _modules() -> list[object]:
     return [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
 
 
-__all__ = ["Callable", "Family", "SeriesWriter", "all_families", "all_renderers"]
+__all__ = ["Family", "all_families", "all_renderers"]

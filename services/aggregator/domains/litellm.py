@@ -7,7 +7,9 @@ model list.
 
 from __future__ import annotations
 
-from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelRoute, ModelUsage
+from typing import get_args
+
+from inferwatch.contracts.litellm import LitellmProxySnapshot, MetricsMode, ModelRoute, ModelUsage, RouteStatus
 from inferwatch.services.aggregator.render import (
     Family,
     SeriesWriter,
@@ -67,8 +69,8 @@ FALLBACKS = Family(
     P + "fallbacks", "counter", "Fallbacks away from the model group, by result (success: another group answered)."
 )
 
-STATUSES = ("healthy", "partial_outage", "outage", "unknown")
-METRICS_MODES = ("prometheus", "absent", "licence_gated", "unauthorized", "error", "empty")
+STATUSES = get_args(RouteStatus)
+METRICS_MODES = tuple(mode for mode in get_args(MetricsMode) if mode)  # "": not polled yet
 
 
 def render_litellm(event: LitellmProxySnapshot, w: SeriesWriter) -> None:

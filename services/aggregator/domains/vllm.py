@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from typing import get_args
+
+from inferwatch.contracts.vllm import ModelStatus, VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.render import (
     Family,
     SeriesWriter,
@@ -34,7 +36,7 @@ LOAD_DURATION = Family(P + "model_load_duration_seconds", "gauge", "Seconds from
 MAX_MODEL_LEN = Family(P + "max_model_len_tokens", "gauge", "Context length of each served model.")
 ENGINE_FAMILIES = field_families(VllmEngineStats, P)  # one family per metric field of the contract
 
-STATUSES = ("loading", "ready", "error")
+STATUSES = get_args(ModelStatus)
 
 
 def render_vllm(event: VllmInstanceSnapshot, w: SeriesWriter) -> None:
