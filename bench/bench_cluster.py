@@ -19,8 +19,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -28,44 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench._common import write_json
 from inferwatch.contracts import Event, decode, subject_filter
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
-from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import NatsCluster
-from inferwatch.shared.ports import free_port
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
+from tests.support import service_process, stop_processes
+from tests.support.aggregator import fresh_sources, write_fast_rules
 
 STREAM = "INFERWATCH_ALERTS"
-
-
-def _start(service: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    variable = {"aggregator": "INFERWATCH_AGGREGATOR_HTTP_PORT", "vllm-scraper": "INFERWATCH_VLLM_HTTP_PORT"}[service]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch", "run", service],
-        env={**os.environ, **env, variable: str(port), "INFERWATCH_LOG_LEVEL": "error"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def _fresh_sources(client: httpx.AsyncClient, url: str, since: float) -> int:
@@ -73,14 +45,7 @@ async def _fresh_sources(client: httpx.AsyncClient, url: str, since: float) -> i
         body = (await client.get(url + "/metrics")).text
     except httpx.HTTPError:
         return 0
-    return sum(
-        1
-        for f in text_string_to_metric_families(body)
-        for s in f.samples
-        if s.name == "inferwatch_source_last_seen_timestamp_seconds"
-        and s.labels.get("domain") == "vllm"
-        and s.value > since
-    )
+    return fresh_sources(body, since)
 
 
 async def recovery(kills: int) -> list[float]:
@@ -94,9 +59,10 @@ async def recovery(kills: int) -> list[float]:
             "INFERWATCH_VLLM_TARGETS": ",".join(url for url, _ in pairs),
             "INFERWATCH_VLLM_INTERVAL_S": "0.5",
             "INFERWATCH_VLLM_SHARD": "0",
+            "INFERWATCH_LOG_LEVEL": "error",
         }
-        agg, url = _start("aggregator", env)
-        scraper, _ = _start("vllm-scraper", env)
+        agg, url = service_process("aggregator", env)
+        scraper, _ = service_process("vllm-scraper", env)
         try:
             async with httpx.AsyncClient(timeout=2) as client:
                 deadline = time.monotonic() + 60
@@ -122,7 +88,7 @@ async def recovery(kills: int) -> list[float]:
                     cluster.nodes[node].start()
                     await asyncio.sleep(2)  # routes and JetStream settle before the next kill
         finally:
-            _stop([agg, scraper])
+            stop_processes([agg, scraper])
             for _, runner in pairs:
                 await runner.cleanup()
     return out
@@ -131,17 +97,15 @@ async def recovery(kills: int) -> list[float]:
 async def transitions(count: int, stream: bool) -> dict[str, int]:
     """Publish ``count`` transitions to an aggregator pair, kill one replica halfway; count what arrived."""
     with tempfile.TemporaryDirectory() as tmp, NatsCluster(3) as cluster:
-        (rule,) = [r for r in yaml.safe_load(DEFAULT_RULES_FILE.read_text())["rules"] if r["alert"] == "VllmTargetDown"]
-        rule["for"] = "0s"
-        rules = Path(tmp) / "rules.yaml"
-        rules.write_text(yaml.safe_dump({"rules": [rule]}))
+        rules = write_fast_rules(Path(tmp) / "rules.yaml", "VllmTargetDown")
         env = {
             "NATS_URL": ",".join(cluster.urls),
             "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules),
             "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.1",
             "INFERWATCH_AGGREGATOR_ALERT_STREAM": STREAM if stream else "",
+            "INFERWATCH_LOG_LEVEL": "error",
         }
-        replicas = [_start("aggregator", env) for _ in range(2)]
+        replicas = [service_process("aggregator", env) for _ in range(2)]
         bus = Bus(BusSettings(servers=tuple(cluster.urls)), name="bench-ha")
         await bus.connect()
         received: Counter[tuple[str, str]] = Counter()
@@ -190,7 +154,7 @@ async def transitions(count: int, stream: bool) -> dict[str, int]:
             }
         finally:
             await bus.close()
-            _stop([proc for proc, _ in replicas])
+            stop_processes([proc for proc, _ in replicas])
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -462,12 +462,8 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
             if await ctx.sleep(5.0):
                 return
     ingester = LangfuseIngester(config, ctx, store)
-
-    async def cycle() -> None:
-        ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
-        await ingester.cycle()
-
+    ctx.set_ready(True, f"ingesting {len(ingester.projects)} Langfuse projects ({config.mode} mode)")
     try:
-        await run_every(config.interval_s, cycle, ctx.sleep)
+        await run_every(config.interval_s, ingester.cycle, ctx.sleep)
     finally:
         await ingester.aclose()

@@ -465,8 +465,10 @@ class _Bucket:
                     )
                     self.traces[o.trace_id] = root
                     self.lookup.setdefault(o.trace_id, root)
+        # user, trace name and segment of each observation, once: three passes read them
+        self.attributions = {k: self._attribute(o) for k, o in self.observations.items()}
 
-    def attribution(self, o: ObservationRow) -> tuple[str, str, str]:
+    def _attribute(self, o: ObservationRow) -> tuple[str, str, str]:
         """User, trace name and segment of an observation, from its own fields or its trace."""
         t = self.lookup.get(o.trace_id)
         user = o.user_id or (t.user_id if t else "")
@@ -482,8 +484,8 @@ class _Bucket:
         for t in self.traces.values():
             if t.user_id:
                 weight[t.user_id] = weight.get(t.user_id, 0.0) + 1e-9
-        for o in self.observations.values():
-            user = self.attribution(o)[0]
+        for k, o in self.observations.items():
+            user = self.attributions[k][0]
             if user:
                 weight[user] = weight.get(user, 0.0) + o.total_tokens
         for user in sorted(weight, key=lambda u: (-weight[u], u)):
@@ -506,8 +508,8 @@ def _usage_counters(bucket: _Bucket, tracked: set[str], counters: dict[str, floa
         _add(counters, key("usage", "", _user_label(t.user_id, tracked), seg, "traces"), 1.0)
         moment = datetime.fromtimestamp(t.timestamp, UTC)
         _add(counters, key("activity", str(moment.weekday()), str(moment.hour)), 1.0)
-    for o in bucket.observations.values():
-        user, _, seg = bucket.attribution(o)
+    for k, o in bucket.observations.items():
+        user, _, seg = bucket.attributions[k]
         prefix = ("usage", o.model, _user_label(user, tracked), seg)
         _add(counters, key(*prefix, "observations"), 1.0)
         if o.level == "ERROR":
@@ -550,9 +552,9 @@ def _latency_histograms(bucket: _Bucket) -> dict[str, list[float]]:
         counts[_histogram_index(value, LATENCY_BOUNDS_S)] += 1
         counts[-1] += value
 
-    for o in bucket.observations.values():
+    for k, o in bucket.observations.items():
         if o.model:
-            observe(o.model, bucket.attribution(o)[1], o.latency_s)
+            observe(o.model, bucket.attributions[k][1], o.latency_s)
     for t in bucket.traces.values():
         observe("", t.name, t.latency_s)
     return latency

@@ -289,18 +289,13 @@ class LitellmPoller:
 async def run(ctx: ServiceContext, config: LitellmPollerConfig) -> None:
     """Poll every interval until stopped; with no proxy configured, idle (ready, saying so)."""
     poller = LitellmPoller(config, ctx)
-
-    async def cycle() -> None:
-        ctx.set_ready(
-            True,
-            f"polling {len(poller.proxies)} LiteLLM proxies"
-            if poller.proxies
-            else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
-        )
-        if poller.proxies:
-            await poller.cycle()
-
+    ctx.set_ready(  # the proxies are fixed at start: so is this
+        True,
+        f"polling {len(poller.proxies)} LiteLLM proxies"
+        if poller.proxies
+        else "idle: no LiteLLM proxy configured (INFERWATCH_LITELLM_URL or INFERWATCH_CONFIG)",
+    )
     try:
-        await run_every(config.interval_s, cycle, ctx.sleep)
+        await run_every(config.interval_s, poller.cycle, ctx.sleep)
     finally:
         await poller.aclose()

@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from inferwatch.contracts import decode
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
-from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
-from inferwatch.shared.natsserver import NatsCluster, find_binary
-from tests.support import free_port, get_text, wait_until
+from inferwatch.shared.natsserver import NatsCluster
+from tests.support import get_text, service_process, stop_processes, wait_until
+from tests.support.aggregator import write_fast_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -29,39 +25,15 @@ INCIDENTS = 8
 KILL_DURING = 4  # the replica dies after this incident fired, before it resolves
 
 
-@pytest.fixture
-def cluster() -> Iterator[NatsCluster]:
-    if not find_binary():
-        pytest.skip("nats-server binary not installed")
-    with NatsCluster(3) as c:
-        yield c
-
-
-def _rules(path: Path) -> Path:
-    (rule,) = [r for r in yaml.safe_load(DEFAULT_RULES_FILE.read_text())["rules"] if r["alert"] == "VllmTargetDown"]
-    rule["for"] = "0s"
-    path.write_text(yaml.safe_dump({"rules": [rule]}))
-    return path
-
-
 def _snapshot(target: str, up: bool) -> VllmInstanceSnapshot:
     return VllmInstanceSnapshot(
         source=target, observed_at=time.time(), collector="ha-test", interval_s=60.0, up=up, error="" if up else "x"
     )
 
 
-def _aggregator(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "inferwatch", "run", "aggregator"],
-        env={**env, "INFERWATCH_AGGREGATOR_HTTP_PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _same_series(ports: list[int]) -> bool:
+async def _same_series(urls: list[str]) -> bool:
     """Whether both replicas serve the same vLLM series (their own self-metrics and heartbeats aside)."""
-    bodies = [await get_text(f"http://127.0.0.1:{port}/metrics") for port in ports]
+    bodies = [await get_text(url + "/metrics") for url in urls]
     series = [{line for line in body.splitlines() if line.startswith("inferwatch_vllm_")} for body in bodies]
     return bool(series[0]) and series[0] == series[1]
 
@@ -82,20 +54,20 @@ async def test_each_transition_once_with_a_replica_killed_mid_incident(cluster: 
         **os.environ,
         "NATS_URL": ",".join(cluster.urls),
         "INFERWATCH_AGGREGATOR_ALERT_STREAM": STREAM,
-        "INFERWATCH_AGGREGATOR_RULES_FILE": str(_rules(tmp_path / "rules.yaml")),
+        "INFERWATCH_AGGREGATOR_RULES_FILE": str(write_fast_rules(tmp_path / "rules.yaml", "VllmTargetDown")),
         "INFERWATCH_AGGREGATOR_ALERTS_TICK_S": "0.1",
         "INFERWATCH_LOG_LEVEL": "warning",
     }
-    ports = [free_port(), free_port()]
-    replicas = [_aggregator(env, port) for port in ports]
+    started = [service_process("aggregator", env) for _ in range(2)]
+    replicas, urls = [proc for proc, _ in started], [url for _, url in started]
     bus = Bus(BusSettings(servers=tuple(cluster.urls)), name="ha-test")
     await bus.connect()
     try:
-        for port in ports:
+        for url in urls:
 
-            async def ready(p: int = port) -> bool:
+            async def ready(u: str = url) -> bool:
                 try:
-                    return '"ready": true' in await get_text(f"http://127.0.0.1:{p}/readyz")
+                    return '"ready": true' in await get_text(u + "/readyz")
                 except Exception:
                     return False
 
@@ -115,7 +87,7 @@ async def test_each_transition_once_with_a_replica_killed_mid_incident(cluster: 
             transitions += 1
             await wait_until(lambda n=transitions: stored(n), timeout=10, what=f"incident {i} firing in the stream")
             if i == KILL_DURING:
-                await wait_until(lambda: _same_series(ports), timeout=5, what="both replicas serving the same series")
+                await wait_until(lambda: _same_series(urls), timeout=5, what="both replicas serving the same series")
                 replicas[0].send_signal(signal.SIGKILL)
                 replicas[0].wait(5)
             await bus.publish(_snapshot(target, up=True))
@@ -130,11 +102,4 @@ async def test_each_transition_once_with_a_replica_killed_mid_incident(cluster: 
         assert replicas[1].poll() is None
     finally:
         await bus.close()
-        for proc in replicas:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+        stop_processes(replicas)

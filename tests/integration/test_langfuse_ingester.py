@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import NatsCluster
 from inferwatch.shared.settings import Env, Secret
 from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset
-from tests.support import ROOT, free_port, wait_until
+from tests.support import service_process, wait_until
 from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
 
 
@@ -211,14 +210,7 @@ async def test_exact_totals_across_random_kills(
     await bus.subscribe("inferwatch.v1.>", on_event)
 
     def spawn() -> subprocess.Popen[bytes]:
-        port = free_port()
-        return subprocess.Popen(
-            [sys.executable, "-m", "inferwatch", "run", "langfuse-ingester"],
-            cwd=ROOT,
-            env={**env, "INFERWATCH_LANGFUSE_HTTP_PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        return service_process("langfuse-ingester", env, stderr=log_file)[0]
 
     log_file = (tmp_path / "ingester.log").open("wb")
     kills = 0

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.kv import open_bucket
-from inferwatch.shared.natsserver import EmbeddedNats, NatsCluster, find_binary
+from inferwatch.shared.natsserver import EmbeddedNats, NatsCluster
 from inferwatch.shared.service import instance_id
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
 from tests.support import get_text, running_service, wait_until
+from tests.support.aggregator import fresh_sources
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def cluster() -> Iterator[NatsCluster]:
-    if not find_binary():
-        pytest.skip("nats-server binary not installed")
-    with NatsCluster(3) as c:
-        yield c
-
-
-def _fresh_vllm_sources(body: str, since: float) -> int:
-    return sum(
-        1
-        for f in text_string_to_metric_families(body)
-        for s in f.samples
-        if s.name == "inferwatch_source_last_seen_timestamp_seconds"
-        and s.labels.get("domain") == "vllm"
-        and s.value > since
-    )
 
 
 async def test_losing_the_aggregators_node_under_load(cluster: NatsCluster) -> None:
@@ -50,7 +30,7 @@ async def test_losing_the_aggregators_node_under_load(cluster: NatsCluster) -> N
         async with running_service("aggregator", env) as agg, running_service("vllm-scraper", env):
 
             async def all_fresh(since: float) -> bool:
-                return _fresh_vllm_sources(await get_text(agg.url + "/metrics"), since) == len(fleet)
+                return fresh_sources(await get_text(agg.url + "/metrics"), since) == len(fleet)
 
             await wait_until(lambda: all_fresh(0), timeout=15, what="every vLLM source on the aggregator")
             name = instance_id("aggregator")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -20,7 +18,7 @@ from inferwatch.contracts.subjects import subject_filter
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, make_fleet, serve
-from tests.support import ROOT, free_port, get_text, running_service, wait_until
+from tests.support import free_port, get_text, running_service, service_process, wait_until
 from tests.support.dns import SrvServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -104,23 +102,6 @@ async def test_good_and_bad_targets(nats_url: str) -> None:
         await pairs[0][1].cleanup()
 
 
-def _start_replica(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    full = {
-        **os.environ,
-        **env,
-        "INFERWATCH_VLLM_HTTP_PORT": str(free_port()),
-        "INFERWATCH_LOG_LEVEL": "warning",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "inferwatch", "run", "vllm-scraper"],
-        cwd=ROOT,
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.slow
 async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str) -> None:
     fleet = make_fleet(12, seed=3)
@@ -143,7 +124,7 @@ async def test_three_replicas_share_targets_and_survive_one_killed(nats_url: str
     bus = Bus(BusSettings(servers=(nats_url,)), name="test-observer")
     await bus.connect()
     await bus.subscribe(subject_filter("vllm", "instance"), on_snapshot)
-    procs = [_start_replica(env) for _ in range(3)]
+    procs = [service_process("vllm-scraper", {**env, "INFERWATCH_LOG_LEVEL": "warning"})[0] for _ in range(3)]
     try:
 
         def collectors_since(t0: float) -> dict[str, set[str]]:

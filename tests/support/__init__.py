@@ -9,9 +9,13 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -123,3 +127,34 @@ async def get_text(url: str, **kwargs: object) -> str:
         response = await client.get(url, **kwargs)  # type: ignore[arg-type]
         response.raise_for_status()
         return response.text
+
+
+def service_process(
+    name: str, env: Mapping[str, str], *, stderr: int | IO[bytes] = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``inferwatch run NAME`` as a process of its own on a free port (the registry's port variable): it, and its URL.
+
+    ``env`` is laid over this process's environment; stdout is discarded.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch", "run", name],
+        cwd=ROOT,
+        env={**os.environ, **env, spec(name).port_variable: str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM every process still running, wait for each, SIGKILL what does not stop in ``timeout_s``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
@@ -12,6 +16,7 @@ from inferwatch.contracts.supervisor import SupervisedChild, SupervisorSnapshot
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
 from inferwatch.services.aggregator.domains.gpu import render_gpu_host
 from inferwatch.services.aggregator.render import SeriesWriter
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.services.aggregator.state import SourceTable
 
 
@@ -121,3 +126,24 @@ rules:
     labels: {target: "{source}"}
     annotations: {summary: "vLLM target {source} is down", runbook_url: deploy/README.md#vllmtargetdown}
 """
+
+
+def fresh_sources(body: str, since: float, domain: str = "vllm") -> int:
+    """How many sources of ``domain`` on an aggregator's ``/metrics`` body were observed after ``since`` (Unix s)."""
+    return sum(
+        1
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.name == "inferwatch_source_last_seen_timestamp_seconds"
+        and s.labels.get("domain") == domain
+        and s.value > since
+    )
+
+
+def write_fast_rules(path: Path, *alerts: str) -> Path:
+    """The shipped rules named ``alerts``, with ``for: 0s``, as a rules file at ``path`` (the aggregator's override)."""
+    rules = [r for r in yaml.safe_load(DEFAULT_RULES_FILE.read_text())["rules"] if r["alert"] in alerts]
+    for rule in rules:
+        rule["for"] = "0s"
+    path.write_text(yaml.safe_dump({"rules": rules}))
+    return path
