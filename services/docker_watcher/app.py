@@ -142,14 +142,14 @@ class DockerWatcher:
             ],
         )
 
-    def target_set(self) -> TargetSet:
-        """The whole vLLM target set of this host."""
+    def target_set(self, targets: list[ScrapeTarget] | None = None) -> TargetSet:
+        """The whole vLLM target set of this host (``targets``: the cached one, before the engine answers)."""
         return TargetSet(
             source=f"docker:{self.host}",
             observed_at=time.time(),
             collector=self.ctx.instance,
             interval_s=self.config.interval_s,
-            targets=list(self.targets.values()),
+            targets=list(self.targets.values()) if targets is None else targets,
         )
 
     async def publish_state(self) -> None:
@@ -389,15 +389,7 @@ async def run(ctx: ServiceContext, config: DockerWatcherConfig) -> None:
     watcher = DockerWatcher(config, ctx)
     cached = watcher.load_cache()
     if cached:
-        await ctx.bus.publish(
-            TargetSet(
-                source=f"docker:{watcher.host}",
-                observed_at=time.time(),
-                collector=ctx.instance,
-                interval_s=config.interval_s,
-                targets=cached,
-            )
-        )
+        await ctx.bus.publish(watcher.target_set(cached))
     delay = 0.5
     while not ctx.stop.is_set():
         started = time.monotonic()

@@ -18,7 +18,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.subjects import subject_for
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
-from tests.support import free_port, get_text, require_tool, running_service, wait_until
+from tests.support import answers, free_port, get_text, require_tool, running_service, wait_until
 from tests.support.aggregator import FAST_RULES
 
 
@@ -86,7 +86,7 @@ async def test_alert_on_nats_within_one_second_and_in_alertmanager(nats_url: str
     rules = tmp_path / "rules.yaml"
     rules.write_text(FAST_RULES)
     with alertmanager(tmp_path) as am_url:
-        await wait_until(lambda: _answers(am_url + "/-/ready"), timeout=15, what="alertmanager ready")
+        await wait_until(lambda: answers(am_url + "/-/ready"), timeout=15, what="alertmanager ready")
         env = {
             "NATS_URL": nats_url,
             "INFERWATCH_AGGREGATOR_RULES_FILE": str(rules),
@@ -151,14 +151,6 @@ async def _named(am_url: str, name: str, *, active: bool) -> dict[str, object] |
         if isinstance(labels, dict) and labels.get("alertname") == name:
             return alert
     return None
-
-
-async def _answers(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def test_unreachable_alertmanager_is_counted_and_nats_publishing_goes_on(nats_url: str) -> None:

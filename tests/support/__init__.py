@@ -90,15 +90,16 @@ async def running_service(
     task = asyncio.create_task(run_service(service, env=Env(full_env), on_app=built.append))
     svc = RunningService(f"http://127.0.0.1:{port}", task, built)
     try:
-        await wait_until(lambda: _answers(svc.url + "/healthz"), timeout=ready_timeout, what=f"{name} /healthz")
+        await wait_until(lambda: answers(svc.url + "/healthz"), timeout=ready_timeout, what=f"{name} /healthz")
         if wait_ready:
-            await wait_until(lambda: _answers(svc.url + "/readyz"), timeout=ready_timeout, what=f"{name} ready")
+            await wait_until(lambda: answers(svc.url + "/readyz"), timeout=ready_timeout, what=f"{name} ready")
         yield svc
     finally:
         await svc.stop()
 
 
-async def _answers(url: str) -> bool:
+async def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second."""
     try:
         async with httpx.AsyncClient(timeout=1) as client:
             return (await client.get(url)).status_code == 200

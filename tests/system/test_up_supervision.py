@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import free_port
-from tests.support.system import alive, descendant_pids
+from tests.support.system import alive, descendant_pids, run_demo
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -78,22 +76,13 @@ def _wait(
 
 def test_every_part_killed_in_turn_comes_back_and_up_leaves_no_orphan() -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "NATS_URL": f"nats://127.0.0.1:{free_port()}",  # nothing listens there: `up` runs its own server
-        "INFERWATCH_VLLM_INTERVAL_S": "1",
+    extra = {
         "INFERWATCH_HEARTBEAT_INTERVAL_S": "1",
         "INFERWATCH_LITELLM_INTERVAL_S": "often",  # a setting that makes litellm-poller exit at every start
-        "INFERWATCH_LOG_LEVEL": "warning",
         "INFERWATCH_SIM_CALM": "1",
     }
-    up = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch", "up", "--demo", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    # nothing listens at that NATS URL: `up` runs its own server
+    with run_demo(f"nats://127.0.0.1:{free_port()}", port, extra) as up:
         _wait(port, "vLLM series and the supervisor snapshot", lambda s: _fresh_vllm(s, 0) >= 3 and _restarts(s), 90)
 
         # The crash-looping collector backs off and stops nobody else.
@@ -130,7 +119,3 @@ def test_every_part_killed_in_turn_comes_back_and_up_leaves_no_orphan() -> None:
             time.sleep(0.1)
         left = {p: _cmdline(p) for p in family if alive(p)}
         assert not left, f"outlived inferwatch up by 5 s: {left}"
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait(5)
