@@ -21,6 +21,7 @@ import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pynvml  # type: ignore[import-untyped]
@@ -33,6 +34,8 @@ SCENARIOS = ("normal", "memory_pressure", "thermal", "hot", "power_throttle", "x
 # The containers of ``simulators/docker_engine.py``'s demo host, by GPU (same deterministic ids), so that the
 # demo's GPU-process → container join finds the vLLM containers.
 DEMO_CONTAINERS = ("vllm-qwen3", "vllm-qwen3", "vllm-llama31", "vllm-mistral")
+# The demo's example prices for the unit economics per model (the product default is none).
+DEMO_ECONOMICS_FILE = Path(__file__).parent / "economics-demo.yaml"
 
 
 def container_id_for(name: str) -> str:
@@ -321,7 +324,13 @@ async def start_demo() -> Demo:
         os.rmdir(tmpdir)
 
     return Demo(
-        env={"INFERWATCH_GPU_NVML": BINDING, "INFERWATCH_SIM_NVML": "4", "INFERWATCH_SIM_NVML_SCENARIO_FILE": path},
+        env={
+            "INFERWATCH_GPU_NVML": BINDING,
+            "INFERWATCH_SIM_NVML": "4",
+            "INFERWATCH_SIM_NVML_SCENARIO_FILE": path,
+            # example GPU-hour and kWh prices for these fake H100s, so the demo shows cost per million tokens
+            "INFERWATCH_AGGREGATOR_ECONOMICS_FILE": str(DEMO_ECONOMICS_FILE),
+        },
         scenarios=[
             scenario("gpu_temperature_high", "GpuTemperatureHigh", "hot", 1, "GPU 1 runs at 90 °C"),
             scenario(

@@ -640,6 +640,49 @@ def performance_comparison() -> dict[str, Any]:
             {"{{model_name}}": "model_name:inferwatch_vllm_time_to_first_token_seconds:p95_5m"},
             unit="s",
         ),
+        row("Unit economics"),
+        Panel(
+            "Self-hosted cost vs API price per million tokens",
+            "USD per million tokens on our GPUs over the aggregator's economics window (GPU-hour price + energy; "
+            "input/output split by prefill/decode time), beside the compared LiteLLM route's price. "
+            "Absent without a configured GPU-hour or kWh price.",
+            {
+                "self-hosted {{model_name}} {{direction}}": "inferwatch_model_self_hosted_cost_usd_per_million_tokens"
+                f"{{{E}}}",
+                "API {{route}} for {{model_name}} {{direction}}": "inferwatch_model_api_price_usd_per_million_tokens"
+                f"{{{E}}}",
+            },
+            unit="currencyUSD",
+        ),
+        Panel(
+            "Energy per million tokens",
+            "GPU energy (input + output tokens) per model over the economics window.",
+            {"{{model_name}}": f"inferwatch_model_energy_joules_per_million_tokens{{{E}}}"},
+            unit="joule",
+        ),
+        Panel(
+            "Tokens per GPU-second",
+            "Tokens per attributed GPU-second by direction: the throughput the GPUs are paid for, idle time included.",
+            {"{{model_name}} {{direction}}": f"inferwatch_model_tokens_per_gpu_second{{{E}}}"},
+        ),
+        Panel(
+            "GPUs and power attributed",
+            "Mean GPUs (shared GPUs by their memory share) and their power draw per model over the economics window.",
+            {
+                "GPUs {{model_name}}": f"inferwatch_model_attributed_gpus{{{E}}}",
+                "W {{model_name}}": f"inferwatch_model_attributed_power_watts{{{E}}}",
+            },
+        ),
+        Panel(
+            "Cost table",
+            "Per model now: self-hosted USD per million tokens by direction and the API price beside it.",
+            {
+                "self-hosted": f"inferwatch_model_self_hosted_cost_usd_per_million_tokens{{{E}}}",
+                "API": f"inferwatch_model_api_price_usd_per_million_tokens{{{E}}}",
+            },
+            type="table",
+            unit="currencyUSD",
+        ),
     ]
     return dashboard(
         "inferwatch-performance",

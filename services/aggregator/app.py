@@ -20,6 +20,8 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.alert_dispatch import AlertDispatcher, AlertingConfig
 from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.domains import all_renderers
+from inferwatch.services.aggregator.domains.economics import render_economics
+from inferwatch.services.aggregator.economics import EconomicsTracker, load_economics
 from inferwatch.services.aggregator.render import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -81,6 +83,7 @@ class Aggregator:
         alerting = alerting or AlertingConfig()
         self.alerts = alerting.engine(config.expiry_intervals)
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
+        self.economics = EconomicsTracker(load_economics(config.economics_file))
 
     async def on_message(self, msg: Msg) -> None:
         """The NATS callback: decode and apply; never raises."""
@@ -108,9 +111,12 @@ class Aggregator:
             )
 
     def sweep(self) -> None:
-        """Expire silent sources."""
-        for entry in self.table.expire(time.monotonic()):
+        """Expire silent sources; sample the unit economics when a tick is due."""
+        now = time.monotonic()
+        for entry in self.table.expire(now):
             log.info("source expired", extra={"type": entry.tag, "source": entry.event.source})
+        if self.economics.due(now):
+            self.economics.observe([entry.event for entry in self.table.sources.values()], now)
 
     def self_metrics(self) -> Mapping[Family, str]:
         """The aggregator's own series."""
@@ -139,7 +145,8 @@ class Aggregator:
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole ``/metrics`` body."""
         start = time.perf_counter()
-        body = render_exposition([self.self_metrics(), *self.table.rendered()], openmetrics=openmetrics)
+        chunks = [self.self_metrics(), render_economics(self.economics.figures()), *self.table.rendered()]
+        body = render_exposition(chunks, openmetrics=openmetrics)
         self._last_render_s = time.perf_counter() - start
         return body
 

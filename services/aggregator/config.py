@@ -17,6 +17,8 @@ class AggregatorConfig:
     tombstone_s: how long an expired source stays visible as ``inferwatch_source_up 0``.
     max_sources: cap on live sources (beyond it new sources are dropped and counted).
     sweep_interval_s: how often expiry runs.
+    economics_file: YAML with GPU-hour and kWh prices for the unit economics per model
+        (schema: `services.aggregator.economics.EconomicsFile`); ``""``: no prices, no cost figures.
     """
 
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"
@@ -26,6 +28,7 @@ class AggregatorConfig:
     tombstone_s: float = 600.0
     max_sources: int = 100_000
     sweep_interval_s: float = 0.5
+    economics_file: str = ""
 
     @classmethod
     def from_env(cls, env: Env) -> AggregatorConfig:
@@ -37,4 +40,5 @@ class AggregatorConfig:
             tombstone_s=env.float(p + "TOMBSTONE_S", cls.tombstone_s),
             max_sources=env.int(p + "MAX_SOURCES", cls.max_sources),
             sweep_interval_s=env.float(p + "SWEEP_INTERVAL_S", cls.sweep_interval_s),
+            economics_file=env.get(p + "ECONOMICS_FILE", cls.economics_file),
         )

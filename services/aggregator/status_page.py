@@ -11,12 +11,14 @@ from aiohttp import web
 
 from inferwatch.contracts.catalog import ModelCatalogSnapshot
 from inferwatch.contracts.supervisor import SupervisorSnapshot
+from inferwatch.services.aggregator.economics import model_economics
 
 PAGE = Path(__file__).parent / "static" / "status.html"
 
 
 def status_payload(aggregator: Any) -> dict[str, Any]:
-    """Sources and their state, firing alerts, catalog entries and ``inferwatch up``'s processes."""
+    """Sources and their state, firing alerts, catalog entries, each model's unit economics (``label, value``
+    lines by model name) and ``inferwatch up``'s processes."""
     table = aggregator.table
     now = time.time()
     sources: list[dict[str, Any]] = []
@@ -61,6 +63,7 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
         "sources": sources,
         "alerts": alerts,
         "models": sorted(models.values(), key=lambda m: m["name"]),
+        "economics": model_economics(getattr(aggregator, "economics", None)),
         "processes": children,
     }
 
