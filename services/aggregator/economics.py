@@ -11,7 +11,8 @@ Method. Every tick (``tick_s``) the tracker looks at the latest snapshots the ag
   the token counters' increases (prompt and generation tokens, prefill and decode seconds; a counter that
   went down restarted from zero).
 - **Per model**: an instance's usage goes to its models in proportion to the tokens each produced in the tick
-  (evenly when none did); replicas of one model add up.
+  (evenly when none did); replicas of one model add up. An instance whose GPUs are not seen (no gpu-agent on its
+  host, a GPU NVML does not show, no container id) is left out, tokens and all: its tokens would look free.
 
 Over the window (``window_s``, a ring of per-tick usage), `unit_economics` turns a model's usage into figures:
 cost = GPU-hour cost + energy in kWh × price per kWh; cost per million tokens = cost / tokens × 10⁶; the cost is
@@ -85,6 +86,7 @@ class Usage:
     """What one model (or instance) used; additive.
 
     Attributes:
+        seconds: wall-clock time the model was served (replicas count once).
         gpu_seconds: attributed GPU time.
         priced_gpu_seconds: the part of it on GPU models with a GPU-hour price.
         gpu_cost_usd: GPU-hour price × priced GPU time.
@@ -95,6 +97,7 @@ class Usage:
         decode_seconds: summed per-request decode time (vLLM V1).
     """
 
+    seconds: float = 0.0
     gpu_seconds: float = 0.0
     priced_gpu_seconds: float = 0.0
     gpu_cost_usd: float = 0.0
@@ -106,6 +109,7 @@ class Usage:
 
     def add(self, other: Usage, share: float = 1.0) -> None:
         """Add ``share`` of ``other``."""
+        self.seconds += share * other.seconds
         self.gpu_seconds += share * other.gpu_seconds
         self.priced_gpu_seconds += share * other.priced_gpu_seconds
         self.gpu_cost_usd += share * other.gpu_cost_usd
@@ -153,8 +157,9 @@ def window_cost_usd(usage: Usage, kwh_usd: float) -> float | None:
     return usage.gpu_cost_usd + usage.energy_joules / JOULES_PER_KWH * kwh_usd
 
 
-def unit_economics(model: str, usage: Usage, span_s: float, kwh_usd: float) -> ModelEconomics:
-    """The figures of one model's usage over ``span_s`` seconds. Pure."""
+def unit_economics(model: str, usage: Usage, kwh_usd: float) -> ModelEconomics:
+    """The figures of one model's usage (over ``usage.seconds``). Pure."""
+    span_s = usage.seconds
     tokens = {
         "input": usage.prompt_tokens,
         "output": usage.generation_tokens,
@@ -267,7 +272,7 @@ class EconomicsTracker:
         self._last_tick: float | None = None
         self._counters: dict[tuple[str, str, str], tuple[float | None, ...]] = {}  # (source, model, engine)
         self._models: dict[str, list[str]] = {}  # the models an instance last reported, by source
-        self._ticks: deque[tuple[float, float, dict[str, Usage]]] = deque()  # (at, elapsed, usage by model)
+        self._ticks: deque[tuple[float, dict[str, Usage]]] = deque()  # (at, usage by model)
         self._api_prices: dict[str, tuple[str, dict[str, float]]] = {}
 
     def due(self, now: float) -> bool:
@@ -293,23 +298,27 @@ class EconomicsTracker:
         seen: set[tuple[str, str, str]] = set()
         for snapshot in vllm:
             per_model = self._token_increases(snapshot, seen)
+            shares = gpus.get(snapshot.container_id)
+            if not shares:
+                continue  # tokens from GPUs nobody reads would look free: an instance counts only with its GPUs
             share_of = _shares(per_model)
-            hardware = instance_usage(gpus.get(snapshot.container_id, []), elapsed, self.settings.gpu_hour_usd)
+            hardware = instance_usage(shares, elapsed, self.settings.gpu_hour_usd)
             for model, tokens in per_model.items():
                 usage = by_model.setdefault(model, Usage())
                 usage.add(tokens)
                 usage.add(hardware, share_of[model])
+                usage.seconds = elapsed  # replicas of a model serve it side by side: wall time counts once
         for key in set(self._counters) - seen:
             del self._counters[key]
         for source in set(self._models) - {s.source for s in vllm}:
             del self._models[source]
-        self._ticks.append((now, elapsed, by_model))
+        self._ticks.append((now, by_model))
         while self._ticks and self._ticks[0][0] <= now - self.settings.window_s:
             self._ticks.popleft()
         self._api_prices = api_prices(proxies, self.settings.api_routes, set(self._models_seen()))
 
     def _models_seen(self) -> Iterable[str]:
-        for _, _, usage in self._ticks:
+        for _, usage in self._ticks:
             yield from usage
 
     def _token_increases(self, snapshot: VllmInstanceSnapshot, seen: set[tuple[str, str, str]]) -> dict[str, Usage]:
@@ -335,13 +344,14 @@ class EconomicsTracker:
     def figures(self) -> list[ModelEconomics]:
         """Every model's figures over the window, by model name."""
         totals: dict[str, Usage] = {}
-        span = sum(elapsed for _, elapsed, _ in self._ticks)
-        for _, _, usage in self._ticks:
+        for _, usage in self._ticks:
             for model, part in usage.items():
                 totals.setdefault(model, Usage()).add(part)
         result = []
         for model in sorted(totals):
-            figures = unit_economics(model, totals[model], span, self.settings.kwh_usd)
+            if totals[model].seconds <= 0:
+                continue  # only the baseline tick so far
+            figures = unit_economics(model, totals[model], self.settings.kwh_usd)
             route, prices = self._api_prices.get(model, ("", {}))
             result.append(replace(figures, api_route=route, api_usd_per_million_tokens=prices))
         return result

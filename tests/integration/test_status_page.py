@@ -10,13 +10,14 @@ from aiohttp import web
 
 from inferwatch.services.aggregator.status_page import status_routes
 from tests.support import free_port, require_tool
-from tests.support.aggregator import make_aggregator
+from tests.support.aggregator import economics_tracker, make_aggregator
 
 
 async def test_status_page_in_headless_chromium() -> None:
     chromium = require_tool("chromium")
     playwright_api = pytest.importorskip("playwright.async_api")
     aggregator = make_aggregator()
+    aggregator.economics = economics_tracker()
     app = web.Application()
     app.add_routes(status_routes(aggregator))
     runner = web.AppRunner(app, access_log=None)
@@ -46,6 +47,10 @@ async def test_status_page_in_headless_chromium() -> None:
                 text = await page.locator('[data-model="qwen3-8b"]').inner_text()
                 assert "client.chat.completions.create" in text
                 assert "curl http://10.0.0.5:8000/v1/chat/completions" in text
+                # the model's unit economics, from the status JSON's one list per model
+                economics = await page.locator('[data-model="qwen3-8b"] [data-economics="qwen3-8b"]').inner_text()
+                assert "self-hosted USD per million total tokens" in economics
+                assert "10.0000" in economics
                 # copy
                 await page.click('[data-model="qwen3-8b"] button.copy')
                 await page.wait_for_function("document.body.dataset.copied === 'http://10.0.0.5:8000'")

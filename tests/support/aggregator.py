@@ -11,10 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.catalog import CatalogEntry, ModelCatalogSnapshot
-from inferwatch.contracts.gpu import GpuHostSnapshot
+from inferwatch.contracts.gpu import GpuHostSnapshot, GpuProcess, GpuReading
 from inferwatch.contracts.supervisor import SupervisedChild, SupervisorSnapshot
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, VllmModelCard
 from inferwatch.services.aggregator.domains.gpu import render_gpu_host
+from inferwatch.services.aggregator.economics import EconomicsFile, EconomicsTracker
 from inferwatch.services.aggregator.render import SeriesWriter
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.services.aggregator.state import SourceTable
@@ -113,6 +114,26 @@ def vllm_snapshot(
         **kw,
     }
     return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0, **fields)  # type: ignore[arg-type]
+
+
+def economics_tracker(container_id: str = "c" * 64) -> EconomicsTracker:
+    """A tracker after two ticks 10 s apart: qwen3-8b on one H100 at 360 W, 3.60 USD per GPU-hour, 100 output
+    tokens per second (so 10 USD per million tokens, 1 kWh per million tokens, 100 output tokens per GPU-second)."""
+    tracker = EconomicsTracker(EconomicsFile(gpu_hour_usd={"NVIDIA H100 80GB HBM3": 3.6}, tick_s=10))
+    reading = GpuReading(
+        index=0,
+        uuid="GPU-0",
+        name="NVIDIA H100 80GB HBM3",
+        power_draw_watts=360.0,
+        processes=[GpuProcess(pid=1, used_memory_bytes=1e9, container_id=container_id)],
+    )
+    host = GpuHostSnapshot(
+        source="gpu-host-1", observed_at=time.time(), collector="c", interval_s=1.0, nvml_available=True, gpus=[reading]
+    )
+    for t in (0.0, 10.0):
+        engines = [VllmEngineStats(model_name="qwen3-8b", prompt_tokens_total=0, generation_tokens_total=100 * t)]
+        tracker.observe([host, vllm_snapshot(container_id=container_id, engines=engines)], t)
+    return tracker
 
 
 # VllmTargetDown alone, with ``for: 0s``: an alert on the first snapshot that is down.

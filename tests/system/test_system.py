@@ -16,7 +16,8 @@ from tests.support.system import alive, descendant_pids
 
 
 def _wait_for_demo_views(port: int, deadline: float) -> dict[str, set[str]]:
-    """Poll the aggregator until the GPU→container join, the EPP pool and the HF-enriched catalog show up."""
+    """Poll the aggregator until the GPU→container join, the EPP pool, a model's cost per million tokens and the
+    HF-enriched catalog show up."""
     views: dict[str, set[str]] = {}
     while time.monotonic() < deadline:
         try:
@@ -47,6 +48,13 @@ def _wait_for_demo_views(port: int, deadline: float) -> dict[str, set[str]]:
                 for m in s.labels.get("models", "").split(",")
                 if m
             },
+            "cost_models": {
+                s.labels["model_name"]
+                for s in samples
+                if s.name == "inferwatch_model_self_hosted_cost_usd_per_million_tokens"
+                and s.labels.get("direction") == "total"
+                and s.value > 0
+            },
             "hf_models": {
                 s.labels["model"]
                 for s in samples
@@ -55,7 +63,12 @@ def _wait_for_demo_views(port: int, deadline: float) -> dict[str, set[str]]:
                 and s.labels.get("pipeline_tag")
             },
         }
-        if views["gpu_containers"] and views["epp_pools"] and views["vllm_models"] <= views["hf_models"]:
+        if (
+            views["gpu_containers"]
+            and views["epp_pools"]
+            and views["cost_models"]
+            and views["vllm_models"] <= views["hf_models"]
+        ):
             return views
         time.sleep(0.5)
     return views
@@ -116,6 +129,14 @@ def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
         assert joined["epp_pools"], "no EPP pool with ready endpoints"
         assert joined["vllm_models"], "no served vLLM model listed"
         assert joined["vllm_models"] <= joined["hf_models"], joined  # every served vLLM model has HF metadata
+        # issue 19: cost per million tokens per model from the demo's example prices, on the status page too
+        assert joined["cost_models"], "no self-hosted cost per million tokens on /metrics"
+        economics = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()["economics"]
+        assert any(
+            label == "self-hosted USD per million total tokens"
+            for model in joined["cost_models"]
+            for label, _ in economics.get(model, [])
+        ), economics
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -32,7 +32,7 @@ from inferwatch.services.gpu_agent.core import container_id_from_cgroup
 from inferwatch.services.gpu_agent.nvml import NvmlReader
 from inferwatch.shared.settings import SettingsError
 from inferwatch.simulators.nvml import DEMO_ECONOMICS_FILE, FakeNvml, container_id_for
-from tests.support.aggregator import make_aggregator, vllm_snapshot
+from tests.support.aggregator import economics_tracker, make_aggregator, vllm_snapshot
 
 H100 = "NVIDIA H100 80GB HBM3"
 GIB = 1024**3
@@ -160,10 +160,11 @@ def test_shared_gpu_is_split_by_memory_and_host_processes_take_their_share() -> 
 
 
 def test_partly_priced_gpus_give_no_cost_and_a_kwh_price_alone_prices_energy() -> None:
-    mixed = Usage(gpu_seconds=200, priced_gpu_seconds=100, gpu_cost_usd=0.1, energy_joules=3.6e6, generation_tokens=1e6)
-    assert unit_economics("m", mixed, 100, 0.0).cost_usd_per_million_tokens == {}
-    energy_only = Usage(gpu_seconds=200, energy_joules=7.2e6, generation_tokens=1e6)
-    assert unit_economics("m", energy_only, 100, 0.25).cost_usd_per_million_tokens == pytest.approx({"total": 0.5})
+    mixed = Usage(100, gpu_seconds=200, priced_gpu_seconds=100, gpu_cost_usd=0.1, energy_joules=3.6e6)
+    mixed.generation_tokens = 1e6
+    assert unit_economics("m", mixed, 0.0).cost_usd_per_million_tokens == {}
+    energy_only = Usage(100, gpu_seconds=200, energy_joules=7.2e6, generation_tokens=1e6)
+    assert unit_economics("m", energy_only, 0.25).cost_usd_per_million_tokens == pytest.approx({"total": 0.5})
 
 
 def test_counter_resets_and_idle_time_are_counted() -> None:
@@ -200,6 +201,25 @@ def test_window_drops_old_ticks_and_replicas_add_up() -> None:
     assert fig.gpus == pytest.approx(2.0)
     assert fig.power_watts == pytest.approx(400.0)
     assert fig.tokens_per_gpu_second["output"] == pytest.approx(300.0)
+
+
+def test_an_instance_without_seen_gpus_adds_no_free_tokens() -> None:
+    tracker = EconomicsTracker(EconomicsFile(gpu_hour_usd={H100: 3.6}, tick_s=10))
+    host = gpu_host(gpu(0, 100.0, (CONTAINER, GIB)))
+
+    def at(t: float) -> list[object]:
+        engines = [engine_at(t, prompt_rate=0, output_rate=100)]
+        return [
+            host,
+            vllm_snapshot("http://seen:8000", container_id=CONTAINER, engines=engines),
+            vllm_snapshot("http://unseen:8000", container_id="e" * 64, engines=engines),
+            vllm_snapshot("http://no-container:8000", engines=engines),
+        ]
+
+    run_ticks(tracker, 20, 10, at)
+    [fig] = tracker.figures()
+    assert fig.tokens_per_gpu_second["output"] == pytest.approx(100.0)
+    assert fig.cost_usd_per_million_tokens["total"] == pytest.approx(0.02 / 2000 * 1e6)
 
 
 def test_api_price_of_the_configured_route_beside_the_self_hosted_cost() -> None:
@@ -241,11 +261,7 @@ def test_api_price_of_the_configured_route_beside_the_self_hosted_cost() -> None
 
 def test_status_payload_has_each_models_economics_lines() -> None:
     aggregator = make_aggregator()
-    aggregator.economics = EconomicsTracker(EconomicsFile(gpu_hour_usd={H100: 3.6}, tick_s=10))
-    host = gpu_host(gpu(0, 360.0, (CONTAINER, GIB)))
-    for t in (0.0, 10.0):
-        engines = [engine_at(t, prompt_rate=0, output_rate=100)]
-        aggregator.economics.observe([host, vllm_snapshot(container_id=CONTAINER, engines=engines)], t)
+    aggregator.economics = economics_tracker()
     lines = dict(status_payload(aggregator)["economics"]["qwen3-8b"])
     # 10 s x 0.001 USD = 0.01 USD for 1,000 tokens: 10 USD per million; 3,600 J per 1,000 tokens: 1 kWh per million
     assert lines["self-hosted USD per million total tokens"] == "10.0000"
