@@ -40,8 +40,8 @@ from inferwatch.shared.settings import SettingsError
 MILLION = 1e6
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_HOUR = 3600.0
-# A tick longer than this many tick periods (the aggregator was stopped, the host slept) counts as one period:
-# GPU time nobody watched is not invented.
+# A gap between ticks longer than this many tick periods (the aggregator was stopped, the host slept) counts as
+# that many periods: GPU time nobody watched is not invented.
 _MAX_TICK_GAP = 3.0
 
 
@@ -265,7 +265,11 @@ def _engine_counters(snapshot: VllmInstanceSnapshot) -> dict[tuple[str, str], tu
 
 
 class EconomicsTracker:
-    """Samples the aggregator's latest snapshots every tick and keeps each model's usage over the window."""
+    """Samples the aggregator's latest snapshots every tick and keeps each model's usage over the window.
+
+    Sums over the window are kept running (added when a tick enters, taken off when it leaves) and the figures
+    are computed once per tick, so a scrape only reads them.
+    """
 
     def __init__(self, settings: EconomicsFile | None = None) -> None:
         self.settings = settings or EconomicsFile()
@@ -273,7 +277,9 @@ class EconomicsTracker:
         self._counters: dict[tuple[str, str, str], tuple[float | None, ...]] = {}  # (source, model, engine)
         self._models: dict[str, list[str]] = {}  # the models an instance last reported, by source
         self._ticks: deque[tuple[float, dict[str, Usage]]] = deque()  # (at, usage by model)
-        self._api_prices: dict[str, tuple[str, dict[str, float]]] = {}
+        self._totals: dict[str, Usage] = {}  # usage by model over the ticks in the window
+        self._ticks_with: dict[str, int] = {}  # how many ticks in the window have the model
+        self._figures: list[ModelEconomics] = []
 
     def due(self, now: float) -> bool:
         """Whether a tick is due at ``now`` (monotonic seconds)."""
@@ -312,14 +318,23 @@ class EconomicsTracker:
             del self._counters[key]
         for source in set(self._models) - {s.source for s in vllm}:
             del self._models[source]
-        self._ticks.append((now, by_model))
-        while self._ticks and self._ticks[0][0] <= now - self.settings.window_s:
-            self._ticks.popleft()
-        self._api_prices = api_prices(proxies, self.settings.api_routes, set(self._models_seen()))
+        self._slide(now, by_model)
+        self._figures = self._compute(api_prices(proxies, self.settings.api_routes, self._totals))
 
-    def _models_seen(self) -> Iterable[str]:
-        for _, usage in self._ticks:
-            yield from usage
+    def _slide(self, now: float, by_model: dict[str, Usage]) -> None:
+        """Add this tick to the window and take off the ticks that left it."""
+        self._ticks.append((now, by_model))
+        for model, usage in by_model.items():
+            self._totals.setdefault(model, Usage()).add(usage)
+            self._ticks_with[model] = self._ticks_with.get(model, 0) + 1
+        while self._ticks and self._ticks[0][0] <= now - self.settings.window_s:
+            _, old = self._ticks.popleft()
+            for model, usage in old.items():
+                self._ticks_with[model] -= 1
+                if self._ticks_with[model] == 0:  # gone from the window: drop it rather than keep rounding residue
+                    del self._ticks_with[model], self._totals[model]
+                else:
+                    self._totals[model].add(usage, -1.0)
 
     def _token_increases(self, snapshot: VllmInstanceSnapshot, seen: set[tuple[str, str, str]]) -> dict[str, Usage]:
         """Token and timing increases per model of one instance since the previous tick."""
@@ -341,20 +356,20 @@ class EconomicsTracker:
                 setattr(usage, name, getattr(usage, name) + value)
         return per_model
 
-    def figures(self) -> list[ModelEconomics]:
-        """Every model's figures over the window, by model name."""
-        totals: dict[str, Usage] = {}
-        for _, usage in self._ticks:
-            for model, part in usage.items():
-                totals.setdefault(model, Usage()).add(part)
+    def _compute(self, prices: Mapping[str, tuple[str, dict[str, float]]]) -> list[ModelEconomics]:
         result = []
-        for model in sorted(totals):
-            if totals[model].seconds <= 0:
+        for model in sorted(self._totals):
+            total = self._totals[model]
+            if total.seconds <= 0:
                 continue  # only the baseline tick so far
-            figures = unit_economics(model, totals[model], self.settings.kwh_usd)
-            route, prices = self._api_prices.get(model, ("", {}))
-            result.append(replace(figures, api_route=route, api_usd_per_million_tokens=prices))
+            figures = unit_economics(model, total, self.settings.kwh_usd)
+            route, api = prices.get(model, ("", {}))
+            result.append(replace(figures, api_route=route, api_usd_per_million_tokens=api))
         return result
+
+    def figures(self) -> list[ModelEconomics]:
+        """Every model's figures over the window as of the last tick, by model name."""
+        return self._figures
 
 
 def _shares(per_model: Mapping[str, Usage]) -> dict[str, float]:
@@ -405,7 +420,9 @@ def model_economics(tracker: EconomicsTracker | None) -> dict[str, list[tuple[st
         if "output" in fig.tokens_per_gpu_second:
             rows.append(("output tokens per GPU-second", f"{fig.tokens_per_gpu_second['output']:.1f}"))
         if fig.energy_joules_per_million_tokens is not None:
-            rows.append(("energy per million tokens", f"{fig.energy_joules_per_million_tokens / 3.6e6:.3f} kWh"))
+            rows.append(
+                ("energy per million tokens", f"{fig.energy_joules_per_million_tokens / JOULES_PER_KWH:.3f} kWh")
+            )
         for direction in ("total", "input", "output"):
             if direction in fig.cost_usd_per_million_tokens:
                 value = fig.cost_usd_per_million_tokens[direction]

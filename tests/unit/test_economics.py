@@ -201,6 +201,12 @@ def test_window_drops_old_ticks_and_replicas_add_up() -> None:
     assert fig.gpus == pytest.approx(2.0)
     assert fig.power_watts == pytest.approx(400.0)
     assert fig.tokens_per_gpu_second["output"] == pytest.approx(300.0)
+    # both replicas gone: the model leaves the figures once its last tick has left the window
+    for t in (90.0, 100.0):
+        tracker.observe([host], t)
+    assert [f.model for f in tracker.figures()] == ["qwen3-8b"]
+    tracker.observe([host], 110.0)
+    assert tracker.figures() == []
 
 
 def test_an_instance_without_seen_gpus_adds_no_free_tokens() -> None:
