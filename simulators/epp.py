@@ -444,6 +444,12 @@ async def start_demo() -> Demo:
     def set_slow(on: bool) -> None:
         sim.slow = on
 
+    def set_cache_hit_low(on: bool) -> None:
+        sim.cache_hit = 0.05 if on else 0.65
+
+    def set_ttft_slow(on: bool) -> None:
+        sim.ttft_slow = on
+
     scenarios = [
         Scenario(
             "epp_no_ready_pods",
@@ -459,6 +465,22 @@ async def start_demo() -> Demo:
             "requests through the EPP take over 30 s",
             lambda: set_slow(True),
             lambda: set_slow(False),
+            labels={"target": url, "model_name": model},
+        ),
+        Scenario(
+            "epp_cache_hit_low",
+            "EppCacheHitRateLow",
+            "cache-aware routing finds about 5 % of each prompt's prefix cached (normally about 65 %)",
+            lambda: set_cache_hit_low(True),
+            lambda: set_cache_hit_low(False),
+            labels={"target": url, "plugin_name": PREFIX_PLUGIN[1]},
+        ),
+        Scenario(
+            "epp_ttft_high",
+            "EppTtftHigh",
+            "streamed requests through the EPP wait 4-10 s for their first token",
+            lambda: set_ttft_slow(True),
+            lambda: set_ttft_slow(False),
             labels={"target": url, "model_name": model},
         ),
     ]
