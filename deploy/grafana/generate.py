@@ -573,6 +573,49 @@ def langfuse_analytics() -> dict[str, Any]:
             ['inferwatch_langfuse_info{project=~"$host"}'],
             type="table",
         ),
+        row("Spans, levels and sessions"),
+        Panel(
+            "Observations by type",
+            "Spans, generations, events, tool calls, agent steps… per minute.",
+            {
+                "{{type}}": 'sum by (type) (rate(inferwatch_langfuse_observations_by_type_total{project=~"$host"}'
+                "[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Observations by level",
+            "Per minute by level: WARNING is not an error, but worth watching before it becomes one.",
+            {
+                "{{level}}": 'sum by (level) (rate(inferwatch_langfuse_observations_by_level_total{project=~"$host"}'
+                "[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Traces by name",
+            "Traces per minute by trace name (names beyond the cap: other).",
+            {
+                "{{trace_name}}": "topk(15, sum by (trace_name) (rate(inferwatch_langfuse_traces_by_name_total"
+                '{project=~"$host"}[$__rate_interval]))) * 60'
+            },
+        ),
+        Panel(
+            "Sessions",
+            "Distinct sessions in the re-check window, and the share of traces that belong to a session.",
+            {
+                "sessions {{project}}": 'inferwatch_langfuse_window_unique_sessions{project=~"$host"}',
+                "in a session {{project}}": "sum by (project) (rate(inferwatch_langfuse_session_traces_total"
+                '{project=~"$host"}[1h])) / sum by (project) (rate(inferwatch_langfuse_traces_total'
+                '{project=~"$host"}[1h]))',
+            },
+        ),
+        Panel(
+            "Session length",
+            "Traces per session and session duration over the re-check window (quantiles).",
+            {
+                "traces p{{quantile}}": 'inferwatch_langfuse_window_session_traces{project=~"$host"}',
+                "seconds p{{quantile}}": 'inferwatch_langfuse_window_session_duration_seconds{project=~"$host"}',
+            },
+        ),
     ]
     return dashboard(
         "inferwatch-langfuse",
