@@ -85,8 +85,8 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
 class SessionLengths(msgspec.Struct, frozen=True, kw_only=True):
     """How long sessions are, over the re-check window (gauges): traces per session and first-to-last seconds.
 
-    Measured on the sessions of the window's distinct-session sketch (every session up to 2000, an unbiased
-    hash sample above); a session that began before the window counts from its first trace inside it.
+    Measured on the window's sessions: all of them up to 256, above that an unbiased sample of 256 (by
+    hash); a session that began before the window counts from its first trace inside it.
 
     Attributes:
         sessions: sessions measured.

@@ -596,11 +596,17 @@ def _latency_histograms(bucket: _Bucket, names: set[str]) -> dict[str, list[floa
     return latency
 
 
+SESSION_SAMPLE = 256
+"""Session spans kept per bucket: the smallest this many session hashes (the ledger is one NATS key-value put,
+so it stays far below the 1 MB message limit whatever the traffic)."""
+
+
 def _session_spans(traces: Iterable[TraceRow]) -> dict[str, list[float]]:
     """Per session (by the hash the distinct-session sketch uses): [first trace start, last trace end, traces].
 
-    Only the sketch's smallest ``SKETCH_SIZE`` hashes are kept: bounded, no raw ids, and across buckets the
-    sessions kept are the same ones the sketch counts.
+    Only the smallest ``SESSION_SAMPLE`` hashes are kept: bounded, no raw ids. A hash among the smallest
+    ``SESSION_SAMPLE`` of the whole window is among the smallest of every bucket it occurs in, so the window's
+    sample is an unbiased sample of its sessions with every span complete.
     """
     spans: dict[int, list[float]] = {}
     for t in traces:
@@ -609,7 +615,7 @@ def _session_spans(traces: Iterable[TraceRow]) -> dict[str, list[float]]:
         end = t.timestamp + (t.latency_s or 0.0)
         span = spans.setdefault(_hash32(t.session_id), [t.timestamp, end, 0.0])
         span[0], span[1], span[2] = min(span[0], t.timestamp), max(span[1], end), span[2] + 1.0
-    return {str(h): spans[h] for h in sorted(spans)[:SKETCH_SIZE]}
+    return {str(h): [round(v, 3) for v in spans[h]] for h in sorted(spans)[:SESSION_SAMPLE]}
 
 
 def bucket_contribution(
@@ -733,7 +739,7 @@ class Ledger:
 
     def window_sessions(self) -> list[list[float]]:
         """Sessions over the recent window as [first start, last end, traces], merged across buckets (the
-        ``SKETCH_SIZE`` smallest session hashes, as the distinct-session count sees them)."""
+        ``SESSION_SAMPLE`` smallest session hashes: every session below that many, an unbiased sample above)."""
         merged: dict[str, list[float]] = {}
         for contribution in self.recent.values():
             for session, (first, last, traces) in contribution.get("session_spans", {}).items():
@@ -742,7 +748,7 @@ class Ledger:
                     merged[session] = [first, last, traces]
                 else:
                     span[0], span[1], span[2] = min(span[0], first), max(span[1], last), span[2] + traces
-        return [merged[h] for h in sorted(merged, key=int)[:SKETCH_SIZE]]
+        return [merged[h] for h in sorted(merged, key=int)[:SESSION_SAMPLE]]
 
     def window_latency(self) -> dict[str, list[float]]:
         """Merged latency histograms over the recent window, by ``model|trace_name``."""

@@ -21,6 +21,7 @@ from inferwatch.services.langfuse_ingester.core import (
     SCORES_V1,
     SCORES_V2,
     SCORES_V3,
+    SESSION_SAMPLE,
     TRACES,
     BadRowError,
     BucketRows,
@@ -523,3 +524,16 @@ def test_new_families_reach_the_aggregator_unchanged() -> None:
     assert [s.value for s in fams["inferwatch_langfuse_session_traces"].samples] == [6.0]
     assert values("window_session_traces", "quantile") == {"0.5": 2.0, "0.9": 4.0, "0.99": 4.0}
     assert values("window_session_duration_seconds", "quantile") == {"0.5": 30.0, "0.9": 95.5, "0.99": 95.5}
+
+
+def test_session_spans_stay_bounded_in_a_busy_window() -> None:
+    ledger = Ledger()
+    for b in range(12):  # an hour of 5-minute buckets, 3000 sessions each
+        rows = BucketRows(traces=[_trace(b * 10_000 + i, "n", f"s{b}-{i}", ts=b * 300.0 + i / 10) for i in range(3000)])
+        ledger.put(bucket_contribution(b * 300.0, b * 300.0 + 300.0, rows, tracked_users=[], top_n_users=5))
+    assert all(len(c["session_spans"]) == SESSION_SAMPLE for c in ledger.recent.values())
+    assert len(ledger.window_sessions()) == SESSION_SAMPLE
+    sessions, traces, _ = snapshot_parts(ledger).session_lengths or (0.0, (0.0,) * 3, (0.0,) * 3)
+    assert (sessions, traces) == (SESSION_SAMPLE, (1.0, 1.0, 1.0))
+    spans_bytes = len(json.dumps([c["session_spans"] for c in ledger.recent.values()], separators=(",", ":")))
+    assert spans_bytes < 200_000  # the ledger is one NATS key-value put (1 MB limit)
