@@ -86,6 +86,70 @@ class EppObjectiveStats(msgspec.Struct, frozen=True, kw_only=True):
             unit="tokens",
         ),
     ] = None
+    request_cached_tokens: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Prompt tokens served from the model servers' prefix cache, per request.",
+            *_generations("request_cached_tokens", objective="prompt_cached_tokens"),
+            unit="tokens",
+        ),
+    ] = None
+    request_size_bytes: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Request body size per request.",
+            *_generations("request_size_bytes", objective="request_sizes"),
+            unit="bytes",
+        ),
+    ] = None
+    response_size_bytes: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Response body size per request.",
+            *_generations("response_size_bytes", objective="response_sizes"),
+            unit="bytes",
+        ),
+    ] = None
+    request_ttft_seconds: Annotated[
+        dict[str, Histogram],
+        metric(
+            "histogram",
+            "Time to first token per request, by streaming (true, false).",
+            *_generations("request_ttft_seconds"),
+            unit="seconds",
+            label="streaming",
+        ),
+    ] = {}
+    request_ntpot_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Normalized time per output token (request latency / output tokens).",
+            *_generations("request_ntpot_seconds", objective="normalized_time_per_output_token_seconds"),
+            unit="seconds",
+        ),
+    ] = None
+    request_streaming_itl_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Inter-token latency of streamed responses.",
+            *_generations("request_streaming_itl_seconds"),
+            unit="seconds",
+        ),
+    ] = None
+    request_streaming_tpot_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time per output token of streamed responses.",
+            *_generations("request_streaming_tpot_seconds"),
+            unit="seconds",
+        ),
+    ] = None
     running_requests: Annotated[
         float | None,
         metric(
@@ -123,6 +187,42 @@ class EppPoolStats(msgspec.Struct, frozen=True, kw_only=True):
             unit="requests",
         ),
     ] = None
+    pool_average_running_requests: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Mean running requests of the pool's endpoints.",
+            *_generations("average_running_requests", pool="average_running_requests"),
+            unit="requests",
+        ),
+    ] = None
+    pool_std_dev_kv_cache_utilization_ratio: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Standard deviation of KV-cache use across the pool's endpoints (load imbalance).",
+            *_generations("std_dev_kv_cache_utilization"),
+            unit="ratio",
+        ),
+    ] = None
+    pool_std_dev_queue_size: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Standard deviation of queue length across the pool's endpoints (load imbalance).",
+            *_generations("std_dev_queue_size"),
+            unit="requests",
+        ),
+    ] = None
+    pool_std_dev_running_requests: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Standard deviation of running requests across the pool's endpoints (load imbalance).",
+            *_generations("std_dev_running_requests"),
+            unit="requests",
+        ),
+    ] = None
     pool_ready_endpoints: Annotated[
         float | None,
         metric(
@@ -144,6 +244,80 @@ class EppPoolStats(msgspec.Struct, frozen=True, kw_only=True):
     ] = {}
 
 
+class EppPrefixIndexerStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The prefix indexer of one prefix-cache scorer plugin: cache-aware routing as the EPP sees it.
+
+    Every other field is one exported metric (`metric`). The GIE-era ``inference_extension_prefix_indexer_*``
+    families carry no plugin labels: their one indexer has ``plugin_type`` and ``plugin_name`` ``""``.
+
+    Attributes:
+        plugin_type: the scorer plugin's type (``prefix-cache-scorer``…).
+        plugin_name: the plugin's configured name.
+    """
+
+    plugin_type: str = ""
+    plugin_name: str = ""
+    prefix_indexer_hit_ratio: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Share of a request's prefix found in the indexer, per scheduling (0..1).",
+            *_generations("prefix_indexer_hit_ratio", extension="prefix_indexer_hit_ratio"),
+            unit="ratio",
+        ),
+    ] = None
+    prefix_indexer_hit_ratio_mean: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Mean prefix hit ratio of the scrape's histogram (sum / count); rate the histogram for a window.",
+            *_generations("prefix_indexer_hit_ratio", extension="prefix_indexer_hit_ratio"),
+            unit="ratio",
+        ),
+    ] = None
+    prefix_indexer_hit_bytes: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Prefix bytes found in the indexer, per scheduling.",
+            *_generations("prefix_indexer_hit_bytes", extension="prefix_indexer_hit_bytes"),
+            unit="bytes",
+        ),
+    ] = None
+    prefix_indexer_size: Annotated[
+        float | None,
+        metric(
+            "gauge",
+            "Entries held by the prefix indexer.",
+            *_generations("prefix_indexer_size", extension="prefix_indexer_size"),
+            unit="entries",
+        ),
+    ] = None
+
+
+class EppPluginStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One scheduling or request-control plugin at one extension point; every other field is one metric.
+
+    Attributes:
+        extension_point: where the plugin runs (``Filter``, ``Scorer``, ``Picker``, ``PreRequest``…).
+        plugin_type: the plugin's type.
+        plugin_name: the plugin's configured name.
+    """
+
+    extension_point: str
+    plugin_type: str = ""
+    plugin_name: str = ""
+    plugin_duration_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time spent in the plugin, per call.",
+            *_generations("plugin_duration_seconds", extension="plugin_duration_seconds"),
+            unit="seconds",
+        ),
+    ] = None
+
+
 class EppSnapshot(Snapshot, frozen=True, kw_only=True, tag="epp.instance"):
     """One scrape of one EPP ``/metrics``. ``source`` is the target URL.
 
@@ -159,6 +333,8 @@ class EppSnapshot(Snapshot, frozen=True, kw_only=True, tag="epp.instance"):
         naming: detected metric generation (``inference_model``, ``inference_objective``, ``llm_d_epp``…).
         objectives: per model pair.
         pools: per pool.
+        prefix_indexers: per prefix-cache scorer plugin (cache-aware routing).
+        plugins: per (extension point, plugin type, plugin name).
     """
 
     SUBJECT_VERSION: ClassVar[int] = 2
@@ -168,6 +344,8 @@ class EppSnapshot(Snapshot, frozen=True, kw_only=True, tag="epp.instance"):
     naming: EppNaming = ""
     objectives: list[EppObjectiveStats] = []
     pools: list[EppPoolStats] = []
+    prefix_indexers: list[EppPrefixIndexerStats] = []
+    plugins: list[EppPluginStats] = []
     scheduler_e2e_duration_seconds: Annotated[
         Histogram | None,
         metric(
@@ -194,5 +372,23 @@ class EppSnapshot(Snapshot, frozen=True, kw_only=True, tag="epp.instance"):
             "Flow-control queue size (flowControl feature gate).",
             *_generations("flow_control_queue_size", extension="flow_control_queue_size"),
             unit="requests",
+        ),
+    ] = None
+    request_processing_duration_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time the EPP spends processing a request (ext-proc request path).",
+            *_generations("request_processing_duration_seconds"),
+            unit="seconds",
+        ),
+    ] = None
+    response_processing_duration_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Time the EPP spends processing a response (ext-proc response path).",
+            *_generations("response_processing_duration_seconds"),
+            unit="seconds",
         ),
     ] = None

@@ -12,6 +12,12 @@ from inferwatch.contracts.base import Snapshot
 ScoreDataType = Literal["NUMERIC", "BOOLEAN", "CATEGORICAL"]
 # Where the ingester reads: the public API or the Langfuse database.
 IngestMode = Literal["api", "db"]
+# Langfuse's observation types (v2 had the first three; v3.70+ added the agent types); anything else is "other".
+ObservationType = Literal[
+    "SPAN", "GENERATION", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR", "EMBEDDING", "GUARDRAIL", "other"
+]
+# Langfuse's observation levels; anything else is "other".
+ObservationLevel = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR", "other"]
 
 
 class UsageByKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +82,27 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
     distribution: dict[str, float] = {}
 
 
+class SessionLengths(msgspec.Struct, frozen=True, kw_only=True):
+    """How long sessions are, over the re-check window (gauges): traces per session and first-to-last seconds.
+
+    Measured on the window's sessions: all of them up to 256, above that an unbiased sample of 256 (by
+    hash); a session that began before the window counts from its first trace inside it.
+
+    Attributes:
+        sessions: sessions measured.
+        traces_p50: median traces per session (p90, p99 likewise).
+        duration_p50_s: median seconds from a session's first trace start to its last trace end (p90, p99).
+    """
+
+    sessions: float
+    traces_p50: float
+    traces_p90: float
+    traces_p99: float
+    duration_p50_s: float
+    duration_p90_s: float
+    duration_p99_s: float
+
+
 class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse.project"):
     """One Langfuse project's analytics. ``source`` is the project label.
 
@@ -95,6 +122,12 @@ class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse
         bad_rows_total: unusable rows by reason (cumulative, e.g. ``score_unknown_type``).
         errors_total: failed cycles by reason (cumulative, this process).
         endpoints: read endpoints in use (after version detection and 404 fallbacks).
+        observations_by_type_total: cumulative observations by type (SPAN, GENERATION, EVENT, AGENT, TOOL…).
+        observations_by_level_total: cumulative observations by level (DEBUG, DEFAULT, WARNING, ERROR).
+        traces_by_name_total: cumulative traces by trace name: the first ``max_trace_names`` names seen (sticky),
+            every later name under ``other``.
+        session_traces_total: cumulative traces that belong to a session.
+        session_lengths: session length over the re-check window (None before any session).
     """
 
     up: bool
@@ -112,3 +145,8 @@ class LangfuseProjectSnapshot(Snapshot, frozen=True, kw_only=True, tag="langfuse
     bad_rows_total: dict[str, float] = {}
     errors_total: dict[str, float] = {}
     endpoints: list[str] = []
+    observations_by_type_total: dict[ObservationType, float] = {}
+    observations_by_level_total: dict[ObservationLevel, float] = {}
+    traces_by_name_total: dict[str, float] = {}
+    session_traces_total: float = 0.0
+    session_lengths: SessionLengths | None = None

@@ -8,6 +8,8 @@ with a wrong token, 403 for a token in ``forbidden_tokens`` (no RBAC), 500 when 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -20,6 +22,76 @@ from inferwatch.simulators.demo import Demo
 NAMINGS = ("llm_d_epp", "llm_d_router_epp", "inference_objective", "inference_model")
 BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0)
 TOKEN_BUCKETS = (1, 16, 128, 1024, 8192)
+TTFT_BUCKETS_S = (0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+NTPOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0)
+ITL_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 2.0)
+TPOT_BUCKETS_S = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 2.0)
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+REQUEST_BYTES_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+RESPONSE_BYTES_BUCKETS = (1, 8, 64, 512, 4096, 32778, 65536)  # 32778: the EPP's own typo, kept
+PLUGIN_BUCKETS_S = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+# (extension point, plugin type, plugin name) of the simulated scheduler profile
+PLUGINS = (
+    ("Filter", "decode-filter", "decode-filter"),
+    ("Scorer", "prefix-cache-scorer", "prefix-cache-scorer"),
+    ("Scorer", "queue-scorer", "queue-scorer"),
+    ("Picker", "max-score-picker", "max-score-picker"),
+)
+PREFIX_PLUGIN = ("prefix-cache-scorer", "prefix-cache-scorer")  # (plugin type, plugin name)
+INDEXER_CAPACITY = 500_000.0
+# per-request histograms observed in `EppSimulator.step`: quantity → family name after the generation's prefix
+NEW_REQUEST_HISTOGRAMS = {
+    "cached": "request_cached_tokens",
+    "request_bytes": "request_size_bytes",
+    "response_bytes": "response_size_bytes",
+    "ntpot": "request_ntpot_seconds",
+    "ttft": "request_ttft_seconds",
+    "itl": "request_streaming_itl_seconds",
+    "tpot": "request_streaming_tpot_seconds",
+}
+LEGACY_REQUEST_HISTOGRAMS = {
+    "cached": "prompt_cached_tokens",
+    "request_bytes": "request_sizes",
+    "response_bytes": "response_sizes",
+    "ntpot": "normalized_time_per_output_token_seconds",
+}
+REQUEST_HISTOGRAM_HELP = {
+    "cached": "Inference objective prompt cached tokens distribution.",
+    "request_bytes": "Inference objective requests size distribution in bytes.",
+    "response_bytes": "Inference objective responses size distribution in bytes.",
+    "ntpot": "Inference objective latency per output token distribution in seconds.",
+    "ttft": "Inference objective time to first token distribution in seconds.",
+    "itl": "Inference objective streaming inter-token latency distribution in seconds.",
+    "tpot": "Inference objective streaming time per output token distribution in seconds.",
+}
+
+
+@dataclass
+class Observed:
+    """A cumulative histogram the simulator observes into, rendered as the Go client writes it."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)  # per bucket, the last one +Inf
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def lines(self, name: str, labels: str) -> str:
+        """``_bucket``/``_sum``/``_count`` lines; ``labels`` without braces (may be empty)."""
+        head = labels + "," if labels else ""
+        tail = "{" + labels + "}" if labels else ""
+        counts = self.counts or [0] * (len(self.bounds) + 1)
+        out, running = [], 0
+        for le, c in zip((*self.bounds, "+Inf"), counts, strict=True):
+            running += c
+            out.append(f'{name}_bucket{{{head}le="{le}"}} {running}\n')
+        out.append(f"{name}_sum{tail} {round(self.total, 6)}\n{name}_count{tail} {running}\n")
+        return "".join(out)
 
 
 @dataclass
@@ -38,7 +110,9 @@ class EppSimulator:
     """State of a simulated EPP.
 
     ``fast``: request durations all under 0.5 s (the default spreads them over every bucket, an eighth beyond 30 s);
-    ``slow``: new requests take over 30 s (an upstream stall), counted in ``slow_requests``.
+    ``slow``: new requests take over 30 s (an upstream stall), counted in ``slow_requests``;
+    ``cache_hit``: the mean prefix hit ratio of new requests (cache-aware routing working: about 0.65);
+    ``ttft_slow``: new requests wait 4-10 s for their first token (prefill backlog on the model servers).
     """
 
     token: str = "sim-token"
@@ -59,13 +133,22 @@ class EppSimulator:
     scrapes: int = 0
     fast: bool = False
     slow: bool = False
+    cache_hit: float = 0.65
+    ttft_slow: bool = False
+    observed: dict[tuple[str, tuple[str, ...]], Observed] = field(default_factory=dict)
+    indexer_size: float = 0.0
+    pool_spread: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # running mean, std devs
+
+    def _hist(self, quantity: str, key: tuple[str, ...], bounds: tuple[float, ...]) -> Observed:
+        return self.observed.setdefault((quantity, key), Observed(bounds))
 
     def step(self) -> None:
         """Advance: requests arrive, pods come and go, load moves."""
         rng = random.Random(self.seed + self.scrapes)
         self.scrapes += 1
+        arrivals: dict[tuple[str, str], int] = {}
         for key in self.models:
-            arrived = rng.randint(5, 50)
+            arrived = arrivals[key] = rng.randint(5, 50)
             self.requests[key] = self.requests.get(key, 0.0) + arrived
             if self.slow:
                 self.slow_requests[key] = self.slow_requests.get(key, 0.0) + arrived
@@ -77,6 +160,38 @@ class EppSimulator:
         for p in self.pools:
             p.kv_cache = round(rng.uniform(0.1, 0.95), 3)
             p.queue = float(rng.randint(0, 8))
+        for p in self.pools:  # drawn after the older figures, so those keep their values for a seed
+            self.pool_spread[p.name] = (
+                float(rng.randint(1, 6)),
+                round(rng.uniform(0.0, 0.2), 3),
+                round(rng.uniform(0.0, 2.5), 3),
+            )
+        for key in self.models:
+            self._observe_requests(rng, key, arrivals[key])
+
+    def _observe_requests(self, rng: random.Random, key: tuple[str, str], arrived: int) -> None:
+        """The per-request histograms of ``arrived`` new requests of one model pair (and the scheduler's)."""
+        for i in range(arrived):
+            streaming = "false" if i % 4 == 0 else "true"
+            ttft = rng.uniform(4.0, 10.0) if self.ttft_slow else rng.lognormvariate(math.log(0.2), 0.6)
+            self._hist("ttft", (*key, streaming), TTFT_BUCKETS_S).observe(ttft)
+            self._hist("ntpot", key, NTPOT_BUCKETS_S).observe(rng.uniform(0.01, 0.06))
+            if streaming == "true":
+                self._hist("itl", key, ITL_BUCKETS_S).observe(rng.uniform(0.008, 0.04))
+                self._hist("tpot", key, TPOT_BUCKETS_S).observe(rng.uniform(0.01, 0.05))
+            prompt = rng.randint(50, 2000)
+            hit = min(1.0, max(0.0, rng.gauss(self.cache_hit, 0.1)))
+            self._hist("cached", key, TOKEN_BUCKETS).observe(float(int(prompt * hit)))
+            request_bytes = float(prompt * 4 + 200)
+            self._hist("request_bytes", key, REQUEST_BYTES_BUCKETS).observe(request_bytes)
+            self._hist("response_bytes", key, RESPONSE_BYTES_BUCKETS).observe(float(rng.randint(100, 4000) * 4))
+            self._hist("hit_ratio", PREFIX_PLUGIN, RATIO_BUCKETS).observe(round(hit, 3))
+            self._hist("hit_bytes", PREFIX_PLUGIN, REQUEST_BYTES_BUCKETS).observe(float(int(request_bytes * hit)))
+            for plugin in PLUGINS:
+                self._hist("plugin", plugin, PLUGIN_BUCKETS_S).observe(round(rng.uniform(0.00005, 0.003), 6))
+            self._hist("request_processing", (), PLUGIN_BUCKETS_S).observe(round(rng.uniform(0.0005, 0.004), 6))
+            self._hist("response_processing", (), PLUGIN_BUCKETS_S).observe(round(rng.uniform(0.0001, 0.001), 6))
+        self.indexer_size = min(INDEXER_CAPACITY, self.indexer_size + arrived * 12.0)
 
     def render(self, naming: str | None = None) -> str:
         """The exposition body in one naming generation (plus legacy twins for ``llm_d_epp`` if enabled)."""
@@ -106,6 +221,14 @@ class EppSimulator:
                 rank=True,
             )
             self._scheduler(out, p + "scheduler_e2e_duration_seconds", p + "scheduler_attempts_total", "endpoint_name")
+            self._request_histograms(out, {q: p + name for q, name in NEW_REQUEST_HISTOGRAMS.items()}, std=True)
+            self._pool_spread(out, p, legacy=False)
+            self._plugins(out, p + "plugin_duration_seconds")
+            self._prefix_indexer(out, p + "prefix_indexer_", labelled=True)
+            for quantity in ("request_processing", "response_processing"):
+                name = f"{p}{quantity}_duration_seconds"
+                self._head(out, name, "histogram", f"EPP {quantity.replace('_', ' ')} latency in seconds.")
+                out.append(self._hist(quantity, (), PLUGIN_BUCKETS_S).lines(name, ""))
             if naming == "llm_d_epp" and self.legacy_twins:
                 self._legacy(out, "inference_objective")
         else:
@@ -135,6 +258,56 @@ class EppSimulator:
         )
         attempts = "inference_extension_scheduler_attempts_total" if generation == "inference_objective" else ""
         self._scheduler(out, "inference_extension_scheduler_e2e_duration_seconds", attempts, "pod_name")
+        legacy = {q: g + name for q, name in LEGACY_REQUEST_HISTOGRAMS.items()}
+        if generation == "inference_model":  # prompt_cached_tokens arrived with GIE v1.2
+            legacy.pop("cached")
+        self._request_histograms(out, legacy, std=False)
+        if generation == "inference_objective":  # so did inference_pool_average_running_requests
+            self._pool_spread(out, "inference_pool_", legacy=True)
+        self._plugins(out, "inference_extension_plugin_duration_seconds")
+        self._prefix_indexer(out, "inference_extension_prefix_indexer_", labelled=False)
+
+    def _request_histograms(self, out: list[str], names: dict[str, str], *, std: bool) -> None:
+        """Per-request histograms per model pair (TTFT also per ``streaming``), from what `step` observed."""
+        extra = ',fairness_id="default-flow",priority="0"' if std else ""
+        for quantity, name in names.items():
+            self._head(out, name, "histogram", REQUEST_HISTOGRAM_HELP[quantity])
+            for (q, key), hist in sorted(self.observed.items(), key=lambda item: item[0]):
+                if q == quantity:
+                    streaming = f',streaming="{key[2]}"' if quantity == "ttft" else ""
+                    out.append(
+                        hist.lines(name, f'model_name="{key[0]}",target_model_name="{key[1]}"{extra}{streaming}')
+                    )
+
+    def _pool_spread(self, out: list[str], prefix: str, *, legacy: bool) -> None:
+        """Mean running requests per pool and, on current EPPs, the standard deviations across its endpoints."""
+        gauges: tuple[tuple[str, int], ...] = (("average_running_requests", 0),)
+        if not legacy:
+            gauges += (("std_dev_running_requests", 2), ("std_dev_kv_cache_utilization", 1), ("std_dev_queue_size", 2))
+        for suffix, index in gauges:
+            name = prefix + suffix
+            self._head(out, name, "gauge", "Spread of the pool's endpoints.")
+            for p in self.pools:
+                spread = self.pool_spread.get(p.name, (0.0, 0.0, 0.0))
+                value = spread[index] * (1.2 if suffix == "std_dev_queue_size" else 1.0)
+                out.append(f'{name}{{name="{p.name}"}} {round(value, 6)}\n')
+
+    def _plugins(self, out: list[str], name: str) -> None:
+        self._head(out, name, "histogram", "Plugin processing latency distribution in seconds.")
+        for point, kind, plugin in PLUGINS:
+            labels = f'extension_point="{point}",plugin_name="{plugin}",plugin_type="{kind}"'
+            out.append(self._hist("plugin", (point, kind, plugin), PLUGIN_BUCKETS_S).lines(name, labels))
+
+    def _prefix_indexer(self, out: list[str], prefix: str, *, labelled: bool) -> None:
+        kind, plugin = PREFIX_PLUGIN
+        labels = f'plugin_name="{plugin}",plugin_type="{kind}"' if labelled else ""
+        self._head(out, prefix + "size", "gauge", "Size of the prefix indexer.")
+        out.append(
+            f"{prefix}size{{{labels}}} {self.indexer_size}\n" if labels else f"{prefix}size {self.indexer_size}\n"
+        )
+        for quantity, bounds in (("hit_ratio", RATIO_BUCKETS), ("hit_bytes", REQUEST_BYTES_BUCKETS)):
+            self._head(out, prefix + quantity, "histogram", f"Prefix indexer {quantity.replace('_', ' ')}.")
+            out.append(self._hist(quantity, PREFIX_PLUGIN, bounds).lines(prefix + quantity, labels))
 
     @staticmethod
     def _head(out: list[str], name: str, kind: str, help_text: str) -> None:
@@ -271,6 +444,12 @@ async def start_demo() -> Demo:
     def set_slow(on: bool) -> None:
         sim.slow = on
 
+    def set_cache_hit_low(on: bool) -> None:
+        sim.cache_hit = 0.05 if on else 0.65
+
+    def set_ttft_slow(on: bool) -> None:
+        sim.ttft_slow = on
+
     scenarios = [
         Scenario(
             "epp_no_ready_pods",
@@ -286,6 +465,22 @@ async def start_demo() -> Demo:
             "requests through the EPP take over 30 s",
             lambda: set_slow(True),
             lambda: set_slow(False),
+            labels={"target": url, "model_name": model},
+        ),
+        Scenario(
+            "epp_cache_hit_low",
+            "EppCacheHitRateLow",
+            "cache-aware routing finds about 5 % of each prompt's prefix cached (normally about 65 %)",
+            lambda: set_cache_hit_low(True),
+            lambda: set_cache_hit_low(False),
+            labels={"target": url, "plugin_name": PREFIX_PLUGIN[1]},
+        ),
+        Scenario(
+            "epp_ttft_high",
+            "EppTtftHigh",
+            "streamed requests through the EPP wait 4-10 s for their first token",
+            lambda: set_ttft_slow(True),
+            lambda: set_ttft_slow(False),
             labels={"target": url, "model_name": model},
         ),
     ]

@@ -56,6 +56,9 @@ def _parse(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+V2_OBSERVATION_TYPES = frozenset({"SPAN", "GENERATION", "EVENT"})
+
+
 @dataclass
 class SimTrace:
     """A trace of the data set."""
@@ -72,7 +75,8 @@ class SimTrace:
 
 @dataclass
 class SimObservation:
-    """An observation (root SPAN or GENERATION) of the data set; ``late_*`` apply from ``updated_at``."""
+    """An observation (root SPAN, GENERATION, EVENT, TOOL, AGENT…) of the data set; ``late_*`` apply from
+    ``updated_at``."""
 
     id: str
     trace_id: str
@@ -121,6 +125,13 @@ class Dataset:
     observations: list[SimObservation] = field(default_factory=list)
     scores: list[SimScore] = field(default_factory=list)
 
+    def for_major(self, major: int) -> Dataset:
+        """What a server of that major can hold: before v3 only SPAN, GENERATION and EVENT observations exist."""
+        if major >= 3:
+            return self
+        kept = [o for o in self.observations if o.type in V2_OBSERVATION_TYPES]
+        return Dataset(traces=self.traces, observations=kept, scores=self.scores)
+
 
 def make_dataset(
     seed: int,
@@ -133,7 +144,9 @@ def make_dataset(
     error_rate: float = 0.1,
     score_floor: float = 0.0,
 ) -> Dataset:
-    """Traces in ``[start, end)``: each with a root SPAN, 1-2 GENERATIONs (one may be ERROR) and 0-3 scores.
+    """Traces in ``[start, end)``: each with a root SPAN, 1-2 GENERATIONs (one may be ERROR), 0-3 scores and
+    0-3 more children (an EVENT at level DEBUG or WARNING, a TOOL call and an AGENT step: the last two are
+    types Langfuse v3 added, which `Dataset.for_major` leaves out for a v2 server or database).
 
     ``error_rate``: share of GENERATIONs at level ERROR. ``score_floor``: NUMERIC scores are uniform in
     ``[score_floor, 1]``.
@@ -169,22 +182,21 @@ def make_dataset(
         )
         root_id = f"r{i:015x}"
         duration = round(0.2 + rng.random() * 4, 3)
-        data.observations.append(
-            SimObservation(
-                id=root_id,
-                trace_id=trace_id,
-                parent_id=None,
-                type="SPAN",
-                name="handle",
-                start=ts,
-                end=round(ts + duration, 3),
-                model=None,
-                usage={},
-                cost={},
-                level="DEFAULT",
-                visible_at=ts + lag,
-            )
+        root = SimObservation(
+            id=root_id,
+            trace_id=trace_id,
+            parent_id=None,
+            type="SPAN",
+            name="handle",
+            start=ts,
+            end=round(ts + duration, 3),
+            model=None,
+            usage={},
+            cost={},
+            level="DEFAULT",
+            visible_at=ts + lag,
         )
+        data.observations.append(root)
         for g in range(rng.randint(1, 2)):
             model, p_in, p_out = rng.choice(MODELS)
             inp, cached, out = rng.randint(50, 3000), rng.choice((0, 0, 128)), rng.randint(10, 800)
@@ -214,6 +226,7 @@ def make_dataset(
                 obs.late_cost = {k: round(v * 2, 9) for k, v in cost.items()}
                 obs.late_level = "ERROR"
             data.observations.append(obs)
+        _children(data, root, seed, i)
         for s in range(rng.choice((0, 1, 1, 2, 3))):
             kind = (
                 ("helpfulness", "NUMERIC"),
@@ -247,6 +260,35 @@ def make_dataset(
                 )
             )
     return data
+
+
+def _children(data: Dataset, root: SimObservation, seed: int, i: int) -> None:
+    """The EVENT/TOOL/AGENT children of trace ``i``'s root span, from a random stream of their own (the rows drawn
+    before them keep their values for a seed)."""
+    rng = random.Random(f"{seed}:{i}:children")
+    ts, duration, lag = root.start, root.end - root.start, root.visible_at - root.start
+    for n, (kind, name) in enumerate((("EVENT", "retrieved-context"), ("TOOL", "web-search"), ("AGENT", "planner"))):
+        if rng.random() >= 0.5:
+            continue
+        roll = rng.random()
+        level = "WARNING" if roll < 0.15 else "DEBUG" if kind == "EVENT" and roll < 0.6 else "DEFAULT"
+        start = round(ts + 0.002 + 0.001 * n, 3)
+        data.observations.append(
+            SimObservation(
+                id=f"c{i:013x}{n:02x}",
+                trace_id=root.trace_id,
+                parent_id=root.id,
+                type=kind,
+                name=name,
+                start=start,
+                end=start if kind == "EVENT" else round(start + rng.random() * duration / 2, 3),
+                model=None,
+                usage={},
+                cost={},
+                level=level,
+                visible_at=start + lag,
+            )
+        )
 
 
 class SimulatedLangfuse:
@@ -329,6 +371,25 @@ class SimulatedLangfuse:
             setattr(row, attr, original.pop(key))
 
     # ---- the source's own truth
+
+    def kinds(self, start: float, end: float) -> dict[str, dict[str, float]]:
+        """The data set's own counts over event time ``[start, end)`` (final values) by observation ``type`` and
+        ``level``, by ``trace_name``, and ``session_traces`` (``{"": traces with a session}``)."""
+        out: dict[str, dict[str, float]] = {"type": {}, "level": {}, "trace_name": {}, "session_traces": {}}
+
+        def add(kind: str, label: str) -> None:
+            out[kind][label] = out[kind].get(label, 0.0) + 1.0
+
+        for t in self.data.traces:
+            if start <= t.timestamp < end:
+                add("trace_name", t.name)
+                if t.session_id:
+                    add("session_traces", "")
+        for o in self.data.observations:
+            if start <= o.start < end:
+                add("type", o.type)
+                add("level", o.level_at(math.inf))
+        return out
 
     def totals(self, start: float, end: float) -> dict[str, float]:
         """The data set's own sums over event time ``[start, end)`` (final values)."""

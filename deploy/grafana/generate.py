@@ -573,6 +573,49 @@ def langfuse_analytics() -> dict[str, Any]:
             ['inferwatch_langfuse_info{project=~"$host"}'],
             type="table",
         ),
+        row("Spans, levels and sessions"),
+        Panel(
+            "Observations by type",
+            "Spans, generations, events, tool calls, agent steps… per minute.",
+            {
+                "{{type}}": 'sum by (type) (rate(inferwatch_langfuse_observations_by_type_total{project=~"$host"}'
+                "[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Observations by level",
+            "Per minute by level: WARNING is not an error, but worth watching before it becomes one.",
+            {
+                "{{level}}": 'sum by (level) (rate(inferwatch_langfuse_observations_by_level_total{project=~"$host"}'
+                "[$__rate_interval])) * 60"
+            },
+        ),
+        Panel(
+            "Traces by name",
+            "Traces per minute by trace name (names beyond the cap: other).",
+            {
+                "{{trace_name}}": "topk(15, sum by (trace_name) (rate(inferwatch_langfuse_traces_by_name_total"
+                '{project=~"$host"}[$__rate_interval]))) * 60'
+            },
+        ),
+        Panel(
+            "Sessions",
+            "Distinct sessions in the re-check window, and the share of traces that belong to a session.",
+            {
+                "sessions {{project}}": 'inferwatch_langfuse_window_unique_sessions{project=~"$host"}',
+                "in a session {{project}}": "sum by (project) (rate(inferwatch_langfuse_session_traces_total"
+                '{project=~"$host"}[1h])) / sum by (project) (rate(inferwatch_langfuse_traces_total'
+                '{project=~"$host"}[1h]))',
+            },
+        ),
+        Panel(
+            "Session length",
+            "Traces per session and session duration over the re-check window (quantiles).",
+            {
+                "traces p{{quantile}}": 'inferwatch_langfuse_window_session_traces{project=~"$host"}',
+                "seconds p{{quantile}}": 'inferwatch_langfuse_window_session_duration_seconds{project=~"$host"}',
+            },
+        ),
     ]
     return dashboard(
         "inferwatch-langfuse",
@@ -728,8 +771,113 @@ def epp() -> dict[str, Any]:
             "Ready pods", "Ready endpoints per pool.", {"{{pool}}": "inferwatch_epp_pool_ready_endpoints"}, type="stat"
         ),
         Panel("EPP up", "1 when the EPP's /metrics answered.", {"{{target}}": "inferwatch_epp_up"}, type="stat"),
+        row("Cache intelligence"),
+        Panel(
+            "Prefix hit ratio (mean, 5m)",
+            "Mean share of each request's prefix the prefix-cache scorer found in its indexer (EppCacheHitRateLow "
+            "fires below 0.3 over 15 minutes).",
+            {
+                "{{plugin_name}}": "sum by (target, plugin_name) "
+                "(rate(inferwatch_epp_prefix_indexer_hit_ratio_sum[5m])) / sum by (target, plugin_name) "
+                "(rate(inferwatch_epp_prefix_indexer_hit_ratio_count[5m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Prefix hit ratio p50 / p10",
+            "Distribution of the per-request prefix hit ratio: a low p10 is traffic the cache never helps.",
+            {
+                f"p{int(q * 100)} {{{{plugin_name}}}}": f"histogram_quantile({q}, sum by (plugin_name, le) "
+                "(rate(inferwatch_epp_prefix_indexer_hit_ratio_bucket[5m])))"
+                for q in (0.5, 0.1)
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Prefix bytes hit",
+            "Prefix bytes found in the indexer per second.",
+            {
+                "{{plugin_name}}": "sum by (plugin_name) "
+                "(rate(inferwatch_epp_prefix_indexer_hit_bytes_sum[$__rate_interval]))"
+            },
+            unit="Bps",
+        ),
+        Panel(
+            "Prefix indexer size",
+            "Entries held by the prefix indexer (flat at its capacity: it evicts).",
+            {"{{plugin_name}}": "inferwatch_epp_prefix_indexer_size"},
+        ),
+        Panel(
+            "Cached prompt tokens",
+            "Share of prompt tokens the model servers served from their prefix cache, per model.",
+            {
+                "{{model_name}}": "sum by (model_name) "
+                f"(rate(inferwatch_epp_request_cached_tokens_sum{{{E}}}[5m])) / sum by (model_name) "
+                f"(rate(inferwatch_epp_request_input_tokens_sum{{{E}}}[5m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Load imbalance",
+            "Standard deviation across the pool's endpoints: high while the averages look fine means one pod "
+            "takes the load.",
+            {
+                "kv {{pool}}": "inferwatch_epp_pool_std_dev_kv_cache_utilization_ratio",
+                "queue {{pool}}": "inferwatch_epp_pool_std_dev_queue_size",
+                "running {{pool}}": "inferwatch_epp_pool_std_dev_running_requests",
+            },
+        ),
+        row("Token latency"),
+        Panel(
+            "TTFT p95 by streaming",
+            "Time to first token p95 per model, streamed and not (EppTtftHigh fires on streamed above 2 s).",
+            {
+                "{{model_name}} streaming={{streaming}}": "histogram_quantile(0.95, sum by (model_name, streaming, "
+                f"le) (rate(inferwatch_epp_request_ttft_seconds_bucket{{{E}}}[5m])))"
+            },
+            unit="s",
+        ),
+        Panel(
+            "Per-token latency p95",
+            "Normalized time per output token, and the streamed inter-token latency and time per output token.",
+            {
+                f"{name} {{{{model_name}}}}": f"histogram_quantile(0.95, sum by (model_name, le) "
+                f"(rate(inferwatch_epp_{family}_bucket{{{E}}}[5m])))"
+                for name, family in (
+                    ("NTPOT", "request_ntpot_seconds"),
+                    ("ITL", "request_streaming_itl_seconds"),
+                    ("TPOT", "request_streaming_tpot_seconds"),
+                )
+            },
+            unit="s",
+        ),
+        Panel(
+            "EPP processing p99",
+            "Time the EPP itself adds on the request and response paths.",
+            {
+                f"{path} {{{{target}}}}": f"histogram_quantile(0.99, sum by (target, le) "
+                f"(rate(inferwatch_epp_{path}_processing_duration_seconds_bucket[5m])))"
+                for path in ("request", "response")
+            },
+            unit="s",
+        ),
+        Panel(
+            "Plugin latency p99",
+            "Scheduling plugin latency per extension point and plugin.",
+            {
+                "{{extension_point}} {{plugin_name}}": "histogram_quantile(0.99, sum by (extension_point, "
+                "plugin_name, le) (rate(inferwatch_epp_plugin_duration_seconds_bucket[5m])))"
+            },
+            unit="s",
+        ),
     ]
-    return dashboard("inferwatch-epp", "EPP", "llm-d endpoint picker: traffic, latency, pools.", items, VLLM_VARS)
+    return dashboard(
+        "inferwatch-epp",
+        "EPP",
+        "llm-d endpoint picker: traffic, latency, pools, cache-aware routing.",
+        items,
+        VLLM_VARS,
+    )
 
 
 DASHBOARDS = {

@@ -11,19 +11,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.discovery import ScrapeTarget
-from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.epp import EppSnapshot
 from inferwatch.contracts.subjects import subject_filter
 from inferwatch.services.epp_scraper.config import EppScraperConfig
 from inferwatch.services.epp_scraper.core import (
     WANTED,
     auth_failure_reason,
-    detect_naming,
-    objective_stats,
-    pool_stats,
-    scheduler_stats,
+    snapshot_fields,
 )
 from inferwatch.shared.exposition import ExpositionError, parse_exposition
 from inferwatch.shared.http import (
@@ -128,12 +125,7 @@ class EppScraper:
         state = self.targets[url]
         client = state.client
         error = ""
-        naming: EppNaming = ""
-        objectives: list[EppObjectiveStats] = []
-        pools: list[EppPoolStats] = []
-        latency: Histogram | None = None
-        attempts: dict[str, float] = {}
-        flow: float | None = None
+        fields: dict[str, Any] = {}
         token = self.token.get()
         try:
             headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -150,11 +142,8 @@ class EppScraper:
                         raise
                 else:
                     raise
-            fams = parse_exposition(response.body, families=WANTED)
-            naming = detect_naming(fams)
-            objectives, pools = objective_stats(fams), pool_stats(fams)
-            latency, attempts, flow = scheduler_stats(fams)
-            if not naming:
+            fields = snapshot_fields(parse_exposition(response.body, families=WANTED))
+            if not fields["naming"]:
                 error = "no_epp_metrics: the target's /metrics has no EPP families (is it the EPP's metrics port?)"
         except UpstreamError as exc:
             error = auth_failure_reason(exc.status) if exc.status in (401, 403, 500) else exc.outcome.value
@@ -171,12 +160,7 @@ class EppScraper:
             interval_s=self.config.interval_s,
             up=not error,
             error=error,
-            naming=naming,
-            objectives=objectives,
-            pools=pools,
-            scheduler_e2e_duration_seconds=latency,
-            scheduler_attempts_total=attempts,
-            flow_control_queue_size=flow,
+            **fields,
         )
 
     async def cycle(self) -> None:

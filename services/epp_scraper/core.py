@@ -11,10 +11,17 @@ keyed without ``_total`` (``shared.exposition``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import get_args
+from typing import Any, get_args
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.epp import EppNaming, EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.epp import (
+    EppNaming,
+    EppObjectiveStats,
+    EppPluginStats,
+    EppPoolStats,
+    EppPrefixIndexerStats,
+    EppSnapshot,
+)
 from inferwatch.contracts.metrics import metric_fields
 from inferwatch.shared.exposition import MetricFamily, histograms_by
 
@@ -22,13 +29,18 @@ NEW_PREFIXES = ("llm_d_epp_", "llm_d_router_epp_")
 
 # field → candidate family names, newest first: the contracts' metric fields (contracts.metrics)
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    m.field: m.sources for struct in (EppObjectiveStats, EppPoolStats, EppSnapshot) for m in metric_fields(struct)
+    m.field: m.sources
+    for struct in (EppObjectiveStats, EppPoolStats, EppPrefixIndexerStats, EppPluginStats, EppSnapshot)
+    for m in metric_fields(struct)
 }
 WANTED: frozenset[str] = frozenset(name for names in CANDIDATES.values() for name in names)
 # newest first, as `EppNaming` lists them
 GENERATIONS: tuple[EppNaming, ...] = tuple(naming for naming in get_args(EppNaming) if naming)
 
 ObjectiveKey = tuple[str, str]
+# The per-request histograms of a model pair read the same way: summed over fairness_id / priority.
+OBJECTIVE_HISTOGRAMS = tuple(m.field for m in metric_fields(EppObjectiveStats) if m.type == "histogram" and not m.label)
+POOL_GAUGES = tuple(m.field for m in metric_fields(EppPoolStats) if not m.label)
 
 
 def detect_naming(families: Mapping[str, MetricFamily]) -> EppNaming:
@@ -68,8 +80,21 @@ def _histograms_by_objective(fam: MetricFamily | None) -> dict[ObjectiveKey, His
     return histograms_by(fam, _objective)
 
 
+def _attribute_running(running: dict[ObjectiveKey, float], pairs: set[ObjectiveKey]) -> dict[ObjectiveKey, float]:
+    """Running requests per model pair. The legacy generations label them by ``model_name`` only: such a value
+    goes to the model's pair when it has exactly one target, else it stays on ``(model, "")`` (copying it to
+    every pair would count it once per target)."""
+    out = {k: v for k, v in running.items() if k[1]}
+    for (model, target), value in running.items():
+        if target:
+            continue
+        targets = [pair for pair in pairs if pair[0] == model and pair[1]]
+        out[targets[0] if len(targets) == 1 and targets[0] not in out else (model, "")] = value
+    return out
+
+
 def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveStats]:
-    """Request rate, errors, latency, token histograms and running requests per (model, target model)."""
+    """Requests, errors, latency and token histograms, TTFT by streaming and running requests per model pair."""
     requests = _sum_by_objective(_pick(families, "requests_total"))
     running = _sum_by_objective(_pick(families, "running_requests"))
     errors: dict[ObjectiveKey, dict[str, float]] = {}
@@ -80,31 +105,34 @@ def objective_stats(families: Mapping[str, MetricFamily]) -> list[EppObjectiveSt
         per = errors.setdefault(_objective(s.labels), {})
         code = s.labels.get("error_code", "unknown")
         per[code] = per.get(code, 0.0) + s.value
-    duration = _histograms_by_objective(_pick(families, "request_duration_seconds"))
-    inputs = _histograms_by_objective(_pick(families, "request_input_tokens"))
-    outputs = _histograms_by_objective(_pick(families, "request_output_tokens"))
-    keys = sorted({*requests, *running, *errors, *duration, *inputs, *outputs})
-    # ``running`` is labelled by model_name only in the legacy generations: match it on the model.
-    running_by_model = {m: v for (m, t), v in running.items() if t == ""}
+    histograms = {field: _histograms_by_objective(_pick(families, field)) for field in OBJECTIVE_HISTOGRAMS}
+    ttft: dict[ObjectiveKey, dict[str, Histogram]] = {}
+    by_streaming = histograms_by(
+        _pick(families, "request_ttft_seconds"), lambda labels: (_objective(labels), labels.get("streaming", ""))
+    )
+    for (objective, streaming), hist in by_streaming.items():
+        ttft.setdefault(objective, {})[streaming] = hist
+    pairs = {*requests, *errors, *ttft, *(k for per in histograms.values() for k in per)}
+    running = _attribute_running(running, pairs)
+    keys = sorted({*pairs, *running})
     return [
         EppObjectiveStats(
             model_name=model,
             target_model_name=target,
             requests_total=requests.get((model, target)),
             request_errors_total=errors.get((model, target), {}),
-            request_duration_seconds=duration.get((model, target)),
-            request_input_tokens=inputs.get((model, target)),
-            request_output_tokens=outputs.get((model, target)),
-            running_requests=running.get((model, target), running_by_model.get(model) if target else None),
+            request_ttft_seconds=ttft.get((model, target), {}),
+            running_requests=running.get((model, target)),
+            **{field: per.get((model, target)) for field, per in histograms.items()},
         )
         for model, target in keys
     ]
 
 
 def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
-    """Per pool: average KV-cache utilisation and queue size, ready endpoints, queue per endpoint/pod."""
+    """Per pool: averages and standard deviations across endpoints, ready endpoints, queue per endpoint/pod."""
     pools: dict[str, dict[str, object]] = {}
-    for field in ("pool_average_kv_cache_utilization_ratio", "pool_average_queue_size", "pool_ready_endpoints"):
+    for field in POOL_GAUGES:
         fam = _pick(families, field)
         for s in fam.samples if fam is not None else []:
             pools.setdefault(s.labels.get("name", ""), {})[field] = s.value
@@ -117,20 +145,24 @@ def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
     return [EppPoolStats(pool=pool, **values) for pool, values in sorted(pools.items())]  # type: ignore[arg-type]
 
 
+def _merged(histograms: Mapping[Any, Histogram]) -> Histogram | None:
+    """One histogram from several with the same bounds (labels aggregated away); None when there are none."""
+    if not histograms:
+        return None
+    merged: dict[float, float] = {}
+    for h in histograms.values():
+        for le, c in h.buckets:
+            merged[le] = merged.get(le, 0.0) + c
+    return Histogram(
+        buckets=sorted(merged.items()),
+        sum=sum(h.sum for h in histograms.values()),
+        count=sum(h.count for h in histograms.values()),
+    )
+
+
 def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | None, dict[str, float], float | None]:
     """(scheduler e2e latency, scheduling attempts by status, flow-control queue size)."""
-    e2e = _histograms_by_objective(_pick(families, "scheduler_e2e_duration_seconds"))
-    latency = None
-    if e2e:
-        merged: dict[float, float] = {}
-        for h in e2e.values():
-            for le, c in h.buckets:
-                merged[le] = merged.get(le, 0.0) + c
-        latency = Histogram(
-            buckets=sorted(merged.items()),
-            sum=sum(h.sum for h in e2e.values()),
-            count=sum(h.count for h in e2e.values()),
-        )
+    latency = _merged(_histograms_by_objective(_pick(families, "scheduler_e2e_duration_seconds")))
     attempts: dict[str, float] = {}
     fam = _pick(families, "scheduler_attempts_total")
     for s in fam.samples if fam is not None else []:
@@ -141,6 +173,72 @@ def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | N
     fam = _pick(families, "flow_control_queue_size")
     flow = sum(s.value for s in fam.samples) if fam is not None else None
     return latency, attempts, flow
+
+
+def _plugin(labels: Mapping[str, str]) -> tuple[str, str]:
+    return labels.get("plugin_type", ""), labels.get("plugin_name", "")
+
+
+def prefix_indexer_stats(families: Mapping[str, MetricFamily]) -> list[EppPrefixIndexerStats]:
+    """Cache-aware routing per prefix-cache plugin: hit ratio (histogram and its mean), hit bytes, indexer size.
+
+    The GIE-era ``inference_extension_prefix_indexer_*`` twins are unlabelled: one indexer with empty plugin labels.
+    """
+    ratio = histograms_by(_pick(families, "prefix_indexer_hit_ratio"), _plugin)
+    hit_bytes = histograms_by(_pick(families, "prefix_indexer_hit_bytes"), _plugin)
+    size: dict[tuple[str, str], float] = {}
+    fam = _pick(families, "prefix_indexer_size")
+    for s in fam.samples if fam is not None else []:
+        size[_plugin(s.labels)] = size.get(_plugin(s.labels), 0.0) + s.value
+    return [
+        EppPrefixIndexerStats(
+            plugin_type=plugin_type,
+            plugin_name=plugin_name,
+            prefix_indexer_hit_ratio=ratio.get((plugin_type, plugin_name)),
+            prefix_indexer_hit_ratio_mean=_mean(ratio.get((plugin_type, plugin_name))),
+            prefix_indexer_hit_bytes=hit_bytes.get((plugin_type, plugin_name)),
+            prefix_indexer_size=size.get((plugin_type, plugin_name)),
+        )
+        for plugin_type, plugin_name in sorted({*ratio, *hit_bytes, *size})
+    ]
+
+
+def _mean(hist: Histogram | None) -> float | None:
+    """sum / count of a histogram; None when it has no observation."""
+    return hist.sum / hist.count if hist is not None and hist.count > 0 else None
+
+
+def plugin_stats(families: Mapping[str, MetricFamily]) -> list[EppPluginStats]:
+    """Plugin latency per (extension point, plugin type, plugin name)."""
+    durations = histograms_by(
+        _pick(families, "plugin_duration_seconds"),
+        lambda labels: (labels.get("extension_point", ""), *_plugin(labels)),
+    )
+    return [
+        EppPluginStats(extension_point=point, plugin_type=kind, plugin_name=name, plugin_duration_seconds=hist)
+        for (point, kind, name), hist in sorted(durations.items())
+    ]
+
+
+def snapshot_fields(families: Mapping[str, MetricFamily]) -> dict[str, Any]:
+    """Every metric-bearing field of an `EppSnapshot` from one scrape's families (``EppSnapshot(**…)``)."""
+    latency, attempts, flow = scheduler_stats(families)
+    return {
+        "naming": detect_naming(families),
+        "objectives": objective_stats(families),
+        "pools": pool_stats(families),
+        "prefix_indexers": prefix_indexer_stats(families),
+        "plugins": plugin_stats(families),
+        "scheduler_e2e_duration_seconds": latency,
+        "scheduler_attempts_total": attempts,
+        "flow_control_queue_size": flow,
+        "request_processing_duration_seconds": _merged(
+            histograms_by(_pick(families, "request_processing_duration_seconds"), lambda labels: ())
+        ),
+        "response_processing_duration_seconds": _merged(
+            histograms_by(_pick(families, "response_processing_duration_seconds"), lambda labels: ())
+        ),
+    }
 
 
 def auth_failure_reason(status: int) -> str:

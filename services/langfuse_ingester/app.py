@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, LatencyQuantiles, ScoreSummary, UsageByKey
+from inferwatch.contracts.langfuse import (
+    LangfuseProjectSnapshot,
+    LatencyQuantiles,
+    ScoreSummary,
+    SessionLengths,
+    UsageByKey,
+)
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig, LangfuseProject
 from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
@@ -21,6 +27,7 @@ from inferwatch.services.langfuse_ingester.core import (
     EndpointPlan,
     Ledger,
     Segmentation,
+    SnapshotParts,
     bucket_contribution,
     fallback,
     initial_plan,
@@ -353,6 +360,8 @@ class LangfuseIngester:
                         tracked_users=work.tracked_users,
                         top_n_users=c.top_n_users,
                         segmentation=Segmentation(c.segment_tag_prefix, c.segment_metadata_key),
+                        tracked_trace_names=work.tracked_trace_names,
+                        max_trace_names=c.max_trace_names,
                     )
                 )
                 if start in plan.new:
@@ -430,6 +439,11 @@ class LangfuseIngester:
             bad_rows_total=parts.bad_rows,
             errors_total=dict(state.errors_total),
             endpoints=state.reader.endpoints(),
+            observations_by_type_total=parts.observation_types,
+            observations_by_level_total=parts.observation_levels,
+            traces_by_name_total=parts.trace_names,
+            session_traces_total=parts.session_traces,
+            session_lengths=_session_lengths(parts),
         )
 
     async def cycle(self) -> None:
@@ -467,3 +481,18 @@ async def run(ctx: ServiceContext, config: LangfuseIngesterConfig) -> None:
         await run_every(config.interval_s, ingester.cycle, ctx.sleep)
     finally:
         await ingester.aclose()
+
+
+def _session_lengths(parts: SnapshotParts) -> SessionLengths | None:
+    if parts.session_lengths is None:
+        return None
+    sessions, traces, durations = parts.session_lengths
+    return SessionLengths(
+        sessions=sessions,
+        traces_p50=traces[0],
+        traces_p90=traces[1],
+        traces_p99=traces[2],
+        duration_p50_s=durations[0],
+        duration_p90_s=durations[1],
+        duration_p99_s=durations[2],
+    )

@@ -46,6 +46,7 @@ class LangfuseIngesterConfig:
     backfill_s: how far back the first run starts (bounded by the project's retention).
     max_new_buckets: buckets read per cycle at most (catch-up pace).
     top_n_users: users kept by name, the rest is ``other``.
+    max_trace_names: trace names kept by name in the per-name counters and latency, the rest is ``other``.
     segment_tag_prefix: trace tag prefix that names a user segment (``tier:`` → ``tier:gold`` → ``gold``).
     segment_metadata_key: trace metadata key that names a user segment.
     kv_bucket: JetStream key-value bucket holding the ledgers.
@@ -65,6 +66,7 @@ class LangfuseIngesterConfig:
     backfill_s: float = 86400.0
     max_new_buckets: int = 48
     top_n_users: int = 20
+    max_trace_names: int = 100
     segment_tag_prefix: str = ""
     segment_metadata_key: str = ""
     kv_bucket: str = "inferwatch_langfuse"
@@ -110,6 +112,7 @@ class LangfuseIngesterConfig:
             backfill_s=env.float(p + "BACKFILL_S", cls.backfill_s),
             max_new_buckets=env.int(p + "MAX_NEW_BUCKETS", cls.max_new_buckets),
             top_n_users=env.int(p + "TOP_N_USERS", cls.top_n_users),
+            max_trace_names=env.int(p + "MAX_TRACE_NAMES", cls.max_trace_names),
             segment_tag_prefix=env.get(p + "SEGMENT_TAG_PREFIX"),
             segment_metadata_key=env.get(p + "SEGMENT_METADATA_KEY"),
             kv_bucket=env.get(p + "KV_BUCKET", cls.kv_bucket),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from inferwatch.contracts.langfuse import ScoreDataType
+from inferwatch.contracts.langfuse import ObservationLevel, ObservationType, ScoreDataType
 
 SEP = "\x1f"
 """Separator inside flat counter keys (never appears in labels we keep)."""
@@ -52,6 +52,18 @@ SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 
 
 KNOWN_SCORE_TYPES: dict[str, ScoreDataType] = {data_type: data_type for data_type in get_args(ScoreDataType)}
 OTHER = "other"
+OBSERVATION_TYPES: dict[str, ObservationType] = {t: t for t in get_args(ObservationType) if t != OTHER}
+OBSERVATION_LEVELS: dict[str, ObservationLevel] = {v: v for v in get_args(ObservationLevel) if v != OTHER}
+
+
+def observation_type(raw: str) -> ObservationType:
+    """An observation's type as a bounded label: Langfuse's types, anything else (a type added later) ``other``."""
+    return OBSERVATION_TYPES.get(raw.upper(), "other")
+
+
+def observation_level(raw: str) -> ObservationLevel:
+    """An observation's level as a bounded label (``other`` for anything Langfuse does not define)."""
+    return OBSERVATION_LEVELS.get(raw.upper(), "other")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -475,6 +487,19 @@ class _Bucket:
         name = o.trace_name or (t.name if t else "")
         return user, name, self.segmentation.of(t)
 
+    def track_trace_names(self, tracked_names: list[str], max_names: int) -> set[str]:
+        """Extend the sticky list of trace names kept by name with this bucket's (most traces first) while it has
+        room, and return it as a set; every other name is ``other``."""
+        weight: dict[str, int] = {}
+        for t in self.traces.values():
+            weight[t.name] = weight.get(t.name, 0) + 1
+        for name in sorted(weight, key=lambda n: (-weight[n], n)):
+            if len(tracked_names) >= max_names:
+                break
+            if name not in tracked_names:
+                tracked_names.append(name)
+        return set(tracked_names)
+
     def track_users(self, tracked_users: list[str], top_n_users: int) -> set[str]:
         """Extend the sticky top-N list with this bucket's users and return it as a set.
 
@@ -502,15 +527,24 @@ def _user_label(user: str, tracked: set[str]) -> str:
     return user if user in tracked else OTHER
 
 
-def _usage_counters(bucket: _Bucket, tracked: set[str], counters: dict[str, float]) -> None:
+def _trace_name_label(name: str, tracked: set[str]) -> str:
+    return name if name in tracked else OTHER
+
+
+def _usage_counters(bucket: _Bucket, tracked: set[str], names: set[str], counters: dict[str, float]) -> None:
     for t in bucket.traces.values():
         seg = bucket.segmentation.of(t)
         _add(counters, key("usage", "", _user_label(t.user_id, tracked), seg, "traces"), 1.0)
         moment = datetime.fromtimestamp(t.timestamp, UTC)
         _add(counters, key("activity", str(moment.weekday()), str(moment.hour)), 1.0)
+        _add(counters, key("trace_name", _trace_name_label(t.name, names)), 1.0)
+        if t.session_id:
+            _add(counters, key("session_traces"), 1.0)
     for k, o in bucket.observations.items():
         user, _, seg = bucket.attributions[k]
         prefix = ("usage", o.model, _user_label(user, tracked), seg)
+        _add(counters, key("obs_type", observation_type(o.type)), 1.0)
+        _add(counters, key("obs_level", observation_level(o.level)), 1.0)
         _add(counters, key(*prefix, "observations"), 1.0)
         if o.level == "ERROR":
             _add(counters, key(*prefix, "errors"), 1.0)
@@ -541,14 +575,16 @@ def _score_counters(scores: Iterable[ScoreRow], counters: dict[str, float]) -> N
             _add(counters, key("score_bucket", s.name, le), 1.0)
 
 
-def _latency_histograms(bucket: _Bucket) -> dict[str, list[float]]:
-    """Latency histograms keyed by ``model|trace name`` (``model`` empty for whole traces); the sum in the last slot."""
+def _latency_histograms(bucket: _Bucket, names: set[str]) -> dict[str, list[float]]:
+    """Latency histograms keyed by ``model|trace name`` (``model`` empty for whole traces; names beyond the kept
+    ones are ``other``); the sum in the last slot."""
     latency: dict[str, list[float]] = {}
 
     def observe(model: str, trace_name: str, value: float | None) -> None:
         if value is None:
             return
-        counts = latency.setdefault(key(model, trace_name), [0.0] * (len(LATENCY_BOUNDS_S) + 2))
+        flat = key(model, _trace_name_label(trace_name, names))
+        counts = latency.setdefault(flat, [0.0] * (len(LATENCY_BOUNDS_S) + 2))
         counts[_histogram_index(value, LATENCY_BOUNDS_S)] += 1
         counts[-1] += value
 
@@ -560,6 +596,28 @@ def _latency_histograms(bucket: _Bucket) -> dict[str, list[float]]:
     return latency
 
 
+SESSION_SAMPLE = 256
+"""Session spans kept per bucket: the smallest this many session hashes (the ledger is one NATS key-value put,
+so it stays far below the 1 MB message limit whatever the traffic)."""
+
+
+def _session_spans(traces: Iterable[TraceRow]) -> dict[str, list[float]]:
+    """Per session (by the hash the distinct-session sketch uses): [first trace start, last trace end, traces].
+
+    Only the smallest ``SESSION_SAMPLE`` hashes are kept: bounded, no raw ids. A hash among the smallest
+    ``SESSION_SAMPLE`` of the whole window is among the smallest of every bucket it occurs in, so the window's
+    sample is an unbiased sample of its sessions with every span complete.
+    """
+    spans: dict[int, list[float]] = {}
+    for t in traces:
+        if not t.session_id:
+            continue
+        end = t.timestamp + (t.latency_s or 0.0)
+        span = spans.setdefault(_hash32(t.session_id), [t.timestamp, end, 0.0])
+        span[0], span[1], span[2] = min(span[0], t.timestamp), max(span[1], end), span[2] + 1.0
+    return {str(h): [round(v, 3) for v in spans[h]] for h in sorted(spans)[:SESSION_SAMPLE]}
+
+
 def bucket_contribution(
     bucket_start: float,
     bucket_end: float,
@@ -568,19 +626,24 @@ def bucket_contribution(
     tracked_users: list[str],
     top_n_users: int,
     segmentation: Segmentation = Segmentation(),
+    tracked_trace_names: list[str] | None = None,
+    max_trace_names: int = 100,
 ) -> dict[str, Any]:
     """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
 
     ``tracked_users`` is the ledger's sticky top-N list: users of this bucket join it (largest token use
-    first) while it has room; everyone else is ``other``. The list is extended in place.
+    first) while it has room; everyone else is ``other``. The list is extended in place, as is
+    ``tracked_trace_names`` (the trace names kept by name, at most ``max_trace_names``; the rest ``other``).
 
     Counter keys: ``usage|model|user|segment|field``, ``score|name|type|field``, ``score_cat|name|category``,
-    ``score_bucket|name|le``, ``activity|weekday|hour``, ``bad|reason``.
+    ``score_bucket|name|le``, ``activity|weekday|hour``, ``bad|reason``, ``obs_type|type``, ``obs_level|level``,
+    ``trace_name|name``, ``session_traces``.
     """
     bucket = _Bucket(bucket_start, bucket_end, rows, segmentation)
     tracked = bucket.track_users(tracked_users, top_n_users)
+    names = bucket.track_trace_names([] if tracked_trace_names is None else tracked_trace_names, max_trace_names)
     counters: dict[str, float] = {}
-    _usage_counters(bucket, tracked, counters)
+    _usage_counters(bucket, tracked, names, counters)
     _score_counters(bucket.scores.values(), counters)
     for reason, count in rows.bad_rows.items():
         _add(counters, key("bad", reason), count)
@@ -594,7 +657,8 @@ def bucket_contribution(
         "counters": counters,
         "users": users,
         "sessions": sessions,
-        "latency": _latency_histograms(bucket),
+        "session_spans": _session_spans(traces),
+        "latency": _latency_histograms(bucket, names),
     }
 
 
@@ -611,12 +675,14 @@ class Ledger:
         base: folded counters of buckets older than the re-check horizon.
         recent: bucket start (as string) → contribution, for buckets still re-checked.
         tracked_users: sticky top-N users.
+        tracked_trace_names: sticky trace names kept by name (absent from ledgers saved before it: empty).
     """
 
     watermark: float = 0.0
     base: dict[str, float] = field(default_factory=dict)
     recent: dict[str, dict[str, Any]] = field(default_factory=dict)
     tracked_users: list[str] = field(default_factory=list)
+    tracked_trace_names: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -626,6 +692,7 @@ class Ledger:
             "base": self.base,
             "recent": self.recent,
             "tracked_users": self.tracked_users,
+            "tracked_trace_names": self.tracked_trace_names,
         }
 
     @classmethod
@@ -638,6 +705,7 @@ class Ledger:
             base=dict(doc.get("base", {})),
             recent=dict(doc.get("recent", {})),
             tracked_users=list(doc.get("tracked_users", [])),
+            tracked_trace_names=list(doc.get("tracked_trace_names", [])),
         )
 
     def put(self, contribution: dict[str, Any]) -> None:
@@ -668,6 +736,19 @@ class Ledger:
             users.update(contribution.get("users", ()))
             sessions.update(contribution.get("sessions", ()))
         return sketch_count(users), sketch_count(sessions)
+
+    def window_sessions(self) -> list[list[float]]:
+        """Sessions over the recent window as [first start, last end, traces], merged across buckets (the
+        ``SESSION_SAMPLE`` smallest session hashes: every session below that many, an unbiased sample above)."""
+        merged: dict[str, list[float]] = {}
+        for contribution in self.recent.values():
+            for session, (first, last, traces) in contribution.get("session_spans", {}).items():
+                span = merged.get(session)
+                if span is None:
+                    merged[session] = [first, last, traces]
+                else:
+                    span[0], span[1], span[2] = min(span[0], first), max(span[1], last), span[2] + traces
+        return [merged[h] for h in sorted(merged, key=int)[:SESSION_SAMPLE]]
 
     def window_latency(self) -> dict[str, list[float]]:
         """Merged latency histograms over the recent window, by ``model|trace_name``."""
@@ -787,6 +868,28 @@ class SnapshotParts:
     bad_rows: dict[str, float]
     unique_users: float
     unique_sessions: float
+    observation_types: dict[ObservationType, float] = field(default_factory=dict)
+    observation_levels: dict[ObservationLevel, float] = field(default_factory=dict)
+    trace_names: dict[str, float] = field(default_factory=dict)
+    session_traces: float = 0.0
+    session_lengths: tuple[float, tuple[float, float, float], tuple[float, float, float]] | None = None
+    """(sessions, traces per session p50/p90/p99, duration p50/p90/p99 seconds) over the window."""
+
+
+def exact_quantiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> tuple[float, ...]:
+    """Nearest-rank quantiles of ``values`` (not empty)."""
+    ordered = sorted(values)
+    return tuple(ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in qs)
+
+
+def _session_lengths(
+    spans: list[list[float]],
+) -> tuple[float, tuple[float, float, float], tuple[float, float, float]] | None:
+    if not spans:
+        return None
+    traces = exact_quantiles([s[2] for s in spans])
+    durations = exact_quantiles([s[1] - s[0] for s in spans])
+    return float(len(spans)), (traces[0], traces[1], traces[2]), (durations[0], durations[1], durations[2])
 
 
 def snapshot_parts(ledger: Ledger) -> SnapshotParts:
@@ -797,10 +900,14 @@ def snapshot_parts(ledger: Ledger) -> SnapshotParts:
     bad: dict[str, float] = {}
     categories: dict[str, dict[str, float]] = {}
     distribution: dict[str, dict[str, float]] = {}
-    for flat, value in ledger.totals().items():
+    kinds: dict[str, dict[str, float]] = {"obs_type": {}, "obs_level": {}, "trace_name": {}}
+    totals = ledger.totals()
+    for flat, value in totals.items():
         parts = split_key(flat)
         kind = parts[0]
-        if kind == "usage" and len(parts) == 5:
+        if kind in kinds and len(parts) == 2:
+            kinds[kind][parts[1]] = value
+        elif kind == "usage" and len(parts) == 5:
             usage.setdefault((parts[1], parts[2], parts[3]), {})[parts[4]] = value
         elif kind == "score" and len(parts) == 4:
             scores.setdefault((parts[1], parts[2]), {})[parts[3]] = value
@@ -832,4 +939,9 @@ def snapshot_parts(ledger: Ledger) -> SnapshotParts:
         bad_rows=bad,
         unique_users=users,
         unique_sessions=sessions,
+        observation_types={observation_type(t): v for t, v in kinds["obs_type"].items()},
+        observation_levels={observation_level(level): v for level, v in kinds["obs_level"].items()},
+        trace_names=kinds["trace_name"],
+        session_traces=totals.get(key("session_traces"), 0.0),
+        session_lengths=_session_lengths(ledger.window_sessions()),
     )

@@ -22,7 +22,7 @@ def run_tool(*args: str | Path) -> str:
 
 def test_promtool_check_rules() -> None:
     promtool = require_tool("promtool")
-    assert "SUCCESS: 23 rules found" in run_tool(promtool, "check", "rules", RULES)
+    assert "SUCCESS: 25 rules found" in run_tool(promtool, "check", "rules", RULES)
 
 
 def test_promtool_unit_tests_pass() -> None:

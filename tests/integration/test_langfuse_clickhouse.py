@@ -18,7 +18,7 @@ from inferwatch.services.langfuse_ingester.db import ClickHouseReader
 from inferwatch.shared.settings import Secret
 from inferwatch.simulators.langfuse import PROJECT_ID, SimulatedLangfuse, make_dataset, serve
 from tests.support.clickhouse import CLICKHOUSE_SCHEMA, chdb_query, load_dataset
-from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
+from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, kind_sums, make_ctx, sums
 
 chdb_session = pytest.importorskip("chdb.session")
 
@@ -78,4 +78,7 @@ async def test_clickhouse_mode_honours_final_and_is_deleted_and_equals_api_mode(
         {(u.model, u.user, u.segment): u.cost_usd_total for u in api.usage}
     )
     assert db.activity_by_hour == api.activity_by_hour
+    assert kind_sums(db) == kind_sums(api) == sim.kinds(0, api.watermark)
+    assert {"TOOL", "AGENT"} <= set(kind_sums(db)["type"])
+    assert db.session_lengths == api.session_lengths
     assert db.unique_users == api.unique_users

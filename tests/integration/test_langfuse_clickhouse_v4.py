@@ -20,7 +20,7 @@ from inferwatch.services.langfuse_ingester.db import ClickHouseReader
 from inferwatch.shared.settings import Secret
 from inferwatch.simulators.langfuse import PROJECT_ID, Dataset, SimObservation, SimulatedLangfuse, make_dataset, serve
 from tests.support.clickhouse import CLICKHOUSE_SCHEMA, chdb_query, clickhouse_time, insert, load_dataset, load_scores
-from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
+from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, kind_sums, make_ctx, sums
 
 chdb_session = pytest.importorskip("chdb.session")
 
@@ -176,6 +176,8 @@ async def test_v4_events_mode_counts_latest_versions_only_and_equals_api_mode(tm
     assert db.scores == api.scores
     assert db.activity_by_hour == api.activity_by_hour
     assert (db.unique_users, db.unique_sessions) == (api.unique_users, api.unique_sessions)
+    assert kind_sums(db) == kind_sums(api) == SimulatedLangfuse(data, major=4).kinds(0, api.watermark)
+    assert db.session_lengths == api.session_lengths
 
 
 async def test_schema_detection_follows_where_the_project_has_data(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig,
 from inferwatch.shared.settings import Secret
 from inferwatch.simulators.langfuse import PROJECT_ID, Dataset, SimulatedLangfuse, make_dataset
 from tests.support import FIXTURES, free_port
-from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
+from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, kind_sums, make_ctx, sums
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -145,7 +145,7 @@ def load_dataset(dsn: str, data: Dataset) -> None:
 
 
 async def test_db_mode_equals_api_mode_and_the_source(langfuse_db: str, langfuse_server: Any) -> None:
-    data = make_dataset(17, T0 - 240, T0 - 60, traces_per_s=0.3, update_after_s=5.0)
+    data = make_dataset(17, T0 - 240, T0 - 60, traces_per_s=0.3, update_after_s=5.0).for_major(2)
     await asyncio.to_thread(load_dataset, langfuse_db, data)
     sim = SimulatedLangfuse(data, major=2, clock=Clock(T0 + 3600))  # every correction applied
     common: dict[str, Any] = {
@@ -184,6 +184,9 @@ async def test_db_mode_equals_api_mode_and_the_source(langfuse_db: str, langfuse
         (s.name, s.data_type, s.count, s.nulls, s.categories) for s in api.scores
     ]
     assert {(q.model, q.trace_name) for q in db.latency} == {(q.model, q.trace_name) for q in api.latency}
+    assert kind_sums(db) == kind_sums(api) == sim.kinds(0, api.watermark)
+    assert set(kind_sums(db)["type"]) == {"SPAN", "GENERATION", "EVENT"}  # all Langfuse v2 has
+    assert db.session_lengths == api.session_lengths
 
 
 async def test_db_errors_are_counted_not_raised(pg_server: str) -> None:

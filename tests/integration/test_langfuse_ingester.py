@@ -22,7 +22,7 @@ from inferwatch.shared.natsserver import NatsCluster
 from inferwatch.shared.settings import Env, Secret
 from inferwatch.simulators.langfuse import SimulatedLangfuse, make_dataset
 from tests.support import service_process, wait_until
-from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, make_ctx, sums
+from tests.support.langfuse import T0, Clock, MemoryStore, assert_equal_totals, kind_sums, make_ctx, sums
 
 
 async def ingest_until(ingester: LangfuseIngester, state: ProjectState, watermark: float) -> LangfuseProjectSnapshot:
@@ -59,7 +59,7 @@ def config_for(url: str, **overrides: Any) -> LangfuseIngesterConfig:
     ],
 )
 async def test_every_major_gives_the_sources_totals(langfuse_server: Any, major: int, endpoints: list[str]) -> None:
-    data = make_dataset(major, T0 - 240, T0 - 60, traces_per_s=0.3)
+    data = make_dataset(major, T0 - 240, T0 - 60, traces_per_s=0.3).for_major(major)
     sim = SimulatedLangfuse(data, major=major, retention_days=30, clock=Clock(T0))
     config = config_for(await langfuse_server(sim))
     ingester = LangfuseIngester(config, make_ctx(), MemoryStore(), clock=Clock(T0))
@@ -78,6 +78,12 @@ async def test_every_major_gives_the_sources_totals(langfuse_server: Any, major:
     assert snap.latency
     assert snap.activity_by_hour
     assert sum(snap.activity_by_hour.values()) == want["traces"]
+    kinds = kind_sums(snap)
+    assert kinds == sim.kinds(T0 - 300, T0)  # by type, level, trace name; traces in sessions
+    assert ("TOOL" in kinds["type"]) == (major >= 3)  # the agent types arrived with Langfuse v3
+    assert kinds["level"]["WARNING"] > 0
+    assert snap.session_lengths is not None
+    assert 1 <= snap.session_lengths.traces_p50 <= snap.session_lengths.traces_p99
     await ingester.aclose()
 
 
@@ -244,6 +250,7 @@ async def test_exact_totals_across_random_kills(
         truth = sim.totals(0, last.watermark)
         assert truth["traces"] > 50
         assert_equal_totals(sums(last), truth)
+        assert kind_sums(last) == sim.kinds(0, last.watermark)  # the new counters are as exact
         assert kills == 4
         watermarks = [s.watermark for s in snaps]
         assert watermarks == sorted(watermarks)  # never went back after a restart

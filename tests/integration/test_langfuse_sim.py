@@ -66,7 +66,7 @@ async def sim_url() -> AsyncIterator[Any]:
     runners = []
 
     async def start(major: int) -> tuple[str, SimulatedLangfuse]:
-        data = make_dataset(major, T0 - 3600, T0 - 3000, traces_per_s=0.05, update_after_s=10.0)
+        data = make_dataset(major, T0 - 3600, T0 - 3000, traces_per_s=0.05, update_after_s=10.0).for_major(major)
         sim = SimulatedLangfuse(data, major=major, retention_days=30, clock=lambda: T0)
         url, runner = await serve(sim)
         runners.append(runner)

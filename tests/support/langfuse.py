@@ -83,6 +83,17 @@ def sums(snap: LangfuseProjectSnapshot) -> dict[str, float]:
     return out
 
 
+def kind_sums(snap: LangfuseProjectSnapshot) -> dict[str, dict[str, float]]:
+    """A snapshot's counts by observation type and level, by trace name and of traces in sessions, in the shape of
+    the simulator's ``SimulatedLangfuse.kinds``."""
+    return {
+        "type": dict(snap.observations_by_type_total),
+        "level": dict(snap.observations_by_level_total),
+        "trace_name": dict(snap.traces_by_name_total),
+        "session_traces": {"": snap.session_traces_total} if snap.session_traces_total else {},
+    }
+
+
 def assert_equal_totals(got: dict[str, float], want: dict[str, float], *, skip: tuple[str, ...] = ()) -> None:
     """Every total in ``want`` (except ``skip``) equals the one in ``got``."""
     for name, value in want.items():

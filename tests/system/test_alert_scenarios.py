@@ -65,7 +65,7 @@ def _aggregator_rules(path: Path) -> None:
         if "for" in rule:
             rule["for"] = "0s"
         if "when" in rule:
-            rule["when"] = re.sub(r"increase\((\w+), \d+\)", r"increase(\1, 15)", rule["when"])
+            rule["when"] = re.sub(r"increase\((.+?), \d+\)", r"increase(\1, 15)", rule["when"])
         if "after" in rule:
             rule["after"] = "4s"
     path.write_text(yaml.safe_dump({"rules": rules}))

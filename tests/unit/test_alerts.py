@@ -80,6 +80,8 @@ def test_default_rules_load_and_cover_the_issue_list() -> None:
         "GpuThrottling",
         "EppNoReadyPods",
         "EppLatencyHigh",
+        "EppCacheHitRateLow",
+        "EppTtftHigh",
         "CollectorHeartbeatMissing",
     }
     for rule in load_rules(DEFAULT_RULES_FILE):

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import pytest
 
+from inferwatch.contracts.epp import (
+    EppObjectiveStats,
+    EppPluginStats,
+    EppPoolStats,
+    EppPrefixIndexerStats,
+    EppSnapshot,
+)
+from inferwatch.contracts.metrics import MetricField, metric_fields
+from inferwatch.services.aggregator.domains import all_renderers
+from inferwatch.services.aggregator.render import render_exposition
+from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.epp_scraper.core import (
     WANTED,
     auth_failure_reason,
     detect_naming,
     objective_stats,
+    plugin_stats,
     pool_stats,
+    prefix_indexer_stats,
     scheduler_stats,
+    snapshot_fields,
 )
-from inferwatch.shared.exposition import parse_exposition
+from inferwatch.shared.exposition import MetricFamily, parse_exposition
 from tests import support
 
 FIXTURES = support.FIXTURES / "epp"
@@ -84,3 +98,103 @@ def test_auth_failure_reasons_say_what_to_fix() -> None:
     assert "nonResourceURLs" in auth_failure_reason(403)
     assert "system:auth-delegator" in auth_failure_reason(500)
     assert auth_failure_reason(502) == "http_502"
+
+
+# Labels the scraper sums over (each recorded exposition has one value of each) and how the others are renamed.
+SUMMED_LABELS = frozenset({"fairness_id", "priority", "endpoint_name", "pod_name", "namespace", "port"})
+RENAMED = {"name": "pool", "model_server_endpoint": "endpoint", "model_server_pod": "endpoint"}
+SNAPSHOT_FIELDS = {m.field for m in metric_fields(EppSnapshot)}
+DERIVED = {"prefix_indexer_hit_ratio_mean"}  # a quotient of another field, checked on its own below
+
+
+def _expected(upstream: MetricFamily, m: MetricField) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The fixture's samples of one family as the aggregator should export them: (sample suffix, labels) → value."""
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for s in upstream.samples:
+        suffix = s.name[len(upstream.name) :]
+        if m.field in SNAPSHOT_FIELDS:  # unlabelled upstream but for the declared label
+            labels = {k: v for k, v in s.labels.items() if k in (m.label, "le")}
+        else:
+            labels = {RENAMED.get(k, k): v for k, v in s.labels.items() if k not in SUMMED_LABELS}
+        if "le" in labels:
+            labels["le"] = repr(float(labels["le"]))
+        group = (suffix, frozenset(labels.items()))
+        out[group] = out.get(group, 0.0) + s.value
+    return out
+
+
+@pytest.mark.parametrize("naming", NAMINGS)
+def test_recorded_values_reach_the_aggregator_unchanged(naming: str) -> None:
+    """Every sample of every family the scraper reads comes out of the aggregator with the same value, under the
+    newest name present (the llm_d_epp exposition also has every legacy twin: they would double the values)."""
+    body = (FIXTURES / f"{naming}.txt").read_bytes()
+    fams = families(naming)
+    table = SourceTable(all_renderers())
+    table.apply(
+        EppSnapshot(source="epp", observed_at=0.0, collector="t", interval_s=5.0, up=True, **snapshot_fields(fams)),
+        now=0.0,
+    )
+    exposed = parse_exposition(render_exposition(table.rendered()))
+    every = parse_exposition(body)
+    checked = 0
+    read: set[str] = set()
+    for struct in (EppObjectiveStats, EppPoolStats, EppPrefixIndexerStats, EppPluginStats, EppSnapshot):
+        for m in metric_fields(struct):
+            present = [every[name] for name in m.sources if name in every and every[name].samples]
+            if not present or m.field in DERIVED:
+                continue
+            upstream = present[0]  # the newest generation present
+            read.add(upstream.name)
+            family = exposed["inferwatch_epp_" + m.family_name]
+            actual = [(s.name[len(family.name) :], s.labels, s.value) for s in family.samples]
+            for (suffix, labels), value in _expected(upstream, m).items():
+                if suffix == "_created":
+                    continue
+                le = dict(labels).get("le")
+                matches = [
+                    v
+                    for sfx, got, v in actual
+                    if sfx == suffix
+                    and {k: x for k, x in got.items() if k != "le"}.items() >= {(k, x) for k, x in labels if k != "le"}
+                    and (le is None or repr(float(got["le"])) == le)
+                ]
+                assert matches == [value], (m.field, upstream.name, suffix, dict(labels))
+                checked += 1
+    assert checked > 200
+    # every family of the exposition is read, but for the legacy twins of the families read
+    twins = {name for name in every if name.startswith(("inference_objective_", "inference_pool_", "inference_ext"))}
+    assert set(every) - read == (twins if naming == "llm_d_epp" else set())
+
+
+def test_cache_aware_routing_from_the_current_epp() -> None:
+    fams = families("llm_d_epp")
+    [indexer] = prefix_indexer_stats(fams)  # the unlabelled inference_extension_ twin is not a second indexer
+    assert (indexer.plugin_type, indexer.plugin_name) == ("prefix-cache-scorer", "prefix-cache-scorer")
+    ratio = indexer.prefix_indexer_hit_ratio
+    assert ratio is not None
+    assert ratio.count == 21.0 + 51.0  # one observation per request of either model
+    assert indexer.prefix_indexer_hit_ratio_mean == pytest.approx(ratio.sum / ratio.count)
+    assert 0.5 < ratio.sum / ratio.count < 0.8  # the simulator's cache-aware routing hits about 65 %
+    assert indexer.prefix_indexer_size is not None
+    assert indexer.prefix_indexer_size > 0
+    [qwen] = [o for o in objective_stats(fams) if o.model_name == "qwen3-8b"]
+    assert set(qwen.request_ttft_seconds) == {"true", "false"}
+    streamed = qwen.request_ttft_seconds["true"].count + qwen.request_ttft_seconds["false"].count
+    assert streamed == qwen.requests_total
+    assert qwen.request_streaming_itl_seconds is not None
+    assert qwen.request_streaming_itl_seconds.count == qwen.request_ttft_seconds["true"].count
+    assert qwen.request_cached_tokens is not None
+    assert qwen.request_cached_tokens.count == qwen.requests_total
+    points = {(p.extension_point, p.plugin_name) for p in plugin_stats(fams)}
+    assert ("Scorer", "prefix-cache-scorer") in points
+
+
+def test_gie_prefix_indexer_is_one_unlabelled_indexer() -> None:
+    for naming in ("inference_objective", "inference_model"):
+        [indexer] = prefix_indexer_stats(families(naming))
+        assert (indexer.plugin_type, indexer.plugin_name) == ("", "")
+        assert indexer.prefix_indexer_hit_ratio is not None
+    [qwen] = [o for o in objective_stats(families("inference_model")) if o.model_name == "qwen3-8b"]
+    assert qwen.request_cached_tokens is None  # GIE v1.2 added prompt_cached_tokens
+    assert qwen.request_ntpot_seconds is not None
+    assert qwen.request_ttft_seconds == {}  # the GIE never had TTFT

@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, SessionLengths
+from inferwatch.services.aggregator.domains import all_renderers
+from inferwatch.services.aggregator.render import render_exposition
+from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.langfuse_ingester.config import LangfuseIngesterConfig
 from inferwatch.services.langfuse_ingester.core import (
     OBS_V1,
@@ -17,11 +21,14 @@ from inferwatch.services.langfuse_ingester.core import (
     SCORES_V1,
     SCORES_V2,
     SCORES_V3,
+    SESSION_SAMPLE,
     TRACES,
     BadRowError,
     BucketRows,
     Ledger,
+    ObservationRow,
     Segmentation,
+    TraceRow,
     bucket_contribution,
     distinct_sketch,
     fallback,
@@ -29,6 +36,8 @@ from inferwatch.services.langfuse_ingester.core import (
     initial_plan,
     key,
     number,
+    observation_level,
+    observation_type,
     parse_major,
     parse_observation,
     parse_score,
@@ -39,6 +48,7 @@ from inferwatch.services.langfuse_ingester.core import (
     sketch_count,
     snapshot_parts,
 )
+from inferwatch.shared.exposition import parse_exposition
 from inferwatch.shared.settings import Env, SettingsError
 from tests import support
 
@@ -359,6 +369,8 @@ def test_config_from_env_and_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="MODE"):
         LangfuseIngesterConfig.from_env(Env({"INFERWATCH_LANGFUSE_MODE": "magic"}))
     assert LangfuseIngesterConfig.from_env(Env({})).projects == ()
+    assert LangfuseIngesterConfig.from_env(Env({})).max_trace_names == 100
+    assert LangfuseIngesterConfig.from_env(Env({"INFERWATCH_LANGFUSE_MAX_TRACE_NAMES": "7"})).max_trace_names == 7
 
 
 def test_distinct_sketch_is_exact_when_small_and_close_when_large() -> None:
@@ -371,3 +383,157 @@ def test_distinct_sketch_is_exact_when_small_and_close_when_large() -> None:
         union.update(b)
     truth = 9 * 4000 + 6000
     assert abs(sketch_count(union) - truth) / truth < 0.1
+
+
+def test_observation_types_levels_trace_names_and_sessions_from_fixtures() -> None:
+    counters = fixture_contribution([])["counters"]
+    types = {k: v for k, v in counters.items() if k.startswith("obs_type")}
+    levels = {k: v for k, v in counters.items() if k.startswith("obs_level")}
+    observations = sum(v for k, v in counters.items() if k.startswith("usage") and k.endswith("observations"))
+    assert sum(types.values()) == sum(levels.values()) == observations  # every observation once in each
+    assert counters[key("obs_type", "GENERATION")] >= 1
+    assert counters[key("obs_type", "SPAN")] >= 1
+    assert counters[key("obs_level", "ERROR")] == sum(
+        v for k, v in counters.items() if k.startswith("usage") and k.endswith("errors")
+    )
+    traces = sum(v for k, v in counters.items() if k.startswith("usage") and k.endswith("traces"))
+    assert sum(v for k, v in counters.items() if k.startswith("trace_name")) == traces
+    assert counters[key("trace_name", "chat-completion")] >= 1
+    assert counters[key("session_traces")] >= 1
+
+
+def test_unknown_types_and_levels_are_other() -> None:
+    assert (observation_type("tool"), observation_type("GUARDRAIL")) == ("TOOL", "GUARDRAIL")
+    assert observation_type("RERANKER") == observation_type("") == "other"
+    assert (observation_level("warning"), observation_level("LOUD")) == ("WARNING", "other")
+
+
+def _trace(i: int, name: str, session: str = "", ts: float = 10.0, latency: float | None = None) -> TraceRow:
+    return TraceRow(id=f"t{i}", timestamp=ts, name=name, user_id="", session_id=session, latency_s=latency)
+
+
+def _obs(i: int, kind: str, level: str, model: str = "", latency: float | None = 1.0) -> ObservationRow:
+    return ObservationRow(
+        id=f"o{i}",
+        trace_id=f"t{i}",
+        start_time=10.0,
+        type=kind,
+        model=model,
+        level=level,
+        input_tokens=0,
+        output_tokens=0,
+        total_tokens=0,
+        cost_usd=0,
+        latency_s=latency,
+        is_root=False,
+    )
+
+
+def test_trace_names_are_capped_sticky_and_the_overflow_counted() -> None:
+    names: list[str] = []
+    rows = BucketRows(
+        traces=[_trace(0, "a", latency=1.0), _trace(1, "a"), _trace(2, "b"), _trace(3, "c", latency=2.0)],
+        observations=[_obs(0, "TOOL", "WARNING"), _obs(1, "AGENT", "DEBUG"), _obs(2, "NEWKIND", "DEFAULT", "m")],
+    )
+    c = bucket_contribution(
+        0.0, 60.0, rows, tracked_users=[], top_n_users=5, tracked_trace_names=names, max_trace_names=2
+    )
+    assert names == ["a", "b"]  # most traces first, then by name
+    counters = c["counters"]
+    assert {k: v for k, v in counters.items() if k.startswith("trace_name")} == {
+        key("trace_name", "a"): 2.0,
+        key("trace_name", "b"): 1.0,
+        key("trace_name", "other"): 1.0,  # the overflow, counted
+    }
+    assert {k for k in c["latency"] if k.startswith(key("", ""))} >= {key("", "a"), key("", "other")}
+    assert counters[key("obs_type", "TOOL")] == counters[key("obs_type", "AGENT")] == 1
+    assert counters[key("obs_type", "other")] == 1
+    assert counters[key("obs_level", "WARNING")] == counters[key("obs_level", "DEBUG")] == 1
+    later = BucketRows(traces=[_trace(4, "c", ts=70.0), _trace(5, "d", ts=70.0)])
+    c2 = bucket_contribution(
+        60.0, 120.0, later, tracked_users=[], top_n_users=5, tracked_trace_names=names, max_trace_names=2
+    )
+    assert names == ["a", "b"]  # full: membership never changes
+    assert c2["counters"][key("trace_name", "other")] == 2.0
+
+
+def test_session_lengths_over_the_window_and_exact_across_a_restart() -> None:
+    ledger = Ledger()
+    first = BucketRows(
+        traces=[_trace(0, "n", "s1", ts=10.0, latency=5.0), _trace(1, "n", "s2", ts=20.0), _trace(2, "n")]
+    )
+    second = BucketRows(traces=[_trace(3, "n", "s1", ts=100.0, latency=20.0)])
+    for start, rows in ((0.0, first), (60.0, second)):
+        ledger.put(
+            bucket_contribution(
+                start,
+                start + 60.0,
+                rows,
+                tracked_users=ledger.tracked_users,
+                top_n_users=5,
+                tracked_trace_names=ledger.tracked_trace_names,
+            )
+        )
+    restored = Ledger.from_json(json.loads(json.dumps(ledger.to_json())))  # what a restart reads back
+    assert restored.tracked_trace_names == ["n"]
+    for each in (ledger, restored):
+        parts = snapshot_parts(each)
+        assert parts.session_traces == 3.0  # trace 2 has no session
+        assert parts.trace_names == {"n": 4.0}
+        assert parts.session_lengths is not None
+        sessions, traces, durations = parts.session_lengths
+        assert sessions == 2.0
+        assert traces == (1.0, 2.0, 2.0)  # s2: one trace; s1: two, in two buckets
+        assert durations == (0.0, 110.0, 110.0)  # s1: 10 s → 100 s + 20 s
+    old = ledger.to_json()
+    del old["tracked_trace_names"]  # a ledger saved before trace names were kept
+    assert Ledger.from_json(old).tracked_trace_names == []
+
+
+def test_new_families_reach_the_aggregator_unchanged() -> None:
+    snap = LangfuseProjectSnapshot(
+        source="p",
+        observed_at=0.0,
+        collector="t",
+        interval_s=60.0,
+        up=True,
+        observations_by_type_total={"SPAN": 4.0, "TOOL": 2.0, "other": 1.0},
+        observations_by_level_total={"WARNING": 3.0, "DEFAULT": 4.0},
+        traces_by_name_total={"chat": 5.0, "other": 2.0},
+        session_traces_total=6.0,
+        session_lengths=SessionLengths(
+            sessions=3,
+            traces_p50=2,
+            traces_p90=4,
+            traces_p99=4,
+            duration_p50_s=30,
+            duration_p90_s=95.5,
+            duration_p99_s=95.5,
+        ),
+    )
+    table = SourceTable(all_renderers())
+    table.apply(snap, now=0.0)
+    fams = parse_exposition(render_exposition(table.rendered()))
+
+    def values(family: str, label: str) -> dict[str, float]:
+        return {s.labels[label]: s.value for s in fams["inferwatch_langfuse_" + family].samples}
+
+    assert values("observations_by_type", "type") == snap.observations_by_type_total
+    assert values("observations_by_level", "level") == snap.observations_by_level_total
+    assert values("traces_by_name", "trace_name") == snap.traces_by_name_total
+    assert [s.value for s in fams["inferwatch_langfuse_session_traces"].samples] == [6.0]
+    assert values("window_session_traces", "quantile") == {"0.5": 2.0, "0.9": 4.0, "0.99": 4.0}
+    assert values("window_session_duration_seconds", "quantile") == {"0.5": 30.0, "0.9": 95.5, "0.99": 95.5}
+
+
+def test_session_spans_stay_bounded_in_a_busy_window() -> None:
+    ledger = Ledger()
+    for b in range(12):  # an hour of 5-minute buckets, 3000 sessions each
+        rows = BucketRows(traces=[_trace(b * 10_000 + i, "n", f"s{b}-{i}", ts=b * 300.0 + i / 10) for i in range(3000)])
+        ledger.put(bucket_contribution(b * 300.0, b * 300.0 + 300.0, rows, tracked_users=[], top_n_users=5))
+    assert all(len(c["session_spans"]) == SESSION_SAMPLE for c in ledger.recent.values())
+    assert len(ledger.window_sessions()) == SESSION_SAMPLE
+    sessions, traces, _ = snapshot_parts(ledger).session_lengths or (0.0, (0.0,) * 3, (0.0,) * 3)
+    assert (sessions, traces) == (SESSION_SAMPLE, (1.0, 1.0, 1.0))
+    spans_bytes = len(json.dumps([c["session_spans"] for c in ledger.recent.values()], separators=(",", ":")))
+    assert spans_bytes < 200_000  # the ledger is one NATS key-value put (1 MB limit)

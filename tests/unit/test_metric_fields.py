@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from inferwatch.cli import json_schemas
-from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.epp import (
+    EppObjectiveStats,
+    EppPluginStats,
+    EppPoolStats,
+    EppPrefixIndexerStats,
+    EppSnapshot,
+)
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
 from inferwatch.contracts.metrics import metric_fields
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
@@ -56,22 +62,12 @@ def test_every_epp_metric_field_reaches_metrics_from_the_recorded_expositions() 
     table = SourceTable(all_renderers())
     body = (FIXTURES / "epp" / "llm_d_epp.txt").read_bytes() + FLOW_CONTROL
     fams = parse_exposition(body, families=epp.WANTED)
-    latency, attempts, flow = epp.scheduler_stats(fams)
     snapshot = EppSnapshot(
-        source="epp",
-        observed_at=0.0,
-        collector="t",
-        interval_s=5.0,
-        up=True,
-        objectives=epp.objective_stats(fams),
-        pools=epp.pool_stats(fams),
-        scheduler_e2e_duration_seconds=latency,
-        scheduler_attempts_total=attempts,
-        flow_control_queue_size=flow,
+        source="epp", observed_at=0.0, collector="t", interval_s=5.0, up=True, **epp.snapshot_fields(fams)
     )
     table.apply(snapshot, now=0.0)
     exposed = _exposed(table)
-    for struct in (EppObjectiveStats, EppPoolStats, EppSnapshot):
+    for struct in (EppObjectiveStats, EppPoolStats, EppPrefixIndexerStats, EppPluginStats, EppSnapshot):
         for m in metric_fields(struct):
             family = exposed.get("inferwatch_epp_" + m.family_name)
             assert family is not None, m.field

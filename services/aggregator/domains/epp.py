@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from inferwatch.contracts.epp import EppObjectiveStats, EppPoolStats, EppSnapshot
+from inferwatch.contracts.epp import (
+    EppObjectiveStats,
+    EppPluginStats,
+    EppPoolStats,
+    EppPrefixIndexerStats,
+    EppSnapshot,
+)
 from inferwatch.services.aggregator.render import (
     Family,
     SeriesWriter,
@@ -18,6 +24,8 @@ INFO = Family(P + "info", "gauge", "Detected EPP metric naming generation; alway
 # one family per metric field of the contracts
 OBJECTIVE_FAMILIES = field_families(EppObjectiveStats, P)
 POOL_FAMILIES = field_families(EppPoolStats, P)
+PREFIX_INDEXER_FAMILIES = field_families(EppPrefixIndexerStats, P)
+PLUGIN_FAMILIES = field_families(EppPluginStats, P)
 SNAPSHOT_FAMILIES = field_families(EppSnapshot, P)
 
 
@@ -32,6 +40,14 @@ def render_epp(event: EppSnapshot, w: SeriesWriter) -> None:
         write_fields(w, OBJECTIVE_FAMILIES, labels, o)
     for p in event.pools:
         write_fields(w, POOL_FAMILIES, label_block({**t, "pool": p.pool}), p)
+    for x in event.prefix_indexers:
+        labels = label_block({**t, "plugin_type": x.plugin_type, "plugin_name": x.plugin_name})
+        write_fields(w, PREFIX_INDEXER_FAMILIES, labels, x)
+    for g in event.plugins:
+        labels = label_block(
+            {**t, "extension_point": g.extension_point, "plugin_type": g.plugin_type, "plugin_name": g.plugin_name}
+        )
+        write_fields(w, PLUGIN_FAMILIES, labels, g)
     write_fields(w, SNAPSHOT_FAMILIES, label_block(t), event)
 
 

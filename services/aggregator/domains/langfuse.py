@@ -37,6 +37,28 @@ SCORE_MEAN = Family(P + "score_mean", "gauge", "Mean numeric score, or the true 
 SCORE_CATEGORIES = Family(P + "score_categories", "counter", "Categorical scores by value.")
 SCORE_DIST = Family(P + "score_value", "histogram", "Distribution of numeric score values.")
 ACTIVITY = Family(P + "activity_traces", "counter", "Traces by UTC weekday (0 = Monday) and hour, for the heatmap.")
+OBS_BY_TYPE = Family(
+    P + "observations_by_type",
+    "counter",
+    "Observations by type (SPAN, GENERATION, EVENT, AGENT, TOOL, CHAIN, RETRIEVER, EVALUATOR, EMBEDDING, GUARDRAIL; "
+    "other).",
+)
+OBS_BY_LEVEL = Family(
+    P + "observations_by_level", "counter", "Observations by level (DEBUG, DEFAULT, WARNING, ERROR; other)."
+)
+TRACES_BY_NAME = Family(
+    P + "traces_by_name", "counter", "Traces by trace name (the first names seen, up to the cap; later ones: other)."
+)
+SESSION_TRACES = Family(P + "session_traces", "counter", "Traces that belong to a session.")
+SESSION_LENGTH_TRACES = Family(
+    P + "window_session_traces", "gauge", "Traces per session over the re-check window, by quantile."
+)
+SESSION_LENGTH_SECONDS = Family(
+    P + "window_session_duration_seconds",
+    "gauge",
+    "Session duration (first trace start to last trace end) over the re-check window, by quantile.",
+    "seconds",
+)
 
 
 def render_langfuse(event: LangfuseProjectSnapshot, w: SeriesWriter) -> None:
@@ -98,9 +120,32 @@ def render_langfuse(event: LangfuseProjectSnapshot, w: SeriesWriter) -> None:
             w.counter(SCORE_CATEGORIES, label_block({**labels, "value": category}), count)
         if s.data_type == "NUMERIC" and s.distribution:
             _score_histogram(w, labels, s.distribution, s.count, s.sum)
+    _render_kinds(event, w)
     for slot, count in event.activity_by_hour.items():
         weekday, _, hour = slot.partition(":")
         w.counter(ACTIVITY, label_block({"project": project, "weekday": weekday, "hour": hour}), count)
+
+
+def _render_kinds(event: LangfuseProjectSnapshot, w: SeriesWriter) -> None:
+    """Observations by type and level, traces by name, sessions."""
+    project = event.source
+    for obs_type, count in sorted(event.observations_by_type_total.items()):
+        w.counter(OBS_BY_TYPE, label_block({"project": project, "type": obs_type}), count)
+    for level, count in sorted(event.observations_by_level_total.items()):
+        w.counter(OBS_BY_LEVEL, label_block({"project": project, "level": level}), count)
+    for name, count in sorted(event.traces_by_name_total.items()):
+        w.counter(TRACES_BY_NAME, label_block({"project": project, "trace_name": name}), count)
+    w.counter(SESSION_TRACES, label_block({"project": project}), event.session_traces_total)
+    lengths = event.session_lengths
+    if lengths is not None:
+        for quantile, traces, seconds in (
+            ("0.5", lengths.traces_p50, lengths.duration_p50_s),
+            ("0.9", lengths.traces_p90, lengths.duration_p90_s),
+            ("0.99", lengths.traces_p99, lengths.duration_p99_s),
+        ):
+            labels = label_block({"project": project, "quantile": quantile})
+            w.gauge(SESSION_LENGTH_TRACES, labels, traces)
+            w.gauge(SESSION_LENGTH_SECONDS, labels, seconds)
 
 
 def _score_histogram(
