@@ -79,7 +79,8 @@ class Aggregator:
         self._rate_log = RateLimitedLog(60.0)
         self._last_render_s = 0.0
         alerting = alerting or AlertingConfig()
-        self.alerts = alerting.engine(config.expiry_intervals)
+        self.slos = alerting.slos()
+        self.alerts = alerting.engine(config.expiry_intervals, extensions=[self.slos])
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
 
     async def on_message(self, msg: Msg) -> None:
@@ -139,7 +140,8 @@ class Aggregator:
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole ``/metrics`` body."""
         start = time.perf_counter()
-        body = render_exposition([self.self_metrics(), *self.table.rendered()], openmetrics=openmetrics)
+        slos = self.slos.metrics(time.time())
+        body = render_exposition([self.self_metrics(), slos, *self.table.rendered()], openmetrics=openmetrics)
         self._last_render_s = time.perf_counter() - start
         return body
 
