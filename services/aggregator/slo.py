@@ -369,9 +369,10 @@ class SloSeries:
         self.samples.append((self.good, self.total))
 
     def counts(self, now: float, window_s: float) -> tuple[float, float] | None:
-        """(good, total) requests over ``(now - window_s, now]``: growth from the first sample inside the window
-        to the newest; None with fewer than two samples inside."""
-        first = bisect.bisect_right(self.times, now - window_s)
+        """(good, total) requests over ``[now - window_s, now]``: growth from the first sample inside the window
+        to the newest; None with fewer than two samples inside. The window includes its start, as range selectors
+        do up to Prometheus 2 (Prometheus 3 leaves a sample exactly at the start out)."""
+        first = bisect.bisect_left(self.times, now - window_s)
         last = bisect.bisect_right(self.times, now) - 1
         if last <= first:
             return None
@@ -392,7 +393,7 @@ class SloSeries:
         keep_t: list[float] = []
         keep_s: list[tuple[float, float]] = []
         for t, sample in zip(reversed(self.times), reversed(self.samples), strict=True):
-            if t <= horizon:
+            if t < horizon:
                 break
             age = now - t
             spacing = next(w for w in windows_s if w >= age) / self.thinning
@@ -535,7 +536,7 @@ class SloEvaluator:
         """Time-driven work: windows move on without snapshots (a burn ends, a model goes away); forget the silent."""
         out: list[Alert] = []
         for key, series in list(self.series.items()):
-            if series.times and series.times[-1] <= now - self._windows_s[-1]:
+            if series.times and series.times[-1] < now - self._windows_s[-1]:
                 series.times, series.samples = [], []
             out.extend(self._evaluate(series, now))
             if not series.times:

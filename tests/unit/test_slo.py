@@ -120,7 +120,7 @@ def test_burn_rate_and_budget_are_exact_on_a_steady_burn() -> None:
     slos = SloEvaluator(SHORT)
     feed(slos, 120, 0.05)  # 5 % bad against a 1 % budget: 5x
     (series,) = slos.series.values()
-    assert series.counts(119, 60) == pytest.approx((59 * 95, 59 * 100))  # 60 samples inside (59, 119]
+    assert series.counts(119, 60) == pytest.approx((60 * 95, 60 * 100))  # 61 samples inside [59, 119]
     rates = {w: r for _, w, r in slos.burn_rates(119)}
     assert rates == pytest.approx({w: 5.0 for w in ("5s", "30s", "60s", "360s", "4320s", "7200s")})
     assert slos.budget_remaining(series, 119) == pytest.approx(-4.0)
@@ -170,9 +170,9 @@ def test_the_page_fires_on_the_snapshot_that_crosses_the_threshold() -> None:
     fired = feed(slos, 10, 1.0, start=100, state=state)  # everything fails
     first = next(a for a in fired if a.labels["window"] == "60s/5s")
     # a total outage crosses 14.4 % of the long window's requests after 0.144 x 60 s (the Workbook's detection
-    # time): at t=108 the 60 s window holds 9 bad seconds of 59 (15.3 %), at t=107 8 of 59 (13.6 %)
+    # time): at t=108 the 60 s window holds 9 bad seconds of 60 (15 %), at t=107 8 of 60 (13.3 %)
     assert first.starts_at == 108
-    assert first.value == pytest.approx(9 / 59 / AVAILABILITY.budget)
+    assert first.value == pytest.approx(9 / 60 / AVAILABILITY.budget)
 
 
 def test_counter_resets_and_several_engines_add_up() -> None:
