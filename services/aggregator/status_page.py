@@ -16,7 +16,8 @@ PAGE = Path(__file__).parent / "static" / "status.html"
 
 
 def status_payload(aggregator: Any) -> dict[str, Any]:
-    """Sources and their state, firing alerts, catalog entries and ``inferwatch up``'s processes."""
+    """Sources and their state, firing alerts, catalog entries, ``inferwatch up``'s processes and the SLOs per model
+    (error budget left, burn rate per window)."""
     table = aggregator.table
     now = time.time()
     sources: list[dict[str, Any]] = []
@@ -56,12 +57,14 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
     if engine is not None and hasattr(engine, "firing"):
         alerts = [msgspec.to_builtins(a) for a in engine.firing()]
     sources.sort(key=lambda s: (s["domain"], s["source"]))
+    slos = getattr(aggregator, "slos", None)
     return {
         "generated_at": now,
         "sources": sources,
         "alerts": alerts,
         "models": sorted(models.values(), key=lambda m: m["name"]),
         "processes": children,
+        "slos": slos.status(now) if slos is not None else [],
     }
 
 
