@@ -357,6 +357,7 @@ class SloSeries:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (good, total) at times[i]
     thin_at: int = 2 * THINNING
     thinning: int = THINNING
+    pairs: list[_PairState] | None = None  # built by the evaluator at the first evaluation
 
     def add(self, now: float, good: float, total: float) -> None:
         """Grow the running counts and record a sample at ``now``."""
@@ -403,6 +404,18 @@ class SloSeries:
             keep_s.append(sample)
         self.times, self.samples = keep_t[::-1], keep_s[::-1]
         self.thin_at = len(self.times) + self.thinning
+
+
+@dataclass(frozen=True, slots=True)
+class _PairState:
+    """One alert pair of one SLO series: its threshold, windows, labels and fingerprint."""
+
+    pair: BurnRateAlert
+    threshold: float
+    long_s: float
+    short_s: float
+    labels: dict[str, str]
+    fingerprint: str
 
 
 @dataclass
@@ -501,35 +514,52 @@ class SloEvaluator:
 
     # alerts -------------------------------------------------------------------------------------------
 
+    def _pairs(self, series: SloSeries) -> list[_PairState]:
+        """The series' alert pairs with their labels and fingerprints, built once (fingerprints hash)."""
+        if series.pairs is None:
+            slo = series.slo
+            series.pairs = []
+            for pair in self.config.alerts:
+                labels = {
+                    "alertname": ALERT_NAME,
+                    "severity": SEVERITY[pair.action],
+                    "slo": slo.name,
+                    slo.key_label: series.key,
+                    "action": pair.action,
+                    "window": pair.window,
+                }
+                series.pairs.append(
+                    _PairState(
+                        pair,
+                        burn_threshold(slo, pair),
+                        self.windows[pair.long],
+                        self.windows[pair.short],
+                        labels,
+                        fingerprint(ALERT_NAME, labels),
+                    )
+                )
+        return series.pairs
+
     def _evaluate(self, series: SloSeries, now: float) -> list[Alert]:
         out: list[Alert] = []
         slo = series.slo
-        for pair in self.config.alerts:
-            threshold = burn_threshold(slo, pair)
-            long = series.error_ratio(now, self.windows[pair.long])
-            short = series.error_ratio(now, self.windows[pair.short])
-            burning = long is not None and short is not None and long > threshold and short > threshold
-            labels = {
-                "alertname": ALERT_NAME,
-                "severity": SEVERITY[pair.action],
-                "slo": slo.name,
-                slo.key_label: series.key,
-                "action": pair.action,
-                "window": pair.window,
-            }
-            fp = fingerprint(ALERT_NAME, labels)
-            firing = self._firing.get(fp)
+        for state in self._pairs(series):
+            threshold = state.threshold
+            long = series.error_ratio(now, state.long_s)
+            short = series.error_ratio(now, state.short_s) if long is not None and long > threshold else None
+            burning = long is not None and short is not None and short > threshold
+            firing = self._firing.get(state.fingerprint)
             if burning and firing is None:
                 assert long is not None
-                burn = long / slo.budget
-                firing = _Firing(labels, alert_annotations(slo, pair, series.key), now, burn, SEVERITY[pair.action])
-                self._firing[fp] = firing
-                out.append(_alert(fp, firing, "firing", 0.0))
+                annotations = alert_annotations(slo, state.pair, series.key)
+                firing = _Firing(state.labels, annotations, now, long / slo.budget, SEVERITY[state.pair.action])
+                self._firing[state.fingerprint] = firing
+                out.append(_alert(state.fingerprint, firing, "firing", 0.0))
             elif burning and firing is not None and long is not None:
                 firing.value = long / slo.budget
             elif not burning and firing is not None:
-                del self._firing[fp]
-                out.append(_alert(fp, firing, "resolved", now))
+                del self._firing[state.fingerprint]
+                out.append(_alert(state.fingerprint, firing, "resolved", now))
         return out
 
     def tick(self, now: float) -> list[Alert]:
