@@ -11,7 +11,7 @@ from pathlib import Path
 
 from inferwatch.contracts import EVENT_TYPES, Snapshot, subject_address
 from inferwatch.services import SERVICES
-from inferwatch.services.aggregator import app
+from inferwatch.services.aggregator import app, slo
 from inferwatch.services.aggregator.domains import all_families
 from inferwatch.services.aggregator.render import Family
 from inferwatch.services.aggregator.state import SOURCE_INTERVAL, SOURCE_LAST_SEEN, SOURCE_UP
@@ -21,7 +21,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def exported_families() -> list[Family]:
     """Every family the aggregator can export."""
-    own = [v for v in vars(app).values() if isinstance(v, Family)]
+    own = [v for module in (app, slo) for v in vars(module).values() if isinstance(v, Family)]
     return sorted({*all_families(), SOURCE_UP, SOURCE_LAST_SEEN, SOURCE_INTERVAL, *own}, key=lambda f: f.name)
 
 

@@ -626,6 +626,18 @@ def langfuse_analytics() -> dict[str, Any]:
     )
 
 
+# an SLO series is per model (vLLM: model_name) or per route (LiteLLM: model_group); the Model variable picks either
+SLO_KEYS = ('model_name!="",model_name=~"$model"', 'model_group!="",model_group=~"$model"')
+
+
+def slo_queries(family: str, matchers: str = "", wrap: str = "{}") -> dict[str, str]:
+    """One query per kind of SLO series (model or route), legend ``slo model window``."""
+    head = f"{matchers}," if matchers else ""
+    return {
+        "{{slo}} {{" + key.split("!")[0] + "}} {{window}}": wrap.format(f"{family}{{{head}{key}}}") for key in SLO_KEYS
+    }
+
+
 def performance_comparison() -> dict[str, Any]:
     """Performance comparison."""
     ttft = (
@@ -725,6 +737,33 @@ def performance_comparison() -> dict[str, Any]:
             },
             type="table",
             unit="currencyUSD",
+        ),
+        row("Objectives (SLOs)"),
+        Panel(
+            "Error budget left",
+            "Share of each SLO's error budget left over its budget window (30 days by default), per model or "
+            "LiteLLM route; below 0: overspent. Objectives: services/aggregator/rules/slos.yaml.",
+            slo_queries("inferwatch_slo_error_budget_remaining_ratio", wrap="sort({})"),
+            type="bargauge",
+            unit="percentunit",
+        ),
+        Panel(
+            "Burn rate, 1h and 5m",
+            "How fast each SLO burns its budget (1: exactly the budget over the budget window). The page fires "
+            "while both the 1h and the 5m burn rates are above 14.4.",
+            slo_queries("inferwatch_slo_burn_rate", 'window=~"1h|5m"'),
+        ),
+        Panel(
+            "Burn rate, 6h and 3d",
+            "Slow burns: the second page fires above 6 over 6h and 30m, the ticket above 1 over 3d and 6h.",
+            slo_queries("inferwatch_slo_burn_rate", 'window=~"6h|3d"'),
+        ),
+        Panel(
+            "SLO alerts firing",
+            "SloErrorBudgetBurn alerts firing in Prometheus, by SLO and window pair "
+            "(deploy/README.md#sloerrorbudgetburn).",
+            slo_queries("ALERTS", 'alertname="SloErrorBudgetBurn",alertstate="firing"'),
+            type="table",
         ),
     ]
     return dashboard(

@@ -7,6 +7,7 @@ Settings (``INFERWATCH_AGGREGATOR_*``):
     ALERTS_TICK_S: how often ``for`` durations and silent sources are checked, 1.
     ALERT_STREAM: a JetStream stream to publish transitions into, once each however many aggregator
         replicas run (``INFERWATCH_ALERTS`` for an HA pair; see `alert_stream`); empty = plain publishes.
+    SLO_FILE: the service-level objectives (schema of rules/slos.yaml, see `slo`), replacing the shipped ones.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import httpx
 from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.alert_stream import AlertStream
 from inferwatch.services.aggregator.config import AggregatorConfig
-from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, load_rules
+from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE, AlertEngine, AlertSource, load_rules
+from inferwatch.services.aggregator.slo import DEFAULT_SLO_FILE, SloEvaluator, load_slos
 from inferwatch.shared.bus import Bus
 from inferwatch.shared.settings import Env
 
@@ -45,6 +47,7 @@ class AlertingConfig:
     tick_s: float = 1.0
     generator_url: str = ""
     stream: str = ""
+    slo_file: str = ""
 
     @classmethod
     def from_env(cls, env: Env) -> AlertingConfig:
@@ -57,14 +60,19 @@ class AlertingConfig:
             tick_s=env.float(p + "ALERTS_TICK_S", cls.tick_s),
             generator_url=env.get(p + "PUBLIC_URL"),
             stream=env.get(p + "ALERT_STREAM"),
+            slo_file=env.get(p + "SLO_FILE"),
         )
 
-    def engine(self, expiry_intervals: float = 3.0) -> AlertEngine:
-        """The engine with the shipped defaults plus the user's rules file."""
+    def engine(self, expiry_intervals: float = 3.0, extensions: Iterable[AlertSource] = ()) -> AlertEngine:
+        """The engine with the shipped defaults plus the user's rules file (and other alert sources)."""
         paths: list[Path | str] = [DEFAULT_RULES_FILE]
         if self.rules_file:
             paths.append(self.rules_file)
-        return AlertEngine(load_rules(*paths), expiry_intervals=expiry_intervals)
+        return AlertEngine(load_rules(*paths), expiry_intervals=expiry_intervals, extensions=extensions)
+
+    def slos(self) -> SloEvaluator:
+        """The SLO evaluator: the shipped objectives, or the user's file instead."""
+        return SloEvaluator(load_slos(self.slo_file or DEFAULT_SLO_FILE))
 
 
 def _iso(ts: float) -> str:

@@ -81,7 +81,8 @@ class Aggregator:
         self._rate_log = RateLimitedLog(60.0)
         self._last_render_s = 0.0
         alerting = alerting or AlertingConfig()
-        self.alerts = alerting.engine(config.expiry_intervals)
+        self.slos = alerting.slos()
+        self.alerts = alerting.engine(config.expiry_intervals, extensions=[self.slos])
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
         self.economics = EconomicsTracker(load_economics(config.economics_file))
 
@@ -145,7 +146,12 @@ class Aggregator:
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole ``/metrics`` body."""
         start = time.perf_counter()
-        chunks = [self.self_metrics(), render_economics(self.economics.figures()), *self.table.rendered()]
+        chunks = [
+            self.self_metrics(),
+            render_economics(self.economics.figures()),
+            self.slos.metrics(time.time()),
+            *self.table.rendered(),
+        ]
         body = render_exposition(chunks, openmetrics=openmetrics)
         self._last_render_s = time.perf_counter() - start
         return body

@@ -25,7 +25,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 import msgspec
 import yaml  # type: ignore[import-untyped]
@@ -487,14 +487,37 @@ class _SourceSeen:
     silent: set[str] = field(default_factory=set)  # silence alerts firing for this source
 
 
+class AlertSource(Protocol):
+    """Another evaluator whose alerts travel the engine's path (the SLOs' burn-rate alerts): it sees every event
+    and every tick, and says what fires."""
+
+    def on_event(self, event: Event, now: float) -> list[Alert]:
+        """Transitions caused by this event."""
+
+    def tick(self, now: float) -> list[Alert]:
+        """Time-driven transitions."""
+
+    def firing(self) -> list[Alert]:
+        """Every alert firing now."""
+
+
 class AlertEngine:
     """Evaluates rules on events; returns `Alert` transitions (firing / resolved), deduplicated."""
 
-    def __init__(self, rules: Iterable[Rule], *, expiry_intervals: float = 3.0, forget_after_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        *,
+        expiry_intervals: float = 3.0,
+        forget_after_s: float = 600.0,
+        extensions: Iterable[AlertSource] = (),
+    ) -> None:
         """``expiry_intervals``: a source's condition alerts resolve after this many intervals of silence (as the
         aggregator expires it); ``forget_after_s``: a silent source is forgotten (its silence alert resolves), as
-        the aggregator drops its tombstone, so a restarted collector's old instance does not alert forever."""
+        the aggregator drops its tombstone, so a restarted collector's old instance does not alert forever;
+        ``extensions``: other evaluators whose alerts go the same way (`AlertSource`)."""
         self.rules = list(rules)
+        self.extensions = list(extensions)
         self.expiry_intervals = expiry_intervals
         self.forget_after_s = forget_after_s
         self._by_event: dict[str, list[Rule]] = {}
@@ -512,13 +535,17 @@ class AlertEngine:
 
     def firing(self) -> list[Alert]:
         """Every alert firing now (for the status page)."""
-        return [self._alert(fp, inst, "firing", 0.0) for fp, inst in sorted(self._instances.items()) if inst.firing]
+        own = [self._alert(fp, inst, "firing", 0.0) for fp, inst in sorted(self._instances.items()) if inst.firing]
+        return own + [alert for extension in self.extensions for alert in extension.firing()]
 
     def on_event(self, event: Event, now: float) -> list[Alert]:
         """Evaluate the rules for this event's type; cheap when there are none. Never raises (the ingest hot
         path calls it): an unexpected error is counted in ``evaluation_errors["engine"]``."""
         try:
-            return self._on_event(event, now)
+            out = self._on_event(event, now)
+            for extension in self.extensions:
+                out += extension.on_event(event, now)
+            return out
         except Exception:  # a rule must never break ingestion
             self.evaluation_errors["engine"] = self.evaluation_errors.get("engine", 0) + 1
             return []
@@ -630,6 +657,8 @@ class AlertEngine:
                 inst.firing = True
                 inst.starts_at = now
                 out.append(self._alert(fp, inst, "firing", 0.0))
+        for extension in self.extensions:
+            out += extension.tick(now)
         return out
 
     def _fire_silent(self, rule: Rule, key: tuple[str, str], silence: float, now: float) -> list[Alert]:

@@ -18,7 +18,8 @@ PAGE = Path(__file__).parent / "static" / "status.html"
 
 def status_payload(aggregator: Any) -> dict[str, Any]:
     """Sources and their state, firing alerts, catalog entries, each model's unit economics (``label, value``
-    lines by model name) and ``inferwatch up``'s processes."""
+    lines by model name), the SLOs per model (error budget left, burn rate per window) and ``inferwatch up``'s
+    processes."""
     table = aggregator.table
     now = time.time()
     sources: list[dict[str, Any]] = []
@@ -58,6 +59,7 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
     if engine is not None and hasattr(engine, "firing"):
         alerts = [msgspec.to_builtins(a) for a in engine.firing()]
     sources.sort(key=lambda s: (s["domain"], s["source"]))
+    slos = getattr(aggregator, "slos", None)
     return {
         "generated_at": now,
         "sources": sources,
@@ -65,6 +67,7 @@ def status_payload(aggregator: Any) -> dict[str, Any]:
         "models": sorted(models.values(), key=lambda m: m["name"]),
         "economics": model_economics(getattr(aggregator, "economics", None)),
         "processes": children,
+        "slos": slos.status(now) if slos is not None else [],
     }
 
 

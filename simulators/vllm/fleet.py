@@ -131,10 +131,23 @@ def demo_scenarios(fleet: list[SimulatedVllm], urls: list[str]) -> list[Scenario
             "llama-3.1-8b-instruct's prefill runs 30 times slower (time to first token of seconds)",
         ),
     ]
-    return [
+    scenarios = [
         Scenario(name, alert, description, start, stop, labels={"target": url})
         for name, alert, url, (start, stop), description in specs
     ]
+    start, stop = knob(qwen, "error_share", 0.5, 0.0)
+    scenarios.append(
+        Scenario(
+            "slo_error_burn",
+            "SloErrorBudgetBurn",
+            "half of qwen3-8b's requests end with finished_reason error: the vllm-availability SLO (99 %) burns its "
+            "error budget 50 times too fast, which fires every burn-rate pair once the windows fill",
+            start,
+            stop,
+            labels={"slo": "vllm-availability", "model_name": qwen.model},
+        )
+    )
+    return scenarios
 
 
 async def start_demo() -> Demo:

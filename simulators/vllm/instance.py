@@ -78,6 +78,8 @@ class SimulatedVllm:
             cache: reported usage is at least this.
         force_preemption: the scheduler preempts the newest running request every step (KV blocks short).
         prefill_slowdown: prefill runs this many times slower (slow time to first token).
+        error_share: this share of the requests that would finish ends with ``finished_reason="error"`` instead
+            (V1 only, the one generation with that reason): an availability SLO burning its budget.
     """
 
     model: str
@@ -99,6 +101,7 @@ class SimulatedVllm:
     kv_usage_floor: float = 0.0
     force_preemption: bool = False
     prefill_slowdown: float = 1.0
+    error_share: float = 0.0
 
     def __post_init__(self) -> None:
         self.generation = VllmGeneration(self.generation)
@@ -842,6 +845,9 @@ class SimulatedVllm:
         if r.aborting:
             r.stop_at = rng.randint(1, r.stop_at)
         elif x < 0.0106 and "error" in self._reasons:
+            r.reason = "error"
+        # a draw only while the knob is on: the seeded baseline stays the same sequence
+        if self.error_share > 0 and not r.aborting and "error" in self._reasons and rng.random() < self.error_share:
             r.reason = "error"
         r.n = 2 if rng.random() < 0.015 else 1
         if self._prefix_caching and rng.random() < self._hit_share:

@@ -12,7 +12,7 @@ from tests.support.deploy import DEPLOY, PROM, RULES, dashboard_queries
 
 
 def run_tool(*args: str | Path) -> str:
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
@@ -28,6 +28,17 @@ def test_promtool_check_rules() -> None:
 def test_promtool_unit_tests_pass() -> None:
     promtool = require_tool("promtool")
     assert "SUCCESS" in run_tool(promtool, "test", "rules", PROM / "tests" / "inferwatch.test.yml")
+
+
+def test_promtool_checks_the_generated_slo_rules() -> None:
+    promtool = require_tool("promtool")
+    assert "SUCCESS" in run_tool(promtool, "check", "rules", PROM / "rules" / "slo.rules.yml")
+
+
+def test_promtool_unit_tests_of_the_slo_rules_pass() -> None:
+    """Each burn-rate pair of each shipped SLO fires at 1.1x its factor and not at 0.9x (scripts/slo_rules.py)."""
+    promtool = require_tool("promtool")
+    assert "SUCCESS" in run_tool(promtool, "test", "rules", PROM / "tests" / "slo.test.yml")
 
 
 def test_promtool_check_config() -> None:

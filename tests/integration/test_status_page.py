@@ -10,7 +10,7 @@ from aiohttp import web
 
 from inferwatch.services.aggregator.status_page import status_routes
 from tests.support import free_port, require_tool
-from tests.support.aggregator import economics_tracker, make_aggregator
+from tests.support.aggregator import burning_slos, economics_tracker, make_aggregator
 
 
 async def test_status_page_in_headless_chromium() -> None:
@@ -18,6 +18,7 @@ async def test_status_page_in_headless_chromium() -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     aggregator = make_aggregator()
     aggregator.economics = economics_tracker()
+    aggregator.slos = burning_slos(time.time())
     app = web.Application()
     app.add_routes(status_routes(aggregator))
     runner = web.AppRunner(app, access_log=None)
@@ -40,6 +41,10 @@ async def test_status_page_in_headless_chromium() -> None:
                 crash_looping = await page.locator('li[data-process="litellm-poller"].down').inner_text()
                 assert "5 restarts" in crash_looping
                 assert "last exit 2" in crash_looping
+                # the model's card shows its SLOs, and the objectives list all of them
+                slo = await page.locator('[data-model="qwen3-8b"] [data-slo="vllm-availability"]').inner_text()
+                assert "objective 99.0%, error budget left 0.0% of 30d" in slo
+                assert await page.locator('#slos [data-slo="vllm-availability"]').count() == 1
                 # search
                 await page.fill("#search", "qwen")
                 assert await page.locator('[data-model="bge-m3"]').count() == 0

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +19,7 @@ from inferwatch.services.aggregator.domains.gpu import render_gpu_host
 from inferwatch.services.aggregator.economics import EconomicsFile, EconomicsTracker
 from inferwatch.services.aggregator.render import SeriesWriter
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
+from inferwatch.services.aggregator.slo import DEFAULT_SLO_FILE, SloEvaluator, load_slos
 from inferwatch.services.aggregator.state import SourceTable
 
 
@@ -168,3 +170,14 @@ def write_fast_rules(path: Path, *alerts: str) -> Path:
         rule["for"] = "0s"
     path.write_text(yaml.safe_dump({"rules": rules}))
     return path
+
+
+def burning_slos(now: float) -> SloEvaluator:
+    """The shipped SLOs after two snapshots of qwen3-8b, 30 s apart, in which 10 of 1,000 requests failed (1 %: the
+    vLLM availability SLO's whole budget)."""
+    slos = SloEvaluator(load_slos(DEFAULT_SLO_FILE))
+    for i, (stop, error) in enumerate([(1000, 0), (1990, 10)]):
+        event = vllm_snapshot(observed_at=now - 60 + 30 * i)
+        engine = msgspec.structs.replace(event.engines[0], request_success_total={"stop": stop, "error": error})
+        slos.on_event(msgspec.structs.replace(event, engines=[engine]), now - 60 + 30 * i)
+    return slos

@@ -52,16 +52,22 @@ def fast_rules(rule: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def run_prometheus(
-    tmp_path: Path, agg_port: int, rewrite: Callable[[dict[str, Any]], None] = fast_rules
+    tmp_path: Path,
+    agg_port: int,
+    rewrite: Callable[[dict[str, Any]], None] = fast_rules,
+    extra_groups: list[dict[str, Any]] | None = None,
 ) -> Iterator[str]:
     """A Prometheus (1 s scrape and evaluation) scraping ``127.0.0.1:agg_port``, loaded with a copy of the shipped
-    rules that ``rewrite`` changed rule by rule; yields its URL."""
+    rules that ``rewrite`` changed rule by rule, plus ``extra_groups`` as they are (generated SLO rules); yields
+    its URL."""
     binary = require_tool("prometheus")
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "inferwatch.rules.yml").read_text())
     for group in rules["groups"]:
-        group["interval"] = "1s"
         for rule in group["rules"]:
             rewrite(rule)
+    rules["groups"] += extra_groups or []
+    for group in rules["groups"]:
+        group["interval"] = "1s"
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

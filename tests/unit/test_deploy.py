@@ -17,6 +17,7 @@ import yaml  # type: ignore[import-untyped]
 
 from inferwatch.services import SERVICES
 from inferwatch.services.aggregator import app as aggregator_app
+from inferwatch.services.aggregator import slo as aggregator_slo
 from inferwatch.services.aggregator import state as aggregator_state
 from inferwatch.services.aggregator.domains import all_families
 from inferwatch.services.aggregator.render import Family
@@ -41,7 +42,7 @@ def _load(path: Path, name: str) -> ModuleType:
 def known_metric_names() -> set[str]:
     """Every sample name the aggregator may export, plus the pending list (collectors not landed yet)."""
     families: list[Family] = list(all_families())
-    for module in (aggregator_app, aggregator_state):
+    for module in (aggregator_app, aggregator_state, aggregator_slo):
         families += [v for v in vars(module).values() if isinstance(v, Family)]
     names: set[str] = set()
     for f in families:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from inferwatch.services.aggregator.status_page import status_payload
-from tests.support.aggregator import make_aggregator
+from tests.support.aggregator import burning_slos, make_aggregator
 
 
 def test_status_payload_lists_sources_and_models() -> None:
@@ -16,3 +20,13 @@ def test_status_payload_lists_sources_and_models() -> None:
         ("aggregator", "running", 0),
         ("litellm-poller", "backoff", 5),
     ]
+
+
+def test_status_payload_shows_each_slo_per_model_with_its_error_budget() -> None:
+    aggregator = make_aggregator()
+    aggregator.slos = burning_slos(time.time())
+    (availability,) = [s for s in status_payload(aggregator)["slos"] if s["slo"] == "vllm-availability"]
+    assert availability["model"] == "qwen3-8b"
+    assert availability["objective"] == 0.99
+    assert availability["error_budget_remaining"] == pytest.approx(0.0)  # 1 % bad of a 1 % budget: all spent
+    assert availability["burn_rates"]["5m"] == pytest.approx(1.0)
