@@ -26,7 +26,7 @@ def _instances() -> dict[str, tuple[str, SimulatedVllm]]:
     return {
         "simulated-0.33-spec-decode-mfu-lora.txt": (
             "vllm serve Qwen/Qwen3-8B --served-model-name qwen3-8b --max-model-len 32768 --data-parallel-size 2 "
-            "--speculative-config '{\"method\": \"ngram\", \"num_speculative_tokens\": 3}' --enable-mfu-metrics "
+            '--speculative-config \'{"method": "ngram", "num_speculative_tokens": 3}\' --enable-mfu-metrics '
             "--enable-lora --max-loras 1 --lora-modules sql-expert=… support-bot=…",
             SimulatedVllm(
                 "qwen3-8b",
