@@ -174,6 +174,15 @@ class VllmEngineStats(msgspec.Struct, frozen=True, kw_only=True):
             unit="seconds",
         ),
     ] = None
+    request_prefill_time_per_token_seconds: Annotated[
+        Histogram | None,
+        metric(
+            "histogram",
+            "Prefill time per prompt token of each request (vLLM 0.10 only).",
+            "time_per_prefill_token_request_seconds",
+            unit="seconds",
+        ),
+    ] = None
     request_prefill_kv_computed_tokens: Annotated[
         Histogram | None,
         metric(

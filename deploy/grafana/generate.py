@@ -329,6 +329,10 @@ def _quantiles(family: str, by: str = "model_name") -> dict[str, str]:
     }
 
 
+HTTP = "inferwatch_vllm_http_requests_total"
+C = 'container=~"$container"'
+
+
 def _vllm_tuning_rows() -> list[Panel | dict[str, Any]]:
     """Batch size, why requests wait, the prompt cache, speculative decoding, LoRA, utilisation, HTTP errors."""
     return [
@@ -471,12 +475,14 @@ def _vllm_tuning_rows() -> list[Panel | dict[str, Any]]:
         ),
         row("API server"),
         Panel(
-            "HTTP errors by handler",
-            "4xx and 5xx answers per second of the API server, by handler (http_requests_total; V1).",
+            "HTTP error ratio by handler",
+            "Share of the API server's answers that were 4xx or 5xx, by handler, over 5 minutes "
+            '(inferwatch_vllm_http_requests_total{status=~"4xx|5xx"}; V1).',
             {
-                "{{handler}} {{status}}": "sum by (handler, status) (rate(inferwatch_vllm_http_requests_total"
-                '{container=~"$container",status=~"4xx|5xx"}[5m]))'
+                "{{handler}}": f'(sum by (handler) (rate({HTTP}{{{C},status=~"4xx|5xx"}}[5m])) '
+                f"or 0 * sum by (handler) (rate({HTTP}{{{C}}}[5m]))) / sum by (handler) (rate({HTTP}{{{C}}}[5m]))"
             },
+            unit="percentunit",
         ),
         Panel(
             "Aborted and errored requests",

