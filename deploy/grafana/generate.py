@@ -249,8 +249,8 @@ def vllm_docker() -> dict[str, Any]:
         ),
         row("Engine"),
         Panel(
-            "Batch size (running requests)",
-            "Requests running on the engine: the effective batch size.",
+            "Running requests",
+            "Requests running on the engine (sequences in the batch; the batch size in tokens is below).",
             {"{{container}} {{model_name}}": f"inferwatch_vllm_requests_running{{{V}}}"},
         ),
         Panel(
@@ -294,6 +294,7 @@ def vllm_docker() -> dict[str, Any]:
             "Requests preempted per second.",
             {"{{model_name}}": f"sum by (model_name) (rate(inferwatch_vllm_preemptions_total{{{V}}}[5m]))"},
         ),
+        *_vllm_tuning_rows(),
         row("Model loading"),
         Panel(
             "Model loading timeline",
@@ -318,6 +319,180 @@ def vllm_docker() -> dict[str, Any]:
         items,
         VLLM_VARS,
     )
+
+
+def _quantiles(family: str, by: str = "model_name") -> dict[str, str]:
+    """p50 and p95 of an ``inferwatch_vllm_*`` histogram over 5 minutes, per ``by``."""
+    return {
+        f"p{q} {{{{{by}}}}}": f"histogram_quantile(0.{q}, sum by ({by}, le) (rate({family}_bucket{{{V}}}[5m])))"
+        for q in ("50", "95")
+    }
+
+
+HTTP = "inferwatch_vllm_http_requests_total"
+C = 'container=~"$container"'
+
+
+def _vllm_tuning_rows() -> list[Panel | dict[str, Any]]:
+    """Batch size, why requests wait, the prompt cache, speculative decoding, LoRA, utilisation, HTTP errors."""
+    return [
+        row("Batch size"),
+        Panel(
+            "Batch size (tokens per engine step)",
+            "p50 and p95 of the tokens each engine step processes, prefill and decode together "
+            "(vllm:iteration_tokens_total).",
+            _quantiles("inferwatch_vllm_iteration_tokens"),
+        ),
+        Panel(
+            "Waiting requests by reason",
+            "capacity: no room to schedule; deferred: held back by the LoRA budget or a KV transfer.",
+            {
+                "{{model_name}} {{reason}}": "sum by (model_name, reason) "
+                f"(inferwatch_vllm_requests_waiting_by_reason{{{V}}})"
+            },
+        ),
+        Panel(
+            "Admission rejections",
+            "Requests refused per second by a queue limit (max_num_queued_reqs, max_num_queued_tokens).",
+            {
+                "{{model_name}} {{reason}}": "sum by (model_name, reason) "
+                f"(rate(inferwatch_vllm_admission_rejections_total{{{V}}}[5m]))"
+            },
+        ),
+        Panel(
+            "Sleep state",
+            "The engine's sleep state (awake, weights_offloaded, discard_all).",
+            {"{{container}} {{engine}} {{sleep_state}}": f"inferwatch_vllm_engine_sleep_state{{{V}}} == 1"},
+            type="state-timeline",
+        ),
+        Panel(
+            "Inference time p50/p95",
+            "Time requests spend running (prefill + decode), per request.",
+            _quantiles("inferwatch_vllm_request_inference_time_seconds"),
+            unit="s",
+        ),
+        Panel(
+            "Preemptions per request p95",
+            "95th percentile of the times a request was preempted.",
+            {
+                "{{model_name}}": "histogram_quantile(0.95, sum by (model_name, le) "
+                f"(rate(inferwatch_vllm_request_preemptions_bucket{{{V}}}[5m])))"
+            },
+        ),
+        row("Prompt cache"),
+        Panel(
+            "Prompt tokens by source",
+            "Share of prompt tokens computed locally, hit in the local prefix cache or transferred from another "
+            "instance's KV cache, over 5 minutes.",
+            {
+                "{{model_name}} {{source}}": "sum by (model_name, source) "
+                f"(rate(inferwatch_vllm_prompt_tokens_by_source_total{{{V}}}[5m])) / ignoring (source) group_left "
+                f"sum by (model_name) (rate(inferwatch_vllm_prompt_tokens_by_source_total{{{V}}}[5m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "KV-cache capacity",
+            "KV-cache capacity in tokens per engine (num_gpu_blocks x block_size) and the share in use.",
+            {
+                "capacity {{container}} {{engine}}": f"inferwatch_vllm_kv_cache_capacity_tokens{{{V}}}",
+                "in use {{container}} {{engine}}": f"inferwatch_vllm_kv_cache_capacity_tokens{{{V}}} "
+                f"* on (target, model_name, engine) inferwatch_vllm_kv_cache_usage_ratio{{{V}}}",
+            },
+        ),
+        row("Speculative decoding"),
+        Panel(
+            "Acceptance rate",
+            "Accepted over proposed draft tokens over 5 minutes.",
+            {
+                "{{model_name}}": "sum by (model_name) "
+                f"(rate(inferwatch_vllm_spec_decode_accepted_tokens_total{{{V}}}[5m])) / sum by (model_name) "
+                f"(rate(inferwatch_vllm_spec_decode_draft_tokens_total{{{V}}}[5m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Mean acceptance length",
+            "Tokens each draft yields over 5 minutes, the bonus token included (1 + accepted / drafts; V1).",
+            {
+                "{{model_name}}": "1 + sum by (model_name) "
+                f"(rate(inferwatch_vllm_spec_decode_accepted_tokens_total{{{V}}}[5m])) / sum by (model_name) "
+                f"(rate(inferwatch_vllm_spec_decode_drafts_total{{{V}}}[5m]))"
+            },
+        ),
+        Panel(
+            "Accepted tokens by draft position",
+            "Accepted tokens per second at each draft position (V1): a steep fall says fewer speculative tokens.",
+            {
+                "{{model_name}} pos {{position}}": "sum by (model_name, position) "
+                f"(rate(inferwatch_vllm_spec_decode_accepted_tokens_per_position_total{{{V}}}[5m]))"
+            },
+        ),
+        row("LoRA"),
+        Panel(
+            "LoRA adapters running",
+            "Adapters with running requests per instance, and the most the engine holds at once (--max-loras).",
+            {
+                "running {{container}}": 'inferwatch_vllm_lora_running_adapters{container=~"$container"}',
+                "waiting {{container}}": 'inferwatch_vllm_lora_waiting_adapters{container=~"$container"}',
+                "max {{container}}": 'inferwatch_vllm_lora_max_adapters{container=~"$container"}',
+            },
+        ),
+        Panel(
+            "Adapters with running requests",
+            "1 while an adapter has running requests (at most 32 adapters per instance are listed).",
+            {"{{container}} {{adapter}}": 'inferwatch_vllm_lora_adapter_running{container=~"$container"} == 1'},
+            type="state-timeline",
+        ),
+        row("Utilisation (MFU)"),
+        Panel(
+            "MFU",
+            "Achieved FLOP/s per GPU over the dense 16-bit peak of the GPUs the container uses "
+            "(needs --enable-mfu-metrics and the gpu-agent; recording rules in deploy/prometheus/rules).",
+            {
+                "{{container}} {{model_name}}": "target:inferwatch_vllm_model_flops_utilization:ratio_5m"
+                '{container=~"$container"}'
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "MBU",
+            "Achieved memory bytes/s per GPU (read + write) over the GPUs' peak bandwidth.",
+            {
+                "{{container}} {{model_name}}": "target:inferwatch_vllm_model_bandwidth_utilization:ratio_5m"
+                '{container=~"$container"}'
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Achieved FLOP/s and bytes/s per GPU",
+            "vLLM's own estimates per GPU (estimated_*_per_gpu_total), mean over the instance's engines.",
+            {
+                "FLOP/s {{container}}": 'target:inferwatch_vllm_achieved_flops_per_gpu:rate5m{container=~"$container"}',
+                "bytes/s {{container}}": "target:inferwatch_vllm_achieved_bytes_per_gpu:rate5m"
+                '{container=~"$container"}',
+            },
+        ),
+        row("API server"),
+        Panel(
+            "HTTP error ratio by handler",
+            "Share of the API server's answers that were 4xx or 5xx, by handler, over 5 minutes "
+            '(inferwatch_vllm_http_requests_total{status=~"4xx|5xx"}; V1).',
+            {
+                "{{handler}}": f'(sum by (handler) (rate({HTTP}{{{C},status=~"4xx|5xx"}}[5m])) '
+                f"or 0 * sum by (handler) (rate({HTTP}{{{C}}}[5m]))) / sum by (handler) (rate({HTTP}{{{C}}}[5m]))"
+            },
+            unit="percentunit",
+        ),
+        Panel(
+            "Aborted and errored requests",
+            "Requests the engine finished as abort or error, per second.",
+            {
+                "{{model_name}} {{finished_reason}}": "sum by (model_name, finished_reason) "
+                f'(rate(inferwatch_vllm_request_success_total{{{V},finished_reason=~"abort|error"}}[5m]))'
+            },
+        ),
+    ]
 
 
 L = 'proxy=~"$host",model_group=~"$model"'

@@ -217,6 +217,8 @@ class VllmScraper:
             labels={k: v for k, v in t.labels.items() if k in ("host", "model")},
             errors_total=dict(state.errors_total),
             dropped_series=reading.dropped,
+            lora=reading.lora,
+            http=reading.http,
         )
 
     async def scrape_grpc(self, state: TargetState) -> VllmInstanceSnapshot:

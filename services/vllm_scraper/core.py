@@ -11,29 +11,46 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
 from inferwatch.contracts.base import Histogram
 from inferwatch.contracts.metrics import MetricField, metric_fields
-from inferwatch.contracts.vllm import Generation, ModelStatus, VllmEngineStats, VllmModelCard
+from inferwatch.contracts.vllm import (
+    Generation,
+    ModelStatus,
+    VllmEngineStats,
+    VllmHttpHandlerStats,
+    VllmLoraStats,
+    VllmModelCard,
+)
 from inferwatch.shared.exposition import ExpositionError, MetricFamily, Sample, histograms_by, parse_exposition
 
 V = "vllm:"
 
 # The mapping is the contract's metric fields (contracts.metrics): stable field ← vLLM family names.
 ENGINE_METRICS = metric_fields(VllmEngineStats)
-GAUGES = tuple(m for m in ENGINE_METRICS if m.type == "gauge")
-COUNTERS = tuple(m for m in ENGINE_METRICS if m.type == "counter" and not m.label)
-LABELLED_COUNTERS = tuple(m for m in ENGINE_METRICS if m.type == "counter" and m.label)
-HISTOGRAMS = tuple(m for m in ENGINE_METRICS if m.type == "histogram")
-NEGATIVE_MEANS_DISABLED = "prefix_cache_hit_ratio"  # vLLM 0.6 reports -1 when prefix caching is off
+CACHE_CONFIG = "cache_config_info"  # one labelled info series per engine; its fields are read by `_cache_config`
+_GENERIC = tuple(m for m in ENGINE_METRICS if m.sources and CACHE_CONFIG not in m.sources)
+GAUGES = tuple(m for m in _GENERIC if m.type == "gauge" and not m.label)
+LABELLED_GAUGES = tuple(m for m in _GENERIC if m.type == "gauge" and m.label)
+COUNTERS = tuple(m for m in _GENERIC if m.type == "counter" and not m.label)
+LABELLED_COUNTERS = tuple(m for m in _GENERIC if m.type == "counter" and m.label)
+HISTOGRAMS = tuple(m for m in _GENERIC if m.type == "histogram")
+# vLLM 0.6 reports -1 for these when prefix caching is off
+NEGATIVE_MEANS_DISABLED = frozenset({"prefix_cache_hit_ratio", "cpu_prefix_cache_hit_ratio"})
+LORA_INFO = V + "lora_requests_info"
+HTTP_REQUESTS = "http_requests"  # prometheus-fastapi-instrumentator, mounted by vLLM's API server (no prefix)
+HTTP_DURATION = "http_request_duration_seconds"
+MAX_LABEL_VALUES = 16  # per labelled figure of one engine (finished_reason, reason, source, position…)
+MAX_LORA_ADAPTERS = 32  # per instance and state; vLLM's --max-loras is usually well below
+MAX_HTTP_HANDLERS = 32  # vLLM has about twenty routes; more is a cardinality bomb
 
 
 def wanted_families() -> frozenset[str]:
     """Every family name (with and without ``_total``) the scraper needs: the parser keeps only these."""
-    names: set[str] = set()
+    names: set[str] = {LORA_INFO, V + CACHE_CONFIG, HTTP_REQUESTS, HTTP_REQUESTS + "_total", HTTP_DURATION}
     for m in ENGINE_METRICS:
         names.update(V + c for c in m.sources)
         if m.type == "counter":
@@ -50,7 +67,8 @@ def _key(labels: Mapping[str, str]) -> EngineKey:
     return labels.get("model_name", ""), labels.get("engine", "0")
 
 
-def _family(families: Mapping[str, MetricFamily], candidates: Iterable[str]) -> MetricFamily | None:
+def source_family(families: Mapping[str, MetricFamily], candidates: Iterable[str]) -> MetricFamily | None:
+    """The first of ``candidates`` (names without the ``vllm:`` prefix, newest first) the exposition has."""
     for name in candidates:
         fam = families.get(V + name + "_total") or families.get(V + name)
         if fam is not None:
@@ -105,7 +123,7 @@ def detect_generation(families: Mapping[str, MetricFamily]) -> Generation:
 def _gauge_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
     for key, value in _plain(fam.samples).items():
         # a disabled prefix cache (-1) exports nothing rather than a fake number, but the engine still exists
-        yield key, _DISABLED if m.field == NEGATIVE_MEANS_DISABLED and value < 0 else _finite(value)
+        yield key, _DISABLED if m.field in NEGATIVE_MEANS_DISABLED and value < 0 else _finite(value)
 
 
 def _counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
@@ -113,12 +131,20 @@ def _counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineK
         yield key, _finite(value)
 
 
-def _labelled_counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+def _labelled_values(fam: MetricFamily, m: MetricField, suffix: str) -> Iterator[tuple[EngineKey, object]]:
     by_label: dict[EngineKey, dict[str, float]] = {}
     for s in fam.samples:
-        if s.name.endswith("_total"):
+        if s.name.endswith(suffix) and math.isfinite(s.value):
             by_label.setdefault(_key(s.labels), {})[s.labels.get(m.label, "")] = s.value
     yield from by_label.items()
+
+
+def _labelled_gauge_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    yield from _labelled_values(fam, m, "")
+
+
+def _labelled_counter_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
+    yield from _labelled_values(fam, m, "_total")
 
 
 def _histogram_values(fam: MetricFamily, m: MetricField) -> Iterator[tuple[EngineKey, object]]:
@@ -129,10 +155,63 @@ _DISABLED = object()  # a value that vLLM reports as switched off
 Reader = Callable[[MetricFamily, MetricField], Iterator[tuple[EngineKey, object]]]  # (engine, value) pairs
 _READERS: tuple[tuple[tuple[MetricField, ...], Reader], ...] = (
     (GAUGES, _gauge_values),
+    (LABELLED_GAUGES, _labelled_gauge_values),
     (COUNTERS, _counter_values),
     (LABELLED_COUNTERS, _labelled_counter_values),
     (HISTOGRAMS, _histogram_values),
 )
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _cache_config(families: Mapping[str, MetricFamily]) -> dict[str, dict[str, float]]:
+    """``vllm:cache_config_info`` per engine index → the KV-capacity fields (``model_name`` is not a label).
+
+    The capacity is ``num_gpu_blocks × block_size``, or vLLM 0.33's ``kv_cache_size_tokens`` when the blocks
+    are unknown; label values that are not numbers (``None`` before the profile run) give no field.
+    """
+    fam = families.get(V + CACHE_CONFIG)
+    by_engine: dict[str, dict[str, float]] = {}
+    for s in fam.samples if fam is not None else ():
+        blocks, block_size = _number(s.labels.get("num_gpu_blocks")), _number(s.labels.get("block_size"))
+        capacity = blocks * block_size if blocks is not None and block_size is not None else None
+        values = {
+            "kv_cache_capacity_tokens": capacity
+            if capacity is not None
+            else _number(s.labels.get("kv_cache_size_tokens")),
+            "kv_cache_blocks": blocks,
+            "kv_cache_block_size_tokens": block_size,
+            "gpu_memory_utilization_ratio": _number(s.labels.get("gpu_memory_utilization")),
+        }
+        by_engine[s.labels.get("engine", "0")] = {k: v for k, v in values.items() if v is not None}
+    return by_engine
+
+
+def _derived(values: Mapping[str, object]) -> dict[str, object]:
+    """The figures declared without a source family, from the engine's counters since it started.
+
+    Prompt tokens by source as shares of their sum; speculative decoding's acceptance ratio (V1 has only the
+    counters; V0 reports its own) and mean acceptance length, vLLM's own figure (its log line): 1 + accepted /
+    drafts, the bonus token included.
+    """
+    out: dict[str, object] = {}
+    by_source = values.get("prompt_tokens_by_source_total")
+    total = sum(by_source.values()) if isinstance(by_source, dict) else 0.0
+    if isinstance(by_source, dict) and total > 0:
+        out["prompt_tokens_source_ratio"] = {source: tokens / total for source, tokens in by_source.items()}
+    accepted, proposed = values.get("spec_decode_accepted_tokens_total"), values.get("spec_decode_draft_tokens_total")
+    drafts = values.get("spec_decode_drafts_total")
+    if isinstance(accepted, float) and isinstance(proposed, float) and proposed > 0:
+        out["spec_decode_acceptance_ratio"] = accepted / proposed
+    if isinstance(accepted, float) and isinstance(drafts, float) and drafts > 0:
+        out["spec_decode_mean_acceptance_length"] = 1.0 + accepted / drafts
+    return out
 
 
 def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
@@ -140,13 +219,18 @@ def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
     fields: dict[EngineKey, dict[str, object]] = {}
     for declared, read in _READERS:
         for m in declared:
-            fam = _family(families, m.sources)
+            fam = source_family(families, m.sources)
             if fam is None:
                 continue
             for key, value in read(fam, m):
                 values = fields.setdefault(key, {})
                 if value is not _DISABLED:
                     values[m.field] = value
+    config = _cache_config(families)
+    for (_, engine), values in fields.items():
+        values.update(config.get(engine, {}))
+        for name, value in _derived(values).items():
+            values.setdefault(name, value)  # V0 reports its own acceptance ratio
     return [
         VllmEngineStats(model_name=model, engine=engine, **values)  # type: ignore[arg-type]
         for (model, engine), values in sorted(fields.items())
@@ -154,21 +238,76 @@ def engine_stats(families: Mapping[str, MetricFamily]) -> list[VllmEngineStats]:
     ]
 
 
-MAX_FINISHED_REASONS = 16  # vLLM has a handful (stop, length, abort, error); more is a cardinality bomb
+def _adapters(text: str) -> list[str]:
+    return sorted({name.strip() for name in text.split(",") if name.strip()})
+
+
+def lora_stats(families: Mapping[str, MetricFamily]) -> tuple[VllmLoraStats | None, int]:
+    """``vllm:lora_requests_info`` → the current LoRA state and how many adapter series the cap left out.
+
+    Every state change adds a series whose value is the time it was set, so the newest (highest value) is
+    the current one; its labels carry comma-joined adapter names and ``max_lora``.
+    """
+    fam = families.get(LORA_INFO)
+    samples = [s for s in fam.samples if math.isfinite(s.value)] if fam is not None else []
+    if not samples:
+        return None, 0
+    newest = max(samples, key=lambda s: s.value)
+    running = _adapters(newest.labels.get("running_lora_adapters", ""))
+    waiting = _adapters(newest.labels.get("waiting_lora_adapters", ""))
+    dropped = max(len(running) - MAX_LORA_ADAPTERS, 0) + max(len(waiting) - MAX_LORA_ADAPTERS, 0)
+    stats = VllmLoraStats(
+        max_adapters=_number(newest.labels.get("max_lora")),
+        running_adapters=float(len(running)),
+        waiting_adapters=float(len(waiting)),
+        adapter_running=dict.fromkeys(running[:MAX_LORA_ADAPTERS], 1.0),
+        adapter_waiting=dict.fromkeys(waiting[:MAX_LORA_ADAPTERS], 1.0),
+    )
+    return stats, dropped
+
+
+def _status_class(status: str) -> str:
+    """``2xx`` as the instrumentator groups it by default; a raw ``503`` (grouping off) becomes ``5xx``."""
+    return status[0] + "xx" if len(status) == 3 and status[0].isdigit() else status
+
+
+def http_stats(families: Mapping[str, MetricFamily]) -> tuple[list[VllmHttpHandlerStats], int]:
+    """The API server's ``http_*`` families → per-handler figures (methods summed), and the handlers dropped.
+
+    Handlers beyond ``MAX_HTTP_HANDLERS`` (in sorted order) are left out and counted.
+    """
+    requests: dict[str, dict[str, float]] = {}
+    fam = families.get(HTTP_REQUESTS)
+    for s in fam.samples if fam is not None else ():
+        if s.name.endswith("_total") and math.isfinite(s.value):
+            per = requests.setdefault(s.labels.get("handler", ""), {})
+            status = _status_class(s.labels.get("status", ""))
+            per[status] = per.get(status, 0.0) + s.value
+    durations = histograms_by(families.get(HTTP_DURATION), lambda labels: labels.get("handler", ""))
+    handlers = sorted(set(requests) | set(durations))
+    stats = [
+        VllmHttpHandlerStats(handler=h, requests_total=requests.get(h, {}), request_duration_seconds=durations.get(h))
+        for h in handlers[:MAX_HTTP_HANDLERS]
+    ]
+    return stats, max(len(handlers) - MAX_HTTP_HANDLERS, 0)
+
+
+LABELLED = tuple(m for m in ENGINE_METRICS if m.label)  # dict fields, each bounded to MAX_LABEL_VALUES keys
 
 
 def cap_engines(
     engines: list[VllmEngineStats], max_engines: int, served: Iterable[str] = ()
 ) -> tuple[list[VllmEngineStats], dict[str, int]]:
-    """Bound one scrape's label sets: at most ``max_engines`` engines, ``MAX_FINISHED_REASONS`` reasons each.
+    """Bound one scrape's label sets: at most ``max_engines`` engines, ``MAX_LABEL_VALUES`` per labelled figure.
 
     A target that suddenly exposes thousands of ``model_name``/``engine`` values must not turn into
     thousands of series downstream. Engines of the ``served`` model names (``/v1/models``) are kept first,
-    then the others in sorted order, so a flood of new names cannot push out the real model.
+    then the others in sorted order, so a flood of new names cannot push out the real model. vLLM's own
+    label sets (finished_reason, reason, sleep_state, source, position) have a handful of values each.
 
     Returns:
         The kept engines (sorted by model name, engine) and the count of what was dropped, by reason
-        (``max_engines``, ``max_finished_reasons``); the dict is empty when nothing was dropped.
+        (``max_engines``, ``max_<label>s`` such as ``max_finished_reasons``); empty when nothing was dropped.
     """
     dropped: dict[str, int] = {}
     if len(engines) > max_engines:
@@ -178,14 +317,14 @@ def cap_engines(
         engines = sorted(ranked[: max(max_engines, 0)], key=lambda e: (e.model_name, e.engine))
     kept: list[VllmEngineStats] = []
     for engine in engines:
-        reasons = engine.request_success_total
-        if len(reasons) > MAX_FINISHED_REASONS:
-            dropped["max_finished_reasons"] = (
-                dropped.get("max_finished_reasons", 0) + len(reasons) - MAX_FINISHED_REASONS
-            )
-            bounded = dict(sorted(reasons.items())[:MAX_FINISHED_REASONS])
-            engine = msgspec.structs.replace(engine, request_success_total=bounded)
-        kept.append(engine)
+        bounded: dict[str, dict[str, float]] = {}
+        for m in LABELLED:
+            values: dict[str, float] = getattr(engine, m.field)
+            if len(values) > MAX_LABEL_VALUES:
+                reason = f"max_{m.label}s"
+                dropped[reason] = dropped.get(reason, 0) + len(values) - MAX_LABEL_VALUES
+                bounded[m.field] = dict(sorted(values.items())[:MAX_LABEL_VALUES])
+        kept.append(msgspec.structs.replace(engine, **bounded) if bounded else engine)
     return kept, dropped
 
 
@@ -233,6 +372,8 @@ class InstanceReading:
         models: ``/v1/models`` cards, capped.
         dropped: label sets the caps left out, by reason.
         version: ``/version``'s ``version``, ``""`` if unknown.
+        lora: the LoRA adapters (capped), ``None`` without LoRA.
+        http: the API server's per-handler HTTP figures (capped).
     """
 
     error: str
@@ -242,6 +383,8 @@ class InstanceReading:
     models: list[VllmModelCard]
     dropped: dict[str, int]
     version: str
+    lora: VllmLoraStats | None = None
+    http: list[VllmHttpHandlerStats] = field(default_factory=list)
 
 
 def read_instance(
@@ -259,11 +402,16 @@ def read_instance(
     error = parse_detail = ""
     generation: Generation = ""
     engines: list[VllmEngineStats] = []
+    lora: VllmLoraStats | None = None
+    http: list[VllmHttpHandlerStats] = []
+    dropped_lora = dropped_handlers = 0
     if metrics_body is not None:
         try:
             families = parse_exposition(metrics_body, families=WANTED)
             generation = detect_generation(families)
             engines = engine_stats(families)
+            lora, dropped_lora = lora_stats(families)
+            http, dropped_handlers = http_stats(families)
         except ExpositionError as exc:
             error, parse_detail = "parse_error", str(exc)
     models: list[VllmModelCard] = []
@@ -275,10 +423,15 @@ def read_instance(
     # cardinality caps: a target exposing thousands of label values costs the same as a normal one
     engines, dropped = cap_engines(engines, max_engines, (m.id for m in models))
     models, dropped_models = cap_models(models, max_models)
-    if dropped_models:
-        dropped["max_models"] = dropped_models
+    for reason, count in (
+        ("max_models", dropped_models),
+        ("max_lora_adapters", dropped_lora),
+        ("max_http_handlers", dropped_handlers),
+    ):
+        if count:
+            dropped[reason] = count
     version = str(version_doc.get("version", "")) if isinstance(version_doc, dict) else ""
-    return InstanceReading(error, parse_detail, generation, engines, models, dropped, version)
+    return InstanceReading(error, parse_detail, generation, engines, models, dropped, version, lora, http)
 
 
 def model_status(*, reachable: bool, health_ok: bool, has_models: bool, previous: ModelStatus) -> ModelStatus:

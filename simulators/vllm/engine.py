@@ -53,6 +53,15 @@ _HANDLE_NAMES = (
     "h_decode",
     "h_num_preempt",
     "h_prefill_kv",
+    "spec_drafts",
+    "spec_draft_tokens",
+    "spec_accepted",
+    "spec_emitted",
+    "spec_accept_rate",
+    "spec_efficiency",
+    "flops",
+    "read_bytes",
+    "write_bytes",
 )
 
 
@@ -64,6 +73,7 @@ class EngineMetrics:
             setattr(self, name, Hist(()) if name.startswith("h_") else Num())
         self.success: dict[str, Num] = {}
         self.success_factory: Callable[[str], Num] | None = None
+        self.spec_per_pos: list[Num] = []  # accepted tokens per draft position (V1 speculative decoding)
 
     def success_child(self, reason: str) -> Num:
         c = self.success.get(reason)
@@ -116,6 +126,15 @@ class EngineMetrics:
     h_decode: Hist
     h_num_preempt: Hist
     h_prefill_kv: Hist
+    spec_drafts: Num
+    spec_draft_tokens: Num
+    spec_accepted: Num
+    spec_emitted: Num
+    spec_accept_rate: Num
+    spec_efficiency: Num
+    flops: Num
+    read_bytes: Num
+    write_bytes: Num
 
 
 class Req:
@@ -129,6 +148,7 @@ class Req:
         "handler",
         "hits",
         "limit",
+        "lora",
         "max_tokens",
         "n",
         "next_tok",
@@ -147,6 +167,7 @@ class Req:
     handler: str
     hits: int  # prompt tokens served from the prefix cache
     limit: int  # max generation tokens (max_tokens, or what fits in max_model_len)
+    lora: str  # LoRA adapter the request asks for, "" for the base model
     max_tokens: int | None
     n: int
     next_tok: float  # time the next token is (or the last token was) produced
@@ -163,6 +184,7 @@ class Req:
         self.next_tok = 0.0
         self.gen = 0
         self.preempt = 0
+        self.lora = ""
 
 
 class Engine:

@@ -22,9 +22,25 @@ if TYPE_CHECKING:
 
 
 def demo_fleet() -> list[SimulatedVllm]:
-    """Four instances for the demo: one per generation; the 0.10 one loads for 20 s first."""
+    """Four instances for the demo: one per generation; the 0.10 one loads for 20 s first.
+
+    The 0.33 one runs speculative decoding (3 tokens) with ``--enable-mfu-metrics`` and serves three LoRA
+    adapters (``--max-loras 4``); the 0.5 one has a draft model (4 tokens).
+    """
     return [
-        SimulatedVllm("qwen3-8b", "Qwen/Qwen3-8B", VllmGeneration.V1, "0.33.0", max_model_len=32768, engines=2, seed=1),
+        SimulatedVllm(
+            "qwen3-8b",
+            "Qwen/Qwen3-8B",
+            VllmGeneration.V1,
+            "0.33.0",
+            max_model_len=32768,
+            engines=2,
+            seed=1,
+            spec_tokens=3,
+            mfu_metrics=True,
+            params=8.2e9,
+            lora_adapters=["sql-expert", "support-bot", "summarizer"],
+        ),
         SimulatedVllm(
             "llama-3.1-8b-instruct",
             "meta-llama/Llama-3.1-8B-Instruct",
@@ -50,6 +66,8 @@ def demo_fleet() -> list[SimulatedVllm]:
             max_model_len=4096,
             seed=4,
             rps=0.5,
+            spec_tokens=4,
+            params=13.0e9,
         ),
     ]
 

@@ -80,6 +80,13 @@ class SimulatedVllm:
         prefill_slowdown: prefill runs this many times slower (slow time to first token).
         error_share: this share of the requests that would finish ends with ``finished_reason="error"`` instead
             (V1 only, the one generation with that reason): an availability SLO burning its budget.
+        spec_tokens: speculative tokens per draft (``--speculative-config``'s ``num_speculative_tokens``); 0 off.
+            The ``spec_decode_*`` families then count drafts, proposed and accepted tokens.
+        lora_adapters: LoRA adapter names served beside the base model (V1: ``vllm:lora_requests_info``); a share
+            of the requests asks for one.
+        max_loras: ``--max-loras``, the ``max_lora`` label.
+        mfu_metrics: ``--enable-mfu-metrics`` (0.33): the ``estimated_*_per_gpu`` counters move.
+        params: model parameters, for the estimated FLOPs and bytes.
     """
 
     model: str
@@ -102,6 +109,11 @@ class SimulatedVllm:
     force_preemption: bool = False
     prefill_slowdown: float = 1.0
     error_share: float = 0.0
+    spec_tokens: int = 0
+    lora_adapters: list[str] = field(default_factory=list)
+    max_loras: int = 4
+    mfu_metrics: bool = False
+    params: float = 8.0e9
 
     def __post_init__(self) -> None:
         self.generation = VllmGeneration(self.generation)
@@ -123,6 +135,10 @@ class SimulatedVllm:
         self._mu_prompt = math.log(rng.uniform(500.0, 1100.0))
         self._mu_gen = math.log(rng.uniform(180.0, 320.0))
         self._hit_share = rng.uniform(0.3, 0.7)  # share of requests that start with a cached prefix (V1)
+        # chance a draft token is accepted, given the ones before were (own RNG: the other draws stay as they were)
+        self._spec_alpha = random.Random(self.seed + 0x5BEC).uniform(0.6, 0.85)
+        self._lora_info: Family | None = None  # vllm:lora_requests_info, when LoRA adapters are served (V1)
+        self._lora_state: tuple[str, str] | None = None
         self._last_clock: float | None = None
         self._cache: bytes | None = None
         self._cache_at = -math.inf
@@ -337,12 +353,19 @@ class SimulatedVllm:
         )
         model = self.model
         self._ems[0].success_factory = lambda reason: success.child(model, reason)  # V0 creates these lazily
-        if not mp:  # registered but never set without a draft model: only HELP/TYPE lines appear
-            g("vllm:spec_decode_draft_acceptance_rate", "Speulative token acceptance rate.", "gauge", m)
-            g("vllm:spec_decode_efficiency", "Speculative decoding system efficiency.", "gauge", m)
-            g("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", "counter", m)
-            g("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", "counter", m)
-            g("vllm:spec_decode_num_emitted_tokens", "Number of emitted tokens.", "counter", m)
+        if self.spec_tokens or not mp:  # registered but never set without a draft model: only HELP/TYPE lines
+            spec = (
+                (g("vllm:spec_decode_draft_acceptance_rate", "Speulative token acceptance rate.", "gauge", m), "rate"),
+                (g("vllm:spec_decode_efficiency", "Speculative decoding system efficiency.", "gauge", m), "efficiency"),
+                (g("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", "counter", m), "accepted"),
+                (g("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", "counter", m), "draft_tokens"),
+                (g("vllm:spec_decode_num_emitted_tokens", "Number of emitted tokens.", "counter", m), "emitted"),
+            )
+            if self.spec_tokens:
+                for fam, attr in spec:
+                    self._per_engine(
+                        fam, {"rate": "spec_accept_rate", "efficiency": "spec_efficiency"}.get(attr, "spec_" + attr)
+                    )
         self._per_engine(
             g("vllm:avg_prompt_throughput_toks_per_s", "Average prefill throughput in tokens/s.", "gauge", m, nan=True),
             "avg_prompt_tp",
@@ -467,6 +490,33 @@ class SimulatedVllm:
                 "h_prefill_kv",
             )
 
+    def _v1_spec_decode_and_lora(self) -> None:
+        """The speculative-decoding counters and the LoRA info gauge, registered only when they are in use."""
+        g = self._reg.family
+        if self.spec_tokens:
+            one = self._v1_family
+            one("vllm:spec_decode_num_drafts", "Number of spec decoding drafts.", "counter", "spec_drafts")
+            one("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", "counter", "spec_draft_tokens")
+            one("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", "counter", "spec_accepted")
+            fam = g(
+                "vllm:spec_decode_num_accepted_tokens_per_pos",
+                "Accepted tokens per draft position.",
+                "counter",
+                (*self._v1_labels(), "position"),
+                created=True,
+            )
+            for i, em in enumerate(self._ems):
+                em.spec_per_pos = [
+                    fam.child(self.model, str(i), str(pos), created=self._wall_ready) for pos in range(self.spec_tokens)
+                ]
+        if self.lora_adapters:
+            self._lora_info = g(
+                "vllm:lora_requests_info",
+                "Running stats on lora requests.",
+                "gauge",
+                ("max_lora", "waiting_lora_adapters", "running_lora_adapters"),
+            )
+
     def _v1_cache_config(self, keys: dict[str, str]) -> None:
         names = tuple(sorted({*keys, "engine"}))
         fam = self._reg.family("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", "gauge", names)
@@ -535,6 +585,7 @@ class SimulatedVllm:
         one("vllm:generation_tokens", "Number of generation tokens processed.", "counter", "gen_tokens")
         self._v1_request_success()
         self._v1_histograms(v110=True)
+        self._v1_spec_decode_and_lora()
         self._v1_cache_config(
             {
                 "block_size": str(self._block),
@@ -563,23 +614,24 @@ class SimulatedVllm:
 
         one = self._v1_family
         mfu = "(for Model Flops Utilization calculations)."
+        on = self.mfu_metrics  # without --enable-mfu-metrics the counters are registered and stay at zero
         one(
             "vllm:estimated_flops_per_gpu",
             f"Estimated number of floating point operations per GPU {mfu}",
             "counter",
-            None,
+            "flops" if on else None,
         )
         one(
             "vllm:estimated_read_bytes_per_gpu",
             f"Estimated number of bytes read from memory per GPU {mfu}",
             "counter",
-            None,
+            "read_bytes" if on else None,
         )
         one(
             "vllm:estimated_write_bytes_per_gpu",
             f"Estimated number of bytes written to memory per GPU {mfu}",
             "counter",
-            None,
+            "write_bytes" if on else None,
         )
         one("vllm:num_requests_running", "Number of requests in model execution batches.", "gauge", "running", nan=True)
         one("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge", "waiting", nan=True)
@@ -659,6 +711,7 @@ class SimulatedVllm:
         for reason in ("max_num_queued_reqs", "max_num_queued_tokens"):
             fam.child(self.model, reason, created=wr)
         self._v1_histograms(v110=False)
+        self._v1_spec_decode_and_lora()
         kv_tokens = self._num_gpu_blocks * self._block
         self._v1_cache_config(
             {
@@ -799,6 +852,8 @@ class SimulatedVllm:
         for eng in self._engines:
             self._engine_substep(eng, t, h, rate)
             busy += len(eng.running)
+        if self._lora_info is not None:
+            self._set_lora_info(t + h)
         if self._proc_on:
             self._cpu_acc += h * (0.2 + 0.004 * busy) * rng.uniform(0.8, 1.2)
             self._cpu.v = round(self._cpu_acc, 2)  # ProcessCollector's clock-tick resolution
@@ -855,6 +910,8 @@ class SimulatedVllm:
         else:
             r.hits = 0
         r.handler = "/v1/chat/completions" if rng.random() < 0.95 else "/v1/completions"
+        if self.lora_adapters and rng.random() < 0.5:
+            r.lora = self.lora_adapters[min(int(rng.expovariate(1.0)), len(self.lora_adapters) - 1)]  # a few hot
         r.req_bytes = 220 + 4 * prompt + rng.randint(0, 200)
         return r
 
@@ -870,6 +927,8 @@ class SimulatedVllm:
             if psteps:
                 eng.em.h_iter.observe(min(eng.chunk, prefill_tokens / psteps) + batch, psteps)
             eng.em.h_iter.observe(float(len(eng.running)), steps - psteps)
+            if self.mfu_metrics:
+                self._estimate_work(eng.em, prefill_tokens + batch * steps, steps, batch)
         self._preempt(eng)
         self._set_gauges(eng, h)
 
@@ -891,12 +950,19 @@ class SimulatedVllm:
         kv = eng.kv_used
         batch = len(eng.running)
         prefill_tokens = 0
+        loras = {x.lora for x in eng.running if x.lora}
+        deferred: list[Req] = []  # skipped, as vLLM does, while every LoRA slot holds another adapter
         while eng.waiting and batch < eng.max_seqs and not self.stalled:
             r = eng.waiting[0]
             need = eng.blocks(r.prompt + r.gen + 1)
             if kv + need > eng.kv_cap:
                 break
             eng.waiting.popleft()
+            if r.lora and r.lora not in loras and len(loras) >= self.max_loras:
+                deferred.append(r)
+                continue
+            if r.lora:
+                loras.add(r.lora)
             at = max(t, r.arrival) + 0.001 + rng.random() * 0.004
             if r.sched < 0:  # first admission
                 r.sched = at
@@ -909,6 +975,7 @@ class SimulatedVllm:
             kv += need
             eng.running.append(r)
             batch += 1
+        eng.waiting.extendleft(reversed(deferred))
         return batch, prefill_tokens
 
     @staticmethod
@@ -959,6 +1026,8 @@ class SimulatedVllm:
                 self._finish(em, r)
         em.gen_tokens.v += produced
         eng.tp_gen += produced
+        if self.spec_tokens and produced:
+            self._speculate(em, produced)
         if itl_obs:
             slow = itl_obs // 12
             slow_itl = itl * self._rng.uniform(1.6, 3.0)
@@ -987,7 +1056,14 @@ class SimulatedVllm:
         em.running.v = float(len(eng.running))
         waiting = float(len(eng.waiting))
         em.waiting.v = waiting
-        em.wait_capacity.v = waiting
+        loras = {r.lora for r in eng.running if r.lora}
+        deferred = (
+            float(sum(1 for r in eng.waiting if r.lora and r.lora not in loras))
+            if len(loras) >= self.max_loras
+            else 0.0
+        )
+        em.wait_capacity.v = waiting - deferred
+        em.wait_deferred.v = deferred
         usage = min(1.0, max(eng.kv_used / eng.kv_cap, self.kv_usage_floor))
         em.kv_usage.v = usage
         em.gpu_cache_usage.v = usage
@@ -1027,6 +1103,45 @@ class SimulatedVllm:
         em.h_prefill_per_tok.observe((r.first - r.sched) / r.prompt)
         em.h_num_preempt.observe(r.preempt)
         em.h_prefill_kv.observe(r.prompt - r.hits)
+
+    def _speculate(self, em: EngineMetrics, produced: int) -> None:
+        """Drafts behind ``produced`` tokens: position i is accepted with alpha^(i+1); each draft adds a bonus token."""
+        rng = self._rng
+        k = self.spec_tokens
+        alpha = self._spec_alpha
+        drafts = round_int(rng, produced / (1.0 + sum(alpha ** (i + 1) for i in range(k))))
+        if not drafts:
+            return
+        accepted = 0
+        previous = drafts
+        for pos in range(k):
+            at_pos = min(previous, round_int(rng, drafts * alpha ** (pos + 1) * rng.uniform(0.95, 1.05)))
+            if pos < len(em.spec_per_pos):
+                em.spec_per_pos[pos].v += at_pos
+            accepted += at_pos
+            previous = at_pos
+        em.spec_drafts.v += drafts
+        em.spec_draft_tokens.v += drafts * k
+        em.spec_accepted.v += accepted
+        em.spec_emitted.v += accepted + drafts
+        em.spec_accept_rate.v = em.spec_accepted.v / em.spec_draft_tokens.v  # V0's gauges: since the start
+        em.spec_efficiency.v = em.spec_emitted.v / (em.spec_drafts.v * (k + 1))
+
+    _KV_BYTES_PER_TOKEN = 147_456.0  # Qwen3-8B-like: 36 layers x 8 KV heads x 128 dims x (K, V) x 2 bytes
+
+    def _estimate_work(self, em: EngineMetrics, tokens: int, steps: int, batch: int) -> None:
+        """``--enable-mfu-metrics``: 2 FLOPs per parameter per token; each step reads the weights once (bf16)."""
+        em.flops.v += 2.0 * self.params * tokens
+        em.read_bytes.v += steps * 2.0 * self.params + tokens * self._KV_BYTES_PER_TOKEN * min(batch, 64) / 8.0
+        em.write_bytes.v += tokens * self._KV_BYTES_PER_TOKEN
+
+    def _set_lora_info(self, t: float) -> None:
+        """vLLM sets the series of the current (waiting, running) adapter sets to the current time."""
+        running = sorted({r.lora for eng in self._engines for r in eng.running if r.lora})
+        waiting = sorted({r.lora for eng in self._engines for r in eng.waiting if r.lora})
+        assert self._lora_info is not None
+        child = self._lora_info.child(str(self.max_loras), ",".join(waiting), ",".join(running))
+        child.v = round(self._wall_ready + t, 3)
 
     # ---- views --------------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from aiohttp import ClientSession, UnixConnector, web
 
 from inferwatch.contracts import decode
 from inferwatch.contracts.docker import ContainerLifecycle, DockerHostSnapshot
-from inferwatch.services.vllm_scraper.core import MAX_FINISHED_REASONS
+from inferwatch.services.vllm_scraper.core import MAX_LABEL_VALUES
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.simulators.docker_engine import FakeContainer, FakeDockerEngine, container_id, serve_engine
 from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration, serve
@@ -140,10 +140,10 @@ async def test_cardinality_bomb_is_capped_counted_and_isolated(nats_url: str) ->
         [reasons_dropped] = lines_of(
             body, "inferwatch_vllm_dropped_series", target=bomb_url, reason="max_finished_reasons"
         )
-        assert value_of(reasons_dropped) == 40 - MAX_FINISHED_REASONS
+        assert value_of(reasons_dropped) == 40 - MAX_LABEL_VALUES
         [models_dropped] = lines_of(body, "inferwatch_vllm_dropped_series", target=bomb_url, reason="max_models")
         assert value_of(models_dropped) == 301 - 256
-        assert len(lines_of(body, "inferwatch_vllm_request_success_total", target=bomb_url)) == MAX_FINISHED_REASONS
+        assert len(lines_of(body, "inferwatch_vllm_request_success_total", target=bomb_url)) == MAX_LABEL_VALUES
         # series of the bomb target, all families together: bounded by the caps, not by what it offered
         bomb_lines = [line for line in body.splitlines() if f'target="{bomb_url}"' in line]
         assert len(bomb_lines) < 400, len(bomb_lines)

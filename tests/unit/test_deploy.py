@@ -51,7 +51,13 @@ def known_metric_names() -> set[str]:
             names.add(f.name + "_total")
         if f.type == "histogram":
             names |= {f.name + "_bucket", f.name + "_sum", f.name + "_count"}
-    return names | pending_metric_names()
+    return names | pending_metric_names() | recorded_metric_names()
+
+
+def recorded_metric_names() -> set[str]:
+    """The metric part of every recording rule's name (``level:metric:operations``): the rules define these."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {rule["record"].split(":")[1] for group in groups for rule in group["rules"] if "record" in rule}
 
 
 def pending_metric_names() -> set[str]:

@@ -6,7 +6,7 @@ from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot, Vll
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.vllm_scraper.config import VllmScraperConfig
-from inferwatch.services.vllm_scraper.core import MAX_FINISHED_REASONS, cap_engines, cap_models
+from inferwatch.services.vllm_scraper.core import MAX_LABEL_VALUES, cap_engines, cap_models
 from inferwatch.shared.settings import Env
 
 
@@ -15,7 +15,7 @@ def test_cap_engines_keeps_served_models_first_and_counts_the_rest() -> None:
         model_name="zz-real",
         engine="0",
         requests_running=1.0,
-        request_success_total={f"r{i:02d}": 1.0 for i in range(MAX_FINISHED_REASONS + 5)},
+        request_success_total={f"r{i:02d}": 1.0 for i in range(MAX_LABEL_VALUES + 5)},
     )
     flood = [VllmEngineStats(model_name=f"aa-{i:05d}", engine="0") for i in range(10_000)]
     kept, dropped = cap_engines([*flood, served], 32, ["zz-real"])
@@ -23,7 +23,7 @@ def test_cap_engines_keeps_served_models_first_and_counts_the_rest() -> None:
     assert dropped == {"max_engines": 10_001 - 32, "max_finished_reasons": 5}
     real = [e for e in kept if e.model_name == "zz-real"]
     assert len(real) == 1
-    assert len(real[0].request_success_total) == MAX_FINISHED_REASONS
+    assert len(real[0].request_success_total) == MAX_LABEL_VALUES
     assert kept == sorted(kept, key=lambda e: (e.model_name, e.engine))
     # under the cap nothing changes and nothing is counted
     assert cap_engines(flood[:3], 32) == (flood[:3], {})

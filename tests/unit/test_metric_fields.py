@@ -12,7 +12,7 @@ from inferwatch.contracts.epp import (
 )
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
 from inferwatch.contracts.metrics import metric_fields
-from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.contracts.vllm import VllmEngineStats, VllmHttpHandlerStats, VllmInstanceSnapshot, VllmLoraStats
 from inferwatch.services.aggregator.domains import all_families, all_renderers
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.state import SourceTable
@@ -25,7 +25,10 @@ from tests.support import FIXTURES
 # The recorded V0 exposition predates vLLM 0.6.3, the only release with this gauge (shared/reference/vllm-and-epp.md).
 # Every recorded EPP runs with the flowControl feature gate off, so none has this gauge.
 FLOW_CONTROL = b"# TYPE llm_d_epp_flow_control_queue_size gauge\nllm_d_epp_flow_control_queue_size 3\n"
-V063_HIT_RATE = b'# TYPE vllm:gpu_prefix_cache_hit_rate gauge\nvllm:gpu_prefix_cache_hit_rate{model_name="m"} 0.25\n'
+V063_HIT_RATE = (
+    b'# TYPE vllm:gpu_prefix_cache_hit_rate gauge\nvllm:gpu_prefix_cache_hit_rate{model_name="m"} 0.25\n'
+    b'# TYPE vllm:cpu_prefix_cache_hit_rate gauge\nvllm:cpu_prefix_cache_hit_rate{model_name="m"} 0.5\n'
+)
 
 
 def _exposed(table: SourceTable) -> dict[str, MetricFamily]:
@@ -38,24 +41,38 @@ def test_every_vllm_metric_field_reaches_metrics_from_the_recorded_expositions()
         "v0": (FIXTURES / "vllm-v0-metrics.txt").read_bytes(),
         "v1": (FIXTURES / "vllm-v1-metrics.txt").read_bytes(),
         "v0.6.3": V063_HIT_RATE,
+        # speculative decoding, LoRA and moving MFU counters: simulated (scripts/record_vllm_sim_fixtures.py)
+        **{path.name: path.read_bytes() for path in sorted((FIXTURES / "vllm").glob("simulated-*.txt"))},
     }
     for source, body in bodies.items():  # V0-only and V1-only figures together
         reading = read_instance(body, None, None, max_engines=64, max_models=64)
         table.apply(
             VllmInstanceSnapshot(
-                source=source, observed_at=0.0, collector="t", interval_s=5.0, up=True, engines=reading.engines
+                source=source,
+                observed_at=0.0,
+                collector="t",
+                interval_s=5.0,
+                up=True,
+                engines=reading.engines,
+                lora=reading.lora,
+                http=reading.http,
             ),
             now=0.0,
         )
     exposed = _exposed(table)
     declared = metric_fields(VllmEngineStats)
     assert {m.field for m in declared} == set(VllmEngineStats.__struct_fields__) - {"model_name", "engine"}
-    for m in declared:
-        family = exposed.get("inferwatch_vllm_" + m.family_name)
-        assert family is not None, m.field
-        assert family.samples, m.field
-        assert (family.type, family.help) == (m.type, m.help), m.field
-        assert {V + source for source in m.sources} <= WANTED, m.field
+    for prefix, struct in (
+        ("inferwatch_vllm_", VllmEngineStats),
+        ("inferwatch_vllm_lora_", VllmLoraStats),
+        ("inferwatch_vllm_http_", VllmHttpHandlerStats),
+    ):
+        for m in metric_fields(struct):
+            family = exposed.get(prefix + m.family_name)
+            assert family is not None, m.field
+            assert family.samples, m.field
+            assert (family.type, family.help) == (m.type, m.help), m.field
+            assert {V + source for source in m.sources} <= WANTED or set(m.sources) <= WANTED, m.field
 
 
 def test_every_epp_metric_field_reaches_metrics_from_the_recorded_expositions() -> None:

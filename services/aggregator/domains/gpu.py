@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from inferwatch.contracts.gpu import THROTTLE_REASONS, GpuHostSnapshot
 from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
+from inferwatch.shared.gpu_peaks import gpu_peak
 
 P = "inferwatch_gpu_"
 NVML_AVAILABLE = Family(P + "nvml_available", "gauge", "1 when the gpu-agent could initialise NVML on the host.")
@@ -33,6 +34,18 @@ ECC_CORRECTED = Family(P + "ecc_corrected_errors", "counter", "Corrected ECC err
 ECC_UNCORRECTED = Family(P + "ecc_uncorrected_errors", "counter", "Uncorrected ECC errors (aggregate).")
 PCIE_TX = Family(P + "pcie_tx_bytes_per_second", "gauge", "PCIe transmit throughput.")
 PCIE_RX = Family(P + "pcie_rx_bytes_per_second", "gauge", "PCIe receive throughput.")
+PEAK_FLOPS = Family(
+    P + "peak_dense_flops_per_second",
+    "gauge",
+    "Dense 16-bit tensor-core peak of the GPU model, from inferwatch's table (absent for a model not in it).",
+    "flops",
+)
+PEAK_BANDWIDTH = Family(
+    P + "peak_memory_bandwidth_bytes_per_second",
+    "gauge",
+    "Peak memory bandwidth of the GPU model, from inferwatch's table (absent for a model not in it).",
+    "bytes",
+)
 UNSUPPORTED = Family(P + "field_unsupported", "gauge", "1 for each NVML field the driver does not support on the GPU.")
 PROC_MEM = Family(
     P + "process_memory_used_bytes",
@@ -69,6 +82,10 @@ def render_gpu_host(event: GpuHostSnapshot, w: SeriesWriter) -> None:
         ident = {"host": host, "gpu": str(g.index), "uuid": g.uuid}
         base = label_block(ident)
         w.gauge(INFO, label_block({**ident, "name": g.name}), 1.0)
+        peak = gpu_peak(g.name)
+        if peak is not None:  # from the model name alone: known even while the GPU cannot be read
+            w.gauge(PEAK_FLOPS, base, peak.dense_flops_per_second)
+            w.gauge(PEAK_BANDWIDTH, base, peak.memory_bandwidth_bytes_per_second)
         w.gauge(UP, label_block({**ident, "error": g.error}), 0.0 if g.error else 1.0)
         if g.error:
             continue

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import get_args
 
-from inferwatch.contracts.vllm import ModelStatus, VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.contracts.vllm import (
+    ModelStatus,
+    VllmEngineStats,
+    VllmHttpHandlerStats,
+    VllmInstanceSnapshot,
+    VllmLoraStats,
+)
 from inferwatch.services.aggregator.render import (
     Family,
     SeriesWriter,
@@ -25,7 +31,7 @@ DROPPED_SERIES = Family(
     P + "dropped_series",
     "gauge",
     "Label sets the scraper left out of the last scrape of the instance because of its caps "
-    "(max_engines, max_finished_reasons, max_models), by reason.",
+    "(max_engines, max_models, max_lora_adapters, max_http_handlers, max_<label>s per engine), by reason.",
 )
 SCRAPE_DURATION = Family(P + "scrape_duration_seconds", "gauge", "Duration of the last scrape.")
 MODEL_STATUS = Family(
@@ -35,6 +41,8 @@ HEALTH = Family(P + "health_ok", "gauge", "1 when /health answered 200.")
 LOAD_DURATION = Family(P + "model_load_duration_seconds", "gauge", "Seconds from first seen loading to ready.")
 MAX_MODEL_LEN = Family(P + "max_model_len_tokens", "gauge", "Context length of each served model.")
 ENGINE_FAMILIES = field_families(VllmEngineStats, P)  # one family per metric field of the contract
+LORA_FAMILIES = field_families(VllmLoraStats, P + "lora_")  # per instance: vLLM's LoRA gauge has no model label
+HTTP_FAMILIES = field_families(VllmHttpHandlerStats, P + "http_")  # per API-server handler
 
 STATUSES = get_args(ModelStatus)
 
@@ -81,6 +89,11 @@ def render_vllm(event: VllmInstanceSnapshot, w: SeriesWriter) -> None:
             w.gauge(MAX_MODEL_LEN, label_block({"target": target, "model_name": card.id}), float(card.max_model_len))
     for engine in event.engines:
         _render_engine(w, target, container, engine)
+    if event.lora is not None:
+        write_fields(w, LORA_FAMILIES, base, event.lora)
+    for handler in event.http:
+        labels = label_block({"target": target, "container": container, "handler": handler.handler})
+        write_fields(w, HTTP_FAMILIES, labels, handler)
 
 
 def _render_engine(w: SeriesWriter, target: str, container: str, e: VllmEngineStats) -> None:
