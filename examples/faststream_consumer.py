@@ -115,9 +115,11 @@ def build_app(
 
 
 def asyncapi_document(app: FastStream) -> dict[str, Any]:
-    """The app's AsyncAPI 3.0 document, as FastStream generates it."""
+    """The app's AsyncAPI 3.0 document as FastStream generates it, with the content type our publishers use
+    (msgpack by default; FastStream assumes JSON)."""
     assert app.schema is not None
     document: dict[str, Any] = app.schema.to_specification().to_jsonable()
+    document["defaultContentType"] = "application/msgpack"
     return document
 
 

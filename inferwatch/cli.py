@@ -90,19 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.demo:
             _start_simulators(supervisor, env, workdir / "demo-env.json")
         urls = _start_services(supervisor, env, args.port if port_free(args.port) else free_port())
-        print(f"inferwatch {__version__} up{' --demo' if args.demo else ''}")
-        print(
-            up_summary(
-                nats=nats_line,
-                aggregator_url=urls.pop(AGGREGATOR.name),
-                services=urls,
-                scenarios_url=env.get("INFERWATCH_SIM_CONTROL_URL", "") if args.demo else "",
-            ),
-            end="",
-        )
-        if args.verbose:
-            print(settings_text(urls, {k: v for k, v in env.items() if k.startswith(("INFERWATCH_", "NATS_"))}), end="")
-        sys.stdout.flush()
+        print(up_text(args, nats_line, urls, env), end="", flush=True)
         publisher.start()
         while not stop:
             supervisor.check()
@@ -117,6 +105,21 @@ def cmd_up(args: argparse.Namespace) -> int:
             embedded.close()
         shutil.rmtree(workdir, ignore_errors=True)
         print("stopped.", flush=True)
+
+
+def up_text(args: argparse.Namespace, nats_line: str, urls: dict[str, str], env: dict[str, str]) -> str:
+    """What ``inferwatch up`` prints once everything is started: the short summary, and with ``--verbose`` every
+    service's URL and every setting the children get (secrets masked)."""
+    services = {name: url for name, url in urls.items() if name != AGGREGATOR.name}
+    text = f"inferwatch {__version__} up{' --demo' if args.demo else ''}\n" + up_summary(
+        nats=nats_line,
+        aggregator_url=urls[AGGREGATOR.name],
+        services=services,
+        scenarios_url=env.get("INFERWATCH_SIM_CONTROL_URL", "") if args.demo else "",
+    )
+    if args.verbose:
+        text += settings_text(services, {k: v for k, v in env.items() if k.startswith(("INFERWATCH_", "NATS_"))})
+    return text
 
 
 def _start_simulators(supervisor: Supervisor, env: dict[str, str], env_file: Path) -> None:

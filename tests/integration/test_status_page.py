@@ -84,7 +84,7 @@ async def test_status_page_leads_with_models_in_headless_chromium(
             seen_at = next(e.event.observed_at for e in aggregator.table.sources.values() if e.domain == "vllm")
             aggregator.table.apply(serving_snapshot(seen_at + 15, 250), time.monotonic())
             await page.wait_for_function(
-                "document.querySelector('[data-model=\"qwen3-8b\"]').innerText.includes('10.00/s')", timeout=5000
+                "document.querySelector('[data-model=\"qwen3-8b\"]').innerText.includes('10.00/s')", timeout=15000
             )
             assert await page.locator('[data-model="qwen3-8b"] a[href="https://huggingface.co/Qwen/Qwen3-8B"]').count()
             assert "unavailable" in await page.locator('[data-model="bge-m3"]').inner_text()
@@ -125,14 +125,14 @@ async def test_status_page_leads_with_models_in_headless_chromium(
             # a redraw (the next scrape changes the rate) keeps the open snippet and the search box as they were
             aggregator.table.apply(serving_snapshot(seen_at + 30, 550), time.monotonic())
             await page.wait_for_function(
-                "document.querySelector('[data-model=\"qwen3-8b\"]').innerText.includes('20.00/s')", timeout=5000
+                "document.querySelector('[data-model=\"qwen3-8b\"]').innerText.includes('20.00/s')", timeout=15000
             )
             assert await page.locator('[data-model="qwen3-8b"] details.usage').evaluate("d => d.open")
             assert await page.input_value("#search") == "qwen"
             # a source going down shows without a reload
             assert await page.locator('li[data-source="gpu-host-1"].up').count() == 1
             aggregator.table.expire(time.monotonic() + 3600)
-            await page.wait_for_selector('li[data-source="gpu-host-1"].down', timeout=5000)
+            await page.wait_for_selector('li[data-source="gpu-host-1"].down', timeout=15000)
             # ... and systems that stopped reporting stay in their sections, shown down
             assert await page.locator('li[data-proxy="http://litellm:4000"].down').count() == 1
             assert await page.locator('li[data-project="prod"].down').count() == 1

@@ -77,3 +77,30 @@ def test_verbose_settings_mask_every_secret() -> None:
     assert "marker" not in text
     assert "u:p@" not in text
     assert text.count("=***") == 4
+
+
+def test_up_prints_the_summary_and_only_with_verbose_the_settings() -> None:
+    from argparse import Namespace
+
+    from inferwatch.cli import up_text
+
+    urls = {"aggregator": "http://127.0.0.1:9750", "vllm-scraper": "http://127.0.0.1:9752"}
+    env = {
+        "INFERWATCH_SIM_CONTROL_URL": "http://127.0.0.1:9799",
+        "INFERWATCH_VLLM_TARGETS": "http://127.0.0.1:8001",
+        "INFERWATCH_LITELLM_API_KEY": "sk-demo-marker",
+        "HOME": "/root",
+    }
+    quiet = up_text(Namespace(demo=True, verbose=False), "nats://x", urls, env)
+    assert quiet.splitlines()[0].endswith("up --demo")
+    assert len(quiet.splitlines()) == 6
+    assert "http://127.0.0.1:9799/scenarios" in quiet
+    assert "INFERWATCH_VLLM_TARGETS" not in quiet
+    verbose = up_text(Namespace(demo=True, verbose=True), "nats://x", urls, env)
+    assert verbose.startswith(quiet)
+    assert "INFERWATCH_VLLM_TARGETS=http://127.0.0.1:8001" in verbose
+    assert "INFERWATCH_LITELLM_API_KEY=***" in verbose
+    assert "sk-demo-marker" not in verbose
+    assert "HOME" not in verbose  # only inferwatch's and NATS's settings
+    # without --demo there is no scenarios line even if the variable is set
+    assert "Scenarios" not in up_text(Namespace(demo=False, verbose=False), "nats://x", urls, env)
