@@ -9,7 +9,8 @@ COPY shared shared
 COPY services services
 COPY simulators simulators
 COPY inferwatch inferwatch
-RUN pip install --no-cache-dir --prefix=/install .
+# Both runtime extras: the one image serves every deployment, gRPC vLLM targets and Langfuse DB mode included.
+RUN pip install --no-cache-dir --prefix=/install ".[grpc,langfuse-db]"
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home inferwatch

@@ -1,22 +1,31 @@
 # The two commands a new user needs: `make up` (run the system with demo data) and `make test`.
-# Both create .venv on first use with nothing but python3 (>= 3.11) and pip.
+# Both create .venv on first use with nothing but python3 (>= 3.11) and pip. `make up` installs only what
+# running needs (`pip install -e .`); `make test` adds the test and lint tools (the `dev` extra), so a
+# `make test` after a `make up` upgrades the same venv, and a `make up` after a `make test` finds it complete.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 
-.PHONY: up run test test-unit test-fast lint bench clean
+.PHONY: up run test test-unit test-fast lint bench package clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-up: $(STAMP)  ## run NATS + aggregator + every collector + simulators
+up: $(RUN_STAMP)  ## run NATS + aggregator + every collector + simulators
 	$(BIN)/inferwatch up --demo
 
-run: $(STAMP)  ## run against real upstreams configured in the environment
+run: $(RUN_STAMP)  ## run against real upstreams configured in the environment
 	$(BIN)/inferwatch up
 
 test: $(STAMP)  ## system packages (when root), lint, types, the whole suite with a bounded slow tier
@@ -38,5 +47,10 @@ lint: $(STAMP)
 bench: $(STAMP)  ## every benchmark, ratios against baselines measured in the same run
 	$(BIN)/python bench/run_all.py
 
+package: $(STAMP)  ## sdist + wheel into dist/, checked by twine (tests/integration/test_layout_wheel.py does the same in CI)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""The ``inferwatch`` command: ``up``, ``run SERVICE``, ``tail [SUBJECT]``, ``schema``.
+"""The ``inferwatch`` command: ``up``, ``run SERVICE``, ``status``, ``tail [SUBJECT]``, ``schema``.
 
 ``up`` supervises one process tree (see `inferwatch.supervisor`): NATS (the one at ``NATS_URL`` if it
 answers, else an embedded ``nats-server``), optionally the demo simulators, then the aggregator and every
@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
 from inferwatch import __version__
@@ -35,6 +36,7 @@ from inferwatch.shared.process import spawn
 from inferwatch.shared.service import instance_id, run_service
 from inferwatch.shared.settings import Env, SettingsError
 from inferwatch.supervisor import SnapshotPublisher, Supervisor, snapshot
+from inferwatch.terminal import settings_text, status_text, up_summary
 
 AGGREGATOR = spec("aggregator")
 
@@ -56,17 +58,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole system in one process tree, restarting whatever dies (see `inferwatch.supervisor`)."""
     env = dict(os.environ)
     env.setdefault("INFERWATCH_LOG_FORMAT", "text")
+    if not args.verbose:
+        env.setdefault("INFERWATCH_LOG_LEVEL", "warning")  # the children's start-up chatter only with --verbose
     nats_url = env.get("NATS_URL", "nats://127.0.0.1:4222").split(",")[0]
     supervisor = Supervisor()
     embedded: EmbeddedNats | None = None
     if answers(nats_url):
-        print(f"NATS        {nats_url} (existing server)")
+        nats_line = f"{nats_url} (existing server)"
     else:
         embedded = EmbeddedNats(jetstream=True)
         nats_url = embedded.start()
         # Restarted on the same port with the same JetStream store: key-value state survives, clients reconnect.
         supervisor.add("nats-server", partial(_restart_nats, embedded), running=embedded.proc, stop_last=True)
-        print(f"NATS        {nats_url} (embedded nats-server, JetStream on)")
+        nats_line = f"{nats_url} (embedded nats-server, JetStream on)"
     env["NATS_URL"] = nats_url
 
     stop = False
@@ -86,11 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.demo:
             _start_simulators(supervisor, env, workdir / "demo-env.json")
         urls = _start_services(supervisor, env, args.port if port_free(args.port) else free_port())
-        print(f"Aggregator  {urls[AGGREGATOR.name]}/metrics   (status page: {urls[AGGREGATOR.name]}/)")
-        for name, url in urls.items():
-            if name != AGGREGATOR.name:
-                print(f"  {name:<18} {url}/readyz")
-        print("A part that dies is restarted with backoff; Ctrl-C stops everything.", flush=True)
+        print(up_text(args, nats_line, urls, env), end="", flush=True)
         publisher.start()
         while not stop:
             supervisor.check()
@@ -107,6 +107,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def up_text(args: argparse.Namespace, nats_line: str, urls: dict[str, str], env: dict[str, str]) -> str:
+    """What ``inferwatch up`` prints once everything is started: the short summary, and with ``--verbose`` every
+    service's URL and every setting the children get (secrets masked)."""
+    services = {name: url for name, url in urls.items() if name != AGGREGATOR.name}
+    text = f"inferwatch {__version__} up{' --demo' if args.demo else ''}\n" + up_summary(
+        nats=nats_line,
+        aggregator_url=urls[AGGREGATOR.name],
+        services=services,
+        scenarios_url=env.get("INFERWATCH_SIM_CONTROL_URL", "") if args.demo else "",
+    )
+    if args.verbose:
+        text += settings_text(services, {k: v for k, v in env.items() if k.startswith(("INFERWATCH_", "NATS_"))})
+    return text
+
+
 def _start_simulators(supervisor: Supervisor, env: dict[str, str], env_file: Path) -> None:
     """Start the demo's simulators and point the collectors at them (``env`` is updated in place)."""
     sim_args = [sys.executable, "-m", "inferwatch.simulators", "--env-file", str(env_file)]
@@ -114,9 +129,6 @@ def _start_simulators(supervisor: Supervisor, env: dict[str, str], env_file: Pat
     assert sim.proc is not None
     demo_env = _wait_for_file(env_file, sim.proc, 60)
     env.update({k: v for k, v in demo_env.items() if k not in os.environ})  # the user's settings win
-    print(f"Simulators  {len(demo_env)} settings pointing the collectors at them")
-    if control := env.get("INFERWATCH_SIM_CONTROL_URL"):
-        print(f"Scenarios   {control}/scenarios   (POST / DELETE /scenarios/<name> to start / end one)")
 
 
 def _start_services(supervisor: Supervisor, env: dict[str, str], aggregator_port: int) -> dict[str, str]:
@@ -190,6 +202,60 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return asyncio.run(_tail(args.subject, args.json, args.count))
 
 
+def _status_url(args: argparse.Namespace, env: Env) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    port = env.get(AGGREGATOR.port_variable) or str(AGGREGATOR.port)
+    return f"http://127.0.0.1:{port}"
+
+
+def fetch_status(url: str, env: Env, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The aggregator's ``/api/status`` (with the bearer token or basic auth the services are configured with).
+
+    Raises:
+        httpx.HTTPError: unreachable, or an answer other than 200.
+    """
+    headers = {"Accept": "application/json"}
+    auth: tuple[str, str] | None = None
+    if token := env.secret("INFERWATCH_HTTP_AUTH_BEARER_TOKEN"):
+        headers["Authorization"] = f"Bearer {token.reveal()}"
+    elif (user := env.get("INFERWATCH_HTTP_AUTH_BASIC_USER")) and (
+        password := env.secret("INFERWATCH_HTTP_AUTH_BASIC_PASSWORD")
+    ):
+        auth = (user, password.reveal())
+    response = httpx.get(url + "/api/status", headers=headers, auth=auth, timeout=timeout_s)
+    response.raise_for_status()
+    payload: dict[str, Any] = response.json()
+    return payload
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the aggregator's status (models, alerts, GPUs, sources) as tables, or JSON; ``--watch`` repeats."""
+    env = Env(os.environ)
+    url = _status_url(args, env)
+    width = max(20, shutil.get_terminal_size((120, 40)).columns // 3)
+    try:
+        while True:
+            try:
+                payload = fetch_status(url, env)
+            except (httpx.HTTPError, ValueError) as exc:
+                print(f"inferwatch status: {url}/api/status: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                if not args.watch:
+                    return 1
+            else:
+                if args.json:
+                    print(json.dumps(payload, indent=None if args.watch else 2, sort_keys=True), flush=True)
+                else:
+                    clear = "\x1b[H\x1b[2J" if args.watch and sys.stdout.isatty() else ""
+                    stamp = f"inferwatch status  {url}  {time.strftime('%H:%M:%S')}\n\n"
+                    print(clear + stamp + status_text(payload, width=width), end="", flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every event type (one document, ``$defs`` shared)."""
     (schemas, components) = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/$defs/{name}")
@@ -260,6 +326,13 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=AGGREGATOR.port, help=f"aggregator HTTP port (default {AGGREGATOR.port})"
     )
     up.set_defaults(func=cmd_up)
+    up.add_argument("--verbose", action="store_true", help="also print every service's URL and every setting")
+    status = sub.add_parser("status", help="the aggregator's status page in the terminal (models, alerts, sources)")
+    status.add_argument("--url", help="the aggregator's base URL (default http://127.0.0.1:<its port>)")
+    status.add_argument("--json", action="store_true", help="the status JSON (one line per poll with --watch)")
+    status.add_argument("--watch", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --watch (default 2)")
+    status.set_defaults(func=cmd_status)
     services = "\n".join(f"  {s.name:<18} {s.summary}" for s in SERVICES)
     run = sub.add_parser(
         "run",

@@ -48,7 +48,8 @@ async def _main(env_file: Path | None) -> None:
         tmp = env_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(env))
         os.replace(tmp, env_file)  # atomic: the supervisor never reads half a file
-    print(json.dumps(env, indent=1), flush=True)
+    else:
+        print(json.dumps(env, indent=1), flush=True)  # run by hand: the settings to point collectors at us
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

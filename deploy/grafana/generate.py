@@ -1,22 +1,41 @@
 """Generate inferwatch's Grafana dashboards from code: ``python deploy/grafana/generate.py``.
 
-Plain Python dicts in Grafana's dashboard JSON model (schemaVersion 39), written to
-``deploy/grafana/dashboards/*.json`` (committed; tests/unit/test_deploy.py checks that regenerating gives the
-same bytes and that every metric a query names exists). Every dashboard has the ``host``, ``model`` and
-``container`` variables and a description on every panel (shown as the panel's help text).
+Each dashboard is declared as a list of `Panel` entries and `row` markers (below, one function per dashboard)
+and rendered with Grafana's own typed builders, grafana-foundation-sdk (a generation-time dependency: the
+``test`` extra), into ``deploy/grafana/dashboards/*.json`` (committed). tests/unit/test_deploy.py checks that
+regenerating gives the same bytes, that every dashboard decodes into the SDK's dashboard, panel and Prometheus
+query types and encodes back unchanged, and that every metric a query names exists. Every dashboard has the
+``host``, ``model`` and ``container`` variables and a description on every panel (the panel's help text).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as builders
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
 OUT = Path(__file__).with_name("dashboards")
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'host=~"$host"'
+
+# The SDK's typed panel builder for each panel type the dashboards use.
+PANEL_BUILDERS: dict[str, Callable[[], Any]] = {
+    "timeseries": timeseries.Panel,
+    "stat": stat.Panel,
+    "table": table.Panel,
+    "bargauge": bargauge.Panel,
+    "heatmap": heatmap.Panel,
+    "state-timeline": statetimeline.Panel,
+}
 
 
 @dataclass
@@ -45,44 +64,48 @@ def row(title: str) -> dict[str, Any]:
     return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
 
-def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
-    targets = []
+def _query(panel: Panel, index: int, legend: str, expr: str) -> prometheus.Dataquery:
+    query = prometheus.Dataquery().ref_id(chr(ord("A") + index)).expr(expr).datasource(DATASOURCE)
+    if legend:
+        query = query.legend_format(legend)
+    if panel.instant or panel.type in ("table", "stat", "bargauge"):
+        table_format = PromQueryFormat.TABLE if panel.type == "table" else PromQueryFormat.TIME_SERIES
+        query = query.instant().format(table_format)
+    return query
+
+
+def _panel(panel: Panel, panel_id: int, x: int, y: int) -> Any:
+    """The typed builder of one panel, placed at ``(x, y)``."""
+    if panel.type not in PANEL_BUILDERS:
+        raise ValueError(f"{panel.title}: panel type {panel.type!r} has no builder in PANEL_BUILDERS")
+    builder = (
+        PANEL_BUILDERS[panel.type]()
+        .id(panel_id)
+        .title(panel.title)
+        .description(panel.description)
+        .datasource(DATASOURCE)
+        .grid_pos(model.GridPos(h=panel.height, w=panel.width, x=x, y=y))
+    )
+    if panel.unit:
+        builder = builder.unit(panel.unit)
     for i, (legend, expr) in enumerate(panel.legends()):
-        target: dict[str, Any] = {"refId": chr(ord("A") + i), "expr": expr, "datasource": DATASOURCE}
-        if legend:
-            target["legendFormat"] = legend
-        if panel.instant or panel.type in ("table", "stat", "bargauge"):
-            target["instant"] = True
-            target["format"] = "table" if panel.type == "table" else "time_series"
-        targets.append(target)
-    return {
-        "id": panel_id,
-        "type": panel.type,
-        "title": panel.title,
-        "description": panel.description,
-        "datasource": DATASOURCE,
-        "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
-        "fieldConfig": {"defaults": {"unit": panel.unit} if panel.unit else {}, "overrides": []},
-        "options": panel.options,
-        "targets": targets,
-    }
+        builder = builder.with_target(_query(panel, i, legend, expr))
+    return builder
 
 
-def _variable(name: str, query: str, label: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": DATASOURCE,
-        "query": {"query": query, "refId": name},
-        "definition": query,
-        "refresh": 2,
-        "includeAll": True,
-        "multi": True,
-        "allValue": ".*",
-        "current": {"text": "All", "value": "$__all"},
-        "sort": 1,
-    }
+def _variable(name: str, query: str, label: str) -> builders.QueryVariable:
+    return (
+        builders.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query({"query": query, "refId": name})
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .include_all(True)
+        .multi(True)
+        .all_value(".*")
+        .current(model.VariableOption(text="All", value="$__all"))
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+    )
 
 
 def dashboard(
@@ -92,51 +115,48 @@ def dashboard(
     items: list[Panel | dict[str, Any]],
     variables: tuple[tuple[str, str, str], ...],
 ) -> dict[str, Any]:
-    """A whole dashboard: panels laid out left to right, rows full width."""
-    panels: list[dict[str, Any]] = []
+    """A whole dashboard, built with the SDK's typed builders: panels laid out left to right, rows full width."""
+    board = (
+        builders.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["inferwatch"])
+        .editable()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .time("now-6h", "now")
+        .refresh("30s")
+        .timezone("")
+        .with_variable(builders.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+    )
+    for name, query, label in variables:
+        board = board.with_variable(_variable(name, query, label))
+    options: dict[int, dict[str, Any]] = {}
     x = y = 0
     line_height = 0
     for panel_id, item in enumerate(items, start=1):
         if isinstance(item, dict):
             y += line_height
             x, line_height = 0, 0
-            panels.append({**item, "id": panel_id, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}})
+            position = model.GridPos(h=1, w=24, x=0, y=y)
+            board = board.with_row(builders.Row(item["title"]).id(panel_id).grid_pos(position))
             y += 1
             continue
         if x + item.width > 24:
             y += line_height
             x, line_height = 0, 0
-        panels.append(_panel_json(item, panel_id, x, y))
+        board = board.with_panel(_panel(item, panel_id, x, y))
+        if item.options:
+            options[panel_id] = item.options
         x += item.width
         line_height = max(line_height, item.height)
-    templating = [
-        {
-            "name": "datasource",
-            "label": "Prometheus",
-            "type": "datasource",
-            "query": "prometheus",
-            "current": {},
-            "hide": 0,
-        }
-    ]
-    templating += [_variable(name, query, label) for name, query, label in variables]
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["inferwatch"],
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "graphTooltip": 1,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "timezone": "",
-        "templating": {"list": templating},
-        "annotations": {"list": []},
-        "links": [],
-        "panels": panels,
-    }
+    rendered: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    for panel in rendered["panels"]:
+        if panel["type"] != "row":
+            # Options as declared (Panel.options, checked against the panel type's typed options in
+            # tests/unit/test_deploy.py); the rest is left to Grafana's defaults, not the SDK's (whose defaults
+            # differ: a hidden legend on time series), so the SDK's empty ``null`` becomes ``{}``.
+            panel["options"] = options.get(panel["id"], {})
+    return rendered
 
 
 # Variables. Each dashboard filters by host, model and container where its series carry them.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, get_args
 
 from inferwatch.contracts.langfuse import IngestMode
+from inferwatch.shared.extras import missing
 from inferwatch.shared.settings import Env, Secret, SettingsError
 
 
@@ -121,11 +122,26 @@ class LangfuseIngesterConfig:
             tls_ca_file=env.get(p + "TLS_CA_FILE"),
             insecure=env.bool(p + "TLS_INSECURE", False),
         )
+        if mode == "db":
+            for project in config.projects:
+                driver = db_driver(project.dsn.reveal() if project.dsn else "")
+                if driver and (problem := missing(driver)):
+                    raise SettingsError(f"{p}MODE=db, project {project.label}: {problem}")
         if config.bucket_s <= 0 or config.settle_s < 0 or config.recheck_s < 0:
             raise SettingsError(f"{p}BUCKET_S must be > 0, SETTLE_S and RECHECK_S >= 0")
         if not 1 <= config.page_limit <= 100:
             raise SettingsError(f"{p}PAGE_LIMIT must be within 1..100")
         return config
+
+
+def db_driver(dsn: str) -> str | None:
+    """The driver module DB mode uses for ``dsn`` (``psycopg`` for PostgreSQL, ``clickhouse_connect`` for
+    ClickHouse, both from the ``langfuse-db`` extra), or None for a scheme DB mode does not read."""
+    if dsn.startswith(("postgres://", "postgresql://")) or "dbname=" in dsn:
+        return "psycopg"
+    if dsn.startswith(("clickhouse://", "clickhouses://", "http://", "https://")):
+        return "clickhouse_connect"
+    return None
 
 
 def projects_from_file(path: str) -> list[LangfuseProject]:

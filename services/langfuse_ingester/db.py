@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from inferwatch.services.langfuse_ingester.config import LangfuseProject
+from inferwatch.services.langfuse_ingester.config import LangfuseProject, db_driver
 from inferwatch.services.langfuse_ingester.core import (
     KNOWN_SCORE_TYPES,
     BucketRows,
@@ -411,9 +411,9 @@ class ClickHouseReader:
 
 def db_reader(project: LangfuseProject) -> PostgresReader | ClickHouseReader:
     """The DB reader for a project's DSN scheme."""
-    dsn = project.dsn.reveal() if project.dsn else ""
-    if dsn.startswith(("postgres://", "postgresql://")) or "dbname=" in dsn:
+    driver = db_driver(project.dsn.reveal() if project.dsn else "")
+    if driver == "psycopg":
         return PostgresReader(project)
-    if dsn.startswith(("clickhouse://", "clickhouses://", "http://", "https://")):
+    if driver == "clickhouse_connect":
         return ClickHouseReader(project)
     raise ValueError(f"project {project.label}: unsupported DSN scheme (postgresql:// or clickhouse://)")

@@ -14,8 +14,9 @@ from inferwatch.contracts.discovery import ScrapeTarget
 from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.subjects import HEARTBEAT_V1_FILTER, heartbeat_filter, subject_filter
 from inferwatch.contracts.vllm import ModelStatus, VllmInstanceSnapshot, VllmModelCard, VllmModelLoaded
-from inferwatch.services.vllm_scraper.config import VllmScraperConfig
+from inferwatch.services.vllm_scraper.config import GRPC_SCHEMES, VllmScraperConfig
 from inferwatch.services.vllm_scraper.core import model_status, read_instance, rendezvous_owner, spread_offset
+from inferwatch.shared.extras import MissingExtraError, require
 from inferwatch.shared.http import (
     UNREACHABLE,
     BreakerPolicy,
@@ -56,7 +57,14 @@ class TargetState:
         self.source = strip_credentials(self.target.url)
 
 
-GRPC_SCHEMES = ("grpc://", "grpcs://")
+_logged: set[str] = set()
+
+
+def log_once(text: str) -> None:
+    """Log ``text`` as an error the first time only (a missing extra is the same news every interval)."""
+    if text not in _logged:
+        _logged.add(text)
+        log.error(text)
 
 
 async def grpc_health(url: str, timeout_s: float, tls: TlsPolicy) -> tuple[bool, str]:
@@ -64,8 +72,13 @@ async def grpc_health(url: str, timeout_s: float, tls: TlsPolicy) -> tuple[bool,
 
     ``grpcs://`` uses TLS with verification (the CAs of ``tls``); ``grpc://`` (or ``tls.insecure``) is plaintext.
     """
-    import grpc  # type: ignore[import-untyped]
-    from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+    try:
+        grpc: Any = require("grpc")
+        health_pb2: Any = require("grpc_health.v1.health_pb2")
+        health_pb2_grpc: Any = require("grpc_health.v1.health_pb2_grpc")
+    except MissingExtraError as exc:
+        log_once(str(exc))
+        return False, "grpc_extra_missing"
 
     secure = url.startswith("grpcs://")
     address = url.split("://", 1)[1].rstrip("/")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from inferwatch.shared.settings import Env, Secret
+from inferwatch.shared.extras import missing
+from inferwatch.shared.settings import Env, Secret, SettingsError
+
+GRPC_SCHEMES = ("grpc://", "grpcs://")  # `vllm serve --grpc` targets: health over gRPC (the `grpc` extra)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,11 @@ class VllmScraperConfig:
     def from_env(cls, env: Env) -> VllmScraperConfig:
         """Read ``INFERWATCH_VLLM_*``."""
         p = cls.ENV_PREFIX
+        targets = tuple(t.rstrip("/") for t in env.list(p + "TARGETS"))
+        if any(t.startswith(GRPC_SCHEMES) for t in targets) and (problem := missing("grpc", "grpc_health")):
+            raise SettingsError(f"{p}TARGETS: {problem}")
         return cls(
-            targets=tuple(t.rstrip("/") for t in env.list(p + "TARGETS")),
+            targets=targets,
             interval_s=env.float(p + "INTERVAL_S", cls.interval_s),
             timeout_s=env.float(p + "TIMEOUT_S", cls.timeout_s),
             max_body_bytes=env.int(p + "MAX_BODY_BYTES", cls.max_body_bytes),

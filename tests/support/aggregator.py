@@ -181,3 +181,49 @@ def burning_slos(now: float) -> SloEvaluator:
         engine = msgspec.structs.replace(event.engines[0], request_success_total={"stop": stop, "error": error})
         slos.on_event(msgspec.structs.replace(event, engines=[engine]), now - 60 + 30 * i)
     return slos
+
+
+CONTAINER_ID = "3f2a9c0d1e2b" + "0" * 52
+
+
+def serving_snapshot(observed_at: float, requests: float) -> VllmInstanceSnapshot:
+    """The vLLM instance of `populated_aggregator` after ``requests`` finished requests (90 % within 0.5 s)."""
+    latency = Histogram(
+        buckets=[(0.1, requests * 0.5), (0.5, requests * 0.9), (1.0, requests)], sum=requests * 0.2, count=requests
+    )
+    engine = VllmEngineStats(
+        model_name="qwen3-8b", request_success_total={"stop": requests}, e2e_request_latency_seconds=latency
+    )
+    return vllm_snapshot(observed_at=observed_at, engines=[engine], container_id=CONTAINER_ID)
+
+
+def populated_aggregator() -> SimpleNamespace:
+    """`make_aggregator` plus what a running system adds: a vLLM instance serving qwen3-8b in a container on GPU 0
+    of gpu-host-1, a LiteLLM proxy that times out, a Langfuse project, and a vLLM heartbeat (inferwatch's own)."""
+    from inferwatch.contracts.gpu import GpuProcess, GpuReading
+    from inferwatch.contracts.heartbeat import Heartbeat
+    from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
+    from inferwatch.contracts.litellm import LitellmProxySnapshot
+
+    aggregator = make_aggregator()
+    now, wall = time.monotonic(), time.time()
+    base = {"observed_at": wall, "collector": "c", "interval_s": 1.0}
+    gpu = GpuReading(
+        index=0,
+        uuid="GPU-0",
+        name="NVIDIA H100 80GB HBM3",
+        utilization_ratio=0.71,
+        memory_used_bytes=61 * 2**30,
+        memory_total_bytes=80 * 2**30,
+        temperature_celsius=64,
+        processes=[GpuProcess(pid=7, used_memory_bytes=60 * 2**30, container_id=CONTAINER_ID[:12])],
+    )
+    for event in (
+        serving_snapshot(wall, 100),
+        GpuHostSnapshot(source="gpu-host-1", nvml_available=True, gpus=[gpu], driver_version="550.54", **base),
+        LitellmProxySnapshot(source="http://litellm:4000", up=False, error="timeout", version="1.80.0", **base),
+        LangfuseProjectSnapshot(source="prod", up=True, server_version="3.120.0", **base),
+        Heartbeat(source="vllm-scraper@h:1", service="vllm-scraper", version="0", started_at=0, ready=True, **base),
+    ):
+        aggregator.table.apply(event, now)
+    return aggregator

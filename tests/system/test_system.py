@@ -147,5 +147,10 @@ def test_up_demo_shows_vllm_series_and_ctrl_c_leaves_no_process() -> None:
     assert proc.returncode == 0, out[-3000:]
     assert "stopped." in out
     assert "Traceback" not in out, out[-3000:]
+    # a short start: what runs where, no dump of the demo's settings (those come with --verbose)
+    assert f"Aggregator  http://127.0.0.1:{port}/metrics" in out
+    assert "Scenarios   http://127.0.0.1:" in out
+    assert "INFERWATCH_VLLM_TARGETS" not in out
+    assert "{" not in out.split("stopped.")[0], out[:3000]
     time.sleep(0.5)
     assert [p for p in descendants if alive(p)] == []
