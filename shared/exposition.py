@@ -102,15 +102,20 @@ class MetricFamily(msgspec.Struct, gc=False):
 _METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 _LABEL_VALUE_BODY = r'[^"\\]*(?:\\.[^"\\]*)*'
-# The canonical shape of a labelled sample as prometheus_client writes it, without escapes:
-# name{a="x",b="y"} value  (value: printable ASCII without '_' and space; float() checks the rest).
-# Anything else (escapes, blanks, timestamps, exemplars, errors) takes the general path.
-_FAST_PAIR = _LABEL_NAME + r'="[^"\\]*"'
-_FAST_LABELLED_LINE = re.compile(
-    "(" + _METRIC_NAME + r")\{((?:" + _FAST_PAIR + "(?:," + _FAST_PAIR + r")*,?)?)\} ([\x21-\x5e\x60-\x7e]+)"
+# One line of the body as the fast path sees it: either a sample in the canonical shape prometheus_client
+# writes, name{block} value (value: printable ASCII without '_' and space; float() checks the rest), or
+# a header line in canonical shape (kind, name, rest), or anything else as a whole (other comments, blanks,
+# escapes, timestamps, exemplars, errors) for the general path.
+# One findall over the whole body yields one tuple per line.
+_LINE_RE = re.compile(
+    "^(?:(" + _METRIC_NAME + r")(?:\{([^\n{}\\]*)\})? ([\x21-\x5e\x60-\x7e]+)"
+    r"|# (HELP|TYPE|UNIT) (" + _METRIC_NAME + r")(?:[ \t]+(.*))?"
+    r"|(.*))$",
+    re.MULTILINE,
 )
-# Splits a block matched above (no quote or backslash inside values, no '=' in names).
-_FAST_PAIRS = re.compile(r'([^=]+)="([^"]*)",?')
+# A label block in canonical shape (no escapes, no blanks).
+_FAST_PAIR = _LABEL_NAME + r'="[^"\\]*"'
+_fast_block_match = re.compile("(?:" + _FAST_PAIR + "(?:," + _FAST_PAIR + r")*,?)?").fullmatch
 
 _METRIC_NAME_RE = re.compile(_METRIC_NAME)
 _LABEL_NAME_RE = re.compile(_LABEL_NAME)
@@ -304,8 +309,8 @@ def parse_exposition(
         raise ExpositionError(f"internal error: {type(exc).__name__}: {exc}") from exc
 
 
-def _decode_lines(data: bytes | bytearray | memoryview, max_line_bytes: int) -> list[str]:
-    """The lines of a UTF-8 body; raise `ExpositionError` on bad UTF-8 or a line over ``max_line_bytes``."""
+def _decode(data: bytes | bytearray | memoryview, max_line_bytes: int) -> str:
+    """The text of a UTF-8 body; raise `ExpositionError` on bad UTF-8 or a line over ``max_line_bytes``."""
     if isinstance(data, str):
         raise ExpositionError("expected bytes, got str")
     try:
@@ -313,23 +318,21 @@ def _decode_lines(data: bytes | bytearray | memoryview, max_line_bytes: int) -> 
     except UnicodeDecodeError as exc:
         raw = bytes(data)
         raise ExpositionError(f"invalid UTF-8 at byte {exc.start}", raw.count(b"\n", 0, exc.start) + 1) from None
-    lines = text.split("\n")
     if len(text) > max_line_bytes:  # (otherwise no line can be too long)
         ascii_only = len(text) == len(data)
         limit = max_line_bytes if ascii_only else max_line_bytes // 4
+        lines = text.split("\n")
         if max(map(len, lines)) > limit:
             for i, ln in enumerate(lines, 1):
                 if len(ln) > limit and len(ln.encode()) > max_line_bytes:
                     raise ExpositionError(f"line longer than {max_line_bytes} bytes", i)
-    return lines
+    return text
 
 
-def _is_openmetrics(lines: list[str]) -> bool:
+def _is_openmetrics(text: str) -> bool:
     """Whether the last non-blank line is ``# EOF``."""
-    last = len(lines) - 1
-    while last >= 0 and not lines[last].strip(_WS):
-        last -= 1
-    return last >= 0 and lines[last].strip(_WS) == "# EOF"
+    tail = text.rstrip(_WS + "\n")
+    return tail[tail.rfind("\n") + 1 :].lstrip(_WS) == "# EOF"
 
 
 class _ParseState:
@@ -418,6 +421,10 @@ class _ParseState:
             if hm is None or not self._valid_header(hm.group(1), hm.group(2), lineno):
                 return  # a plain comment (or "# EOF")
         kind, hname, rest = hm.groups()
+        self.declare(kind, hname, rest, lineno)
+
+    def declare(self, kind: str, hname: str, rest: str | None, lineno: int) -> None:
+        """Apply a HELP, TYPE or UNIT line of family ``hname`` (``rest``: what follows the name)."""
         if hname != self.decl:
             # A new family; the one before it, announced by HELP/UNIT alone, still appears (untyped, empty).
             if self.fam is None and self.kept and self.decl is not None:
@@ -526,6 +533,50 @@ class _ParseState:
             self.register(self.decl, self.untyped, self.cur_help, self.decl, lineno)
 
 
+def _block_labels(block: str, max_label_pairs: int) -> dict[str, str]:
+    """The labels of a canonical label block (``a="x",b="y"``); ``{}`` when it is not one (the general path decides)."""
+    if _fast_block_match(block) is None:
+        return {}
+    # Canonical: values hold no quote, so splitting at quotes gives name=, value, ,name=, value, ... and the
+    # names hold neither ',' nor '='.
+    parts = block.split('"')
+    values = parts[1::2]
+    names = "".join(parts[::2]).replace(",", "").split("=")  # one more than the values: the last is ""
+    labels = dict(zip(names, values, strict=False))
+    return labels if len(labels) == len(values) <= max_label_pairs else {}
+
+
+def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str, str]]) -> dict[str, str]:
+    """`_block_labels` for a block first seen in this body, sped up for histogram buckets.
+
+    The buckets of one series differ only in ``le``: the block without its ``le`` pair is split once
+    (and cached in ``blocks`` under that key) and each bucket adds its own ``le``. The result is the same
+    dict as `_block_labels` gives, but for the position of ``le`` among the keys.
+    """
+    start = block.find('le="')
+    end = block.find('"', start + 4)
+    if (
+        start < 0
+        or end < 0
+        or block.count('"', 0, start) % 2  # 'le="' inside a value
+        or (start and (start == 1 or block[start - 1] != "," or block[start - 2] == ","))
+        or (end + 1 < len(block) and block[end + 1] != ",")
+    ):
+        return _block_labels(block, max_label_pairs)
+    le = block[start + 4 : end]
+    # Without `le="…"` and one comma beside it: canonical exactly when the whole block is (given the checks
+    # above: `le` starts a pair, ends one, and is neither first after a comma nor after a double comma).
+    rest = block[end + 2 :] if not start else block[: start - 1] + block[end + 1 :]
+    base = blocks.get(rest)
+    if base is None:
+        base = blocks[rest] = _block_labels(rest, max_label_pairs) if rest else {}
+    if (rest and not base) or "\\" in le or "le" in base or len(base) >= max_label_pairs:
+        return _block_labels(block, max_label_pairs)
+    labels = base.copy()
+    labels["le"] = le
+    return labels
+
+
 def _parse(
     data: bytes | bytearray | memoryview,
     families: Collection[str] | None,
@@ -534,59 +585,65 @@ def _parse(
     max_line_bytes: int,
     max_label_pairs: int,
 ) -> dict[str, MetricFamily]:
-    lines = _decode_lines(data, max_line_bytes)
+    text = _decode(data, max_line_bytes)
     # Each kept sample takes a line: the sample cap needs counting only on longer inputs.
-    count_samples = len(lines) > max_samples
+    count_samples = text.count("\n") >= max_samples
 
-    state = _ParseState(_is_openmetrics(lines), families, prefixes, max_samples, max_label_pairs)
+    state = _ParseState(_is_openmetrics(text), families, prefixes, max_samples, max_label_pairs)
     # The hot loop reads the current family's state from locals, refreshed after every header line.
     kept, allowed, skip = state.kept, state.allowed, state.skip
     samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
-    fast_match = _FAST_LABELLED_LINE.fullmatch
-    find_pairs = _FAST_PAIRS.findall
-    for lineno, line in enumerate(lines, 1):
-        if not line:
+    # Label blocks repeat across families (every gauge of an engine, every histogram's buckets): each
+    # distinct block is checked and split once per body, and each sample gets its own copy of the dict.
+    blocks: dict[str, dict[str, str]] = {}
+    lineno = 0
+    for lineno, (name, block, vs, kind, hname, rest, line) in enumerate(_LINE_RE.findall(text), 1):
+        if name:  # a canonical sample line: name{block} value
+            if kept and name in allowed:
+                if block:
+                    labels = blocks.get(block)
+                    if labels is None:
+                        labels = blocks[block] = _bucket_labels(block, max_label_pairs, blocks)
+                    if labels:
+                        labels = labels.copy()
+                    else:
+                        labels = None  # not canonical after all
+                else:
+                    labels = {}
+                if labels is not None:
+                    try:
+                        value = float(vs)
+                    except ValueError:
+                        pass
+                    else:
+                        if samples is None:
+                            samples = state.first_sample(name, lineno).samples
+                        samples.append(new_sample(name, labels, value))
+                        if count_samples:
+                            state.count(lineno)
+                        continue
+            elif not kept and name in allowed:
+                continue  # a sample of a filtered-out family: not parsed
+            line = f"{name}{{{block}}} {vs}" if block else f"{name} {vs}"
+        elif kind:
+            state.declare(kind, hname, rest, lineno)
+            kept, allowed, skip = state.kept, state.allowed, state.skip
+            samples = state.fam.samples if state.fam is not None else None
             continue
-        if line[0] == "#":
+        elif not line:
+            continue
+        elif line[0] == "#":
             state.header(line, lineno)
             kept, allowed, skip = state.kept, state.allowed, state.skip
             samples = state.fam.samples if state.fam is not None else None
             continue
-        if kept:
-            # Fast paths: canonical sample lines of the current family.
-            if "{" in line:
-                m = fast_match(line)
-                if m is None:
-                    canonical = False
-                else:
-                    name, block, vs = m.groups()
-                    pairs = find_pairs(block)
-                    labels = dict(pairs)
-                    canonical = name in allowed and len(labels) == len(pairs) <= max_label_pairs
-            else:
-                name, _, vs = line.partition(" ")
-                labels = {}
-                # float() also takes '_' separators and non-ASCII digits; the format does not.
-                canonical = name in allowed and vs.isascii() and "_" not in vs
-            if canonical:
-                try:
-                    value = float(vs)
-                except ValueError:
-                    pass
-                else:
-                    if samples is None:
-                        samples = state.first_sample(name, lineno).samples
-                    samples.append(new_sample(name, labels, value))
-                    if count_samples:
-                        state.count(lineno)
-                    continue
-        elif line.startswith(skip):
+        elif not kept and line.startswith(skip):
             continue  # a sample of a filtered-out family: not parsed
         # General path: blanks, escapes, timestamps, exemplars, untyped samples, errors.
         state.general_sample(line, lineno)
         samples = state.fam.samples if state.fam is not None else None
-    state.close(len(lines))
+    state.close(lineno)
     return state.result
 
 

@@ -52,9 +52,25 @@ def _sample(fams: dict[str, MetricFamily], name: str, **labels: str) -> float:
 # Parity with prometheus_client on the recorded vLLM bodies
 
 
-@pytest.mark.parametrize("path", [V1, V0], ids=["vllm-v1", "vllm-v0"])
-def test_fixture_matches_prometheus_client(path: Path) -> None:
+# Every recorded /metrics body of the upstreams we parse: vLLM (V1, V0), LiteLLM (its HTTP answer, headers
+# dropped) and every EPP generation. bench/bench_exposition.py times the same bodies.
+PARITY_FIXTURES = {
+    "vllm-v1": V1,
+    "vllm-v0": V0,
+    "litellm": FIXTURES / "litellm" / "metrics.http",
+    "litellm-1.70": FIXTURES / "litellm" / "metrics-old-1.70.txt",
+    **{f"epp-{p.stem}": p for p in sorted((FIXTURES / "epp").glob("*.txt"))},
+}
+
+
+def _body(path: Path) -> bytes:
     data = path.read_bytes()
+    return data.split(b"\n\n", 1)[1] if path.suffix == ".http" else data  # status line and headers first
+
+
+@pytest.mark.parametrize("path", PARITY_FIXTURES.values(), ids=PARITY_FIXTURES.keys())
+def test_fixture_matches_prometheus_client(path: Path) -> None:
+    data = _body(path)
     ref = list(text_string_to_metric_families(data.decode()))
     ours = parse_exposition(data)
 
