@@ -6,8 +6,8 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,32 @@ class Goal:
 GOALS: dict[str, Goal] = {
     g.key: g
     for g in (
-        Goal("alert_latency", "alert_latency", "alert latency p99, condition in a snapshot -> alert on NATS", "<=", 1000, " ms"),
-        Goal("exposition_parse", "exposition", "exposition parse vs prometheus_client (worst of vLLM, LiteLLM, EPP fixtures)", ">=", 10),
+        Goal(
+            "alert_latency",
+            "alert_latency",
+            "alert latency p99, condition in a snapshot -> alert on NATS",
+            "<=",
+            1000,
+            " ms",
+        ),
+        Goal(
+            "exposition_parse",
+            "exposition",
+            "exposition parse vs prometheus_client (worst of vLLM, LiteLLM, EPP fixtures)",
+            ">=",
+            10,
+        ),
         Goal("freshness", "freshness", "container start -> series p99", "<=", 1000, " ms"),
-        Goal("render_speed", "render", "/metrics render at 1 % churn vs generate_latest (worst of 100k, 1M series)", ">=", 10),
-        Goal("render_memory", "render", "/metrics render memory vs generate_latest (worst of 100k, 1M series)", "<=", 0.5),
+        Goal(
+            "render_speed",
+            "render",
+            "/metrics render at 1 % churn vs generate_latest (worst of 100k, 1M series)",
+            ">=",
+            10,
+        ),
+        Goal(
+            "render_memory", "render", "/metrics render memory vs generate_latest (worst of 100k, 1M series)", "<=", 0.5
+        ),
         Goal("ingest", "ingest", "aggregator ingest vs a raw nats-py callback", ">=", 0.8),
         Goal("scrape_cpu", "scrape", "scrape CPU per cycle vs Prometheus on the same targets", "<=", 1.0),
         Goal("scrape_cpu_floor", "scrape", "scrape CPU per cycle vs Prometheus (floor)", "<=", 1.5),

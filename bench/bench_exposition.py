@@ -4,11 +4,11 @@ Run from anywhere: ``.venv/bin/python bench/bench_exposition.py [--json PATH] [-
 
 Cases: the recorded ``/metrics`` bodies of vLLM V1 (tests/fixtures/vllm-v1-metrics.txt), LiteLLM
 (tests/fixtures/litellm/metrics.http, headers dropped) and the llm-d EPP (tests/fixtures/epp/llm_d_epp.txt),
-parsed in full (the goal: >= 10x on each, the worst counts), and a synthetic large body (vLLM-shaped histograms, counters and gauges for 3 models x 10 engines,
-rendered by prometheus_client), each parsed in full and with a filter of about ten vLLM
-families. Both parsers start from the same bytes (the baseline decodes them first); the
-baseline's filtered figure parses everything and then keeps the same families, as it has no
-filter. Samples are checked identical before anything is timed. Figures are the best of
+parsed in full (the goal: >= 10x on each, the worst counts), the vLLM one also with a filter of about
+ten vLLM families, and a synthetic large body (vLLM-shaped histograms, counters and gauges for 3 models
+x 10 engines, rendered by prometheus_client), in full and filtered. Both parsers start from the same
+bytes (the baseline decodes them first); the baseline's filtered figure parses everything and then keeps
+the same families, as it has no filter. Samples are checked identical before anything is timed. Figures are the best of
 several repeats of ``timeit`` runs, the baseline's and ours interleaved so that a change in machine
 load hits both alike; time is CPU time of this process (``time.process_time``), steadier than wall time
 on a shared machine.
@@ -130,7 +130,9 @@ def check_identical(data: bytes, keep: list[str] | None) -> int:
     return len(ref_keys)
 
 
-def best_ms_pair(base: Callable[[], object], ours: Callable[[], object], budget_s: float, repeat: int) -> tuple[float, float]:
+def best_ms_pair(
+    base: Callable[[], object], ours: Callable[[], object], budget_s: float, repeat: int
+) -> tuple[float, float]:
     """Best CPU time per call in ms of each: `repeat` rounds of timeit runs, the two interleaved, each run
     sized to ~budget_s / repeat."""
     timers = [timeit.Timer(fn, timer=time.process_time) for fn in (base, ours)]

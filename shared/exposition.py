@@ -115,6 +115,7 @@ _LINE_RE = re.compile(
 )
 # A label block in canonical shape (no escapes, no blanks).
 _FAST_PAIR = _LABEL_NAME + r'="[^"\\]*"'
+_NO_LABELS: dict[str, str] = {}  # (only ever copied)
 _fast_block_match = re.compile("(?:" + _FAST_PAIR + "(?:," + _FAST_PAIR + r")*,?)?").fullmatch
 
 _METRIC_NAME_RE = re.compile(_METRIC_NAME)
@@ -601,17 +602,10 @@ def _parse(
     for lineno, (name, block, vs, kind, hname, rest, line) in enumerate(_LINE_RE.findall(text), 1):
         if name:  # a canonical sample line: name{block} value
             if kept and name in allowed:
-                if block:
-                    labels = blocks.get(block)
-                    if labels is None:
-                        labels = blocks[block] = _bucket_labels(block, max_label_pairs, blocks)
-                    if labels:
-                        labels = labels.copy()
-                    else:
-                        labels = None  # not canonical after all
-                else:
-                    labels = {}
-                if labels is not None:
+                labels = blocks.get(block) if block else _NO_LABELS
+                if labels is None:
+                    labels = blocks[block] = _bucket_labels(block, max_label_pairs, blocks)
+                if labels or not block:  # (an empty dict for a block: not canonical after all)
                     try:
                         value = float(vs)
                     except ValueError:
@@ -619,27 +613,23 @@ def _parse(
                     else:
                         if samples is None:
                             samples = state.first_sample(name, lineno).samples
-                        samples.append(new_sample(name, labels, value))
+                        samples.append(new_sample(name, labels.copy(), value))
                         if count_samples:
                             state.count(lineno)
                         continue
             elif not kept and name in allowed:
                 continue  # a sample of a filtered-out family: not parsed
             line = f"{name}{{{block}}} {vs}" if block else f"{name} {vs}"
-        elif kind:
-            state.declare(kind, hname, rest, lineno)
+        elif kind or line[:1] == "#":
+            if kind:
+                state.declare(kind, hname, rest, lineno)
+            else:
+                state.header(line, lineno)
             kept, allowed, skip = state.kept, state.allowed, state.skip
             samples = state.fam.samples if state.fam is not None else None
             continue
-        elif not line:
-            continue
-        elif line[0] == "#":
-            state.header(line, lineno)
-            kept, allowed, skip = state.kept, state.allowed, state.skip
-            samples = state.fam.samples if state.fam is not None else None
-            continue
-        elif not kept and line.startswith(skip):
-            continue  # a sample of a filtered-out family: not parsed
+        elif not line or (not kept and line.startswith(skip)):
+            continue  # a blank line, or a sample of a filtered-out family: not parsed
         # General path: blanks, escapes, timestamps, exemplars, untyped samples, errors.
         state.general_sample(line, lineno)
         samples = state.fam.samples if state.fam is not None else None
