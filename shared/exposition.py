@@ -652,23 +652,28 @@ def histograms_by(family: MetricFamily | None, key: Callable[[dict[str, str]], K
     buckets: dict[K, dict[float, float]] = {}
     sums: dict[K, float] = {}
     counts: dict[K, float] = {}
-    base = len(family.name)
+    bucket_name, sum_name, count_name = (family.name + sfx for sfx in ("_bucket", "_sum", "_count"))
+    bounds: dict[str, float | None] = {}  # each `le` text parsed once (every series repeats the same bounds)
     for s in family.samples:
+        name = s.name
         group = key(s.labels)
         if group is None:
             continue
-        suffix = s.name[base:]
-        if suffix == "_bucket":
-            try:
-                le = float(s.labels.get("le", ""))
-            except ValueError:
-                continue
-            if math.isfinite(le):
+        if name == bucket_name:
+            text = s.labels.get("le", "")
+            le = bounds.get(text, math.inf)  # (a bound not finite is kept as None: inf means "not parsed yet")
+            if le == math.inf:
+                try:
+                    le = float(text)
+                except ValueError:
+                    le = None
+                le = bounds[text] = le if le is not None and math.isfinite(le) else None
+            if le is not None:
                 per = buckets.setdefault(group, {})
                 per[le] = per.get(le, 0.0) + s.value
-        elif suffix == "_sum":
+        elif name == sum_name:
             sums[group] = sums.get(group, 0.0) + s.value
-        elif suffix == "_count":
+        elif name == count_name:
             counts[group] = counts.get(group, 0.0) + s.value
     return {
         group: Histogram(buckets=sorted(buckets.get(group, {}).items()), sum=sums.get(group, 0.0), count=count)
