@@ -462,7 +462,7 @@ class _ParseState:
 
     def _declare_type(self, hname: str, rest: str | None, lineno: int) -> None:
         """Apply the TYPE line of the current family: its sample names, whether it is kept, its registration."""
-        typ = rest.strip(_WS).lower() if rest else ""
+        typ = rest if rest in _TYPES else rest.strip(_WS).lower() if rest else ""
         if typ not in _TYPES:
             raise ExpositionError(f"unknown metric type {rest!r}", lineno)
         if self.cur_typed:
@@ -473,7 +473,7 @@ class _ParseState:
         fam_name = hname[:-6] if typ == "counter" and hname.endswith("_total") and len(hname) > 6 else hname
         if self.openmetrics:
             self.allowed = {hname, *[fam_name + sfx for sfx in _OM_SUFFIXES[typ]]}
-        else:
+        elif _TEXT_SUFFIXES[typ] != ("",):  # (otherwise it is {hname}, as the family's first header line set it)
             self.allowed = {hname + sfx for sfx in _TEXT_SUFFIXES[typ]}
         wanted = self.wanted
         self.kept = (
