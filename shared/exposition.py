@@ -554,6 +554,18 @@ def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str,
     (and cached in ``blocks`` under that key) and each bucket adds its own ``le``. The result is the same
     dict as `_block_labels` gives, but for the position of ``le`` among the keys.
     """
+    # Most writers put `le` last (prometheus_client, the Go client): split it off with one call. A canonical
+    # block ends `,le="v"` exactly when this finds it: a quote inside the tail would mean the `,le="` found
+    # closed a value rather than opened one.
+    base, sep, tail = block.rpartition(',le="')
+    if sep and base and base[-1] != "," and tail[-1:] == '"' and '"' not in tail[:-1] and "\\" not in tail:
+        labels = blocks.get(base)
+        if labels is None:
+            labels = blocks[base] = _block_labels(base, max_label_pairs)
+        if labels and "le" not in labels and len(labels) < max_label_pairs:
+            labels = labels.copy()
+            labels["le"] = tail[:-1]
+            return labels
     start = block.find('le="')
     end = block.find('"', start + 4)
     if (
