@@ -560,11 +560,11 @@ def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str,
     # closed a value rather than opened one.
     base, sep, tail = block.rpartition(',le="')
     if sep and base and base[-1] != "," and tail[-1:] == '"' and '"' not in tail[:-1] and "\\" not in tail:
-        labels = blocks.get(base)
-        if labels is None:
-            labels = blocks[base] = _block_labels(base, max_label_pairs)
-        if labels and "le" not in labels and len(labels) < max_label_pairs:
-            labels = labels.copy()
+        cached = blocks.get(base)
+        if cached is None:
+            cached = blocks[base] = _block_labels(base, max_label_pairs)
+        if cached and "le" not in cached and len(cached) < max_label_pairs:
+            labels = cached.copy()
             labels["le"] = tail[:-1]
             return labels
     start = block.find('le="')
@@ -581,12 +581,12 @@ def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str,
     # Without `le="…"` and one comma beside it: canonical exactly when the whole block is (given the checks
     # above: `le` starts a pair, ends one, and is neither first after a comma nor after a double comma).
     rest = block[end + 2 :] if not start else block[: start - 1] + block[end + 1 :]
-    base = blocks.get(rest)
-    if base is None:
-        base = blocks[rest] = _block_labels(rest, max_label_pairs) if rest else {}
-    if (rest and not base) or "\\" in le or "le" in base or len(base) >= max_label_pairs:
+    others = blocks.get(rest)
+    if others is None:
+        others = blocks[rest] = _block_labels(rest, max_label_pairs) if rest else {}
+    if (rest and not others) or "\\" in le or "le" in others or len(others) >= max_label_pairs:
         return _block_labels(block, max_label_pairs)
-    labels = base.copy()
+    labels = others.copy()
     labels["le"] = le
     return labels
 
