@@ -225,6 +225,5 @@ def test_a_backlog_of_messages_gives_the_event_loop_turns() -> None:
         await scrape
 
     asyncio.run(consume())
-    assert len(taken_when_served) == 1
-    assert taken_when_served[0] < YIELD_EVERY  # served within the first batch
+    assert taken_when_served and taken_when_served[0] < YIELD_EVERY  # served within the first batch
     assert len(agg.table.sources) == 4 * YIELD_EVERY  # and every message still applied
