@@ -56,7 +56,6 @@ BUS_DISCONNECTS = Family(
 )
 
 _MAX_PREFIXES = 200  # bound on the decode-error label values
-YIELD_EVERY = 128  # messages between two turns of the event loop while a backlog is consumed (~0.5 ms of work)
 _monotonic = time.monotonic  # (module globals: the NATS callback runs once per message)
 _wall_clock = time.time
 
@@ -81,19 +80,12 @@ class Aggregator:
         )
         self._rate_log = RateLimitedLog(60.0)
         self._last_render_s = 0.0
-        self._since_yield = 0  # messages taken since the NATS callback last gave the event loop a turn
         alerting = alerting or AlertingConfig()
         self.alerts = alerting.engine(config.expiry_intervals)
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
 
     async def on_message(self, msg: Msg) -> None:
         """The NATS callback: decode and apply; never raises."""
-        self._since_yield += 1
-        if self._since_yield >= YIELD_EVERY:
-            # nats-py hands over a backlog without giving the event loop back: /metrics and /readyz would wait
-            # for all of it under a flood. A turn of the loop every YIELD_EVERY messages bounds that wait.
-            self._since_yield = 0
-            await asyncio.sleep(0)
         try:
             event = decode(msg.data)
         except DecodeError as exc:

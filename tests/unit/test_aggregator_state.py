@@ -200,30 +200,3 @@ def test_resent_snapshot_moves_last_seen_and_a_changed_one_rerenders() -> None:
     third = samples(render_exposition(table.rendered()))
     assert any(dict(labels).get("container") == "renamed" for _, labels in third)
     assert not any(dict(labels).get("container") == "vllm-qwen" for _, labels in third)
-
-
-def test_a_backlog_of_messages_gives_the_event_loop_turns() -> None:
-    """nats-py feeds a backlog to the callback without yielding; /metrics must not wait for all of it."""
-    from inferwatch.services.aggregator.app import YIELD_EVERY
-    from tests.support.flood import heartbeat_flood
-
-    class Msg:
-        def __init__(self, subject: str, data: bytes) -> None:
-            self.subject, self.data = subject, data
-
-    backlog = [Msg(subject, payload) for subject, payload in heartbeat_flood(4 * YIELD_EVERY)]
-    agg = Aggregator(AggregatorConfig())
-    taken_when_served: list[int] = []
-
-    async def consume() -> None:
-        async def serve_a_scrape() -> None:  # stands for an HTTP handler that became ready meanwhile
-            taken_when_served.append(sum(agg.table.stats.events.values()))
-
-        scrape = asyncio.ensure_future(serve_a_scrape())
-        for msg in backlog:  # as nats-py's subscription task does: one await per message, no other yield
-            await agg.on_message(msg)  # type: ignore[arg-type]
-        await scrape
-
-    asyncio.run(consume())
-    assert taken_when_served and taken_when_served[0] < YIELD_EVERY  # served within the first batch
-    assert len(agg.table.sources) == 4 * YIELD_EVERY  # and every message still applied
