@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,78 @@ def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The goals `make bench` checks: one declaration each. A bench reports its figure with `report_goal`,
+# which prints one ``goal <key>: ... MET|MISSED`` line; run_all.py reads those lines back and prints
+# every goal of this table, with ``not run`` for the benches it skipped.
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One figure `make bench` holds us to: ``figure <op> target`` (op ``>=`` or ``<=``)."""
+
+    key: str
+    bench: str  # the bench that measures it (bench/bench_<name>.py)
+    figure: str  # what is measured, against which baseline
+    op: str
+    target: float
+    unit: str = "x"
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` reaches the goal."""
+        return value >= self.target if self.op == ">=" else value <= self.target
+
+
+GOALS: dict[str, Goal] = {
+    g.key: g
+    for g in (
+        Goal(
+            "alert_latency",
+            "alert_latency",
+            "alert latency p99, condition in a snapshot -> alert on NATS",
+            "<=",
+            1000,
+            " ms",
+        ),
+        Goal(
+            "exposition_parse",
+            "exposition",
+            "exposition parse vs prometheus_client (worst of vLLM, LiteLLM, EPP fixtures)",
+            ">=",
+            10,
+        ),
+        Goal("freshness", "freshness", "container start -> series p99", "<=", 1000, " ms"),
+        Goal(
+            "render_speed",
+            "render",
+            "/metrics render at 1 % churn vs generate_latest (worst of 100k, 1M series)",
+            ">=",
+            10,
+        ),
+        Goal(
+            "render_memory", "render", "/metrics render memory vs generate_latest (worst of 100k, 1M series)", "<=", 0.5
+        ),
+        Goal("ingest", "ingest", "aggregator ingest vs a raw nats-py callback", ">=", 0.8),
+        Goal("scrape_cpu", "scrape", "scrape CPU per cycle vs Prometheus on the same targets", "<=", 1.0),
+        Goal("scrape_cpu_floor", "scrape", "scrape CPU per cycle vs Prometheus (floor)", "<=", 1.5),
+        Goal("metrics_under_load", "scrape_under_load", "/metrics p99 under the event flood vs idle", "<=", 1.5),
+        Goal("readyz_under_load", "scrape_under_load", "aggregator /readyz p99 under the event flood", "<=", 50, " ms"),
+        Goal("readyz_services", "readyz", "every service's /readyz p99 under a flood", "<=", 100, " ms"),
+        Goal("gpu_poll", "gpu", "gpu-agent poll cost per GPU per cycle", "<=", 5, " ms"),
+    )
+}
+
+
+def report_goal(key: str, value: float, detail: str = "") -> bool:
+    """Print the goal line for ``key`` with ``value`` (and what else to know); return whether it is met."""
+    goal = GOALS[key]
+    met = goal.met(value)
+    extra = f"; {detail}" if detail else ""
+    print(
+        f"goal {key}: {goal.figure} {goal.op} {goal.target:g}{goal.unit}: "
+        f"{'MET' if met else 'MISSED'} ({value:.3g}{goal.unit}{extra})",
+        flush=True,
+    )
+    return met

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import write_json
+from bench._common import report_goal, write_json
 from inferwatch.contracts import Event, type_filter
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
@@ -123,7 +123,7 @@ def main() -> int:
         f"  Prometheus baseline (computed: 15 s scrape + 60 s evaluation interval): p50 {base_p50:.1f} s, "
         f"p99 {base_p99:.1f} s -> ratio {base_p99 / p99:,.0f}x (p99)"
     )
-    print(f"goal p99 <= 1 s: {'MET' if p99 <= 1.0 else 'MISSED'} ({p99 * 1e3:.2f} ms)")
+    report_goal("alert_latency", p99 * 1e3)
     path = write_json(
         "alert_latency",
         {"samples": times, "baseline_p50_s": base_p50, "baseline_p99_s": base_p99, "goal_met": p99 <= 1.0},

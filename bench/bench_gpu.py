@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import best_of, table, write_json
+from bench._common import best_of, report_goal, table, write_json
 
 CYCLES = 200
 
@@ -79,10 +79,7 @@ def main() -> None:
     print(f"cgroup read+parse (uncached, /proc/self): {cgroup_median / 1000 * 1e6:.1f} us")
     worst = max(r["agent_ms_per_gpu_cycle"] for r in rows)
     ratio = worst / max(r["raw_calls_ms_per_gpu_cycle"] for r in rows)
-    print(
-        f"goal agent_ms_per_gpu_cycle < 5: {'MET' if worst < 5 else 'MISSED'} ({worst:.3f} ms at worst; "
-        f"{ratio:.1f}x the raw NVML calls)"
-    )
+    report_goal("gpu_poll", worst, f"{ratio:.1f}x the raw NVML calls")
     out = write_json("gpu", {"rows": rows, "cgroup_read_us": cgroup_median / 1000 * 1e6, "goal_ms": 5.0}, args.json)
     print(f"wrote {out}")
 

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench._common import write_json
+from bench._common import report_goal, write_json
 from inferwatch.shared.natsserver import EmbeddedNats
 from inferwatch.shared.ports import free_port
 
@@ -235,6 +235,11 @@ def main(argv: list[str] | None = None) -> None:
         f"  scraper bus: published {result['ours_bus_published_total']}, "
         f"dropped {result['ours_bus_publish_dropped_total']}"
     )
+    ratio = result["ratio_ours_over_prometheus"]
+    if ratio is not None:
+        detail = f"{ours_cycle:.2f} vs {prom_cycle:.2f} CPU s per cycle of {args.targets} targets"
+        report_goal("scrape_cpu", ratio, detail)
+        report_goal("scrape_cpu_floor", ratio, detail)
     out = write_json("scrape", result, args.json)
     print(f"wrote {out}")
 

@@ -58,6 +58,8 @@ BUS_DISCONNECTS = Family(
 )
 
 _MAX_PREFIXES = 200  # bound on the decode-error label values
+_monotonic = time.monotonic  # (module globals: the NATS callback runs once per message)
+_wall_clock = time.time
 
 
 def _subject_prefix(subject: str) -> str:
@@ -93,9 +95,9 @@ class Aggregator:
         except DecodeError as exc:
             self._decode_error(msg.subject, str(exc))
             return
-        self.table.apply(event, time.monotonic())
-        if not isinstance(event, Alert):
-            transitions = self.alerts.on_event(event, time.time())
+        self.table.apply(event, _monotonic())
+        if type(event) is not Alert:
+            transitions = self.alerts.on_event(event, _wall_clock())
             if transitions:
                 self.alert_dispatcher.submit(transitions)
 

@@ -553,8 +553,7 @@ class AlertEngine:
     def _on_event(self, event: Event, now: float) -> list[Alert]:
         tag = type(event).__struct_config__.tag
         rules = self._by_event.get(tag)  # type: ignore[arg-type]
-        tracked = tag in self._silent_tags
-        if not rules and not tracked:
+        if not rules and tag not in self._silent_tags:
             return []
         key = (str(tag), event.source)
         seen = self._seen.get(key)
@@ -566,6 +565,8 @@ class AlertEngine:
         seen.at = now
         seen.expired = False
         seen.interval_s = event.interval_s if isinstance(event, Snapshot) else 0.0
+        if not rules and not seen.silent and not seen.instances:
+            return []  # only watched for silence (a heartbeat flood ends here): nothing to evaluate or clear
         out: list[Alert] = []
         if seen.silent:  # the source spoke again (kept per source: a heartbeat flood must not hash labels)
             out.extend(self._resolve(fp, now) for fp in seen.silent if fp in self._instances)

@@ -98,12 +98,18 @@ class SourceTable:
         return tag
 
     def apply(self, event: Event, now: float) -> None:
-        """Take one decoded event (``now`` is the local monotonic clock)."""
-        tag, domain, kind = self._tag(type(event))
+        """Take one decoded event (``now`` is the local monotonic clock).
+
+        The ingest hot path (every message): one dict look-up per table, no allocation but the key.
+        """
+        tags = self._tags.get(type(event))
+        tag, domain, kind = tags if tags is not None else self._tag(type(event))
         events = self.stats.events
         events[tag] = events.get(tag, 0) + 1
         if isinstance(event, Snapshot):
             key = (tag, event.source)
+            interval = event.interval_s
+            expires_at = now + self._expiry_intervals * (interval if interval > 0.1 else 0.1)
             entry = self.sources.get(key)
             if entry is not None:
                 if event.observed_at < entry.event.observed_at:
@@ -111,16 +117,14 @@ class SourceTable:
                     return
                 entry.event = event
                 entry.received_at = now
-                entry.expires_at = now + self._expiry_intervals * max(event.interval_s, 0.1)
+                entry.expires_at = expires_at
                 entry.meta = None
                 return
             if len(self.sources) >= self._max_sources:
                 self._drop("max_sources")
                 return
             self.tombstones.pop(key, None)
-            self.sources[key] = SourceEntry(
-                tag, domain, kind, event, now, now + self._expiry_intervals * max(event.interval_s, 0.1)
-            )
+            self.sources[key] = SourceEntry(tag, domain, kind, event, now, expires_at)
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1

@@ -52,9 +52,25 @@ def _sample(fams: dict[str, MetricFamily], name: str, **labels: str) -> float:
 # Parity with prometheus_client on the recorded vLLM bodies
 
 
-@pytest.mark.parametrize("path", [V1, V0], ids=["vllm-v1", "vllm-v0"])
-def test_fixture_matches_prometheus_client(path: Path) -> None:
+# Every recorded /metrics body of the upstreams we parse: vLLM (V1, V0), LiteLLM (its HTTP answer, headers
+# dropped) and every EPP generation. bench/bench_exposition.py times the same bodies.
+PARITY_FIXTURES = {
+    "vllm-v1": V1,
+    "vllm-v0": V0,
+    "litellm": FIXTURES / "litellm" / "metrics.http",
+    "litellm-1.70": FIXTURES / "litellm" / "metrics-old-1.70.txt",
+    **{f"epp-{p.stem}": p for p in sorted((FIXTURES / "epp").glob("*.txt"))},
+}
+
+
+def _body(path: Path) -> bytes:
     data = path.read_bytes()
+    return data.split(b"\n\n", 1)[1] if path.suffix == ".http" else data  # status line and headers first
+
+
+@pytest.mark.parametrize("path", PARITY_FIXTURES.values(), ids=PARITY_FIXTURES.keys())
+def test_fixture_matches_prometheus_client(path: Path) -> None:
+    data = _body(path)
     ref = list(text_string_to_metric_families(data.decode()))
     ours = parse_exposition(data)
 
@@ -533,3 +549,51 @@ def test_round_trip_through_prometheus_client(metrics: list[Metric], openmetrics
     # a filter on one family gives the same family
     first = next(iter(fams))
     assert _summary(parse_exposition(data, families=[first])) == {first: _summary(fams)[first]}
+
+
+# The fast path splits each distinct label block once per body, histogram buckets through their block without
+# `le`; the general path parses a line character by character. Both must agree on every block, canonical or not.
+_BLOCK_PIECES = ['le="', 'a="', 'b="', '"', ",", "x", "le", "=", "\\", " ", "1", '",', ',le="', ',le="1"', "}", "{"]
+
+
+def _samples_or_error(data: bytes, max_label_pairs: int) -> object:
+    try:
+        return [
+            (s.name, s.labels, s.value)
+            for f in parse_exposition(data, max_label_pairs=max_label_pairs).values()
+            for s in f.samples
+        ]
+    except ExpositionError:
+        return "error"
+
+
+@FUZZ
+@given(st.lists(st.lists(st.sampled_from(_BLOCK_PIECES), max_size=9).map("".join), min_size=1, max_size=4))
+def test_fast_label_blocks_agree_with_the_general_path(blocks: list[str]) -> None:
+    header = b"# TYPE h histogram\n"
+    fast = header + b"".join(f"h_bucket{{{b}}} 1\n".encode() for b in blocks)
+    general = header + b"".join(f"h_bucket {{{b}}} 1\n".encode() for b in blocks)  # a blank: never the fast path
+    for max_label_pairs in (2, 64):
+        assert _samples_or_error(fast, max_label_pairs) == _samples_or_error(general, max_label_pairs)
+
+
+@pytest.mark.parametrize(
+    ("block", "labels"),
+    [
+        ('a="x",le="1"', {"a": "x", "le": "1"}),
+        ('le="1",a="x"', {"a": "x", "le": "1"}),
+        ('a="x",le="1",b="y"', {"a": "x", "b": "y", "le": "1"}),
+        ('a="q,le=",b=",z"', {"a": "q,le=", "b": ",z"}),  # ',le="' closing a value, not opening le
+        ('le="1",', {"le": "1"}),
+        ('a="x",,le="1"', None),
+        (',le="1"', None),
+        ('a="x",le="1",le="2"', None),
+    ],
+)
+def test_bucket_blocks_in_any_order(block: str, labels: dict[str, str] | None) -> None:
+    data = f"# TYPE h histogram\nh_bucket{{{block}}} 1\nh_bucket{{{block}}} 2\n".encode()
+    if labels is None:
+        with pytest.raises(ExpositionError):
+            parse_exposition(data)
+    else:
+        assert [s.labels for s in parse_exposition(data)["h"].samples] == [labels, labels]
