@@ -28,6 +28,7 @@ from inferwatch.contracts.litellm import LitellmProxySnapshot
 from inferwatch.contracts.supervisor import SupervisorSnapshot
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.services.aggregator.economics import model_economics
+from inferwatch.services.aggregator.rule_engine import histogram_growth, histogram_quantile
 
 PAGE = Path(__file__).parent / "static" / "status.html"
 
@@ -87,7 +88,7 @@ class LiveModelStats:
                     rates[model] = rates.get(model, 0.0) + (cur.requests - prev.requests) / (
                         cur.observed_at - prev.observed_at
                     )
-                window = _histogram_delta(cur.latency, prev.latency if prev else None)
+                window = _latency_since(prev, cur)
                 if window is not None:
                     windows.setdefault(model, []).append(window)
         for key in set(self._last) - seen:
@@ -95,7 +96,7 @@ class LiveModelStats:
         return {
             model: ModelLive(
                 request_rate=rates.get(model),
-                p95_latency_s=histogram_quantile(LATENCY_QUANTILE, windows.get(model, [])),
+                p95_latency_s=histogram_quantile(LATENCY_QUANTILE, sum_histograms(windows.get(model, []))),
                 instances=count,
             )
             for model, count in instances.items()
@@ -113,14 +114,14 @@ def _readings(snap: VllmInstanceSnapshot) -> dict[str, _Reading]:
         if engine.model_name in out:
             prior = out[engine.model_name]
             prior.requests += requests
-            prior.latency = _histogram_sum([h for h in (prior.latency, latency) if h is not None])
+            prior.latency = sum_histograms([h for h in (prior.latency, latency) if h is not None])
         else:
             out[engine.model_name] = _Reading(snap.observed_at, requests, latency)
     return out
 
 
-def _histogram_sum(histograms: list[Histogram]) -> Histogram | None:
-    """Bucket-wise sum of histograms with the same bounds (engines of one vLLM version); None for none."""
+def sum_histograms(histograms: list[Histogram]) -> Histogram | None:
+    """Bucket-wise sum of histograms with the bounds of the first (engines of one vLLM version); None for none."""
     if not histograms:
         return None
     first = histograms[0]
@@ -129,30 +130,11 @@ def _histogram_sum(histograms: list[Histogram]) -> Histogram | None:
     return Histogram(buckets=buckets, sum=sum(h.sum for h in same), count=sum(h.count for h in same))
 
 
-def _histogram_delta(cur: Histogram | None, prev: Histogram | None) -> Histogram | None:
-    """Observations between two cumulative readings (``cur`` itself without a usable ``prev``)."""
-    if cur is None:
-        return None
-    if prev is None or [b for b, _ in prev.buckets] != [b for b, _ in cur.buckets] or prev.count > cur.count:
-        return cur
-    buckets = [(bound, count - prev.buckets[i][1]) for i, (bound, count) in enumerate(cur.buckets)]
-    return Histogram(buckets=buckets, sum=cur.sum - prev.sum, count=cur.count - prev.count)
-
-
-def histogram_quantile(q: float, histograms: list[Histogram]) -> float | None:
-    """PromQL's ``histogram_quantile`` over the sum of ``histograms``: linear within the bucket holding the rank,
-    the highest finite bound when the rank lies in ``+Inf``; None when there are no observations."""
-    total = _histogram_sum(histograms)
-    if total is None or total.count <= 0:
-        return None
-    rank = q * total.count
-    lower, below = 0.0, 0.0
-    for bound, cumulative in total.buckets:
-        if cumulative >= rank:
-            inside = cumulative - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside > 0 else 1.0)
-        lower, below = bound, cumulative
-    return total.buckets[-1][0] if total.buckets else None
+def _latency_since(prev: _Reading | None, cur: _Reading) -> Histogram | None:
+    """Latency observations since ``prev`` (all of ``cur``'s without a comparable previous reading)."""
+    if cur.latency is None or prev is None or prev.latency is None:
+        return cur.latency
+    return histogram_growth(prev.latency, cur.latency) or cur.latency
 
 
 def _seconds(value: float) -> str:

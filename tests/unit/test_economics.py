@@ -268,7 +268,8 @@ def test_api_price_of_the_configured_route_beside_the_self_hosted_cost() -> None
 def test_status_payload_has_each_models_economics_lines() -> None:
     aggregator = make_aggregator()
     aggregator.economics = economics_tracker()
-    lines = dict(status_payload(aggregator)["economics"]["qwen3-8b"])
+    (model,) = [m for m in status_payload(aggregator)["models"] if m["name"] == "qwen3-8b"]
+    lines = dict(model["figures"])  # the economics are rows of the model card's figures
     # 10 s x 0.001 USD = 0.01 USD for 1,000 tokens: 10 USD per million; 3,600 J per 1,000 tokens: 1 kWh per million
     assert lines["self-hosted USD per million total tokens"] == "10.0000"
     assert lines["energy per million tokens"] == "1.000 kWh"

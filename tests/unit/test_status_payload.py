@@ -14,13 +14,14 @@ from inferwatch.contracts.heartbeat import Heartbeat
 from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
+from inferwatch.services.aggregator.rule_engine import histogram_quantile
 from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.aggregator.status_page import (
     LiveModelStats,
     ModelLive,
-    histogram_quantile,
     model_figures,
     status_payload,
+    sum_histograms,
 )
 from tests.support.aggregator import (
     burning_slos,
@@ -65,13 +66,13 @@ def _vllm(observed_at: float, requests: float, latency: Histogram, **kw: object)
 
 def test_histogram_quantile_interpolates_like_promql() -> None:
     # 100 observations: 50 ≤ 0.1 s, 90 ≤ 0.5 s, 100 ≤ 1 s: the 95th lies halfway through (0.5, 1]
-    assert histogram_quantile(0.95, [_latency(50, 90, 100, 100)]) == 0.75
+    assert histogram_quantile(0.95, _latency(50, 90, 100, 100)) == 0.75
     # rank in the first bucket interpolates from 0
-    assert histogram_quantile(0.5, [_latency(100, 100, 100, 100)]) == 0.05
+    assert histogram_quantile(0.5, _latency(100, 100, 100, 100)) == 0.05
     # two histograms are summed before the quantile
-    assert histogram_quantile(0.95, [_latency(50, 90, 100, 100), _latency(50, 90, 100, 100)]) == 0.75
-    assert histogram_quantile(0.95, [_latency(0, 0, 0, 0)]) is None
-    assert histogram_quantile(0.95, []) is None
+    assert histogram_quantile(0.95, sum_histograms([_latency(50, 90, 100, 100), _latency(50, 90, 100, 100)])) == 0.75
+    assert histogram_quantile(0.95, _latency(0, 0, 0, 0)) is None
+    assert histogram_quantile(0.95, sum_histograms([])) is None
 
 
 def test_live_stats_give_the_rate_and_p95_of_the_last_interval() -> None:
