@@ -1,0 +1,403 @@
+"""A private, real Docker Engine for tests, and the images the tests run on it, all made locally.
+
+`DockerEngine` runs Debian's ``dockerd`` (the ``docker.io`` package, Engine 20.10) in a temp dir of its own:
+its socket, data root, exec root and pidfile live there, with no iptables, no default bridge and the ``vfs``
+storage driver, so it needs nothing from the host but root. `DockerEngine.stop` removes every container, then
+stops the daemon by the PID in its pidfile and waits for that PID to exit (a daemon killed otherwise leaves
+its containers' processes running).
+
+No registry can be reached, so images are imported from root filesystems built here: a busybox image (Debian's
+``busybox-static``) with a vLLM stand-in that serves a recorded exposition, and a Debian base with Python
+(``mmdebstrap``). What takes seconds to make (the Debian base, the wheelhouse, the inferwatch image) is cached
+under ``~/.cache/inferwatch/docker`` (``INFERWATCH_DOCKER_CACHE``), keyed by what went into it, so a rerun
+only imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from tests.support import FIXTURES, ROOT, require_tool
+
+CACHE = Path(os.environ.get("INFERWATCH_DOCKER_CACHE") or Path.home() / ".cache" / "inferwatch" / "docker")
+"""Where images that take seconds to make are kept between runs, keyed by their inputs."""
+BUSYBOX_IMAGE = "inferwatch-test/busybox:latest"
+"""Busybox with ``serve-recorded`` (the vLLM stand-in) on its PATH; no entrypoint."""
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+"""The busybox image again, under vLLM's own repository name, with ``ENTRYPOINT ["vllm", "serve"]``."""
+DEBIAN_IMAGE = "inferwatch-test/debian-python:bookworm"
+"""Debian bookworm (minbase) with python3, python3-venv and ca-certificates."""
+DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+
+# The vLLM stand-in: reads --host/--port the way `vllm serve` does, serves /www (a recorded /metrics,
+# /v1/models, /version, /health) with busybox httpd, and writes to its stdout whatever is appended to
+# /tmp/log (`docker exec C sh -c 'echo … >> /tmp/log'`), which is how a test makes it log a CUDA OOM.
+SERVE_RECORDED = """#!/bin/sh
+host=0.0.0.0
+port=8000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) port="$2"; shift ;;
+    --port=*) port="${1#--port=}" ;;
+    --host) host="$2"; shift ;;
+    --host=*) host="${1#--host=}" ;;
+  esac
+  shift
+done
+: > /tmp/log
+httpd -p "$host:$port" -h /www
+echo "INFO:     Uvicorn running on http://$host:$port (Press CTRL+C to quit)"
+exec tail -f /tmp/log
+"""
+BUSYBOX_APPLETS = ("sh", "httpd", "tail", "sleep", "echo", "cat", "ls", "true", "env", "kill")
+
+
+def static_busybox() -> str:
+    """Path of a statically linked busybox (``busybox-static``); skip (fail in CI) without one."""
+    path = require_tool("busybox")
+    if not _is_static(Path(path)):
+        require_tool("busybox-static-not-found")  # skips/fails with the package's name in the message
+    return path
+
+
+def _is_static(path: Path) -> bool:
+    """An ELF file without a PT_INTERP program header needs no dynamic loader (runs in an empty rootfs)."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2:  # 64-bit ELF only; that is what Debian ships here
+        return False
+    phoff, phentsize, phnum = struct.unpack_from("<Q", data, 0x20)[0], *struct.unpack_from("<HH", data, 0x36)
+    return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != 3 for i in range(phnum))
+
+
+class DockerEngine:
+    """One private ``dockerd`` in ``root`` (socket, data, exec root, pidfile, log)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.pidfile = root / "dockerd.pid"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def docker_host(self) -> str:
+        """``DOCKER_HOST`` for clients of this engine."""
+        return f"unix://{self.socket}"
+
+    def env(self) -> dict[str, str]:
+        """The environment for the ``docker`` CLI and docker-py (testcontainers) against this engine."""
+        return {**os.environ, "DOCKER_HOST": self.docker_host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the daemon and wait until ``/_ping`` answers."""
+        dockerd = require_tool("dockerd")
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 (the daemon writes it for its whole life)
+        self.process = subprocess.Popen(
+            [
+                dockerd,
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                "--shutdown-timeout=5",
+                "--host",
+                self.docker_host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.pidfile),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited {self.process.returncode}: {self.log_tail()}")
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), timeout=2) as client,
+            ):
+                if client.get("http://docker/_ping").status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dockerd did not answer within {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the daemon's log (for failure messages)."""
+        with contextlib.suppress(OSError):
+            return "\n".join((self.root / "dockerd.log").read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, *, remove_containers: bool = True, timeout: float = 60.0) -> None:
+        """Remove every container (optional), then SIGTERM the PID in the pidfile and wait for it to exit."""
+        if self.process is None:
+            return
+        if remove_containers and self.process.poll() is None:
+            with contextlib.suppress(subprocess.SubprocessError):
+                ids = self.docker("ps", "-aq", check=False).stdout.split()
+                if ids:
+                    self.docker("rm", "-f", "-v", *ids, check=False, timeout=60)
+                self.docker("network", "prune", "-f", check=False)
+        pid = self.process.pid
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pidfile.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def docker(
+        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the ``docker`` CLI against this engine (API version negotiated: the 28.x CLI talks to 20.10)."""
+        result = subprocess.run(
+            [require_tool("docker"), *args],
+            env=self.env(),
+            input=input.decode("latin-1") if input is not None else None,
+            capture_output=True,
+            text=True,
+            encoding="latin-1",
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()[-2000:]}")
+        return result
+
+    def import_tar(self, tar: Path, tag: str, *changes: str) -> None:
+        """``docker import`` a root filesystem tarball as ``tag`` with Dockerfile ``changes``."""
+        args = [a for change in changes for a in ("--change", change)]
+        self.docker("import", *args, str(tar), tag, timeout=600)
+
+    def has_image(self, tag: str) -> bool:
+        """Whether ``tag`` exists on this engine."""
+        return self.docker("image", "inspect", tag, check=False).returncode == 0
+
+
+@contextlib.contextmanager
+def running_engine() -> Iterator[DockerEngine]:
+    """A started private engine in a fresh temp dir; stopped (containers removed) and deleted afterwards."""
+    if os.geteuid() != 0:
+        require_tool("dockerd-as-root")  # dockerd needs root here (no rootless setup): skip, or fail in CI
+    root = Path(tempfile.mkdtemp(prefix="iw-dockerd-", dir="/tmp"))  # short: the socket path must fit 108 bytes
+    engine = DockerEngine(root)
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- images ---------------------------------------------------------------------------------------------
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 0
+    tar.addfile(info)
+
+
+def _add_link(tar: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = tarfile.SYMTYPE, target, 0
+    tar.addfile(info)
+
+
+def busybox_rootfs(dest: Path) -> Path:
+    """A rootfs tarball: static busybox, its applets, ``serve-recorded`` (also as ``vllm`` and ``python3``)
+    and ``/www`` holding the recorded vLLM V1 ``/metrics`` and ``/v1/models``."""
+    busybox = Path(static_busybox()).read_bytes()
+    with tarfile.open(dest, "w") as tar:
+        for d in ("bin", "usr", "usr/bin", "tmp", "etc", "www", "www/v1"):
+            _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
+        _add_file(tar, "bin/busybox", busybox, 0o755)
+        for applet in BUSYBOX_APPLETS:
+            _add_link(tar, f"bin/{applet}", "busybox")
+        _add_file(tar, "usr/bin/serve-recorded", SERVE_RECORDED.encode(), 0o755)
+        for alias in ("vllm", "python3"):
+            _add_link(tar, f"usr/bin/{alias}", "serve-recorded")
+        _add_file(tar, "etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
+        _add_file(tar, "www/metrics", (FIXTURES / "vllm-v1-metrics.txt").read_bytes())
+        _add_file(tar, "www/v1/models", (FIXTURES / "vllm-v1-models.json").read_bytes())
+        _add_file(tar, "www/version", b'{"version":"0.33.0"}')
+        _add_file(tar, "www/health", b"")
+    return dest
+
+
+def make_busybox_images(engine: DockerEngine) -> None:
+    """`BUSYBOX_IMAGE` and `VLLM_IMAGE` (well under a second: a 2 MB import)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = busybox_rootfs(Path(tmp) / "rootfs.tar")
+        engine.import_tar(tar, BUSYBOX_IMAGE, "ENV PATH=/usr/bin:/bin")
+        engine.import_tar(tar, VLLM_IMAGE, "ENV PATH=/usr/bin:/bin", 'ENTRYPOINT ["vllm", "serve"]')
+
+
+def _key(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:16]
+
+
+def _apt_sources() -> bytes:
+    """The machine's apt sources: mmdebstrap builds from them, so they are part of the cache key."""
+    out = b""
+    for path in sorted([Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]):
+        with contextlib.suppress(OSError):
+            out += path.read_bytes()
+    return out
+
+
+def _cached(name: str, key: str, make: Sequence[str]) -> Path:
+    """``CACHE/name-key.tar``, made by the command ``make`` (writing to ``{out}``) when missing."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{name}-{key}.tar"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial")
+    subprocess.run([arg.replace("{out}", str(partial)) for arg in make], check=True, capture_output=True, timeout=600)
+    os.replace(partial, path)
+    return path
+
+
+def debian_base_tar() -> Path:
+    """Debian bookworm minbase with python3 (``mmdebstrap``, about 20 s; cached by packages and apt sources)."""
+    require_tool("mmdebstrap")
+    include = ",".join(DEBIAN_PACKAGES)
+    key = _key(include.encode(), _apt_sources())
+    return _cached(
+        "debian-python",
+        key,
+        ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={include}", "bookworm", "{out}"],
+    )
+
+
+def make_debian_image(engine: DockerEngine) -> str:
+    """`DEBIAN_IMAGE` on ``engine`` (imported from the cached tarball)."""
+    if not engine.has_image(DEBIAN_IMAGE):
+        engine.import_tar(debian_base_tar(), DEBIAN_IMAGE, 'CMD ["/bin/bash"]')
+    return DEBIAN_IMAGE
+
+
+def wheelhouse() -> Path:
+    """Wheels of inferwatch and every runtime dependency (``pip wheel`` here, outside any container).
+
+    Keyed by ``pyproject.toml`` and the package sources; kept under the cache dir.
+    """
+    sources = sorted(
+        p
+        for top in ("contracts", "shared", "services", "simulators", "inferwatch")
+        for p in (ROOT / top).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    key = _key(
+        (ROOT / "pyproject.toml").read_bytes(),
+        sys.version.encode(),
+        *(str(p.relative_to(ROOT)).encode() + (b"" if p.is_symlink() else p.read_bytes()) for p in sources),
+    )
+    path = CACHE / f"wheelhouse-{key}"
+    if path.is_dir():
+        return path
+    partial = CACHE / f"wheelhouse-{key}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    os.replace(partial, path)
+    return path
+
+
+class SocketProxy:
+    """A unix-socket proxy in front of the engine's socket that a test can cut (every connection closed, new
+    ones refused) and resume: the event stream breaks without the daemon noticing anything."""
+
+    def __init__(self, target: str, path: str) -> None:
+        self.target, self.path = target, path
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.open = True
+
+    async def __aenter__(self) -> SocketProxy:
+        self.server = await asyncio.start_unix_server(self._serve, self.path)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers.difference_update((writer, up_writer))
+
+    async def cut(self) -> None:
+        """Close every proxied connection and refuse new ones until `resume`."""
+        self.open = False
+        for writer in list(self.writers):
+            writer.close()
+        self.writers.clear()
+        await asyncio.sleep(0)
+
+    def resume(self) -> None:
+        """Accept connections again."""
+        self.open = True
+
+
+def record_json(engine: DockerEngine, path: str) -> object:
+    """GET one Engine API path on the real engine (for recording fixtures)."""
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(engine.socket)), timeout=10) as client:
+        return json.loads(client.get(f"http://docker{path}").text)
