@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -102,7 +103,12 @@ class DockerEngine:
 
     def env(self) -> dict[str, str]:
         """The environment for the ``docker`` CLI and docker-py (testcontainers) against this engine."""
-        return {**os.environ, "DOCKER_HOST": self.docker_host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+        return {
+            **os.environ,
+            "DOCKER_HOST": self.docker_host,
+            "DOCKER_BUILDKIT": "0",  # the classic builder: the 28.x CLI has no buildx plugin here
+            "TESTCONTAINERS_RYUK_DISABLED": "true",
+        }
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the daemon and wait until ``/_ping`` answers."""
@@ -401,3 +407,108 @@ def record_json(engine: DockerEngine, path: str) -> object:
     """GET one Engine API path on the real engine (for recording fixtures)."""
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(engine.socket)), timeout=10) as client:
         return json.loads(client.get(f"http://docker{path}").text)
+
+
+INFERWATCH_IMAGE = "inferwatch:latest"
+"""The tag docker-compose.yml runs; `build_inferwatch_image` builds it from the repository's Dockerfile."""
+CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+CONTEXT_DIRS = ("contracts", "shared", "services", "simulators", "inferwatch")
+
+
+def build_inferwatch_image(engine: DockerEngine, tag: str = INFERWATCH_IMAGE) -> str:
+    """Build the Dockerfile on `DEBIAN_IMAGE` from the offline wheelhouse, with no network in the build:
+    ``docker build --network none --build-arg BASE=… --build-arg WHEELS=wheels`` over a copy of the
+    repository with the wheelhouse as ``wheels/`` (what an air-gapped user does). The image is kept in the
+    cache (``docker save``), keyed by the base, the wheelhouse and the Dockerfile, and loaded from there."""
+    base = make_debian_image(engine)
+    wheels = wheelhouse()
+    key = _key(
+        DEBIAN_IMAGE.encode(), debian_base_tar().name.encode(), wheels.name.encode(), (ROOT / "Dockerfile").read_bytes()
+    )
+    saved = CACHE / f"inferwatch-image-{key}.tar"
+    if saved.exists():
+        engine.docker("load", "--input", str(saved), timeout=600)
+        if engine.has_image(tag):
+            return tag
+    with tempfile.TemporaryDirectory() as tmp:
+        context = Path(tmp)
+        for name in CONTEXT_FILES:
+            shutil.copy2(ROOT / name, context / name)
+        for name in CONTEXT_DIRS:
+            shutil.copytree(ROOT / name, context / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(wheels, context / "wheels")
+        engine.docker(
+            "build",
+            *("--network", "none", "--build-arg", f"BASE={base}", "--build-arg", "WHEELS=wheels"),
+            *("--tag", tag, str(context)),
+            timeout=900,
+        )
+    partial = saved.with_suffix(".partial")
+    engine.docker("save", "--output", str(partial), tag, timeout=600)
+    os.replace(partial, saved)
+    return tag
+
+
+def record_fixtures(dest: Path) -> None:
+    """Record what docker-watcher reads from a real engine into ``dest`` (tests/fixtures/docker/engine-20.10):
+    ``/version``, ``/containers/json?all=1``, inspect documents and the ``/events`` of a container's life
+    (run, ``docker stop``, ``start``, ``docker restart``, ``kill``, ``rm``). Run by hand:
+    ``.venv/bin/python -m tests.support.docker_engine tests/fixtures/docker/engine-20.10``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with running_engine() as engine:
+        make_busybox_images(engine)
+        events: list[dict[str, object]] = []
+
+        def follow() -> None:
+            transport = httpx.HTTPTransport(uds=str(engine.socket))
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                httpx.Client(transport=transport, timeout=None) as client,
+                client.stream("GET", "http://docker/events", params={"filters": '{"type":["container"]}'}) as answer,
+            ):
+                for line in answer.iter_lines():
+                    if line.strip():
+                        events.append(json.loads(line))
+
+        threading.Thread(target=follow, daemon=True).start()
+        time.sleep(0.5)
+        engine.docker("network", "create", "llm")
+        hostnet = "vllm-hostnet"
+        engine.docker(
+            *("run", "-d", "--init", "--name", hostnet, "--network", "host", "-e", "HF_TOKEN=hf_recorded_not_secret"),
+            *("--label", "com.docker.compose.project=llm", VLLM_IMAGE, "Qwen/Qwen3-8B"),
+            *("--served-model-name", "qwen3-8b", "--host", "127.0.0.1", "--port", "18000"),
+        )
+        engine.docker(
+            *("run", "-d", "--init", "--name", "vllm-published", "--network", "llm", "-p", "127.0.0.1:18001:8000"),
+            *("--restart", "unless-stopped", BUSYBOX_IMAGE, "python3", "-m", "vllm.entrypoints.openai.api_server"),
+            *("--model", "Qwen/Qwen3-8B", "--port", "8000"),
+        )
+        engine.docker("run", "-d", "--init", "--name", "sleeper", "--network", "none", BUSYBOX_IMAGE, "sleep", "1")
+        time.sleep(2)  # the sleeper has exited
+        documents = {
+            "version.json": record_json(engine, "/version"),
+            "containers-json-all.json": record_json(engine, "/containers/json?all=1"),
+            "inspect-vllm-hostnet.json": record_json(engine, f"/containers/{hostnet}/json"),
+            "inspect-vllm-published.json": record_json(engine, "/containers/vllm-published/json"),
+            "inspect-exited.json": record_json(engine, "/containers/sleeper/json"),
+        }
+        for action in (("stop", "-t", "5"), ("start",), ("restart", "-t", "5"), ("kill",)):
+            engine.docker(*action, hostnet)
+        documents["inspect-vllm-hostnet-killed.json"] = record_json(engine, f"/containers/{hostnet}/json")
+        engine.docker("rm", hostnet)
+        time.sleep(1)
+        for name, document in documents.items():
+            (dest / name).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+        lines = [json.dumps(e, sort_keys=True) for e in events if e.get("id", "").startswith(_id(documents))]
+        (dest / "events-hostnet-life.jsonl").write_text("\n".join(lines) + "\n")
+        engine.docker("network", "rm", "llm", check=False)
+
+
+def _id(documents: dict[str, object]) -> str:
+    inspect = documents["inspect-vllm-hostnet.json"]
+    return str(inspect.get("Id", "?")) if isinstance(inspect, dict) else "?"
+
+
+if __name__ == "__main__":
+    record_fixtures(Path(sys.argv[1]))
