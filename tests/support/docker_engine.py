@@ -475,7 +475,7 @@ def record_fixtures(dest: Path) -> None:
         engine.docker("network", "create", "llm")
         hostnet = "vllm-hostnet"
         engine.docker(
-            *("run", "-d", "--init", "--name", hostnet, "--network", "host", "-e", "HF_TOKEN=hf_recorded_not_secret"),
+            *("run", "-d", "--init", "--name", hostnet, "--network", "host", "-e", "HF_TOKEN=recorded-placeholder"),
             *("--label", "com.docker.compose.project=llm", VLLM_IMAGE, "Qwen/Qwen3-8B"),
             *("--served-model-name", "qwen3-8b", "--host", "127.0.0.1", "--port", "18000"),
         )
