@@ -32,8 +32,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
+import pytest
 
 from tests.support import FIXTURES, ROOT, require_tool
 
@@ -77,8 +79,15 @@ def static_busybox() -> str:
     """Path of a statically linked busybox (``busybox-static``); skip (fail in CI) without one."""
     path = require_tool("busybox")
     if not _is_static(Path(path)):
-        require_tool("busybox-static-not-found")  # skips/fails with the package's name in the message
+        missing(f"{path} is not statically linked (Debian package busybox-static; `scripts/system-deps`)")
     return path
+
+
+def missing(message: str) -> NoReturn:
+    """Skip the test, or fail it under CI's INFERWATCH_REQUIRE_SYSTEM_TOOLS=1 (as `require_tool` does)."""
+    if os.environ.get("INFERWATCH_REQUIRE_SYSTEM_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _is_static(path: Path) -> bool:
@@ -214,7 +223,7 @@ class DockerEngine:
 def running_engine() -> Iterator[DockerEngine]:
     """A started private engine in a fresh temp dir; stopped (containers removed) and deleted afterwards."""
     if os.geteuid() != 0:
-        require_tool("dockerd-as-root")  # dockerd needs root here (no rootless setup): skip, or fail in CI
+        missing("a private dockerd needs root (no rootless setup here)")
     root = Path(tempfile.mkdtemp(prefix="iw-dockerd-", dir="/tmp"))  # short: the socket path must fit 108 bytes
     engine = DockerEngine(root)
     try:
@@ -305,7 +314,9 @@ def _cached(name: str, key: str, make: Sequence[str]) -> Path:
     path = CACHE / f"{name}-{key}.tar"
     if path.exists():
         return path
-    partial = path.with_suffix(".partial")
+    partial = CACHE / f"{name}-{key}.partial.tar"  # mmdebstrap picks its output format by the name's ending
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.unlink(missing_ok=True)
     subprocess.run([arg.replace("{out}", str(partial)) for arg in make], check=True, capture_output=True, timeout=600)
     os.replace(partial, path)
     return path
@@ -319,7 +330,7 @@ def debian_base_tar() -> Path:
     return _cached(
         "debian-python",
         key,
-        ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={include}", "bookworm", "{out}"],
+        ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", f"--include={include}", "bookworm", "{out}"],
     )
 
 
