@@ -239,7 +239,18 @@ def running_engine() -> Iterator[DockerEngine]:
         yield engine
     finally:
         engine.stop()
+        unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def unmount_below(root: Path) -> None:
+    """Unmount what the stopped daemon left mounted under ``root`` (it leaves ``exec/netns/default``, the host
+    network namespace bound for host-network containers), deepest first, so the directory can be removed."""
+    prefix = str(root) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
 
 
 # ---- images ---------------------------------------------------------------------------------------------
@@ -319,7 +330,20 @@ def _cached(name: str, key: str, make: Sequence[str]) -> Path:
     partial.unlink(missing_ok=True)
     subprocess.run([arg.replace("{out}", str(partial)) for arg in make], check=True, capture_output=True, timeout=600)
     os.replace(partial, path)
+    _prune(path)
     return path
+
+
+def _prune(kept: Path) -> None:
+    """Drop the cache's older versions of ``kept`` (same name, another key): each source change makes a new
+    wheelhouse and image, and the cache must not grow by hundreds of MB per commit."""
+    name = kept.name.rsplit("-", 1)[0]
+    for old in CACHE.glob(f"{name}-*"):
+        if old != kept and old.name.rsplit("-", 1)[0] == name:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 def debian_base_tar() -> Path:
@@ -369,6 +393,7 @@ def wheelhouse() -> Path:
         timeout=600,
     )
     os.replace(partial, path)
+    _prune(path)
     return path
 
 
@@ -469,6 +494,7 @@ def build_inferwatch_image(engine: DockerEngine, tag: str = INFERWATCH_IMAGE) ->
     partial = saved.with_suffix(".partial")
     engine.docker("save", "--output", str(partial), tag, timeout=600)
     os.replace(partial, saved)
+    _prune(saved)
     return tag
 
 
