@@ -4,7 +4,8 @@ Serves what docker-watcher reads, in the Engine API's shapes, on versioned (``/v
 unversioned paths: ``/_ping``, ``/version``, ``/info``, ``/containers/json`` (``all``, ``filters``),
 ``/containers/{id}/json``, streaming ``/events`` (one queue per client), ``/containers/{id}/stats?stream=false``
 and ``/containers/{id}/logs`` (multiplexed stdout/stderr frames, ``follow``). Containers are driven
-by methods (`FakeDockerEngine.start`, `kill`, `restart`, `destroy`, `log`) that also emit the events.
+by methods (`FakeDockerEngine.start`, `stop`, `kill`, `restart`, `docker_restart`, `destroy`, `log`) that also emit
+the events in the order a real engine sends them (recorded from Engine 20.10 in tests/fixtures/docker/engine-20.10).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class FakeContainer:
             "State": self.state,
             "Status": "Up" if self.state == "running" else f"Exited ({self.exit_code})",
             "HostConfig": {"NetworkMode": self.network_mode},
-            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": self.ip}}},
+            "NetworkSettings": {
+                "Networks": {self.network_mode: {"IPAddress": "" if self.network_mode == "host" else self.ip}}
+            },
         }
 
     def inspect(self) -> dict[str, Any]:
@@ -131,12 +134,17 @@ class FakeContainer:
                 "Entrypoint": self.entrypoint or None,
                 "ExposedPorts": {f"{p}/tcp": {} for p in self.ports},
             },
+            # as Engine 20.10 answers: no port bindings once stopped; the host network has no address
             "NetworkSettings": {
-                "Ports": {
-                    f"{p}/tcp": ([{"HostIp": hip, "HostPort": str(hp)}] if running else None)
-                    for p, (hip, hp) in self.ports.items()
+                "Ports": {f"{p}/tcp": [{"HostIp": hip, "HostPort": str(hp)}] for p, (hip, hp) in self.ports.items()}
+                if running
+                else {},
+                "Networks": {
+                    self.network_mode: {
+                        "IPAddress": self.ip if running and self.network_mode != "host" else "",
+                        "Gateway": "172.17.0.1" if running and self.network_mode != "host" else "",
+                    }
                 },
-                "Networks": {"bridge": {"IPAddress": self.ip if running else "", "Gateway": "172.17.0.1"}},
             },
         }
 
@@ -199,10 +207,29 @@ class FakeDockerEngine:
         for queue in c.log_queues:
             queue.put_nowait(None)
 
+    def stop(self, cid: str, exit_code: int = 143) -> None:
+        """``docker stop``: ``kill`` (SIGTERM), ``die``, ``stop``, as Engine 20.10 sends them."""
+        c = self.containers[cid]
+        self.emit(c, "kill", signal="15")
+        c.state, c.exit_code, c.finished_at = "exited", exit_code, time.time()
+        self.emit(c, "die", exitCode=str(exit_code))
+        self.emit(c, "stop")
+        for queue in c.log_queues:
+            queue.put_nowait(None)
+
     def restart(self, cid: str) -> None:
-        """Docker's restart policy brought it back: count it, ``start`` again."""
+        """Docker's restart policy brought an exited container back: ``start`` (a real engine sends no
+        ``restart`` event for it) and ``RestartCount`` + 1."""
         c = self.containers[cid]
         c.restart_count += 1
+        self.start(cid)
+
+    def docker_restart(self, cid: str) -> None:
+        """``docker restart``: the `stop` sequence, ``start``, then ``restart``; ``RestartCount`` is unchanged
+        (the real engine counts only restart-policy restarts)."""
+        c = self.containers[cid]
+        if c.state == "running":
+            self.stop(cid)
         self.start(cid)
         self.emit(c, "restart")
 

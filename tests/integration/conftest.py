@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from inferwatch.shared.natsserver import NatsCluster, find_binary
+from tests.support.docker_engine import DockerEngine, make_busybox_images, running_engine
 
 
 @pytest.fixture
@@ -16,3 +17,12 @@ def cluster() -> Iterator[NatsCluster]:
         pytest.skip("nats-server binary not installed")
     with NatsCluster(3) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A private, real dockerd for the session (tests/support/docker_engine.py), with the busybox images made;
+    every container removed and the daemon stopped by its pidfile's PID afterwards."""
+    with running_engine() as engine:
+        make_busybox_images(engine)
+        yield engine
