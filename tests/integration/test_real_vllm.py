@@ -259,6 +259,7 @@ async def test_load_gauges_equal_the_servers_own_reading(vllm: RealVllm, watched
         assert mine == before[-1][2], (snap.observed_at, mine, before[-1][2])
         compared.append(mine)
     busy = [c for c in compared if c["requests_running"] > 0]
+    print(f"load: {len(readings)} readings, {len(snapshots.seen)} scrapes, {len(compared)} compared, {len(busy)} busy")
     assert busy, f"no scrape under load could be compared ({len(compared)} compared, {len(readings)} readings)"
     assert any(c["kv_cache_usage_ratio"] > 0 for c in busy)
 
