@@ -22,7 +22,7 @@ from inferwatch.shared.bus import Bus, BusSettings
 from scripts import real_vllm
 from scripts.real_servers import wait_http
 from tests.support import free_port, get_text, running_service, wait_until
-from tests.support.real_servers import ServerProcess, by_label, require_venv, total
+from tests.support.real_servers import ServerProcess, by_label, require_venv, series, total
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -125,8 +125,7 @@ def exported(body: str, name: str, **labels: str) -> float | None:
 
 
 def _samples(body: str, name: str) -> list[tuple[str, dict[str, str], float]]:
-    from tests.support.real_servers import series
-
+    """The samples called ``name`` (a histogram's ``_count`` too) of the aggregator's exposition."""
     family = name.removesuffix("_total")
     for suffix in ("_bucket", "_count", "_sum"):
         family = family.removesuffix(suffix) if name.endswith(suffix) else family
