@@ -28,11 +28,13 @@ up: $(RUN_STAMP)  ## run NATS + aggregator + every collector + simulators
 run: $(RUN_STAMP)  ## run against real upstreams configured in the environment
 	$(BIN)/inferwatch up
 
-test: $(STAMP)  ## system packages (when root), lint, types, the whole suite with a bounded slow tier
+test: $(STAMP)  ## system packages (when root), lint, types, the whole suite; real vLLM/LiteLLM venvs (cached) before the slow tier
 	./scripts/system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/python -m scripts.real_vllm install && $(BIN)/python -m scripts.real_litellm install \
+		|| echo "real vLLM/LiteLLM venvs not built: their slow tests skip (CI fails them)" >&2
 	$(BIN)/pytest -q -m slow --timeout 300
 
 test-unit: $(STAMP)  ## tests/unit only: pure, no nats-server, no subprocess, no network server
