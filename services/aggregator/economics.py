@@ -35,6 +35,7 @@ from inferwatch.contracts import Snapshot
 from inferwatch.contracts.gpu import GpuHostSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.services.aggregator.rule_engine import counter_growth
 from inferwatch.shared.settings import SettingsError
 
 MILLION = 1e6
@@ -243,9 +244,7 @@ def instance_usage(gpus: Iterable[GpuShare], elapsed_s: float, gpu_hour_usd: Map
 
 
 def _increase(now: float | None, before: float | None) -> float:
-    if now is None or before is None:
-        return 0.0
-    return now - before if now >= before else now  # a counter that went down restarted from zero
+    return 0.0 if now is None or before is None else counter_growth(before, now)
 
 
 _COUNTERS = ("prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")

@@ -72,12 +72,18 @@ def histogram_growth(before: Histogram, after: Histogram) -> Histogram | None:
     )
 
 
+def counter_growth(before: float, after: float) -> float:
+    """How much a counter grew from ``before`` to ``after``; a counter that went down was reset and counts from
+    zero, as ``increase()`` does in PromQL."""
+    return after if after < before else after - before
+
+
 def _growth(before: float | Histogram, after: float | Histogram) -> float | Histogram | None:
     if isinstance(after, Histogram):
         return histogram_growth(before, after) if isinstance(before, Histogram) else None
     if isinstance(before, Histogram):
         return None
-    return after if after < before else after - before  # a reset counts from zero, as in PromQL
+    return counter_growth(before, after)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -1,4 +1,7 @@
-"""Histogram bucket bounds of the vLLM families, per generation (from vLLM's metrics code)."""
+"""Histogram bucket bounds of the vLLM families, per generation (from vLLM's metrics code).
+
+The simulator emits them; the aggregator's SLOs accept only latency thresholds on the bounds every generation has.
+"""
 
 from __future__ import annotations
 
