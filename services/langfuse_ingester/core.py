@@ -596,6 +596,9 @@ def _latency_histograms(bucket: _Bucket, names: set[str]) -> dict[str, list[floa
     return latency
 
 
+MAX_TRACE_NAMES = 100
+"""Trace names kept by name by default (``INFERWATCH_LANGFUSE_MAX_TRACE_NAMES``); later names count as ``other``."""
+
 SESSION_SAMPLE = 256
 """Session spans kept per bucket: the smallest this many session hashes (the ledger is one NATS key-value put,
 so it stays far below the 1 MB message limit whatever the traffic)."""
@@ -627,7 +630,7 @@ def bucket_contribution(
     top_n_users: int,
     segmentation: Segmentation = Segmentation(),
     tracked_trace_names: list[str] | None = None,
-    max_trace_names: int = 100,
+    max_trace_names: int = MAX_TRACE_NAMES,
 ) -> dict[str, Any]:
     """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
 
