@@ -1,5 +1,5 @@
-"""The README's generated tables (services, subjects, exported metrics, GPU peaks), made from the code so they
-cannot drift.
+"""The README's generated tables (services, subjects, exported metrics, GPU peaks, shipped SLOs), made from the
+code so they cannot drift.
 
 Run: .venv/bin/python -m scripts.readme_tables [--write]   (--write updates README.md in place)
 """
@@ -66,11 +66,28 @@ def gpu_peaks_table() -> str:
     return "\n".join(rows)
 
 
+def _good_request(objective: slo.Slo) -> str:
+    """What counts as good, from the SLO's typed fields (not its free-text description)."""
+    if objective.sli == "availability":
+        outcomes = " or ".join(f"`{g}`" for g in objective.good)
+        return f"`{slo.sli_family(objective).label}` {outcomes}"
+    return f"`{objective.sli}` at most {objective.threshold_s:g} s"
+
+
+def slos_table() -> str:
+    """The shipped SLOs (`slo.DEFAULT_SLO_FILE`): name, per what, what a good request is, objective."""
+    rows = ["| SLO | per | good request | objective |", "|---|---|---|---|"]
+    for s in slo.load_slos(slo.DEFAULT_SLO_FILE).slos:
+        rows.append(f"| `{s.name}` | {s.source} `{s.key_label}` | {_good_request(s)} | {s.objective * 100:g} % |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "services-table": services_table,
     "subjects-table": subjects_table,
     "metrics-table": metrics_table,
     "gpu-peaks-table": gpu_peaks_table,
+    "slos-table": slos_table,
 }
 
 
