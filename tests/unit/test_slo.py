@@ -242,12 +242,14 @@ def test_memory_stays_bounded_over_days_of_snapshots_and_windows_stay_close() ->
         ), window
 
 
-def test_the_aggregator_wires_slo_alerts_into_the_alert_engine() -> None:
-    alerting = AlertingConfig()
-    slos = alerting.slos()
-    engine = alerting.engine(extensions=[slos])
-    assert engine.extensions == [slos]
-    assert slos.config == load_slos(DEFAULT_SLO_FILE)
+def test_slo_alerts_travel_the_alert_engines_path() -> None:
+    alerting = AlertingConfig()  # the aggregator's: the shipped SLOs as an extension of the rule engine
+    engine = alerting.engine(extensions=[alerting.slos()])
+    out = engine.on_event(vllm(1000.0, 1000, 0), 1000.0)
+    out += engine.on_event(vllm(1030.0, 1000, 1000), 1030.0)  # every request of the last 30 s failed
+    fired = {a.labels["window"] for a in out if a.name == "SloErrorBudgetBurn" and a.state == "firing"}
+    assert fired == {pair.window for pair in WORKBOOK_ALERTS}
+    assert {a.labels["window"] for a in engine.firing() if a.labels.get("slo") == "vllm-availability"} == fired
 
 
 # --- the Prometheus copy ------------------------------------------------------------------------------------
