@@ -23,6 +23,7 @@ from inferwatch.services.aggregator.slo import (
     parse_slo,
 )
 from scripts import slo_rules
+from tests.support.aggregator import vllm_snapshot
 
 AVAILABILITY = parse_slo({"name": "avail", "source": "vllm", "sli": "availability", "objective": 0.99})
 SHORT = SloConfig(  # the Workbook's windows, an hour as a minute
@@ -39,13 +40,10 @@ SHORT = SloConfig(  # the Workbook's windows, an hour as a minute
 def vllm(
     t: float, good: float, bad: float, model: str = "m", engine: str = "0", source: str = "a"
 ) -> VllmInstanceSnapshot:
-    return VllmInstanceSnapshot(
-        source=source,
-        observed_at=t,
-        collector="test",
-        interval_s=1.0,
-        up=True,
-        engines=[VllmEngineStats(model_name=model, engine=engine, request_success_total={"stop": good, "error": bad})],
+    """An instance whose one engine has finished ``good`` requests with ``stop`` and ``bad`` with ``error``."""
+    outcomes = {"stop": good, "error": bad}
+    return vllm_snapshot(
+        source, t, engines=[VllmEngineStats(model_name=model, engine=engine, request_success_total=outcomes)]
     )
 
 
@@ -211,14 +209,7 @@ def test_a_histogram_without_the_threshold_bucket_is_counted_not_guessed() -> No
     ttft = parse_slo({"name": "t", "source": "vllm", "sli": "ttft", "objective": 0.9, "threshold_s": 2.5})
     slos = SloEvaluator(SloConfig((ttft,), SHORT.alerts, SHORT.budget_window))
     hist = Histogram(buckets=[(1.0, 5.0), (5.0, 9.0)], sum=1.0, count=10.0)
-    event = VllmInstanceSnapshot(
-        source="a",
-        observed_at=1,
-        collector="c",
-        interval_s=1,
-        up=True,
-        engines=[VllmEngineStats(model_name="m", time_to_first_token_seconds=hist)],
-    )
+    event = vllm_snapshot("a", 1.0, engines=[VllmEngineStats(model_name="m", time_to_first_token_seconds=hist)])
     assert slos.on_event(event, 1.0) == []
     assert slos.series == {}
     assert slos.unreadable == {"t": 1}
