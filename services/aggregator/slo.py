@@ -49,8 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml  # type: ignore[import-untyped]
-
 from inferwatch.contracts.alert import Alert, Severity
 from inferwatch.contracts.base import Event, Histogram
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
@@ -58,7 +56,13 @@ from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.domains import litellm as litellm_domain
 from inferwatch.services.aggregator.domains import vllm as vllm_domain
 from inferwatch.services.aggregator.render import Family, FieldFamily, SeriesWriter, fmt_value, label_block
-from inferwatch.services.aggregator.rule_engine import COLLECTOR, counter_growth, fingerprint, parse_duration
+from inferwatch.services.aggregator.rule_engine import (
+    COLLECTOR,
+    counter_growth,
+    fingerprint,
+    parse_duration,
+    read_listing,
+)
 from inferwatch.shared.vllm_buckets import V0_E2E, V0_TPOT, V0_TTFT, V1_ITL, V1_LATENCY, V1_TTFT
 
 log = logging.getLogger("inferwatch.aggregator.slo")
@@ -309,12 +313,7 @@ def parse_slo(raw: Mapping[str, Any]) -> Slo:
 
 def load_slos(path: Path | str = DEFAULT_SLO_FILE) -> SloConfig:
     """Read and validate an SLO file; raises `SloError` naming what is wrong."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SloError(f"{path}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("slos"), list):
-        raise SloError(f"{path}: expected a mapping with an 'slos' list")
+    doc = read_listing(path, "slos", SloError)
     unknown = set(doc) - {"slos", "burn_rate_alerts", "budget_window"}
     if unknown:
         raise SloError(f"{path}: unknown keys {sorted(unknown)}")
