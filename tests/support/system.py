@@ -156,7 +156,7 @@ async def prometheus_query(client: httpx.AsyncClient, prom: str, expr: str) -> l
     return result
 
 
-async def demo_scenarios(client: httpx.AsyncClient, control: str) -> list[dict[str, Any]] | None:
+async def listed_scenarios(client: httpx.AsyncClient, control: str) -> list[dict[str, Any]] | None:
     """The demo's scenarios as its control API at ``control`` lists them; None while it does not answer yet."""
     try:
         r = await client.get(control + "/scenarios")

@@ -36,7 +36,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.support import free_port, wait_until
-from tests.support.system import demo_scenarios, descendant_pids, prometheus_query, run_demo, run_prometheus
+from tests.support.system import descendant_pids, listed_scenarios, prometheus_query, run_demo, run_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
     stopped: int | None = None
     try:
         scenarios = await wait_until(
-            lambda: demo_scenarios(client, control), timeout=60, what="the scenario control API"
+            lambda: listed_scenarios(client, control), timeout=60, what="the scenario control API"
         )
         for s in scenarios:
             out.labels[s["alert"]] = out.prom_labels[s["alert"]] = s["labels"]

@@ -24,7 +24,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.slo import ALERT_NAME, DEFAULT_SLO_FILE, load_slos, prometheus_rules
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.support import free_port, wait_until
-from tests.support.system import demo_scenarios, prometheus_query, run_demo, run_prometheus
+from tests.support.system import listed_scenarios, prometheus_query, run_demo, run_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ async def _run(nats_url: str, prom: str, control: str, aggregator: str, out: Out
     client = httpx.AsyncClient(timeout=5)
     try:
         scenarios = await wait_until(
-            lambda: demo_scenarios(client, control), timeout=60, what="the scenario control API"
+            lambda: listed_scenarios(client, control), timeout=60, what="the scenario control API"
         )
         wanted = next(s for s in scenarios if s["name"] == SCENARIO)["labels"]
         series = 'inferwatch_slo_burn_rate{slo="vllm-availability",model_name="qwen3-8b",window="120s"}'
