@@ -13,7 +13,9 @@ from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.alert_dispatch import AlertingConfig
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.slo import (
+    BUCKET_BOUNDS,
     DEFAULT_SLO_FILE,
+    FIELDS,
     WORKBOOK_ALERTS,
     BurnRateAlert,
     SloConfig,
@@ -22,7 +24,11 @@ from inferwatch.services.aggregator.slo import (
     load_slos,
     parse_slo,
 )
+from inferwatch.services.litellm_poller import core as litellm
+from inferwatch.services.vllm_scraper.core import read_instance
+from inferwatch.shared.exposition import parse_exposition
 from scripts import slo_rules
+from tests.support import FIXTURES
 from tests.support.aggregator import vllm_snapshot
 
 AVAILABILITY = parse_slo({"name": "avail", "source": "vllm", "sli": "availability", "objective": 0.99})
@@ -249,3 +255,38 @@ def test_slo_alerts_travel_the_alert_engines_path() -> None:
 def test_regenerating_the_slo_rules_gives_the_committed_files() -> None:
     for path, text in slo_rules.rendered(load_slos(DEFAULT_SLO_FILE)).items():
         assert path.read_text() == text, f"{path.name} is stale: run .venv/bin/python -m scripts.slo_rules --write"
+
+
+# --- the accepted thresholds against recorded expositions ---------------------------------------------------
+
+VLLM_RECORDINGS = [
+    FIXTURES / "vllm-v0-metrics.txt",
+    FIXTURES / "vllm-v1-metrics.txt",
+    *sorted((FIXTURES / "vllm").glob("*.txt")),
+]
+
+
+@pytest.mark.parametrize("path", VLLM_RECORDINGS, ids=lambda p: p.name)
+def test_every_accepted_vllm_threshold_is_a_bucket_bound_of_the_recorded_histograms(path: Path) -> None:
+    engines = read_instance(path.read_bytes(), None, None, max_engines=8, max_models=8).engines
+    checked = 0
+    for engine in engines:
+        for sli, bounds in BUCKET_BOUNDS["vllm"].items():
+            hist = getattr(engine, FIELDS["vllm"][sli])
+            if hist is not None:
+                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, engine.engine)
+                checked += 1
+    assert checked, "no latency histogram in the recording"
+
+
+def test_every_accepted_litellm_threshold_is_a_bucket_bound_of_the_recorded_histograms() -> None:
+    body = (FIXTURES / "litellm" / "metrics.http").read_bytes().split(b"\n\n", 1)[1]  # status and headers first
+    usage = litellm.usage_by_group(parse_exposition(body, families=litellm.WANTED))
+    checked = 0
+    for group in usage:
+        for sli, bounds in BUCKET_BOUNDS["litellm"].items():
+            hist = getattr(group, FIELDS["litellm"][sli])
+            if hist is not None:
+                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, group.model_group)
+                checked += 1
+    assert checked, "no latency histogram in the recording"
