@@ -63,7 +63,15 @@ from inferwatch.services.aggregator.rule_engine import (
     parse_duration,
     read_listing,
 )
-from inferwatch.shared.vllm_buckets import V0_E2E, V0_TPOT, V0_TTFT, V1_ITL, V1_LATENCY, V1_TTFT
+from inferwatch.shared.upstream_buckets import (
+    LITELLM_LATENCY,
+    V0_E2E,
+    V0_TPOT,
+    V0_TTFT,
+    V1_ITL,
+    V1_LATENCY,
+    V1_TTFT,
+)
 
 log = logging.getLogger("inferwatch.aggregator.slo")
 
@@ -104,8 +112,6 @@ DEFAULT_GOOD: dict[Source, tuple[str, ...]] = {
     "litellm": ("2xx", "4xx", "success"),  # a 4xx is the client's mistake, not the route's; none = refused
 }
 
-_LITELLM = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0)
-
 
 def _common(*generations: tuple[float, ...]) -> tuple[float, ...]:
     """The bucket bounds every one of ``generations`` has, ascending."""
@@ -119,8 +125,7 @@ BUCKET_BOUNDS: dict[Source, dict[Sli, tuple[float, ...]]] = {
         "inter_token_latency": _common(V0_TPOT, V1_ITL),
         "e2e_latency": _common(V0_E2E, V1_LATENCY),
     },
-    # LiteLLM's default latency buckets (litellm.types.integrations.prometheus.LATENCY_BUCKETS)
-    "litellm": {"ttft": _LITELLM, "e2e_latency": _LITELLM},
+    "litellm": {"ttft": LITELLM_LATENCY, "e2e_latency": LITELLM_LATENCY},
 }
 
 THINNING = 60  # default samples kept per window (at least window / THINNING apart)
