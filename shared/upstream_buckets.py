@@ -36,22 +36,5 @@ HTTP_HIGHR = (*HTTP_HIGHR_HEAD, 7.5, 10.0, 30.0, 60.0)
 HTTP_FEW = (0.1, 0.5, 1.0)
 
 # litellm.types.integrations.prometheus.LATENCY_BUCKETS: every LiteLLM latency histogram (total, API, TTFT)
-LITELLM_LATENCY = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    420.0,
-    600.0,
-)
+LITELLM_LATENCY_HEAD = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+LITELLM_LATENCY = (*LITELLM_LATENCY_HEAD, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0)

@@ -3,6 +3,7 @@ bounded memory, and the generated Prometheus rules being the committed ones."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from inferwatch.services.aggregator.slo import (
     SloConfig,
     SloError,
     SloEvaluator,
+    Source,
     load_slos,
     parse_slo,
 )
@@ -266,27 +268,26 @@ VLLM_RECORDINGS = [
 ]
 
 
+def _bounds_checked(source: Source, items: Sequence[VllmEngineStats | ModelUsage]) -> int:
+    """Assert that each latency histogram of ``items`` has every threshold the SLOs accept for ``source``; how many
+    histograms there were."""
+    checked = 0
+    for item in items:
+        for sli, bounds in BUCKET_BOUNDS[source].items():
+            hist = getattr(item, FIELDS[source][sli])
+            if hist is not None:
+                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, item)
+                checked += 1
+    return checked
+
+
 @pytest.mark.parametrize("path", VLLM_RECORDINGS, ids=lambda p: p.name)
 def test_every_accepted_vllm_threshold_is_a_bucket_bound_of_the_recorded_histograms(path: Path) -> None:
     engines = read_instance(path.read_bytes(), None, None, max_engines=8, max_models=8).engines
-    checked = 0
-    for engine in engines:
-        for sli, bounds in BUCKET_BOUNDS["vllm"].items():
-            hist = getattr(engine, FIELDS["vllm"][sli])
-            if hist is not None:
-                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, engine.engine)
-                checked += 1
-    assert checked, "no latency histogram in the recording"
+    assert _bounds_checked("vllm", engines), "no latency histogram in the recording"
 
 
 def test_every_accepted_litellm_threshold_is_a_bucket_bound_of_the_recorded_histograms() -> None:
     body = (FIXTURES / "litellm" / "metrics.http").read_bytes().split(b"\n\n", 1)[1]  # status and headers first
     usage = litellm.usage_by_group(parse_exposition(body, families=litellm.WANTED))
-    checked = 0
-    for group in usage:
-        for sli, bounds in BUCKET_BOUNDS["litellm"].items():
-            hist = getattr(group, FIELDS["litellm"][sli])
-            if hist is not None:
-                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, group.model_group)
-                checked += 1
-    assert checked, "no latency histogram in the recording"
+    assert _bounds_checked("litellm", usage), "no latency histogram in the recording"
