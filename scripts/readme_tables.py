@@ -1,4 +1,5 @@
-"""The README's generated tables (services, subjects, exported metrics), made from the code so they cannot drift.
+"""The README's generated tables (services, subjects, exported metrics, GPU peaks, shipped SLOs), made from the
+code so they cannot drift.
 
 Run: .venv/bin/python -m scripts.readme_tables [--write]   (--write updates README.md in place)
 """
@@ -15,6 +16,7 @@ from inferwatch.services.aggregator import app, slo
 from inferwatch.services.aggregator.domains import all_families
 from inferwatch.services.aggregator.render import Family
 from inferwatch.services.aggregator.state import SOURCE_INTERVAL, SOURCE_LAST_SEEN, SOURCE_UP
+from inferwatch.shared.gpu_peaks import GPU_PEAKS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -54,10 +56,38 @@ def subjects_table() -> str:
     return "\n".join(rows)
 
 
+def gpu_peaks_table() -> str:
+    """The GPU peak table (`shared.gpu_peaks`): NVML name, dense FLOP/s, memory bandwidth, source."""
+    rows = ["| NVML name | dense FLOP/s | memory bandwidth | source |", "|---|---|---|---|"]
+    for name, peak in GPU_PEAKS.items():
+        bandwidth = peak.memory_bandwidth_bytes_per_second
+        shown = f"{bandwidth / 1e12:g} TB/s" if bandwidth >= 1e12 else f"{bandwidth / 1e9:g} GB/s"
+        rows.append(f"| `{name}` | {peak.dense_flops_per_second / 1e12:,g} T | {shown} | {peak.source} |")
+    return "\n".join(rows)
+
+
+def _good_request(objective: slo.Slo) -> str:
+    """What counts as good, from the SLO's typed fields (not its free-text description)."""
+    if objective.sli == "availability":
+        outcomes = " or ".join(f"`{g}`" for g in objective.good)
+        return f"`{slo.sli_family(objective).label}` {outcomes}"
+    return f"`{objective.sli}` at most {objective.threshold_s:g} s"
+
+
+def slos_table() -> str:
+    """The shipped SLOs (`slo.DEFAULT_SLO_FILE`): name, per what, what a good request is, objective."""
+    rows = ["| SLO | per | good request | objective |", "|---|---|---|---|"]
+    for s in slo.load_slos(slo.DEFAULT_SLO_FILE).slos:
+        rows.append(f"| `{s.name}` | {s.source} `{s.key_label}` | {_good_request(s)} | {s.objective * 100:g} % |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "services-table": services_table,
     "subjects-table": subjects_table,
     "metrics-table": metrics_table,
+    "gpu-peaks-table": gpu_peaks_table,
+    "slos-table": slos_table,
 }
 
 

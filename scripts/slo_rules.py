@@ -22,9 +22,6 @@ from inferwatch.services.aggregator.render import fmt_value
 from inferwatch.services.aggregator.slo import (
     ALERT_NAME,
     DEFAULT_SLO_FILE,
-    FIELDS,
-    METRIC_PREFIX,
-    OUTCOME_LABEL,
     SEVERITY,
     BurnRateAlert,
     Slo,
@@ -32,6 +29,7 @@ from inferwatch.services.aggregator.slo import (
     alert_annotations,
     load_slos,
     prometheus_rules,
+    sli_family,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,17 +53,18 @@ TESTS_HEADER = """\
 def _series(slo: Slo, bad_share: float, minutes: int) -> list[dict[str, str]]:
     """Counters of one model burning ``bad_share`` of its requests, starting well above zero (so PromQL's
     extrapolation is not cut at a counter's zero)."""
-    family = METRIC_PREFIX[slo.source] + FIELDS[slo.source][slo.sli]
+    exported = sli_family(slo)
+    family = exported.family.name
     where = 'target="http://a:8000",container="c",engine="0"' if slo.source == "vllm" else 'proxy="p"'
     labels = f'{where},{slo.key_label}="{MODEL}"'
     bad = REQUESTS_PER_MINUTE * bad_share
     good = REQUESTS_PER_MINUTE - bad
-    if slo.sli == "availability":
-        outcome = OUTCOME_LABEL[slo.source]
+    if slo.sli == "availability":  # a counter of requests by outcome
+        outcome = exported.label
         bad_outcome = "error" if slo.source == "vllm" else "5xx"
         return [
-            {"series": f'{family}{{{labels},{outcome}="{slo.good[0]}"}}', "values": f"100000+{good:g}x{minutes}"},
-            {"series": f'{family}{{{labels},{outcome}="{bad_outcome}"}}', "values": f"100000+{bad:g}x{minutes}"},
+            {"series": f'{family}_total{{{labels},{outcome}="{slo.good[0]}"}}', "values": f"100000+{good:g}x{minutes}"},
+            {"series": f'{family}_total{{{labels},{outcome}="{bad_outcome}"}}', "values": f"100000+{bad:g}x{minutes}"},
         ]
     return [
         {

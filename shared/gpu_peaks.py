@@ -4,8 +4,8 @@ One table, the only place these figures live: the aggregator exports them per GP
 (``inferwatch_gpu_peak_dense_flops_per_second``, ``inferwatch_gpu_peak_memory_bandwidth_bytes_per_second``), and
 MFU/MBU follow from vLLM's ``estimated_*_per_gpu`` counters over these (the Prometheus recording rules in
 ``deploy/prometheus/rules``). FLOP/s are the dense 16-bit tensor-core peaks (BF16, or FP16 where the GPU has no
-BF16), without 2:4 sparsity: NVIDIA's datasheets print the sparse figure, twice these. Sources per row are in
-the README (GPU peak figures).
+BF16), without 2:4 sparsity: NVIDIA's datasheets print the sparse figure, twice these. The README's table of
+them ("GPU peak figures") is generated from this one (`scripts.readme_tables`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from inferwatch.shared.upstream_buckets import LITELLM_LATENCY
+
 if TYPE_CHECKING:
     from inferwatch.simulators.demo import Demo
     from inferwatch.simulators.scenarios import Scenario
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Deployment", "SimulatedLitellm", "default_deployments", "serve", "start_demo"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BUCKETS = LITELLM_LATENCY  # what a real proxy's latency histograms use
 HEALTH_KEY = "litellm-internal-health-check"
 MASTER_HASH = "litellm_proxy_master_key"
 _METRICS_OPT_OUT = (

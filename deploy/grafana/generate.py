@@ -1,4 +1,4 @@
-"""Generate inferwatch's Grafana dashboards from code: ``python deploy/grafana/generate.py``.
+"""Generate inferwatch's Grafana dashboards from code: ``.venv/bin/python deploy/grafana/generate.py``.
 
 Each dashboard is declared as a list of `Panel` entries and `row` markers (below, one function per dashboard)
 and rendered with Grafana's own typed builders, grafana-foundation-sdk (a generation-time dependency: the
@@ -22,6 +22,8 @@ from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from inferwatch.services.aggregator.slo import DEFAULT_SLO_FILE, KEY_LABEL, load_slos
 
 OUT = Path(__file__).with_name("dashboards")
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -821,16 +823,31 @@ def langfuse_analytics() -> dict[str, Any]:
     )
 
 
-# an SLO series is per model (vLLM: model_name) or per route (LiteLLM: model_group); the Model variable picks either
-SLO_KEYS = ('model_name!="",model_name=~"$model"', 'model_group!="",model_group=~"$model"')
+SHIPPED_SLOS = load_slos(DEFAULT_SLO_FILE)  # the panels name the shipped windows and factors
 
 
 def slo_queries(family: str, matchers: str = "", wrap: str = "{}") -> dict[str, str]:
-    """One query per kind of SLO series (model or route), legend ``slo model window``."""
+    """One query per kind of SLO series, legend ``slo model window``: an SLO series is per model (vLLM:
+    model_name) or per route (LiteLLM: model_group), and the Model variable picks either."""
     head = f"{matchers}," if matchers else ""
     return {
-        "{{slo}} {{" + key.split("!")[0] + "}} {{window}}": wrap.format(f"{family}{{{head}{key}}}") for key in SLO_KEYS
+        "{{slo}} {{" + key + "}} {{window}}": wrap.format(f'{family}{{{head}{key}!="",{key}=~"$model"}}')
+        for key in KEY_LABEL.values()
     }
+
+
+def burn_rate_panels() -> list[Panel]:
+    """One burn-rate panel per alert pair of the shipped SLO file, its two windows side by side."""
+    return [
+        Panel(
+            f"Burn rate, {pair.long} and {pair.short}",
+            "How fast each SLO burns its budget (1: exactly the budget over the budget window). The "
+            f"{pair.action} fires while both the {pair.long} and the {pair.short} burn rates are above "
+            f"{pair.factor:g}.",
+            slo_queries("inferwatch_slo_burn_rate", f'window=~"{pair.long}|{pair.short}"'),
+        )
+        for pair in SHIPPED_SLOS.alerts
+    ]
 
 
 def performance_comparison() -> dict[str, Any]:
@@ -936,23 +953,13 @@ def performance_comparison() -> dict[str, Any]:
         row("Objectives (SLOs)"),
         Panel(
             "Error budget left",
-            "Share of each SLO's error budget left over its budget window (30 days by default), per model or "
-            "LiteLLM route; below 0: overspent. Objectives: services/aggregator/rules/slos.yaml.",
+            f"Share of each SLO's error budget left over its budget window ({SHIPPED_SLOS.budget_window} shipped), "
+            "per model or LiteLLM route; below 0: overspent. Objectives: services/aggregator/rules/slos.yaml.",
             slo_queries("inferwatch_slo_error_budget_remaining_ratio", wrap="sort({})"),
             type="bargauge",
             unit="percentunit",
         ),
-        Panel(
-            "Burn rate, 1h and 5m",
-            "How fast each SLO burns its budget (1: exactly the budget over the budget window). The page fires "
-            "while both the 1h and the 5m burn rates are above 14.4.",
-            slo_queries("inferwatch_slo_burn_rate", 'window=~"1h|5m"'),
-        ),
-        Panel(
-            "Burn rate, 6h and 3d",
-            "Slow burns: the second page fires above 6 over 6h and 30m, the ticket above 1 over 3d and 6h.",
-            slo_queries("inferwatch_slo_burn_rate", 'window=~"6h|3d"'),
-        ),
+        *burn_rate_panels(),
         Panel(
             "SLO alerts firing",
             "SloErrorBudgetBurn alerts firing in Prometheus, by SLO and window pair "

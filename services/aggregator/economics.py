@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 
@@ -35,7 +36,12 @@ from inferwatch.contracts import Snapshot
 from inferwatch.contracts.gpu import GpuHostSnapshot
 from inferwatch.contracts.litellm import LitellmProxySnapshot
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
+from inferwatch.services.aggregator.rule_engine import counter_growth
 from inferwatch.shared.settings import SettingsError
+
+Direction = Literal["total", "input", "output"]
+"""The ``direction`` label of the per-token figures (in the order the status page lists them)."""
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 
 MILLION = 1e6
 JOULES_PER_KWH = 3.6e6
@@ -140,11 +146,11 @@ class ModelEconomics:
     span_s: float
     gpus: float
     power_watts: float
-    tokens_per_gpu_second: dict[str, float]
+    tokens_per_gpu_second: dict[Direction, float]
     energy_joules_per_million_tokens: float | None
-    cost_usd_per_million_tokens: dict[str, float]
+    cost_usd_per_million_tokens: dict[Direction, float]
     api_route: str = ""
-    api_usd_per_million_tokens: dict[str, float] = field(default_factory=dict)
+    api_usd_per_million_tokens: dict[Direction, float] = field(default_factory=dict)
 
 
 def window_cost_usd(usage: Usage, kwh_usd: float) -> float | None:
@@ -160,7 +166,7 @@ def window_cost_usd(usage: Usage, kwh_usd: float) -> float | None:
 def unit_economics(model: str, usage: Usage, kwh_usd: float) -> ModelEconomics:
     """The figures of one model's usage (over ``usage.seconds``). Pure."""
     span_s = usage.seconds
-    tokens = {
+    tokens: dict[Direction, float] = {
         "input": usage.prompt_tokens,
         "output": usage.generation_tokens,
         "total": usage.prompt_tokens + usage.generation_tokens,
@@ -168,7 +174,7 @@ def unit_economics(model: str, usage: Usage, kwh_usd: float) -> ModelEconomics:
     per_gpu_second = {d: n / usage.gpu_seconds for d, n in tokens.items()} if usage.gpu_seconds > 0 else {}
     energy = usage.energy_joules / tokens["total"] * MILLION if tokens["total"] > 0 else None
     cost = window_cost_usd(usage, kwh_usd)
-    per_million: dict[str, float] = {}
+    per_million: dict[Direction, float] = {}
     if cost is not None and tokens["total"] > 0:
         per_million["total"] = cost / tokens["total"] * MILLION
         timed = usage.prefill_seconds + usage.decode_seconds
@@ -243,9 +249,7 @@ def instance_usage(gpus: Iterable[GpuShare], elapsed_s: float, gpu_hour_usd: Map
 
 
 def _increase(now: float | None, before: float | None) -> float:
-    if now is None or before is None:
-        return 0.0
-    return now - before if now >= before else now  # a counter that went down restarted from zero
+    return 0.0 if now is None or before is None else counter_growth(before, now)
 
 
 _COUNTERS = ("prompt_tokens", "generation_tokens", "prefill_seconds", "decode_seconds")
@@ -356,7 +360,7 @@ class EconomicsTracker:
                 setattr(usage, name, getattr(usage, name) + value)
         return per_model
 
-    def _compute(self, prices: Mapping[str, tuple[str, dict[str, float]]]) -> list[ModelEconomics]:
+    def _compute(self, prices: Mapping[str, tuple[str, dict[Direction, float]]]) -> list[ModelEconomics]:
         result = []
         for model in sorted(self._totals):
             total = self._totals[model]
@@ -383,7 +387,7 @@ def _shares(per_model: Mapping[str, Usage]) -> dict[str, float]:
 
 def api_prices(
     proxies: Iterable[LitellmProxySnapshot], routes: Mapping[str, str], models: Iterable[str]
-) -> dict[str, tuple[str, dict[str, float]]]:
+) -> dict[str, tuple[str, dict[Direction, float]]]:
     """Per model: the LiteLLM model group compared with and its mean price per million tokens across deployments."""
     by_group: dict[str, list[tuple[float, float]]] = {}
     for proxy in proxies:
@@ -392,7 +396,7 @@ def api_prices(
                 by_group.setdefault(route.model_group, []).append(
                     (route.input_cost_per_token, route.output_cost_per_token)
                 )
-    result: dict[str, tuple[str, dict[str, float]]] = {}
+    result: dict[str, tuple[str, dict[Direction, float]]] = {}
     for model in models:
         group = routes.get(model, model)
         prices = by_group.get(group)
@@ -423,7 +427,7 @@ def model_economics(tracker: EconomicsTracker | None) -> dict[str, list[tuple[st
             rows.append(
                 ("energy per million tokens", f"{fig.energy_joules_per_million_tokens / JOULES_PER_KWH:.3f} kWh")
             )
-        for direction in ("total", "input", "output"):
+        for direction in DIRECTIONS:
             if direction in fig.cost_usd_per_million_tokens:
                 value = fig.cost_usd_per_million_tokens[direction]
                 rows.append((f"self-hosted USD per million {direction} tokens", f"{value:.4f}"))

@@ -72,12 +72,18 @@ def histogram_growth(before: Histogram, after: Histogram) -> Histogram | None:
     )
 
 
+def counter_growth(before: float, after: float) -> float:
+    """How much a counter grew from ``before`` to ``after``; a counter that went down was reset and counts from
+    zero, as ``increase()`` does in PromQL."""
+    return after if after < before else after - before
+
+
 def _growth(before: float | Histogram, after: float | Histogram) -> float | Histogram | None:
     if isinstance(after, Histogram):
         return histogram_growth(before, after) if isinstance(before, Histogram) else None
     if isinstance(before, Histogram):
         return None
-    return after if after < before else after - before  # a reset counts from zero, as in PromQL
+    return counter_growth(before, after)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -437,17 +443,24 @@ def parse_rule(raw: Mapping[str, Any]) -> Rule:
     )
 
 
+def read_listing(path: Path | str, key: str, error: type[ValueError]) -> dict[str, Any]:
+    """The YAML mapping at ``path`` whose ``key`` is a list (a rules or SLO file); an unreadable, malformed or
+    differently shaped file raises ``error`` naming it."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{path}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        raise error(f"{path}: expected a mapping with a '{key}' list")
+    return doc
+
+
 def load_rules(*paths: Path | str) -> list[Rule]:
     """Rules from YAML files (``rules: [...]``); a later file's rule replaces an earlier one of the
     same name, and ``disabled: true`` removes it."""
     merged: dict[str, Mapping[str, Any]] = {}
     for path in paths:
-        try:
-            doc = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RuleError(f"{path}: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-            raise RuleError(f"{path}: expected a mapping with a 'rules' list")
+        doc = read_listing(path, "rules", RuleError)
         for raw in doc["rules"]:
             if not isinstance(raw, dict):
                 raise RuleError(f"{path}: each rule must be a mapping")

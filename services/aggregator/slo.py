@@ -49,14 +49,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml  # type: ignore[import-untyped]
-
 from inferwatch.contracts.alert import Alert, Severity
 from inferwatch.contracts.base import Event, Histogram
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
-from inferwatch.services.aggregator.render import Family, SeriesWriter, fmt_value, label_block
-from inferwatch.services.aggregator.rule_engine import COLLECTOR, fingerprint, parse_duration
+from inferwatch.services.aggregator.domains import litellm as litellm_domain
+from inferwatch.services.aggregator.domains import vllm as vllm_domain
+from inferwatch.services.aggregator.render import Family, FieldFamily, SeriesWriter, fmt_value, label_block
+from inferwatch.services.aggregator.rule_engine import (
+    COLLECTOR,
+    counter_growth,
+    fingerprint,
+    parse_duration,
+    read_listing,
+)
+from inferwatch.shared.upstream_buckets import (
+    LITELLM_LATENCY,
+    V0_E2E,
+    V0_TPOT,
+    V0_TTFT,
+    V1_ITL,
+    V1_LATENCY,
+    V1_TTFT,
+)
 
 log = logging.getLogger("inferwatch.aggregator.slo")
 
@@ -72,9 +87,13 @@ SEVERITY: dict[Action, Severity] = {"page": "critical", "ticket": "warning"}
 KEY_LABEL: dict[Source, str] = {"vllm": "model_name", "litellm": "model_group"}
 """The label an SLO series is kept per: the model (vLLM) or the route (LiteLLM model group)."""
 
-METRIC_PREFIX: dict[Source, str] = {"vllm": "inferwatch_vllm_", "litellm": "inferwatch_litellm_"}
+# The families the aggregator exports the sources' contract fields as: the PromQL copy reads the same series.
+EXPORTED: dict[Source, tuple[FieldFamily, ...]] = {
+    "vllm": vllm_domain.ENGINE_FAMILIES,
+    "litellm": litellm_domain.USAGE_FAMILIES,
+}
 
-# The contract field each SLI reads, per source (the exported family is the prefix + the field).
+# The contract field each SLI reads, per source.
 FIELDS: dict[Source, dict[Sli, str]] = {
     "vllm": {
         "availability": "request_success_total",
@@ -88,25 +107,25 @@ FIELDS: dict[Source, dict[Sli, str]] = {
         "e2e_latency": "request_latency_seconds",
     },
 }
-OUTCOME_LABEL: dict[Source, str] = {"vllm": "finished_reason", "litellm": "status"}
 DEFAULT_GOOD: dict[Source, tuple[str, ...]] = {
     "vllm": ("stop", "length"),  # abort, error, repetition… are the server's failures
     "litellm": ("2xx", "4xx", "success"),  # a 4xx is the client's mistake, not the route's; none = refused
 }
 
-_V0_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-_V0_TPOT = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-_LITELLM = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0)
+
+def _common(*generations: tuple[float, ...]) -> tuple[float, ...]:
+    """The bucket bounds every one of ``generations`` has, ascending."""
+    return tuple(sorted(set(generations[0]).intersection(*generations[1:])))
+
+
 BUCKET_BOUNDS: dict[Source, dict[Sli, tuple[float, ...]]] = {
-    # the bounds vLLM V0 (0.5, 0.6) and V1 (0.8 → 0.33) share: V1 only appended bounds to V0's TTFT and TPOT
-    # lists; its e2e list starts at 0.3 where V0's started at 1
+    # the bounds vLLM V0 (0.5, 0.6) and V1 (0.8 → 0.33) share
     "vllm": {
-        "ttft": _V0_TTFT,
-        "inter_token_latency": _V0_TPOT,
-        "e2e_latency": (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0),
+        "ttft": _common(V0_TTFT, V1_TTFT),
+        "inter_token_latency": _common(V0_TPOT, V1_ITL),
+        "e2e_latency": _common(V0_E2E, V1_LATENCY),
     },
-    # LiteLLM's default latency buckets (litellm.types.integrations.prometheus.LATENCY_BUCKETS)
-    "litellm": {"ttft": _LITELLM, "e2e_latency": _LITELLM},
+    "litellm": {"ttft": LITELLM_LATENCY, "e2e_latency": LITELLM_LATENCY},
 }
 
 THINNING = 60  # default samples kept per window (at least window / THINNING apart)
@@ -299,12 +318,7 @@ def parse_slo(raw: Mapping[str, Any]) -> Slo:
 
 def load_slos(path: Path | str = DEFAULT_SLO_FILE) -> SloConfig:
     """Read and validate an SLO file; raises `SloError` naming what is wrong."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SloError(f"{path}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("slos"), list):
-        raise SloError(f"{path}: expected a mapping with an 'slos' list")
+    doc = read_listing(path, "slos", SloError)
     unknown = set(doc) - {"slos", "burn_rate_alerts", "budget_window"}
     if unknown:
         raise SloError(f"{path}: unknown keys {sorted(unknown)}")
@@ -506,10 +520,10 @@ class SloEvaluator:
         if previous is None:  # a new series is only a baseline, as the first sample of a counter in PromQL
             series.add(now, 0.0, 0.0)
             return series
-        # a reset (a restarted engine) counts from zero, as increase() does
-        grown_total = total if total < previous.total else total - previous.total
-        grown_good = good if good < previous.good or total < previous.total else good - previous.good
-        series.add(now, grown_good, grown_total)
+        if total < previous.total:  # a restarted engine: both counts start again from zero
+            series.add(now, good, total)
+        else:
+            series.add(now, counter_growth(previous.good, good), total - previous.total)
         return series
 
     # alerts -------------------------------------------------------------------------------------------
@@ -689,9 +703,16 @@ def _regex_value(values: Iterable[str]) -> str:
     return "|".join(re.escape(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
 
 
+def sli_family(slo: Slo) -> FieldFamily:
+    """The family the aggregator exports the SLO's contract field as (the series its PromQL copy reads)."""
+    field_name = FIELDS[slo.source][slo.sli]
+    return next(f for f in EXPORTED[slo.source] if f.field == field_name)
+
+
 def error_ratio_expr(slo: Slo, window: str) -> str:
     """PromQL for the SLO's error ratio over ``window`` per model or route (what `SloSeries.error_ratio` counts)."""
-    family = METRIC_PREFIX[slo.source] + FIELDS[slo.source][slo.sli]
+    exported = sli_family(slo)
+    family = exported.family.name
     key = slo.key_label
     only = f'{key}=~"{_regex_value(slo.models)}"' if slo.models else ""
 
@@ -700,9 +721,9 @@ def error_ratio_expr(slo: Slo, window: str) -> str:
         selector = f"{metric}{{{inner}}}" if inner else metric
         return f"sum by ({key}) (rate({selector}[{window}]))"
 
-    if slo.sli == "availability":
-        total = rate(family)
-        good = rate(family, f'{OUTCOME_LABEL[slo.source]}=~"{_regex_value(slo.good)}"')
+    if slo.sli == "availability":  # a counter of requests by outcome
+        total = rate(family + "_total")
+        good = rate(family + "_total", f'{exported.label}=~"{_regex_value(slo.good)}"')
         return f"1 - ((({good}) or (0 * {total})) / {total})"  # no good outcome at all: 0 good, not no answer
     good = rate(family + "_bucket", f'le="{fmt_value(slo.threshold_s)}"')
     return f"1 - ({good} / {rate(family + '_count')})"

@@ -145,24 +145,14 @@ def pool_stats(families: Mapping[str, MetricFamily]) -> list[EppPoolStats]:
     return [EppPoolStats(pool=pool, **values) for pool, values in sorted(pools.items())]  # type: ignore[arg-type]
 
 
-def _merged(histograms: Mapping[Any, Histogram]) -> Histogram | None:
-    """One histogram from several with the same bounds (labels aggregated away); None when there are none."""
-    if not histograms:
-        return None
-    merged: dict[float, float] = {}
-    for h in histograms.values():
-        for le, c in h.buckets:
-            merged[le] = merged.get(le, 0.0) + c
-    return Histogram(
-        buckets=sorted(merged.items()),
-        sum=sum(h.sum for h in histograms.values()),
-        count=sum(h.count for h in histograms.values()),
-    )
+def _whole(fam: MetricFamily | None) -> Histogram | None:
+    """The family as one histogram, every label set summed (``histograms_by`` under a single key)."""
+    return histograms_by(fam, lambda labels: ()).get(())
 
 
 def scheduler_stats(families: Mapping[str, MetricFamily]) -> tuple[Histogram | None, dict[str, float], float | None]:
     """(scheduler e2e latency, scheduling attempts by status, flow-control queue size)."""
-    latency = _merged(_histograms_by_objective(_pick(families, "scheduler_e2e_duration_seconds")))
+    latency = _whole(_pick(families, "scheduler_e2e_duration_seconds"))
     attempts: dict[str, float] = {}
     fam = _pick(families, "scheduler_attempts_total")
     for s in fam.samples if fam is not None else []:
@@ -232,12 +222,8 @@ def snapshot_fields(families: Mapping[str, MetricFamily]) -> dict[str, Any]:
         "scheduler_e2e_duration_seconds": latency,
         "scheduler_attempts_total": attempts,
         "flow_control_queue_size": flow,
-        "request_processing_duration_seconds": _merged(
-            histograms_by(_pick(families, "request_processing_duration_seconds"), lambda labels: ())
-        ),
-        "response_processing_duration_seconds": _merged(
-            histograms_by(_pick(families, "response_processing_duration_seconds"), lambda labels: ())
-        ),
+        "request_processing_duration_seconds": _whole(_pick(families, "request_processing_duration_seconds")),
+        "response_processing_duration_seconds": _whole(_pick(families, "response_processing_duration_seconds")),
     }
 
 

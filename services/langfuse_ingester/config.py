@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, get_args
 
 from inferwatch.contracts.langfuse import IngestMode
+from inferwatch.services.langfuse_ingester.core import MAX_TRACE_NAMES
 from inferwatch.shared.extras import missing
 from inferwatch.shared.settings import Env, Secret, SettingsError
 
@@ -67,7 +68,7 @@ class LangfuseIngesterConfig:
     backfill_s: float = 86400.0
     max_new_buckets: int = 48
     top_n_users: int = 20
-    max_trace_names: int = 100
+    max_trace_names: int = MAX_TRACE_NAMES
     segment_tag_prefix: str = ""
     segment_metadata_key: str = ""
     kv_bucket: str = "inferwatch_langfuse"

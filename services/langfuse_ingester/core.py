@@ -490,15 +490,10 @@ class _Bucket:
     def track_trace_names(self, tracked_names: list[str], max_names: int) -> set[str]:
         """Extend the sticky list of trace names kept by name with this bucket's (most traces first) while it has
         room, and return it as a set; every other name is ``other``."""
-        weight: dict[str, int] = {}
+        weight: dict[str, float] = {}
         for t in self.traces.values():
-            weight[t.name] = weight.get(t.name, 0) + 1
-        for name in sorted(weight, key=lambda n: (-weight[n], n)):
-            if len(tracked_names) >= max_names:
-                break
-            if name not in tracked_names:
-                tracked_names.append(name)
-        return set(tracked_names)
+            weight[t.name] = weight.get(t.name, 0.0) + 1.0
+        return _extend_sticky(tracked_names, weight, max_names)
 
     def track_users(self, tracked_users: list[str], top_n_users: int) -> set[str]:
         """Extend the sticky top-N list with this bucket's users and return it as a set.
@@ -513,12 +508,18 @@ class _Bucket:
             user = self.attributions[k][0]
             if user:
                 weight[user] = weight.get(user, 0.0) + o.total_tokens
-        for user in sorted(weight, key=lambda u: (-weight[u], u)):
-            if len(tracked_users) >= top_n_users:
-                break
-            if user not in tracked_users:
-                tracked_users.append(user)
-        return set(tracked_users)
+        return _extend_sticky(tracked_users, weight, top_n_users)
+
+
+def _extend_sticky(tracked: list[str], weight: Mapping[str, float], cap: int) -> set[str]:
+    """Append the heaviest of ``weight``'s names (ties by name) to the sticky list ``tracked`` while it holds
+    fewer than ``cap``; names already in it stay whatever their weight. Returns the list as a set."""
+    for name in sorted(weight, key=lambda n: (-weight[n], n)):
+        if len(tracked) >= cap:
+            break
+        if name not in tracked:
+            tracked.append(name)
+    return set(tracked)
 
 
 def _user_label(user: str, tracked: set[str]) -> str:
@@ -596,6 +597,9 @@ def _latency_histograms(bucket: _Bucket, names: set[str]) -> dict[str, list[floa
     return latency
 
 
+MAX_TRACE_NAMES = 100
+"""Trace names kept by name by default (``INFERWATCH_LANGFUSE_MAX_TRACE_NAMES``); later names count as ``other``."""
+
 SESSION_SAMPLE = 256
 """Session spans kept per bucket: the smallest this many session hashes (the ledger is one NATS key-value put,
 so it stays far below the 1 MB message limit whatever the traffic)."""
@@ -627,7 +631,7 @@ def bucket_contribution(
     top_n_users: int,
     segmentation: Segmentation = Segmentation(),
     tracked_trace_names: list[str] | None = None,
-    max_trace_names: int = 100,
+    max_trace_names: int = MAX_TRACE_NAMES,
 ) -> dict[str, Any]:
     """One bucket's contribution (JSON-able). Rows outside ``[start, end)`` are ignored; duplicates by id too.
 
@@ -876,7 +880,11 @@ class SnapshotParts:
     """(sessions, traces per session p50/p90/p99, duration p50/p90/p99 seconds) over the window."""
 
 
-def exact_quantiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> tuple[float, ...]:
+QUANTILES = (0.5, 0.9, 0.99)
+"""The quantiles of every window gauge (the contract's ``p50``/``p90``/``p99`` fields)."""
+
+
+def exact_quantiles(values: list[float], qs: tuple[float, ...] = QUANTILES) -> tuple[float, ...]:
     """Nearest-rank quantiles of ``values`` (not empty)."""
     ordered = sorted(values)
     return tuple(ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in qs)
@@ -927,7 +935,7 @@ def snapshot_parts(ledger: Ledger) -> SnapshotParts:
     latency: dict[tuple[str, str], tuple[float, float, float]] = {}
     for flat, counts in ledger.window_latency().items():
         model, trace_name = split_key(flat)
-        qs = [histogram_quantile(counts, q) for q in (0.5, 0.9, 0.99)]
+        qs = [histogram_quantile(counts, q) for q in QUANTILES]
         if all(q is not None for q in qs):
             latency[(model, trace_name)] = (qs[0], qs[1], qs[2])  # type: ignore[assignment]
     users, sessions = ledger.window_distinct()

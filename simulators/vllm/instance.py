@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.utils import floatToGoString
 
-from inferwatch.simulators.vllm.buckets import (
+from inferwatch.shared.upstream_buckets import (
     HTTP_FEW,
     HTTP_HIGHR,
     ITERATION,

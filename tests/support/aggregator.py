@@ -21,6 +21,7 @@ from inferwatch.services.aggregator.render import SeriesWriter
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.services.aggregator.slo import DEFAULT_SLO_FILE, SloEvaluator, load_slos
 from inferwatch.services.aggregator.state import SourceTable
+from inferwatch.services.vllm_scraper.core import read_instance
 
 
 def catalog_snapshot() -> ModelCatalogSnapshot:
@@ -116,6 +117,22 @@ def vllm_snapshot(
         **kw,
     }
     return VllmInstanceSnapshot(source=source, observed_at=observed_at, collector="test", interval_s=1.0, **fields)  # type: ignore[arg-type]
+
+
+def scraped_vllm_snapshot(body: bytes, source: str = "t") -> VllmInstanceSnapshot:
+    """The snapshot of an up instance whose ``/metrics`` answered ``body`` (caps wide enough for every fixture)."""
+    reading = read_instance(body, None, None, max_engines=64, max_models=64)
+    return VllmInstanceSnapshot(
+        source=source,
+        observed_at=0.0,
+        collector="test",
+        interval_s=5.0,
+        up=True,
+        engines=reading.engines,
+        lora=reading.lora,
+        http=reading.http,
+        dropped_series=reading.dropped,
+    )
 
 
 def economics_tracker(container_id: str = "c" * 64) -> EconomicsTracker:

@@ -146,3 +146,21 @@ def run_demo(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def prometheus_query(client: httpx.AsyncClient, prom: str, expr: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query on the Prometheus at ``prom``; asserts the query was accepted."""
+    body = (await client.get(prom + "/api/v1/query", params={"query": expr})).json()
+    assert body["status"] == "success", f"{expr}: {body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+async def listed_scenarios(client: httpx.AsyncClient, control: str) -> list[dict[str, Any]] | None:
+    """The demo's scenarios as its control API at ``control`` lists them; None while it does not answer yet."""
+    try:
+        r = await client.get(control + "/scenarios")
+    except httpx.HTTPError:
+        return None
+    scenarios: list[dict[str, Any]] = r.json()["scenarios"]
+    return scenarios

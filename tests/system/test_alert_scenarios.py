@@ -36,7 +36,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.rule_engine import DEFAULT_RULES_FILE
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.support import free_port, wait_until
-from tests.support.system import descendant_pids, run_demo, run_prometheus
+from tests.support.system import descendant_pids, listed_scenarios, prometheus_query, run_demo, run_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,9 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
     client = httpx.AsyncClient(timeout=5)
     stopped: int | None = None
     try:
-        scenarios = await wait_until(lambda: _scenarios(client, control), timeout=60, what="the scenario control API")
+        scenarios = await wait_until(
+            lambda: listed_scenarios(client, control), timeout=60, what="the scenario control API"
+        )
         for s in scenarios:
             out.labels[s["alert"]] = out.prom_labels[s["alert"]] = s["labels"]
         # the baseline: every collector has published (the series the rules read exist in Prometheus)
@@ -134,7 +136,7 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
             "inferwatch_langfuse_info",
         ):
             await wait_until(
-                lambda e=expr: _has(client, prom, e), timeout=60, what=f"{expr} in Prometheus", interval=0.5
+                lambda e=expr: prometheus_query(client, prom, e), timeout=60, what=f"{expr} in Prometheus", interval=0.5
             )
         pid = _collector_pid(proc_pid, STOPPED_COLLECTOR)
         instance = f"{STOPPED_COLLECTOR}@{socket.gethostname()}:{pid}"
@@ -220,20 +222,6 @@ async def _run(nats_url: str, prom: str, control: str, proc_pid: int, out: Outco
             os.kill(stopped, signal.SIGCONT)
         await client.aclose()
         await bus.close()
-
-
-async def _scenarios(client: httpx.AsyncClient, control: str) -> list[dict[str, Any]] | None:
-    try:
-        r = await client.get(control + "/scenarios")
-    except httpx.HTTPError:
-        return None
-    scenarios: list[dict[str, Any]] = r.json()["scenarios"]
-    return scenarios
-
-
-async def _has(client: httpx.AsyncClient, prom: str, expr: str) -> bool:
-    body = (await client.get(prom + "/api/v1/query", params={"query": expr})).json()
-    return bool(body["data"]["result"])
 
 
 @pytest.fixture(scope="module")

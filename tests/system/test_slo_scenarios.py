@@ -14,7 +14,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +24,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.services.aggregator.slo import ALERT_NAME, DEFAULT_SLO_FILE, load_slos, prometheus_rules
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.support import free_port, wait_until
-from tests.support.system import run_demo, run_prometheus
+from tests.support.system import listed_scenarios, prometheus_query, run_demo, run_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +67,14 @@ async def _run(nats_url: str, prom: str, control: str, aggregator: str, out: Out
     await bus.flush()
     client = httpx.AsyncClient(timeout=5)
     try:
-        scenarios = await wait_until(lambda: _scenarios(client, control), timeout=60, what="the scenario control API")
+        scenarios = await wait_until(
+            lambda: listed_scenarios(client, control), timeout=60, what="the scenario control API"
+        )
         wanted = next(s for s in scenarios if s["name"] == SCENARIO)["labels"]
         series = 'inferwatch_slo_burn_rate{slo="vllm-availability",model_name="qwen3-8b",window="120s"}'
-        await wait_until(lambda: _has(client, prom, series), timeout=60, what="SLO burn rates in Prometheus")
+        await wait_until(
+            lambda: prometheus_query(client, prom, series), timeout=60, what="SLO burn rates in Prometheus"
+        )
 
         def nats_state(window: str) -> str | None:
             states = [a.state for a in received if _matches(a.labels, {**wanted, "window": window})]
@@ -128,20 +131,6 @@ async def _run(nats_url: str, prom: str, control: str, aggregator: str, out: Out
     finally:
         await client.aclose()
         await bus.close()
-
-
-async def _scenarios(client: httpx.AsyncClient, control: str) -> list[dict[str, Any]] | None:
-    try:
-        r = await client.get(control + "/scenarios")
-    except httpx.HTTPError:
-        return None
-    scenarios: list[dict[str, Any]] = r.json()["scenarios"]
-    return scenarios
-
-
-async def _has(client: httpx.AsyncClient, prom: str, expr: str) -> bool:
-    body = (await client.get(prom + "/api/v1/query", params={"query": expr})).json()
-    return bool(body["data"]["result"])
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.shared.bus import Bus, BusSettings
 from tests.support import ROOT, free_port, wait_until
-from tests.support.system import run_demo, run_prometheus
+from tests.support.system import prometheus_query, run_demo, run_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +77,7 @@ def demo(nats_url: str, prometheus: tuple[str, int]) -> Iterator[str]:
 
 async def _query(prom: str, expr: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(timeout=5) as client:
-        r = await client.get(prom + "/api/v1/query", params={"query": expr})
-    body = r.json()
-    assert body["status"] == "success", f"{expr}: {body}"
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
+        return await prometheus_query(client, prom, expr)
 
 
 async def _firing_in_prometheus(prom: str, name: str, target: str) -> bool:

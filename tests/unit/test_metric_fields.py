@@ -12,15 +12,16 @@ from inferwatch.contracts.epp import (
 )
 from inferwatch.contracts.litellm import LitellmProxySnapshot, ModelUsage
 from inferwatch.contracts.metrics import metric_fields
-from inferwatch.contracts.vllm import VllmEngineStats, VllmHttpHandlerStats, VllmInstanceSnapshot, VllmLoraStats
+from inferwatch.contracts.vllm import VllmEngineStats, VllmHttpHandlerStats, VllmLoraStats
 from inferwatch.services.aggregator.domains import all_families, all_renderers
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.epp_scraper import core as epp
 from inferwatch.services.litellm_poller import core as litellm
-from inferwatch.services.vllm_scraper.core import WANTED, V, read_instance
+from inferwatch.services.vllm_scraper.core import WANTED, V
 from inferwatch.shared.exposition import MetricFamily, parse_exposition
 from tests.support import FIXTURES
+from tests.support.aggregator import scraped_vllm_snapshot
 
 # The recorded V0 exposition predates vLLM 0.6.3, the only release with this gauge (shared/reference/vllm-and-epp.md).
 # Every recorded EPP runs with the flowControl feature gate off, so none has this gauge.
@@ -45,20 +46,7 @@ def test_every_vllm_metric_field_reaches_metrics_from_the_recorded_expositions()
         **{path.name: path.read_bytes() for path in sorted((FIXTURES / "vllm").glob("simulated-*.txt"))},
     }
     for source, body in bodies.items():  # V0-only and V1-only figures together
-        reading = read_instance(body, None, None, max_engines=64, max_models=64)
-        table.apply(
-            VllmInstanceSnapshot(
-                source=source,
-                observed_at=0.0,
-                collector="t",
-                interval_s=5.0,
-                up=True,
-                engines=reading.engines,
-                lora=reading.lora,
-                http=reading.http,
-            ),
-            now=0.0,
-        )
+        table.apply(scraped_vllm_snapshot(body, source), now=0.0)
     exposed = _exposed(table)
     declared = metric_fields(VllmEngineStats)
     assert {m.field for m in declared} == set(VllmEngineStats.__struct_fields__) - {"model_name", "engine"}

@@ -3,6 +3,7 @@ bounded memory, and the generated Prometheus rules being the committed ones."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,24 @@ from inferwatch.contracts.vllm import VllmEngineStats, VllmInstanceSnapshot
 from inferwatch.services.aggregator.alert_dispatch import AlertingConfig
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.slo import (
+    BUCKET_BOUNDS,
     DEFAULT_SLO_FILE,
+    FIELDS,
     WORKBOOK_ALERTS,
     BurnRateAlert,
     SloConfig,
     SloError,
     SloEvaluator,
+    Source,
     load_slos,
     parse_slo,
 )
+from inferwatch.services.litellm_poller import core as litellm
+from inferwatch.services.vllm_scraper.core import read_instance
+from inferwatch.shared.exposition import parse_exposition
 from scripts import slo_rules
+from tests.support import FIXTURES
+from tests.support.aggregator import vllm_snapshot
 
 AVAILABILITY = parse_slo({"name": "avail", "source": "vllm", "sli": "availability", "objective": 0.99})
 SHORT = SloConfig(  # the Workbook's windows, an hour as a minute
@@ -39,13 +48,10 @@ SHORT = SloConfig(  # the Workbook's windows, an hour as a minute
 def vllm(
     t: float, good: float, bad: float, model: str = "m", engine: str = "0", source: str = "a"
 ) -> VllmInstanceSnapshot:
-    return VllmInstanceSnapshot(
-        source=source,
-        observed_at=t,
-        collector="test",
-        interval_s=1.0,
-        up=True,
-        engines=[VllmEngineStats(model_name=model, engine=engine, request_success_total={"stop": good, "error": bad})],
+    """An instance whose one engine has finished ``good`` requests with ``stop`` and ``bad`` with ``error``."""
+    outcomes = {"stop": good, "error": bad}
+    return vllm_snapshot(
+        source, t, engines=[VllmEngineStats(model_name=model, engine=engine, request_success_total=outcomes)]
     )
 
 
@@ -211,14 +217,7 @@ def test_a_histogram_without_the_threshold_bucket_is_counted_not_guessed() -> No
     ttft = parse_slo({"name": "t", "source": "vllm", "sli": "ttft", "objective": 0.9, "threshold_s": 2.5})
     slos = SloEvaluator(SloConfig((ttft,), SHORT.alerts, SHORT.budget_window))
     hist = Histogram(buckets=[(1.0, 5.0), (5.0, 9.0)], sum=1.0, count=10.0)
-    event = VllmInstanceSnapshot(
-        source="a",
-        observed_at=1,
-        collector="c",
-        interval_s=1,
-        up=True,
-        engines=[VllmEngineStats(model_name="m", time_to_first_token_seconds=hist)],
-    )
+    event = vllm_snapshot("a", 1.0, engines=[VllmEngineStats(model_name="m", time_to_first_token_seconds=hist)])
     assert slos.on_event(event, 1.0) == []
     assert slos.series == {}
     assert slos.unreadable == {"t": 1}
@@ -242,12 +241,14 @@ def test_memory_stays_bounded_over_days_of_snapshots_and_windows_stay_close() ->
         ), window
 
 
-def test_the_aggregator_wires_slo_alerts_into_the_alert_engine() -> None:
-    alerting = AlertingConfig()
-    slos = alerting.slos()
-    engine = alerting.engine(extensions=[slos])
-    assert engine.extensions == [slos]
-    assert slos.config == load_slos(DEFAULT_SLO_FILE)
+def test_slo_alerts_travel_the_alert_engines_path() -> None:
+    alerting = AlertingConfig()  # the aggregator's: the shipped SLOs as an extension of the rule engine
+    engine = alerting.engine(extensions=[alerting.slos()])
+    out = engine.on_event(vllm(1000.0, 1000, 0), 1000.0)
+    out += engine.on_event(vllm(1030.0, 1000, 1000), 1030.0)  # every request of the last 30 s failed
+    fired = {a.labels["window"] for a in out if a.name == "SloErrorBudgetBurn" and a.state == "firing"}
+    assert fired == {pair.window for pair in WORKBOOK_ALERTS}
+    assert {a.labels["window"] for a in engine.firing() if a.labels.get("slo") == "vllm-availability"} == fired
 
 
 # --- the Prometheus copy ------------------------------------------------------------------------------------
@@ -256,3 +257,37 @@ def test_the_aggregator_wires_slo_alerts_into_the_alert_engine() -> None:
 def test_regenerating_the_slo_rules_gives_the_committed_files() -> None:
     for path, text in slo_rules.rendered(load_slos(DEFAULT_SLO_FILE)).items():
         assert path.read_text() == text, f"{path.name} is stale: run .venv/bin/python -m scripts.slo_rules --write"
+
+
+# --- the accepted thresholds against recorded expositions ---------------------------------------------------
+
+VLLM_RECORDINGS = [
+    FIXTURES / "vllm-v0-metrics.txt",
+    FIXTURES / "vllm-v1-metrics.txt",
+    *sorted((FIXTURES / "vllm").glob("*.txt")),
+]
+
+
+def _bounds_checked(source: Source, items: Sequence[VllmEngineStats | ModelUsage]) -> int:
+    """Assert that each latency histogram of ``items`` has every threshold the SLOs accept for ``source``; how many
+    histograms there were."""
+    checked = 0
+    for item in items:
+        for sli, bounds in BUCKET_BOUNDS[source].items():
+            hist = getattr(item, FIELDS[source][sli])
+            if hist is not None:
+                assert set(bounds) <= {b for b, _ in hist.buckets}, (sli, item)
+                checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("path", VLLM_RECORDINGS, ids=lambda p: p.name)
+def test_every_accepted_vllm_threshold_is_a_bucket_bound_of_the_recorded_histograms(path: Path) -> None:
+    engines = read_instance(path.read_bytes(), None, None, max_engines=8, max_models=8).engines
+    assert _bounds_checked("vllm", engines), "no latency histogram in the recording"
+
+
+def test_every_accepted_litellm_threshold_is_a_bucket_bound_of_the_recorded_histograms() -> None:
+    body = (FIXTURES / "litellm" / "metrics.http").read_bytes().split(b"\n\n", 1)[1]  # status and headers first
+    usage = litellm.usage_by_group(parse_exposition(body, families=litellm.WANTED))
+    assert _bounds_checked("litellm", usage), "no latency histogram in the recording"

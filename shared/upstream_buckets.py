@@ -1,4 +1,8 @@
-"""Histogram bucket bounds of the vLLM families, per generation (from vLLM's metrics code)."""
+"""Histogram bucket bounds of the upstream families we read: vLLM's per generation (from vLLM's metrics code) and
+LiteLLM's latency buckets (as a real proxy exports them, tests/fixtures/litellm/metrics.http).
+
+The simulators emit them; the aggregator's SLOs accept only latency thresholds on the bounds every version has.
+"""
 
 from __future__ import annotations
 
@@ -30,3 +34,7 @@ PREFILL_PER_TOKEN = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 HTTP_HIGHR_HEAD = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 HTTP_HIGHR = (*HTTP_HIGHR_HEAD, 7.5, 10.0, 30.0, 60.0)
 HTTP_FEW = (0.1, 0.5, 1.0)
+
+# litellm.types.integrations.prometheus.LATENCY_BUCKETS: every LiteLLM latency histogram (total, API, TTFT)
+LITELLM_LATENCY_HEAD = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+LITELLM_LATENCY = (*LITELLM_LATENCY_HEAD, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0)
