@@ -212,7 +212,15 @@ async def test_flapping_target_counts_failures_and_leaks_no_series(nats_url: str
                     if up := lines_of(body, "inferwatch_vllm_up", target=flappy_url):
                         up_seen.add(value_of(up[0]))
                         engine_counts.add(len(lines_of(body, "inferwatch_vllm_requests_running", target=flappy_url)))
-                        body_sizes.append(len(body.splitlines()))
+                        # the flapping target's own series, less the API server's per-handler families, which gain
+                        # a handler the first time the scraper calls it (new label values once, not per comeback);
+                        # the SLO series carry no target label (per model, kept across restarts by design)
+                        body_sizes.append(
+                            sum(
+                                f'target="{flappy_url}"' in line and not line.startswith("inferwatch_vllm_http_")
+                                for line in body.splitlines()
+                            )
+                        )
                     # (absent while the source is expired: a scrape slower than 3 intervals on a busy machine)
                     if failures := lines_of(body, "inferwatch_vllm_scrape_errors_total", target=flappy_url):
                         errors.append(sum(value_of(x) for x in failures))
