@@ -66,6 +66,11 @@ class Goal:
     unit: str = "x"
     report_only: bool = False  # a figure the issue asks to state, with no number to reach: printed as REPORTED
 
+    @property
+    def bound(self) -> str:
+        """`` <= 1.5x`` as printed after the figure ("" for a report-only goal)."""
+        return "" if self.report_only else f" {self.op} {self.target:g}{self.unit}"
+
     def met(self, value: float) -> bool:
         """Whether ``value`` reaches the goal."""
         return value >= self.target if self.op == ">=" else value <= self.target
@@ -112,7 +117,7 @@ GOALS: dict[str, Goal] = {
             "fleet",
             "fleet CPU per target vs Prometheus on the same vLLM, LiteLLM and EPP endpoints (stated, no goal)",
             "<=",
-            1.0,
+            0.0,
             report_only=True,
         ),
     )
@@ -126,7 +131,7 @@ def report_goal(key: str, value: float, detail: str = "") -> bool:
     extra = f"; {detail}" if detail else ""
     verdict = "REPORTED" if goal.report_only else "MET" if met else "MISSED"
     print(
-        f"goal {key}: {goal.figure} {goal.op} {goal.target:g}{goal.unit}: {verdict} ({value:.3g}{goal.unit}{extra})",
+        f"goal {key}: {goal.figure}{goal.bound}: {verdict} ({value:.3g}{goal.unit}{extra})",
         flush=True,
     )
     return met

@@ -61,7 +61,7 @@ def main() -> int:
     print("\n=== goals (each ratio against a baseline measured in the same run)")
     for key, goal in GOALS.items():
         verdict, figure = results.get(key, ("not run", ""))
-        print(f"{verdict:<8} {goal.figure} {goal.op} {goal.target:g}{goal.unit}" + (f": {figure}" if figure else ""))
+        print(f"{verdict:<8} {goal.figure}{goal.bound}" + (f": {figure}" if figure else ""))
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
     return 1 if failed else 0
