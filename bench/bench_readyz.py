@@ -33,7 +33,7 @@ _URL_LINE = re.compile(r"^(?:Aggregator|\s+(?P<name>[a-z-]+))\s+(?P<url>http://1
 
 
 def _service_urls(proc: subprocess.Popen[str]) -> dict[str, str]:
-    """Read ``inferwatch up``'s banner: one base URL per service."""
+    """Read ``inferwatch up --verbose``'s banner: one base URL per service (listed before its settings)."""
     assert proc.stdout is not None
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 120
@@ -41,7 +41,7 @@ def _service_urls(proc: subprocess.Popen[str]) -> dict[str, str]:
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError("inferwatch up exited before printing its services")
-        if line.startswith("Ctrl-C"):
+        if line.startswith("Settings"):
             return urls
         match = _URL_LINE.match(line)
         if match:
@@ -83,7 +83,7 @@ def main() -> int:
             "PYTHONUNBUFFERED": "1",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inferwatch", "up", "--demo", "--port", str(free_port())],
+            [sys.executable, "-m", "inferwatch", "up", "--demo", "--verbose", "--port", str(free_port())],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
