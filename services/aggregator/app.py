@@ -200,12 +200,13 @@ async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
             ctx.bus.settings, f"{ctx.instance}-ingest", config.subject, aggregator.on_message, aggregator.lock
         )
         aggregator.ingest = ingest
-        await ingest.start()
     else:
         await ctx.bus.subscribe_raw(config.subject, aggregator.on_message)
     alerts_task = asyncio.create_task(aggregator.alert_dispatcher.run(ctx.bus, ctx.stop))
-    ctx.set_ready(True, consuming)
     try:
+        if aggregator.ingest is not None:
+            await aggregator.ingest.start()
+        ctx.set_ready(True, consuming)
         while not await ctx.sleep(config.sweep_interval_s):
             with aggregator.lock:
                 aggregator.sweep()

@@ -13,6 +13,7 @@ interval (set to `SWITCH_INTERVAL_S` while the thread runs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -25,7 +26,6 @@ from inferwatch.shared.bus import Bus, BusSettings
 log = logging.getLogger("inferwatch.aggregator.ingest")
 
 Handler = Callable[[Msg], Awaitable[None]]
-START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 # How long the HTTP thread can wait for the GIL while the ingest thread runs (CPython's default is 5 ms, and a
 # request takes the GIL several times): bench_scrape_under_load, same machine, /readyz p99 under the flood
@@ -44,41 +44,54 @@ class IngestThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._subscribed = threading.Event()
+        self._on_started: Callable[[], None] = lambda: None
+        self._stopping = threading.Event()
         self.error: BaseException | None = None
 
     async def start(self) -> None:
-        """Start the thread; return once it has subscribed (or failed, re-raised here)."""
+        """Start the thread; return once it has subscribed (the connection is retried with backoff, as the
+        service's own is). Raises what the thread failed with, if it did."""
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        started = asyncio.Event()
+        caller = asyncio.get_running_loop()
+
+        def signal_started() -> None:  # from the ingest thread: subscribed, failed or stopped
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
+                caller.call_soon_threadsafe(started.set)
+
+        self._on_started = signal_started
         self._thread = threading.Thread(target=self._main, name="aggregator-ingest", daemon=True)
         self._thread.start()
-        # Waiting on a threading.Event must not block the HTTP loop: poll it from a worker thread.
-        await asyncio.to_thread(self._subscribed.wait, START_TIMEOUT_S)
+        await started.wait()
         if self.error is not None:
             raise self.error
-        if not self._subscribed.is_set():
-            raise TimeoutError(f"ingest thread did not subscribe within {START_TIMEOUT_S:.0f} s")
 
     async def stop(self) -> None:
-        """Drain and close the ingest connection; join the thread."""
+        """Drain and close the ingest connection; join the thread. Safe before, during and after `start`."""
+        self._stopping.set()  # before reading the loop: _run checks it after publishing its loop
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
+                loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, STOP_TIMEOUT_S)
 
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:  # reported to start() or logged; the thread must not die silently
+        except asyncio.CancelledError:  # stopped while still connecting
+            pass
+        except BaseException as exc:  # reported to start() and logged; the thread must not die silently
             self.error = exc
             log.error("ingest thread failed", exc_info=exc)
         finally:
-            self._subscribed.set()
+            self._on_started()
 
     async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stop = stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stopping.is_set():
+            stop.set()
         handler, lock = self._handler, self._lock
 
         async def locked(msg: Msg) -> None:
@@ -88,7 +101,7 @@ class IngestThread:
         try:
             await self.bus.connect(stop=stop)
             await self.bus.subscribe_raw(self._subject, locked)
-            self._subscribed.set()
+            self._on_started()
             await stop.wait()
         finally:
             await self.bus.close()

@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 
 from inferwatch.services.aggregator.ingest import IngestThread
 from inferwatch.shared.bus import Bus, BusSettings
-from tests.support import get_text, running_service, wait_until
+from tests.support import free_port, get_text, running_service, wait_until
 from tests.support.aggregator import vllm_snapshot
 
 BACKLOG = 20
@@ -70,3 +70,17 @@ async def test_aggregator_ingests_on_its_thread_and_reports_that_connection(nats
             assert "inferwatch_aggregator_nats_connected 1" in body
         finally:
             await bus.close()
+
+
+async def test_stop_while_the_ingest_thread_still_waits_for_nats() -> None:
+    async def never(msg: Msg) -> None:
+        raise AssertionError("no server, no message")
+
+    settings = BusSettings(servers=(f"nats://127.0.0.1:{free_port()}",))  # nothing listens there
+    ingest = IngestThread(settings, "test-ingest-unreachable", "test.ingest.none", never, threading.Lock())
+    starting = asyncio.create_task(ingest.start())
+    await wait_until(lambda: "no server answers" in ingest.bus.status, timeout=10, what="connection retried")
+    await ingest.stop()
+    await asyncio.wait_for(starting, 10)  # start() returns once the thread has ended
+    assert ingest.error is None
+    assert not ingest.bus.connected
