@@ -33,8 +33,7 @@ _URL_LINE = re.compile(r"^(?:Aggregator|\s+(?P<name>[a-z-]+))\s+(?P<url>http://1
 
 
 def _service_urls(proc: subprocess.Popen[str]) -> dict[str, str]:
-    """Read ``inferwatch up --verbose``'s start text: the aggregator's URL, then one base URL per service (the list
-    ends where the settings begin)."""
+    """Read ``inferwatch up --verbose``'s banner: one base URL per service (listed before its settings)."""
     assert proc.stdout is not None
     urls: dict[str, str] = {}
     deadline = time.monotonic() + 120

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -99,8 +100,9 @@ def alertmanager_payload(alerts: Iterable[Alert], generator_url: str = "") -> li
 class AlertDispatcher:
     """Queues transitions from the hot path; a background task publishes and forwards them."""
 
-    def __init__(self, engine: AlertEngine, config: AlertingConfig) -> None:
+    def __init__(self, engine: AlertEngine, config: AlertingConfig, lock: threading.Lock | None = None) -> None:
         self.engine = engine
+        self._lock = lock or threading.Lock()  # held while the engine is read here (ingest may run on a thread)
         self.config = config
         self._queue: asyncio.Queue[Alert] | None = None
         self.published = 0
@@ -137,7 +139,8 @@ class AlertDispatcher:
                     batch.append(await asyncio.wait_for(q.get(), self.config.tick_s))
                 while not q.empty():
                     batch.append(q.get_nowait())
-                batch.extend(self.engine.tick(time.time()))
+                with self._lock:
+                    batch.extend(self.engine.tick(time.time()))
                 for alert in batch:
                     try:
                         if await self._publish(bus, alert):
@@ -150,7 +153,9 @@ class AlertDispatcher:
                     now = time.monotonic()
                     if now - self._last_resend >= self.config.resend_s:
                         self._last_resend = now
-                        batch = [*batch, *(a for a in self.engine.firing() if a not in batch)]
+                        with self._lock:
+                            firing = self.engine.firing()
+                        batch = [*batch, *(a for a in firing if a not in batch)]
                     if batch:
                         await self._forward(client, batch)
         finally:

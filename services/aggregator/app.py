@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 from nats.aio.msg import Msg
@@ -22,6 +23,7 @@ from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.domains.economics import render_economics
 from inferwatch.services.aggregator.economics import EconomicsTracker, load_economics
+from inferwatch.services.aggregator.ingest import IngestThread
 from inferwatch.services.aggregator.render import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -33,6 +35,7 @@ from inferwatch.services.aggregator.render import (
 )
 from inferwatch.services.aggregator.state import SourceTable
 from inferwatch.services.aggregator.status_page import status_routes
+from inferwatch.shared.bus import Bus
 from inferwatch.shared.log import RateLimitedLog
 from inferwatch.shared.service import ServiceApp, ServiceContext
 
@@ -85,7 +88,12 @@ class Aggregator:
         alerting = alerting or AlertingConfig()
         self.slos = alerting.slos()
         self.alerts = alerting.engine(config.expiry_intervals, extensions=[self.slos])
-        self.alert_dispatcher = AlertDispatcher(self.alerts, alerting)
+        # Guards every piece of state the ingest path writes (table, engine, SLOs) when ingest runs on its own
+        # thread (`services.aggregator.ingest`); uncontended, and so nearly free, on one event loop.
+        self.lock = threading.Lock()
+        self.ingest: IngestThread | None = None
+        self.alert_dispatcher = AlertDispatcher(self.alerts, alerting, self.lock)
+        self.submit_alerts: Callable[[Iterable[Alert]], None] = self.alert_dispatcher.submit
         self.economics = EconomicsTracker(load_economics(config.economics_file))
 
     async def on_message(self, msg: Msg) -> None:
@@ -99,7 +107,7 @@ class Aggregator:
         if type(event) is not Alert:
             transitions = self.alerts.on_event(event, _wall_clock())
             if transitions:
-                self.alert_dispatcher.submit(transitions)
+                self.submit_alerts(transitions)
 
     def _decode_error(self, subject: str, error: str) -> None:
         errors = self.table.stats.decode_errors
@@ -121,9 +129,17 @@ class Aggregator:
         if self.economics.due(now):
             self.economics.observe([entry.event for entry in self.table.sources.values()], now)
 
+    @property
+    def ingest_bus(self) -> Bus | None:
+        """The connection events arrive on (the ingest thread's, else the service's)."""
+        if self.ingest is not None:
+            return self.ingest.bus
+        return self.ctx.bus if self.ctx is not None else None
+
     def self_metrics(self) -> Mapping[Family, str]:
         """The aggregator's own series."""
         stats = self.table.stats
+        bus = self.ingest_bus
         w = SeriesWriter()
         for tag, count in sorted(stats.events.items()):
             domain, kind = tag.split(".", 1)
@@ -132,17 +148,17 @@ class Aggregator:
             w.counter(DECODE_ERRORS, label_block({"subject_prefix": prefix}), count)
         for reason in ("out_of_order", "max_sources", "slow_consumer"):
             value = stats.dropped.get(reason, 0)
-            if reason == "slow_consumer" and self.ctx is not None:
-                value = self.ctx.bus.stats.slow_consumer_drops
+            if reason == "slow_consumer" and bus is not None:
+                value = bus.stats.slow_consumer_drops
             w.counter(DROPPED, label_block({"reason": reason}), value)
         for tag, count in sorted(stats.render_errors.items()):
             w.counter(RENDER_ERRORS, label_block({"type": tag}), count)
         w.counter(EXPIRED, "", stats.expired)
         w.gauge(SOURCES, "", len(self.table.sources))
         w.gauge(SCRAPE_SECONDS, "", self._last_render_s)
-        if self.ctx is not None:
-            w.gauge(BUS_CONNECTED, "", 1.0 if self.ctx.bus.connected else 0.0)
-            w.counter(BUS_DISCONNECTS, "", self.ctx.bus.stats.disconnects)
+        if bus is not None:
+            w.gauge(BUS_CONNECTED, "", 1.0 if bus.connected else 0.0)
+            w.counter(BUS_DISCONNECTS, "", bus.stats.disconnects)
         return w.freeze()
 
     def render(self, openmetrics: bool = False) -> bytes:
@@ -160,25 +176,49 @@ class Aggregator:
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
         """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it)."""
-        self.sweep()
         om = wants_openmetrics(request.headers.get("Accept", ""))
-        return web.Response(
-            body=self.render(om), headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE}
-        )
+        with self.lock:
+            self.sweep()
+            body = self.render(om)
+        return web.Response(body=body, headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
 
 
 async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
-    """Subscribe and sweep until stopped."""
-    await ctx.bus.subscribe_raw(aggregator.config.subject, aggregator.on_message)
+    """Subscribe (on the ingest thread, or this loop) and sweep until stopped."""
+    config = aggregator.config
+    consuming = f"consuming {config.subject}"
+    if config.ingest_thread:
+        loop = asyncio.get_running_loop()
+        dispatcher = aggregator.alert_dispatcher
+        # The dispatcher's queue belongs to this loop: transitions cross threads through it.
+
+        def submit_from_ingest(alerts: Iterable[Alert]) -> None:
+            loop.call_soon_threadsafe(dispatcher.submit, list(alerts))
+
+        aggregator.submit_alerts = submit_from_ingest
+        ingest = IngestThread(
+            ctx.bus.settings, f"{ctx.instance}-ingest", config.subject, aggregator.on_message, aggregator.lock
+        )
+        aggregator.ingest = ingest
+    else:
+        await ctx.bus.subscribe_raw(config.subject, aggregator.on_message)
     alerts_task = asyncio.create_task(aggregator.alert_dispatcher.run(ctx.bus, ctx.stop))
-    ctx.set_ready(True, f"consuming {aggregator.config.subject}")
     try:
-        while not await ctx.sleep(aggregator.config.sweep_interval_s):
-            aggregator.sweep()
+        if aggregator.ingest is not None:
+            await aggregator.ingest.start()
+        ctx.set_ready(True, consuming)
+        while not await ctx.sleep(config.sweep_interval_s):
+            with aggregator.lock:
+                aggregator.sweep()
+            if aggregator.ingest is not None:  # /readyz reads the service's connection; events come on this one
+                bus = aggregator.ingest.bus
+                ctx.set_ready(bus.connected, consuming if bus.connected else f"ingest: {bus.status}")
     finally:
         alerts_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await alerts_task
+        if aggregator.ingest is not None:
+            await aggregator.ingest.stop()
 
 
 def build(ctx: ServiceContext, config: AggregatorConfig) -> ServiceApp:

@@ -19,6 +19,9 @@ class AggregatorConfig:
     sweep_interval_s: how often expiry runs.
     economics_file: YAML with GPU-hour and kWh prices for the unit economics per model
         (schema: `services.aggregator.economics.EconomicsFile`); ``""``: no prices, no cost figures.
+    ingest_thread: consume NATS on a thread with its own connection and event loop
+        (``INFERWATCH_AGGREGATOR_INGEST_THREAD``), so ``/metrics`` and ``/readyz`` never wait behind an
+        ingest backlog (`services.aggregator.ingest`); false: one event loop for both.
     """
 
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"
@@ -29,6 +32,7 @@ class AggregatorConfig:
     max_sources: int = 100_000
     sweep_interval_s: float = 0.5
     economics_file: str = ""
+    ingest_thread: bool = True
 
     @classmethod
     def from_env(cls, env: Env) -> AggregatorConfig:
@@ -41,4 +45,5 @@ class AggregatorConfig:
             max_sources=env.int(p + "MAX_SOURCES", cls.max_sources),
             sweep_interval_s=env.float(p + "SWEEP_INTERVAL_S", cls.sweep_interval_s),
             economics_file=env.get(p + "ECONOMICS_FILE", cls.economics_file),
+            ingest_thread=env.bool(p + "INGEST_THREAD", cls.ingest_thread),
         )

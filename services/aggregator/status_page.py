@@ -285,6 +285,8 @@ def status_routes(aggregator: Any) -> list[web.RouteDef]:
         return web.Response(body=page, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-cache"})
 
     async def api(_: web.Request) -> web.Response:
-        return web.json_response(status_payload(aggregator, live_stats), headers={"Cache-Control": "no-store"})
+        with aggregator.lock:  # ingest may write the table from its own thread
+            payload = status_payload(aggregator, live_stats)
+        return web.json_response(payload, headers={"Cache-Control": "no-store"})
 
     return [web.get("/", index), web.get("/api/status", api)]

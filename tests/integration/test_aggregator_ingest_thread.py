@@ -1,0 +1,86 @@
+"""The aggregator's ingest thread: events arrive on a connection and event loop of their own, under the state lock,
+and the service's event loop (HTTP, sweeps, alert dispatch) does not wait behind an ingest backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from nats.aio.msg import Msg
+
+from inferwatch.services.aggregator.ingest import IngestThread
+from inferwatch.shared.bus import Bus, BusSettings
+from tests.support import free_port, get_text, running_service, wait_until
+from tests.support.aggregator import vllm_snapshot
+
+BACKLOG = 20
+HANDLER_S = 0.2  # per message: a backlog of 4 s on the ingest thread
+
+
+async def test_event_loop_runs_while_the_ingest_thread_works_through_a_backlog(nats_url: str) -> None:
+    lock = threading.Lock()
+    handled: list[str] = []
+    held: list[bool] = []
+    threads: set[str] = set()
+
+    async def slow(msg: Msg) -> None:
+        held.append(lock.locked())
+        threads.add(threading.current_thread().name)
+        time.sleep(HANDLER_S)  # noqa: ASYNC251  # on purpose: it blocks the ingest loop only
+        handled.append(msg.subject)
+
+    ingest = IngestThread(BusSettings(servers=(nats_url,)), "test-ingest", "test.ingest.backlog", slow, lock)
+    await ingest.start()
+    publisher = Bus(BusSettings(servers=(nats_url,)), name="test-ingest-publisher")
+    await publisher.connect()
+    try:
+        for i in range(BACKLOG):
+            await publisher.publish_raw("test.ingest.backlog", str(i).encode())
+        await publisher.flush()
+        await wait_until(lambda: handled, timeout=10, what="first message handled")
+        ticks = 0
+        while ticks < 10:  # on one shared loop these turns would wait for the whole backlog
+            await asyncio.sleep(0.001)
+            ticks += 1
+        assert len(handled) < BACKLOG, "the event loop waited for the whole ingest backlog"
+        await wait_until(lambda: len(handled) == BACKLOG, timeout=30, what="backlog handled")
+    finally:
+        await publisher.close()
+        await ingest.stop()
+    assert all(held), "the handler ran without the state lock"
+    assert threads == {"aggregator-ingest"}
+    assert not ingest.bus.connected  # stop() closed its connection
+
+
+async def test_aggregator_ingests_on_its_thread_and_reports_that_connection(nats_url: str) -> None:
+    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_INGEST_THREAD": "true"}
+    async with running_service("aggregator", env) as svc:
+        bus = Bus(BusSettings(servers=(nats_url,)), name="test-ingest-thread")
+        await bus.connect()
+        try:
+            await bus.publish(vllm_snapshot(source="http://vllm-ingest-thread:8000"))
+            await bus.flush()
+
+            async def shown() -> bool:
+                return 'source="http://vllm-ingest-thread:8000"' in await get_text(svc.url + "/metrics")
+
+            await wait_until(shown, timeout=10, what="snapshot on /metrics")
+            body = await get_text(svc.url + "/metrics")
+            assert "inferwatch_aggregator_nats_connected 1" in body
+        finally:
+            await bus.close()
+
+
+async def test_stop_while_the_ingest_thread_still_waits_for_nats() -> None:
+    async def never(msg: Msg) -> None:
+        raise AssertionError("no server, no message")
+
+    settings = BusSettings(servers=(f"nats://127.0.0.1:{free_port()}",))  # nothing listens there
+    ingest = IngestThread(settings, "test-ingest-unreachable", "test.ingest.none", never, threading.Lock())
+    starting = asyncio.create_task(ingest.start())
+    await wait_until(lambda: "no server answers" in ingest.bus.status, timeout=10, what="connection retried")
+    await ingest.stop()
+    await asyncio.wait_for(starting, 10)  # start() returns once the thread has ended
+    assert ingest.error is None
+    assert not ingest.bus.connected
