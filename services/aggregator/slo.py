@@ -512,14 +512,16 @@ class SloEvaluator:
         good, total = counts
         previous = self._contributors.get(cid)
         self._contributors[cid] = _Contributor(good, total, now)
+        if previous is None:  # a first sight is only a baseline, as the first sample of a counter in PromQL
+            return None
         series = self.series.get((slo.name, key))
         if series is None:
+            # made on the second sight, with the baseline at the first: a name seen once (a cardinality bomb
+            # rotating model names) leaves no series behind, only a contributor forgotten after forget_after_s
             series = self.series[(slo.name, key)] = SloSeries(
                 slo, key, thin_at=2 * self.thinning, thinning=self.thinning
             )
-        if previous is None:  # a new series is only a baseline, as the first sample of a counter in PromQL
-            series.add(now, 0.0, 0.0)
-            return series
+            series.add(previous.seen_at, 0.0, 0.0)
         if total < previous.total:  # a restarted engine: both counts start again from zero
             series.add(now, good, total)
         else:

@@ -151,8 +151,11 @@ async def test_cardinality_bomb_is_capped_counted_and_isolated(nats_url: str) ->
         assert value_of(lines_of(body, "inferwatch_vllm_up", target=normal_url)[0]) == 1.0
         assert len(lines_of(body, "inferwatch_vllm_requests_running", target=normal_url)) == 2
         assert not lines_of(body, "inferwatch_vllm_dropped_series", target=normal_url)
-    # the flood's names change every scrape, yet the series count does not grow: no leak of old names
-    assert len(later.splitlines()) <= len(first.splitlines()) + 50
+    # the flood's names change every scrape, yet the count of series naming them does not grow, in any family
+    # (vLLM's, the SLOs' per model): no leak of old names. The whole body may grow by families that appear once
+    # (the other target's SLO burn rates once it has requests, upstream-call records, API-server handlers).
+    flood_series = [len(re.findall(r'="flood-\d+-', body)) for body in (first, later)]
+    assert 0 < flood_series[1] <= flood_series[0], flood_series
     assert len(flood_rounds(later, bomb_url)) == 1
     assert not flood_rounds(later, bomb_url) & flood_rounds(first, bomb_url)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,7 +73,8 @@ def supervisor_snapshot() -> SupervisorSnapshot:
 
 
 def make_aggregator() -> SimpleNamespace:
-    """The part of an aggregator the status page reads (``.table``): a GPU host, the catalog, ``up``'s children."""
+    """The part of an aggregator the status page reads (``.table`` and the ``.lock`` it reads it under): a GPU host,
+    the catalog, ``up``'s children."""
     table = SourceTable(
         {GpuHostSnapshot: render_gpu_host, ModelCatalogSnapshot: _noop, SupervisorSnapshot: _noop}, tombstone_s=600.0
     )
@@ -85,7 +87,7 @@ def make_aggregator() -> SimpleNamespace:
     )
     table.apply(catalog_snapshot(), now)
     table.apply(supervisor_snapshot(), now)
-    return SimpleNamespace(table=table)
+    return SimpleNamespace(table=table, lock=threading.Lock())
 
 
 def vllm_snapshot(
