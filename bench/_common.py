@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -22,6 +24,27 @@ def best_of(fn: Callable[[], object], repeats: int = 5) -> tuple[float, float]:
         fn()
         times.append(time.perf_counter() - start)
     return min(times), statistics.median(times)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile by rank (``int(q * n)``, capped at the largest); NaN for no values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def wait_ready(urls: dict[str, str], timeout_s: float) -> list[str]:
+    """Poll every service's ``/readyz`` until each answered 200 or ``timeout_s`` passed; the names still not ready."""
+    pending = dict(urls)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for name, url in list(pending.items()):
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    del pending[name]
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.5)
+    return sorted(pending)
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

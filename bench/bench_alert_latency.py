@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import report_goal, write_json
+from bench._common import percentile, report_goal, write_json
 from inferwatch.contracts import Event, type_filter
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
@@ -39,14 +39,10 @@ from tests.support.aggregator import FAST_RULES as RULES  # VllmTargetDown with 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _p(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
-
-
 def _baseline(samples: int, scrape_s: float = 15.0, eval_s: float = 60.0) -> tuple[float, float]:
     rng = random.Random(1)
     draws = [rng.uniform(0, scrape_s) + rng.uniform(0, eval_s) for _ in range(max(samples, 10_000))]
-    return _p(draws, 0.5), _p(draws, 0.99)
+    return percentile(draws, 0.5), percentile(draws, 0.99)
 
 
 async def _measure(nats_url: str, samples: int) -> dict[str, list[float]]:
@@ -117,8 +113,9 @@ def main() -> int:
     every = times["firing"] + times["resolved"]
     print(f"snapshot published -> alert on NATS, {len(every)} alerts through a real nats-server and aggregator:")
     for state in ("firing", "resolved"):
-        print(f"  {state:9s} p50 {_p(times[state], 0.5) * 1e3:.2f} ms  p99 {_p(times[state], 0.99) * 1e3:.2f} ms")
-    p99 = _p(every, 0.99)
+        p50, p99 = percentile(times[state], 0.5), percentile(times[state], 0.99)
+        print(f"  {state:9s} p50 {p50 * 1e3:.2f} ms  p99 {p99 * 1e3:.2f} ms")
+    p99 = percentile(every, 0.99)
     print(
         f"  Prometheus baseline (computed: 15 s scrape + 60 s evaluation interval): p50 {base_p50:.1f} s, "
         f"p99 {base_p99:.1f} s -> ratio {base_p99 / p99:,.0f}x (p99)"

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import write_json
+from bench._common import percentile, write_json
 from inferwatch.contracts import Event, decode, subject_filter
 from inferwatch.contracts.alert import Alert
 from inferwatch.contracts.vllm import VllmInstanceSnapshot
@@ -157,10 +157,6 @@ async def transitions(count: int, stream: bool) -> dict[str, int]:
             stop_processes([proc for proc, _ in replicas])
 
 
-def _pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
 def main() -> None:
     """Run both measurements and print them with their goals."""
     parser = argparse.ArgumentParser()
@@ -169,7 +165,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     times = asyncio.run(recovery(args.kills))
-    p50, p99 = statistics.median(times), _pct(times, 0.99)
+    p50, p99 = statistics.median(times), percentile(times, 0.99)
     print(f"node loss -> every source fresh, {len(times)} kills: p50 {p50:.2f} s, p99 {p99:.2f} s")
     print(f"  goal p99 <= 5 s: {'MET' if p99 <= 5 else 'MISSED'}")
     plain = asyncio.run(transitions(args.transitions, stream=False))

@@ -31,33 +31,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import table, write_json
-from tests.support.flood import heartbeat_flood
+from tests.support.flood import publish_flood
 
 KINDS = ("raw", "faststream", "faststream-quiet")
-
-
-def _publisher(url: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
-    import nats
-
-    async def run() -> None:
-        nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-        payloads = heartbeat_flood()
-        ready.set()
-        go.wait()
-        for i in range(n):
-            subject, payload = payloads[i % 1000]
-            await nc.publish(subject, payload)
-        await nc.flush(timeout=60)
-        await nc.close()
-
-    asyncio.run(run())
 
 
 async def _flood(url: str, n: int) -> None:
     """Publish ``n`` heartbeats from another process and wait for it to finish."""
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_publisher, args=(url, n, ready, go))
+    proc = ctx.Process(target=publish_flood, args=(url, n, ready, go))
     proc.start()
     await asyncio.get_running_loop().run_in_executor(None, ready.wait)
     go.set()

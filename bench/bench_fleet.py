@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import yaml  # type: ignore[import-untyped]
 
-from bench._common import report_goal, table, write_json
+from bench._common import percentile, report_goal, table, wait_ready, write_json
 from bench.bench_scrape import TICKS, prometheus_up
 from inferwatch.services import SERVICES
 from inferwatch.shared.natsserver import EmbeddedNats
@@ -203,27 +203,6 @@ class MetricsProbe:
                     self.freshness.append(now - float(value))
 
 
-def _pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
-def _wait_ready(urls: dict[str, str], timeout_s: float) -> None:
-    """Until every service answers 200 on ``/readyz``, or ``timeout_s``: then say which did not (a collector whose
-    upstream a demo scenario has made unhealthy may stay unready; the measurement goes on)."""
-    pending = dict(urls)
-    deadline = time.monotonic() + timeout_s
-    while pending and time.monotonic() < deadline:
-        for name, url in list(pending.items()):
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    del pending[name]
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.5)
-    if pending:
-        print(f"not ready after {timeout_s:.0f} s: {', '.join(sorted(pending))}", flush=True)
-
-
 def _demo_env(up_pid: int, timeout_s: float = 120) -> tuple[int, dict[str, str]]:
     """The simulators' PID under ``inferwatch up`` and the environment they wrote for the collectors."""
     deadline = time.monotonic() + timeout_s
@@ -351,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                 proc, url = service_process("gpu-agent", {**agent_env, "INFERWATCH_GPU_HOST": f"gpu-host-{host}"})
                 extra_agents.append(proc)
                 urls[f"gpu-agent gpu-host-{host}"] = url
-            _wait_ready(urls, 120)
+            # a collector whose upstream a demo scenario made unhealthy may stay unready: say so, measure anyway
+            if unready := wait_ready(urls, 120):
+                print(f"not ready after 120 s: {', '.join(unready)}", flush=True)
             deadline = time.monotonic() + 180
             while len(vllm := _vllm_sources(agg_url)) < VLLM_TARGETS:
                 if time.monotonic() > deadline:
@@ -444,11 +425,11 @@ def _report(
         "metrics_gets": len(probe.latencies),
         "metrics_errors": probe.errors,
         "metrics_bytes": probe.bytes,
-        "metrics_p50_ms": round(1e3 * _pct(probe.latencies, 0.5), 1),
-        "metrics_p99_ms": round(1e3 * _pct(probe.latencies, 0.99), 1),
+        "metrics_p50_ms": round(1e3 * percentile(probe.latencies, 0.5), 1),
+        "metrics_p99_ms": round(1e3 * percentile(probe.latencies, 0.99), 1),
         "freshness_observations": len(probe.freshness),
-        "freshness_p50_ms": round(1e3 * _pct(probe.freshness, 0.5), 0),
-        "freshness_p99_ms": round(1e3 * _pct(probe.freshness, 0.99), 0),
+        "freshness_p50_ms": round(1e3 * percentile(probe.freshness, 0.5), 0),
+        "freshness_p99_ms": round(1e3 * percentile(probe.freshness, 0.99), 0),
         "vllm_sources_at_end": vllm_sources,
         "load_average": os.getloadavg(),
     }

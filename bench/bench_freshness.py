@@ -24,7 +24,7 @@ import time
 
 import httpx
 
-from bench._common import report_goal, write_json
+from bench._common import percentile, report_goal, write_json
 from inferwatch.services import spec
 from inferwatch.shared.natsserver import EmbeddedNats
 from inferwatch.shared.ports import free_port
@@ -35,12 +35,6 @@ from inferwatch.simulators.vllm import SimulatedVllm, VllmGeneration
 
 PROMETHEUS_SD_REFRESH_S = 60.0
 PROMETHEUS_SCRAPE_S = 15.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 def prometheus_baseline(samples: int = 200_000) -> tuple[float, float]:

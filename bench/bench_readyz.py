@@ -21,13 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import report_goal, table, write_json  # noqa: E402
-from bench.bench_scrape_under_load import _flood, _p, _probe  # noqa: E402
+from bench._common import percentile, report_goal, table, wait_ready, write_json  # noqa: E402
+from bench.bench_scrape_under_load import _flood, _probe  # noqa: E402
 
 _URL_LINE = re.compile(r"^(?:Aggregator|\s+(?P<name>[a-z-]+))\s+(?P<url>http://127\.0\.0\.1:\d+)")
 
@@ -47,21 +45,6 @@ def _service_urls(proc: subprocess.Popen[str]) -> dict[str, str]:
         if match:
             urls[match["name"] or "aggregator"] = match["url"]
     raise RuntimeError("inferwatch up did not print its services within 120 s")
-
-
-def _wait_ready(urls: dict[str, str], timeout_s: float = 90) -> None:
-    pending = dict(urls)
-    deadline = time.monotonic() + timeout_s
-    while pending and time.monotonic() < deadline:
-        for name, url in list(pending.items()):
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    del pending[name]
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.5)
-    if pending:
-        raise RuntimeError(f"not ready after {timeout_s:.0f} s: {', '.join(sorted(pending))}")
 
 
 def main() -> int:
@@ -92,7 +75,8 @@ def main() -> int:
         )
         try:
             urls = _service_urls(proc)
-            _wait_ready(urls)
+            if unready := wait_ready(urls, 90):
+                raise RuntimeError(f"not ready after 90 s: {', '.join(unready)}")
             time.sleep(3)  # first scrapes done
             idle_probes = {name: _probe(url + "/readyz", args.probes) for name, url in urls.items()}
             ctx = mp.get_context("spawn")
@@ -117,20 +101,20 @@ def main() -> int:
     rows = [
         {
             "service": name,
-            "idle p50 ms": f"{_p(idle[name], 0.5) * 1e3:.1f}",
-            "idle p99 ms": f"{_p(idle[name], 0.99) * 1e3:.1f}",
-            "load p50 ms": f"{_p(load[name], 0.5) * 1e3:.1f}",
-            "load p99 ms": f"{_p(load[name], 0.99) * 1e3:.1f}",
-            "p99 ratio": f"{_p(load[name], 0.99) / _p(idle[name], 0.99):.2f}x",
+            "idle p50 ms": f"{percentile(idle[name], 0.5) * 1e3:.1f}",
+            "idle p99 ms": f"{percentile(idle[name], 0.99) * 1e3:.1f}",
+            "load p50 ms": f"{percentile(load[name], 0.5) * 1e3:.1f}",
+            "load p99 ms": f"{percentile(load[name], 0.99) * 1e3:.1f}",
+            "p99 ratio": f"{percentile(load[name], 0.99) / percentile(idle[name], 0.99):.2f}x",
             "not ready under load": f"{not_ready[name]}/{args.probes}",
         }
         for name in sorted(urls)
     ]
     print(f"{len(urls)} services; publisher offered {rate:,.0f} events/s during the load phase")
     print(table(rows, list(rows[0])))
-    met = all(_p(load[name], 0.99) <= 0.1 for name in urls)
-    worst = max(urls, key=lambda name: _p(load[name], 0.99))
-    met = report_goal("readyz_services", _p(load[worst], 0.99) * 1e3, f"worst: {worst}")
+    met = all(percentile(load[name], 0.99) <= 0.1 for name in urls)
+    worst = max(urls, key=lambda name: percentile(load[name], 0.99))
+    met = report_goal("readyz_services", percentile(load[worst], 0.99) * 1e3, f"worst: {worst}")
     if any(not_ready.values()):
         print("not ready = answered 503 (e.g. reconnecting after nats-server cut a slow consumer): an answer, timed")
     path = write_json(

@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import report_goal, table, write_json  # noqa: E402
+from bench._common import percentile, report_goal, table, write_json  # noqa: E402
 from inferwatch.contracts.vllm import VllmInstanceSnapshot  # noqa: E402
 from tests.support.aggregator import vllm_snapshot as snapshot  # noqa: E402
 from tests.support.flood import heartbeat_flood  # noqa: E402
@@ -73,18 +73,14 @@ def _probe(url: str, n: int) -> tuple[list[float], int]:
     return latencies, not_ok
 
 
-def _p(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
-
-
 def _row(endpoint: str, idle: list[float], load: list[float]) -> dict[str, str]:
     return {
         "endpoint": endpoint,
-        "idle p50 ms": f"{_p(idle, 0.5) * 1e3:.1f}",
-        "idle p99 ms": f"{_p(idle, 0.99) * 1e3:.1f}",
-        "ingest p50 ms": f"{_p(load, 0.5) * 1e3:.1f}",
-        "ingest p99 ms": f"{_p(load, 0.99) * 1e3:.1f}",
-        "p99 ratio": f"{_p(load, 0.99) / _p(idle, 0.99):.2f}x",
+        "idle p50 ms": f"{percentile(idle, 0.5) * 1e3:.1f}",
+        "idle p99 ms": f"{percentile(idle, 0.99) * 1e3:.1f}",
+        "ingest p50 ms": f"{percentile(load, 0.5) * 1e3:.1f}",
+        "ingest p99 ms": f"{percentile(load, 0.99) * 1e3:.1f}",
+        "p99 ratio": f"{percentile(load, 0.99) / percentile(idle, 0.99):.2f}x",
     }
 
 
@@ -177,12 +173,13 @@ def main() -> int:
         f"disconnects (server-side slow-consumer cuts) {cuts:.0f}; /readyz not ready {not_ready}/{args.scrapes}"
     )
     print(table(rows, list(rows[0])))
+    idle_p99, load_p99 = percentile(idle_m, 0.99), percentile(load_m, 0.99)
     report_goal(
         "metrics_under_load",
-        _p(load_m, 0.99) / _p(idle_m, 0.99),
-        f"{_p(idle_m, 0.99) * 1e3:.1f} -> {_p(load_m, 0.99) * 1e3:.1f} ms at {rate:,.0f} events/s offered",
+        load_p99 / idle_p99,
+        f"{idle_p99 * 1e3:.1f} -> {load_p99 * 1e3:.1f} ms at {rate:,.0f} events/s offered",
     )
-    report_goal("readyz_under_load", _p(load_r, 0.99) * 1e3)
+    report_goal("readyz_under_load", percentile(load_r, 0.99) * 1e3)
     path = write_json(
         "scrape_under_load",
         {

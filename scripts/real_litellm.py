@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from inferwatch.shared.ports import free_port
-from scripts.real_servers import CachedVenv, cache_root, start_process, stop_group, wait_http
+from scripts.real_servers import CachedVenv, cache_root, start_process, stop_pidfile, wait_http
 
 VERSION = "1.106.2"
 """The LiteLLM release the poller was built on (captures in tests/fixtures/litellm)."""
@@ -143,12 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         waited = wait_http(f"http://127.0.0.1:{args.port}/health/liveliness", 120, proc)
         print(f"LiteLLM {VERSION}: PID {proc.pid}, http://127.0.0.1:{args.port} live after {waited:.0f} s, log {log}")
     else:
-        pidfile = _pidfile(args.port)
-        survivors = stop_group(int(pidfile.read_text()))
-        pidfile.unlink()
-        if survivors:
-            raise SystemExit(f"still running: {survivors}")
-        print("stopped")
+        stop_pidfile(_pidfile(args.port))
 
 
 if __name__ == "__main__":

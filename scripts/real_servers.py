@@ -148,6 +148,16 @@ def stop_group(pgid: int, timeout_s: float = 20.0) -> list[int]:
     return group_members(pgid)
 
 
+def stop_pidfile(pidfile: Path) -> None:
+    """Stop the process group whose leader's PID ``pidfile`` holds (a ``start`` command wrote it), then remove it;
+    exits naming the PIDs that survived."""
+    survivors = stop_group(int(pidfile.read_text()))
+    pidfile.unlink()
+    if survivors:
+        raise SystemExit(f"still running: {survivors}")
+    print("stopped")
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> list[int]:
     """Stop a server started by `start_process` and its whole group; reap it; returns survivors (none)."""
     survivors = stop_group(proc.pid, timeout_s)

@@ -27,7 +27,14 @@ from pathlib import Path
 
 import httpx
 
-from scripts.real_servers import CachedVenv, cache_root, content_hash, start_process, stop_group, wait_http
+from scripts.real_servers import (
+    CachedVenv,
+    cache_root,
+    content_hash,
+    start_process,
+    stop_pidfile,
+    wait_http,
+)
 
 VERSION = "0.32.0"
 """The vLLM release the suite runs against."""
@@ -200,12 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         for path in record(f"http://127.0.0.1:{args.port}", args.out):
             print(path)
     else:
-        pidfile = _pidfile(args.port)
-        survivors = stop_group(int(pidfile.read_text()))
-        pidfile.unlink()
-        if survivors:
-            raise SystemExit(f"still running: {survivors}")
-        print("stopped")
+        stop_pidfile(_pidfile(args.port))
 
 
 if __name__ == "__main__":

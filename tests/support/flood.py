@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from inferwatch.contracts import encode, subject_for
 from inferwatch.contracts.heartbeat import Heartbeat
 
@@ -24,3 +27,22 @@ def heartbeat_flood(count: int = 1000, interval_s: float = 60.0) -> list[tuple[s
         for i in range(count)
     ]
     return [(subject_for(beat), encode(beat)) for beat in beats]
+
+
+def publish_flood(url: str, n: int, ready: Any, go: Any) -> None:
+    """In a child process: publish ``n`` heartbeats of `heartbeat_flood` to ``url`` as fast as nats-py can, once
+    ``go`` is set (``ready`` says the connection is up); ``ready`` and ``go`` are multiprocessing events."""
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+        payloads = heartbeat_flood()
+        ready.set()
+        go.wait()
+        for i in range(n):
+            subject, payload = payloads[i % len(payloads)]
+            await nc.publish(subject, payload)
+        await nc.flush(timeout=60)
+        await nc.close()
+
+    asyncio.run(run())
