@@ -58,6 +58,11 @@ class LatencyQuantiles(msgspec.Struct, frozen=True, kw_only=True):
     p99_s: float
 
 
+SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Upper bounds of the numeric score distribution (``+Inf`` implied): ``ScoreSummary.distribution`` keys are the
+``repr`` of these, or ``+Inf``."""
+
+
 class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
     """Quality scores of one name over the last window.
 
@@ -69,7 +74,8 @@ class ScoreSummary(msgspec.Struct, frozen=True, kw_only=True):
         categories: categorical counts.
         nulls: null values skipped.
         sum: numeric sum (or boolean true count).
-        distribution: numeric scores by upper bound (``le``, cumulative counts are made by the renderer).
+        distribution: numeric scores by upper bound (``le`` of ``SCORE_BOUNDS``; cumulative counts are made by the
+            renderer).
     """
 
     name: str

@@ -1,5 +1,5 @@
-"""The README's generated tables (services, subjects, exported metrics, GPU peaks, shipped SLOs), made from the
-code so they cannot drift.
+"""The README's generated tables (services, subjects, exported metrics, GPU peaks, shipped SLOs, unit
+economics), made from the code so they cannot drift.
 
 Run: .venv/bin/python -m scripts.readme_tables [--write]   (--write updates README.md in place)
 """
@@ -14,6 +14,7 @@ from inferwatch.contracts import EVENT_TYPES, Snapshot, subject_address
 from inferwatch.services import SERVICES
 from inferwatch.services.aggregator import app, slo
 from inferwatch.services.aggregator.domains import all_families
+from inferwatch.services.aggregator.domains import economics as economics_domain
 from inferwatch.services.aggregator.render import Family
 from inferwatch.services.aggregator.state import SOURCE_INTERVAL, SOURCE_LAST_SEEN, SOURCE_UP
 from inferwatch.shared.gpu_peaks import GPU_PEAKS
@@ -82,12 +83,21 @@ def slos_table() -> str:
     return "\n".join(rows)
 
 
+def economics_table() -> str:
+    """The unit-economics gauges (label ``model_name``), from the families the economics domain declares."""
+    families = [v for v in vars(economics_domain).values() if isinstance(v, Family)]
+    rows = ["| gauge (label `model_name`) | what |", "|---|---|"]
+    rows += [f"| `{sample_name(f)}` | {f.help} |" for f in sorted(families, key=lambda f: f.name)]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "services-table": services_table,
     "subjects-table": subjects_table,
     "metrics-table": metrics_table,
     "gpu-peaks-table": gpu_peaks_table,
     "slos-table": slos_table,
+    "economics-table": economics_table,
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from inferwatch.contracts.langfuse import ObservationLevel, ObservationType, ScoreDataType
+from inferwatch.contracts.langfuse import SCORE_BOUNDS, ObservationLevel, ObservationType, ScoreDataType
 
 SEP = "\x1f"
 """Separator inside flat counter keys (never appears in labels we keep)."""
@@ -46,9 +46,6 @@ LATENCY_BOUNDS_S: tuple[float, ...] = (
     300.0,
 )
 """Upper bounds of the fixed latency histogram the quantile gauges are computed from (seconds)."""
-
-SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-"""Upper bounds of the numeric score distribution (``+Inf`` implied)."""
 
 KNOWN_SCORE_TYPES: dict[str, ScoreDataType] = {data_type: data_type for data_type in get_args(ScoreDataType)}
 OTHER = "other"

@@ -30,7 +30,8 @@ TOKENS_PER_GPU_SECOND = Family(
 API_PRICE_PER_MILLION = Family(
     "inferwatch_model_api_price_usd_per_million_tokens",
     "gauge",
-    "The LiteLLM model group's configured price per million tokens, for comparison with the self-hosted cost.",
+    "The compared LiteLLM route's configured price per million tokens (mean over its deployments), by route and "
+    "direction (input, output), for comparison with the self-hosted cost.",
 )
 ATTRIBUTED_GPUS = Family(
     "inferwatch_model_attributed_gpus",

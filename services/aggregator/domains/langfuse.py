@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import get_args
 
 from inferwatch.contracts.base import Histogram
-from inferwatch.contracts.langfuse import LangfuseProjectSnapshot, ObservationLevel, ObservationType
+from inferwatch.contracts.langfuse import SCORE_BOUNDS, LangfuseProjectSnapshot, ObservationLevel, ObservationType
 from inferwatch.services.aggregator.render import Family, SeriesWriter, label_block, renderer_for
-
-SCORE_BOUNDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-"""The ingester's numeric score bounds (``ScoreSummary.distribution`` keys are ``repr`` of these, or ``+Inf``)."""
 
 P = "inferwatch_langfuse_"
 UP = Family(P + "up", "gauge", "1 when the last ingest cycle of the Langfuse project succeeded.")
