@@ -3,12 +3,14 @@
 Run: make bench   (or .venv/bin/python bench/run_all.py [--only NAME ...] [--quick])
 Each bench writes its figures as JSON under bench/results/ so a later change can be compared. At the end,
 every goal of `bench._common.GOALS` is printed with MET, MISSED, REPORTED (a figure with no number to reach) or
-"not run".
+"not run", beside the same goal's figure from the previous run on this machine (bench/results/goals-*.json, which
+this run writes too).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench._common import GOALS  # noqa: E402
+from bench._common import GOALS, RESULTS, write_json  # noqa: E402
 
 _GOAL_LINE = re.compile(r"goal (\w+): .*: (MET|MISSED|REPORTED) \((.*)\)$")
 # Benches that take --quick (shorter runs, same goals): the others run in full either way.
@@ -58,13 +60,26 @@ def main() -> int:
         print(f"--- {name}: exit {code}, {time.monotonic() - start:.0f} s", flush=True)
         if code:
             failed.append(name)
+    previous = _previous_goals()
     print("\n=== goals (each ratio against a baseline measured in the same run)")
     for key, goal in GOALS.items():
         verdict, figure = results.get(key, ("not run", ""))
-        print(f"{verdict:<8} {goal.figure}{goal.bound}" + (f": {figure}" if figure else ""))
+        before = f" [previous run: {previous[key][0]} ({previous[key][1]})]" if key in previous else ""
+        print(f"{verdict:<8} {goal.figure}{goal.bound}" + (f": {figure}" if figure else "") + before)
+    if results:
+        write_json("goals", {"goals": {key: list(value) for key, value in results.items()}})
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def _previous_goals() -> dict[str, tuple[str, str]]:
+    """Goal -> (verdict, figure) of the newest earlier run that measured it (bench/results/goals-*.json)."""
+    previous: dict[str, tuple[str, str]] = {}
+    for path in sorted(RESULTS.glob("goals-*.json")):  # oldest first: newer runs overwrite
+        for key, (verdict, figure) in json.loads(path.read_text()).get("goals", {}).items():
+            previous[key] = (verdict, figure)
+    return previous
 
 
 if __name__ == "__main__":
