@@ -106,7 +106,10 @@ class H11Connection:
 
 
 async def run_round(
-    make: Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]], base: str, requests: int
+    make: Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]],
+    base: str,
+    requests: int,
+    body_bytes: int,
 ) -> float:
     """CPU seconds per request of one client over ``requests`` GETs spread across its connections."""
     fetchers, close = await make(base)
@@ -124,7 +127,7 @@ async def run_round(
         cpu = time.process_time()
         sizes = await asyncio.gather(*(drive(f) for f in fetchers))
         cpu = time.process_time() - cpu
-        expected = BODY.stat().st_size * per_connection
+        expected = body_bytes * per_connection
         if any(s != expected for s in sizes):
             raise RuntimeError("a client read a wrong body")
         return cpu / (per_connection * len(fetchers))
@@ -241,9 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--body", default=str(BODY), help="the file served (/dev/null: an empty body, like /health)")
     args = parser.parse_args(argv)
+    body = Path(args.body)
+    size = len(body.read_bytes())
     server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(BODY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _SERVER, str(body)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
@@ -257,14 +263,14 @@ def main(argv: list[str] | None = None) -> None:
         seen: dict[str, list[float]] = {name: [] for name in clients}
         for _ in range(args.rounds):
             for name, make in clients.items():
-                seen[name].append(asyncio.run(run_round(make, base, args.requests)))
+                seen[name].append(asyncio.run(run_round(make, base, args.requests, size)))
     finally:
         if server.stdin is not None:
             server.stdin.close()
         server.wait(10)
     best = {name: min(values) for name, values in seen.items()}
     print(
-        f"CPU per keep-alive GET of a {BODY.stat().st_size / 1000:.0f} kB vLLM /metrics body, "
+        f"CPU per keep-alive GET of a {size / 1000:.0f} kB body ({body.name}), "
         f"{args.requests} requests over {args.connections} connections, best of {args.rounds} interleaved rounds:"
     )
     for name, value in best.items():
@@ -275,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         {
             "requests": args.requests,
             "connections": args.connections,
-            "body_bytes": BODY.stat().st_size,
+            "body_bytes": size,
             "cpu_us_per_request_best": {k: round(1e6 * v, 1) for k, v in best.items()},
             "cpu_us_per_request_median": {k: round(1e6 * statistics.median(v), 1) for k, v in seen.items()},
             "ratio_to_httpx": {k: round(v / best["httpx"], 3) for k, v in best.items()},
