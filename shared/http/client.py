@@ -319,8 +319,6 @@ class UpstreamClient:
             raise AttemptError(_transport_outcome(exc)) from exc
         except aiohttp.ClientError as exc:
             raise AttemptError(aiohttp_outcome(exc)) from _without_url(exc)
-        except ValueError as exc:  # yarl's verdict on a path that is no URL
-            raise AttemptError(Outcome.INVALID_URL) from exc
         except ssl.SSLError as exc:
             raise AttemptError(Outcome.TLS_ERROR) from exc
         except OSError as exc:
@@ -407,7 +405,11 @@ class UpstreamClient:
         if url is None:
             if len(self._aio_urls) >= _MAX_CACHED_URLS:
                 self._aio_urls.clear()
-            url = self._aio_urls[path] = yarl.URL(self._prefix + path.lstrip("/"))
+            try:
+                url = yarl.URL(self._prefix + path.lstrip("/"))
+            except ValueError:  # (its text would repeat the path, query included)
+                raise AttemptError(Outcome.INVALID_URL) from None
+            self._aio_urls[path] = url
         return url
 
     def _aio_redirect_target(self, upstream: aiohttp.ClientResponse) -> yarl.URL | None:
@@ -415,7 +417,10 @@ class UpstreamClient:
         location = upstream.headers.get("location")
         if not (300 <= upstream.status < 400 and self._policy.follow_redirects and location):
             return None
-        target = upstream.url.join(yarl.URL(location))
+        try:
+            target = upstream.url.join(yarl.URL(location))
+        except ValueError:  # as httpx's InvalidURL for the same Location
+            raise AttemptError(Outcome.INVALID_URL, upstream.status) from None
         if not same_origin(upstream.url, target):
             raise AttemptError(Outcome.HTTP_3XX, upstream.status)
         return target

@@ -574,6 +574,18 @@ async def test_real_wire_keeps_one_connection_and_merges_prefix_and_query(metric
     assert b"u:pw@" not in seen[0]
 
 
+async def test_redirect_to_a_location_that_is_no_url_is_invalid_url(metrics: UpstreamMetrics) -> None:
+    server, url = await _raw_server(b"HTTP/1.1 302 Found\r\nlocation: http://[::1/x\r\ncontent-length: 0\r\n\r\n")
+    try:
+        async with client(url, metrics, follow_redirects=True) as c:
+            error = await expect_error(c.get("/ok"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert error.outcome == "invalid_url"
+    assert error.status == 302
+
+
 # --- MockTransport: breaker, cache, retries, parsing ---------------------------------------------------
 
 
