@@ -29,6 +29,7 @@ _QUICK = {
     "scrape": ["--cycles", "2"],
     "ingest": ["--rounds", "1"],
     "fleet": ["--duration", "60"],
+    "http_client": ["--requests", "1000", "--rounds", "2"],
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import email.utils
 import math
 import zlib
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import httpx
 
@@ -57,29 +58,44 @@ class BoundedDecoder:
 
 async def read_capped(upstream: httpx.Response, cap: int) -> bytes:
     """Stream the body, undoing Content-Encoding, and stop as soon as it exceeds ``cap`` decoded bytes."""
-    length = upstream.headers.get("content-length")
-    if length is not None and length.strip().isdigit() and int(length) > cap:
+    if too_long(upstream.headers.get("content-length"), cap):
         raise AttemptError(Outcome.TOO_LARGE, upstream.status_code)
     if upstream.is_stream_consumed:  # built from bytes and already read (httpx.MockTransport in tests)
         if len(upstream.content) > cap:
             raise AttemptError(Outcome.TOO_LARGE, upstream.status_code)
         return upstream.content
-    decoder = BoundedDecoder(upstream.headers.get("content-encoding", ""))
+    return await read_decoded(
+        upstream.aiter_raw(), upstream.headers.get("content-encoding", ""), cap, upstream.status_code
+    )
+
+
+def too_long(content_length: str | None, cap: int) -> bool:
+    """Whether a declared ``Content-Length`` is already over the cap (the body is then never read)."""
+    return content_length is not None and content_length.strip().isdigit() and int(content_length) > cap
+
+
+async def read_decoded(raw: AsyncIterator[bytes], encoding: str, cap: int, status: int) -> bytes:
+    """Read raw body chunks, undoing ``encoding``, failing with ``too_large`` as soon as more than ``cap`` bytes
+    decode (so neither a huge body nor a gzip bomb is buffered beyond the cap plus one chunk)."""
+    decoder = BoundedDecoder(encoding)
     chunks: list[bytes] = []
     size = 0
-    async for raw in upstream.aiter_raw():
-        piece = decoder.feed(raw, cap - size + 1)
+    async for chunk in raw:
+        piece = decoder.feed(chunk, cap - size + 1)
         size += len(piece)
         if size > cap:
-            raise AttemptError(Outcome.TOO_LARGE, upstream.status_code)
+            raise AttemptError(Outcome.TOO_LARGE, status)
         if piece:
             chunks.append(piece)
     tail = decoder.flush()
     size += len(tail)
     if size > cap:
-        raise AttemptError(Outcome.TOO_LARGE, upstream.status_code)
-    chunks.append(tail)
-    return b"".join(chunks)
+        raise AttemptError(Outcome.TOO_LARGE, status)
+    if not chunks:
+        return tail
+    if tail:
+        chunks.append(tail)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -102,7 +118,18 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def same_origin(origin: httpx.URL, target: httpx.URL) -> bool:
+class Origin(Protocol):
+    """What :func:`same_origin` reads of a URL (``httpx.URL`` and ``yarl.URL`` both have it)."""
+
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+
+
+def same_origin(origin: Origin, target: Origin) -> bool:
     """Same scheme, host and port, or the same host upgraded from http to https."""
     if origin.host != target.host:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 import time
@@ -12,13 +13,21 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
+import aiohttp
 import httpx
 import msgspec
+import yarl
 
-from inferwatch.shared.http.body import read_capped, retry_after_s, same_origin
+from inferwatch.shared.http.body import read_capped, read_decoded, retry_after_s, same_origin, too_long
 from inferwatch.shared.http.breaker import Admission, CircuitBreaker, CircuitState
 from inferwatch.shared.http.errors import AttemptError, CircuitOpen, UpstreamError
-from inferwatch.shared.http.outcomes import BREAKER_FAILURES, RETRYABLE_TRANSPORT, Outcome, status_outcome
+from inferwatch.shared.http.outcomes import (
+    BREAKER_FAILURES,
+    RETRYABLE_TRANSPORT,
+    Outcome,
+    aiohttp_outcome,
+    status_outcome,
+)
 from inferwatch.shared.http.outcomes import transport_outcome as _transport_outcome
 from inferwatch.shared.http.policy import CallPolicy, ClientSeams
 from inferwatch.shared.http.redact import register_if_sensitive
@@ -82,6 +91,10 @@ class UpstreamClient:
         policy: limits, retries, breaker, cache and redirects.
         tls: how servers are verified (default: verification against the system and certifi CAs).
         seams: clock, sleep, randomness and transport (tests replace them).
+
+    Requests go over aiohttp (its C HTTP parser costs about a sixth of httpx's CPU per request, see
+    bench/bench_http_client.py); httpx carries them only when a test injects ``seams.transport`` or a caller
+    passes an ``httpx.Auth`` flow other than basic auth. Either way the guarantees above are this class's own.
     """
 
     def __init__(
@@ -96,13 +109,23 @@ class UpstreamClient:
         tls: TlsPolicy = _VERIFY,
         seams: ClientSeams = _REAL_WORLD,
     ) -> None:
-        url, auth = _split_userinfo(api, base_url, auth)
+        url, auth, basic = _split_userinfo(api, base_url, auth)
         merged = {"accept-encoding": "gzip, deflate", "user-agent": "inferwatch"}
         for name, value in (headers or {}).items():
             merged[name.lower()] = value
             register_if_sensitive(name, value)
         self.api = api
         self.base = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+        # an httpx.Auth flow other than basic auth (or a test's transport) keeps the httpx wire
+        self._over_httpx = seams.transport is not None or (auth is not None and basic is None)
+        self._aio_headers = dict(merged)
+        if basic is not None:
+            self._aio_headers.setdefault("authorization", basic)
+        # httpx merges a path onto the base URL's path (which it makes end in "/"); the aiohttp wire does the same
+        self._prefix = f"{self.base}{url.raw_path.decode('ascii').split('?', 1)[0].rstrip('/')}/"
+        self._aio_urls: dict[str, yarl.URL] = {}
+        self._aio: aiohttp.ClientSession | None = None
+        self._ssl = tls.context()
         self._metrics = metrics
         self._policy = policy
         self._seams = seams
@@ -114,7 +137,7 @@ class UpstreamClient:
             headers=merged,
             auth=auth,
             timeout=httpx.Timeout(policy.limits.timeout_s),
-            verify=tls.context() if seams.transport is None else True,
+            verify=self._ssl if seams.transport is None else True,
             transport=seams.transport,
             follow_redirects=False,
             limits=httpx.Limits(keepalive_expiry=policy.limits.keepalive_s),
@@ -136,6 +159,8 @@ class UpstreamClient:
         """Close the connection pool and drop this client from the circuit states."""
         self._metrics.set_circuit(self, self.api, self.base, None)
         await self._client.aclose()
+        if self._aio is not None:
+            await self._aio.close()
 
     def circuit_state(self) -> CircuitState:
         """``closed``, ``half_open`` (open, but the next call is let through as a trial) or ``open``."""
@@ -281,7 +306,7 @@ class UpstreamClient:
         """One attempt under one overall deadline; every failure becomes ``AttemptError``."""
         try:
             async with asyncio.timeout(call.deadline_s):
-                return await self._exchange(call)
+                return await (self._exchange(call) if self._over_httpx else self._exchange_aiohttp(call))
         except AttemptError:
             raise
         except httpx.InvalidURL as exc:
@@ -292,6 +317,8 @@ class UpstreamClient:
             raise AttemptError(Outcome.TIMEOUT) from exc
         except httpx.HTTPError as exc:
             raise AttemptError(_transport_outcome(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise AttemptError(aiohttp_outcome(exc)) from _without_url(exc)
         except ssl.SSLError as exc:
             raise AttemptError(Outcome.TLS_ERROR) from exc
         except OSError as exc:
@@ -325,6 +352,78 @@ class UpstreamClient:
             finally:
                 await upstream.aclose()
         raise AttemptError(Outcome.HTTP_3XX, status)
+
+    async def _exchange_aiohttp(self, call: _Call) -> Response:
+        started = time.perf_counter()
+        session = self._session()
+        url = self._aio_url(call.path)
+        query: Params | None = call.params
+        status = 0
+        for _hop in range(_MAX_REDIRECTS + 1):
+            async with session.get(url, params=query, headers=call.headers, allow_redirects=False) as upstream:
+                status = upstream.status
+                target = self._aio_redirect_target(upstream)
+                if target is not None:
+                    url, query = target, None
+                    continue
+                if not 200 <= status < 300:
+                    wait = retry_after_s(upstream.headers.get("retry-after"), time.time())
+                    raise AttemptError(status_outcome(status), status, wait)
+                cap = self._policy.limits.max_body_bytes
+                if too_long(upstream.headers.get("content-length"), cap):
+                    raise AttemptError(Outcome.TOO_LARGE, status)
+                encoding = upstream.headers.get("content-encoding", "")
+                body = await read_decoded(upstream.content.iter_any(), encoding, cap, status)
+                headers: dict[str, str] = {}
+                for name, value in upstream.headers.items():
+                    name = name.lower()
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
+                return Response(
+                    status=status,
+                    headers=MappingProxyType(headers),
+                    body=body,
+                    elapsed_s=time.perf_counter() - started,
+                )
+        raise AttemptError(Outcome.HTTP_3XX, status)
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The aiohttp session, made at the first request (aiohttp wants a running event loop for it)."""
+        if self._aio is None:
+            self._aio = aiohttp.ClientSession(
+                headers=self._aio_headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, keepalive_timeout=self._policy.limits.keepalive_s),
+                timeout=aiohttp.ClientTimeout(total=None),  # the attempt's own deadline bounds everything
+                auto_decompress=False,  # read_decoded undoes gzip/deflate with the body cap applied
+                cookie_jar=aiohttp.DummyCookieJar(),  # the upstreams we read are stateless APIs
+                trust_env=False,  # like Prometheus: no proxy or .netrc from the environment
+            )
+        return self._aio
+
+    def _aio_url(self, path: str) -> yarl.URL:
+        """The absolute URL of ``path`` under the base URL, parsed once per path."""
+        url = self._aio_urls.get(path)
+        if url is None:
+            if len(self._aio_urls) >= _MAX_CACHED_URLS:
+                self._aio_urls.clear()
+            try:
+                url = yarl.URL(self._prefix + path.lstrip("/"))
+            except ValueError:  # (its text would repeat the path, query included)
+                raise AttemptError(Outcome.INVALID_URL) from None
+            self._aio_urls[path] = url
+        return url
+
+    def _aio_redirect_target(self, upstream: aiohttp.ClientResponse) -> yarl.URL | None:
+        """As :meth:`_redirect_target`, on the aiohttp wire."""
+        location = upstream.headers.get("location")
+        if not (300 <= upstream.status < 400 and self._policy.follow_redirects and location):
+            return None
+        try:
+            target = upstream.url.join(yarl.URL(location))
+        except ValueError:  # as httpx's InvalidURL for the same Location
+            raise AttemptError(Outcome.INVALID_URL, upstream.status) from None
+        if not same_origin(upstream.url, target):
+            raise AttemptError(Outcome.HTTP_3XX, upstream.status)
+        return target
 
     def _url(self, path: str) -> httpx.URL:
         """The absolute URL of ``path`` under the base URL, parsed once (a scraper asks for the same few paths
@@ -448,8 +547,9 @@ class UpstreamClient:
 
 def _split_userinfo(
     api: str, base_url: str, auth: httpx.Auth | tuple[str, str] | None
-) -> tuple[httpx.URL, httpx.Auth | None]:
-    """The base URL without userinfo, and the auth to use (userinfo becomes basic auth unless ``auth`` is given)."""
+) -> tuple[httpx.URL, httpx.Auth | None, str | None]:
+    """The base URL without userinfo, the auth to use (userinfo becomes basic auth unless ``auth`` is given) and,
+    for basic auth given as a pair or as userinfo, its ``Authorization`` header value (registered as a secret)."""
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:
@@ -460,10 +560,27 @@ def _split_userinfo(
         if auth is None:
             auth = (url.username, url.password)
         url = url.copy_with(username=None, password=None)
+    basic: str | None = None
     if isinstance(auth, tuple):
         register_secret(auth[1])
+        basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")  # as httpx.BasicAuth
+        register_secret(basic)
+        register_secret(basic.partition(" ")[2])
         auth = httpx.BasicAuth(auth[0], auth[1])
-    return url, auth
+    return url, auth, basic
+
+
+class WireFaultError(Exception):
+    """An aiohttp failure retold without its URL (the chained cause of an ``UpstreamError``)."""
+
+
+def _without_url(exc: aiohttp.ClientError) -> BaseException:
+    """``exc``, or its kind and parser message alone when its text would show the request URL (query included)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return WireFaultError(f"{type(exc).__name__}: {exc.message}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return WireFaultError(type(exc).__name__)
+    return exc
 
 
 def _cache_key(call: _Call) -> _CacheKey:

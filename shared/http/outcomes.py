@@ -6,6 +6,7 @@ import enum
 import ssl
 from typing import Final
 
+import aiohttp
 import httpx
 
 
@@ -87,6 +88,23 @@ def transport_outcome(exc: httpx.HTTPError) -> Outcome:
         return Outcome.INVALID_BODY
     if isinstance(exc, httpx.UnsupportedProtocol):
         return Outcome.INVALID_URL
+    return Outcome.TRANSPORT_ERROR
+
+
+def aiohttp_outcome(exc: aiohttp.ClientError) -> Outcome:
+    """The outcome of an aiohttp failure before or while reading an answer (the same as httpx's for the same fault)."""
+    if isinstance(exc, aiohttp.ClientSSLError) or _ssl_in_chain(exc):
+        return Outcome.TLS_ERROR
+    if isinstance(exc, aiohttp.InvalidURL):
+        return Outcome.INVALID_URL
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Outcome.CONNECT_ERROR
+    # a malformed status line or header, a body cut short, a peer that closed before answering: httpx's
+    # RemoteProtocolError for the same faults
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return Outcome.PROTOCOL_ERROR
+    if isinstance(exc, aiohttp.ClientOSError):
+        return Outcome.READ_ERROR
     return Outcome.TRANSPORT_ERROR
 
 

@@ -128,7 +128,8 @@ class ClientSeams:
         sleep: how to wait between attempts.
         clock: monotonic clock for the breaker and the cache.
         rand: uniform ``[0, 1)`` source for jitter.
-        transport: custom httpx transport (``tls`` then does not apply).
+        transport: custom httpx transport (``tls`` then does not apply, and calls go over httpx instead of the
+            aiohttp wire real upstreams get).
     """
 
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

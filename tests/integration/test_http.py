@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -448,7 +449,7 @@ async def test_tls_is_verified_by_default(
         error = await expect_error(c.get("/ok"))
     assert error.outcome == "tls_error"
     assert error.attempts == 1  # a certificate does not fix itself: not retried
-    assert isinstance(error.__cause__, httpx.ConnectError)
+    assert isinstance(error.__cause__, aiohttp.ClientConnectorCertificateError)  # the real (aiohttp) wire
     assert requests(registry, "/ok", "tls_error") == 1
     async with client(tls_upstream.url, metrics, tls=TlsPolicy(ca_file=str(self_signed[0]))) as c:
         assert (await c.get_json("/ok"))["ok"] is True
@@ -499,13 +500,90 @@ async def test_secrets_never_leak(
     assert errors[3].outcome in ("tls_error", "connect_error", "protocol_error", "read_error")
     assert upstream.hits["/auth"] == 2
     assert "s3cr3t" not in caplog.text
-    assert "HTTP Request: GET http://127.0.0.1" in caplog.text  # httpx's own INFO line, query redacted
-    assert "/ok?… " in caplog.text
     assert "http_401" in caplog.text  # the failure was logged, just without secrets
     for error in errors:
         rendered = str(error) + repr(error) + "".join(traceback.format_exception(error))
         assert "s3cr3t" not in rendered
     assert b"s3cr3t" not in generate_latest(registry)
+
+
+async def _raw_server(answer: bytes) -> tuple[asyncio.Server, str]:
+    """A loopback server that sends ``answer`` to the first request on each connection, then closes it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok",  # garbled status line
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nbroken header\r\n\r\nok",  # a header without a colon
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\ncut short",  # body shorter than declared
+        b"",  # closed without answering
+    ],
+)
+async def test_malformed_answers_are_protocol_errors_without_secrets(
+    answer: bytes, metrics: UpstreamMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = await _raw_server(answer)
+    try:
+        async with client(url, metrics, retry=RetryPolicy(attempts=2, base_delay_s=0)) as c:
+            error = await expect_error(c.get("/metrics", params={"api_key": "s3cr3t-query"}))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert error.outcome == "protocol_error"
+    assert error.attempts == 2  # a broken answer may be a broken connection: retried
+    rendered = str(error) + repr(error) + "".join(traceback.format_exception(error)) + caplog.text
+    assert "s3cr3t" not in rendered
+
+
+async def test_real_wire_keeps_one_connection_and_merges_prefix_and_query(metrics: UpstreamMetrics) -> None:
+    seen: list[bytes] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            seen.append(head)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\nX-A: 2\r\n\r\nok")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client(f"http://u:pw@127.0.0.1:{port}/prefix/", metrics) as c:
+            first = await c.get("/metrics")
+            await c.get("v1/models?x=1", params={"y": "2"})
+    finally:
+        server.close()
+    assert first.body == b"ok"
+    assert first.headers["x-a"] == "1, 2"
+    assert connections == 1  # keep-alive
+    assert seen[0].startswith(b"GET /prefix/metrics HTTP/1.1\r\n")
+    assert seen[1].startswith(b"GET /prefix/v1/models?x=1&y=2 HTTP/1.1\r\n")
+    assert b"authorization: basic dtpwdw==\r\n" in seen[0].lower()  # userinfo became basic auth
+    assert b"u:pw@" not in seen[0]
+
+
+async def test_redirect_to_a_location_that_is_no_url_is_invalid_url(metrics: UpstreamMetrics) -> None:
+    server, url = await _raw_server(b"HTTP/1.1 302 Found\r\nlocation: http://[::1/x\r\ncontent-length: 0\r\n\r\n")
+    try:
+        async with client(url, metrics, follow_redirects=True) as c:
+            error = await expect_error(c.get("/ok"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert error.outcome == "invalid_url"
+    assert error.status == 302
 
 
 # --- MockTransport: breaker, cache, retries, parsing ---------------------------------------------------

@@ -117,6 +117,7 @@ async def test_late_rows_and_corrections_are_picked_up_once(langfuse_server: Any
         snap = await ingester.cycle_project(state)
         assert snap.up
         if step == 5:  # a restart in the middle: the saved ledger continues without double counting
+            await ingester.aclose()
             ingester = LangfuseIngester(config, make_ctx(), store, clock=clock)
             state = ingester.projects[0]
     assert_equal_totals(sums(snap), sim.totals(T0 - 300, snap.watermark))
