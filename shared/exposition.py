@@ -112,7 +112,6 @@ _METRIC_NAME_RE = re.compile(_METRIC_NAME)
 _LABEL_NAME_RE = re.compile(_LABEL_NAME)
 _LABEL_VALUE_BODY_RE = re.compile(_LABEL_VALUE_BODY)
 _BLANKS_RE = re.compile(r"[ \t]*")
-_HEADER_KINDS = frozenset({" HELP ", " TYPE ", " UNIT "})  # line[1:7] of a header line in canonical shape
 _FAST_HEADER_RE = re.compile(r"# (HELP|TYPE|UNIT) (" + _METRIC_NAME + r")(?:[ \t]+(.*))?")
 _fast_header_match = _FAST_HEADER_RE.fullmatch
 _HEADER_RE = re.compile(r"#[ \t]*(HELP|TYPE|UNIT)(?![^ \t\r])(?:[ \t]+([^ \t\r]*)(?:[ \t]+(.*))?)?")
@@ -153,12 +152,6 @@ _OM_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 # Suffixes stripped from an untyped sample's name when matching it against `families`.
 _STRAY_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum")
-
-
-def _is_metric_name(name: str) -> bool:
-    """Whether ``name`` is a legacy metric name (``[a-zA-Z_:][a-zA-Z0-9_:]*``), several times cheaper than the regex."""
-    # On ASCII text str.isidentifier() is exactly [a-zA-Z_][a-zA-Z0-9_]*, and ':' may stand wherever '_' may.
-    return name.isascii() and name.replace(":", "_").isidentifier()
 
 
 def _unescape_label(value: str) -> str:
@@ -612,7 +605,7 @@ def _parse(
     kept, allowed, skip = state.kept, state.allowed, state.skip
     samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
-    header_kinds = _HEADER_KINDS
+    fast_header_match = _fast_header_match
     # Label blocks repeat across families (every gauge of an engine, every histogram's buckets): each
     # distinct block is checked and split once per body, and each sample gets its own copy of the dict.
     blocks: dict[str, dict[str, str]] = {}
@@ -625,6 +618,15 @@ def _parse(
         name, brace, tail = line.partition("{")
         if brace:
             block, close, vs = tail.rpartition("} ")
+        elif line[:1] == "#":  # (a header line; one whose text holds a '{' is handled below)
+            hm = fast_header_match(line)
+            if hm is not None:
+                state.declare(*hm.groups(), lineno)
+            else:
+                state.header(line, lineno)
+            kept, allowed, skip = state.kept, state.allowed, state.skip
+            samples = state.fam.samples if state.fam is not None else None
+            continue
         else:
             block = ""
             name, close, vs = line.partition(" ")
@@ -649,15 +651,7 @@ def _parse(
                             state.count(lineno)
                         continue
         elif line[:1] == "#":
-            # A header line in canonical shape: '# KIND name', then optionally one blank and the rest.
-            if line[1:7] in header_kinds:
-                hname, sep, rest = line[7:].partition(" ")
-                if (hname == state.decl or _is_metric_name(hname)) and not (sep and rest[:1] in " \t"):
-                    state.declare(line[2:6], hname, rest if sep else None, lineno)
-                else:
-                    state.header(line, lineno)
-            else:
-                state.header(line, lineno)
+            state.header(line, lineno)
             kept, allowed, skip = state.kept, state.allowed, state.skip
             samples = state.fam.samples if state.fam is not None else None
             continue
