@@ -605,7 +605,6 @@ def _parse(
     kept, allowed, skip = state.kept, state.allowed, state.skip
     samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
-    fast_header_match = _fast_header_match
     # Label blocks repeat across families (every gauge of an engine, every histogram's buckets): each
     # distinct block is checked and split once per body, and each sample gets its own copy of the dict.
     blocks: dict[str, dict[str, str]] = {}
@@ -619,11 +618,7 @@ def _parse(
         if brace:
             block, close, vs = tail.rpartition("} ")
         elif line[:1] == "#":  # (a header line; one whose text holds a '{' is handled below)
-            hm = fast_header_match(line)
-            if hm is not None:
-                state.declare(*hm.groups(), lineno)
-            else:
-                state.header(line, lineno)
+            state.header(line, lineno)
             kept, allowed, skip = state.kept, state.allowed, state.skip
             samples = state.fam.samples if state.fam is not None else None
             continue
