@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from nats.aio.msg import Msg
 
 from inferwatch.contracts import DecodeError, decode
@@ -23,7 +24,7 @@ from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.domains.economics import render_economics
 from inferwatch.services.aggregator.economics import EconomicsTracker, load_economics
-from inferwatch.services.aggregator.ingest import IngestThread
+from inferwatch.services.aggregator.ingest import IngestThread, RenderGate
 from inferwatch.services.aggregator.render import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -92,6 +93,8 @@ class Aggregator:
         # thread (`services.aggregator.ingest`); uncontended, and so nearly free, on one event loop.
         self.lock = threading.Lock()
         self.ingest: IngestThread | None = None
+        # Render priority: the ingest thread pauses while a request is served (`ingest.RenderGate`).
+        self.gate = RenderGate() if config.ingest_thread and config.render_priority else None
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting, self.lock)
         self.submit_alerts: Callable[[Iterable[Alert]], None] = self.alert_dispatcher.submit
         self.economics = EconomicsTracker(load_economics(config.economics_file))
@@ -174,13 +177,33 @@ class Aggregator:
         self._last_render_s = time.perf_counter() - start
         return body
 
-    async def metrics_handler(self, request: web.Request) -> web.Response:
-        """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it)."""
+    def prerender(self) -> None:
+        """Render the sources that changed since the last render (on the ingest thread, under the lock)."""
+        for _ in self.table.rendered():
+            pass
+
+    async def metrics_handler(self, request: web.Request) -> web.StreamResponse:
+        """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it).
+
+        The body is written here, not after the handler returns, so that `gated` covers the write too."""
         om = wants_openmetrics(request.headers.get("Accept", ""))
         with self.lock:
             self.sweep()
             body = self.render(om)
-        return web.Response(body=body, headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
+        response = web.StreamResponse(headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    @web.middleware
+    async def gated(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Serve every request with the ingest thread paused (render priority), when the gate is on."""
+        if self.gate is None:
+            return await handler(request)
+        with self.gate.hold():
+            return await handler(request)
 
 
 async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
@@ -197,7 +220,14 @@ async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
 
         aggregator.submit_alerts = submit_from_ingest
         ingest = IngestThread(
-            ctx.bus.settings, f"{ctx.instance}-ingest", config.subject, aggregator.on_message, aggregator.lock
+            ctx.bus.settings,
+            f"{ctx.instance}-ingest",
+            config.subject,
+            aggregator.on_message,
+            aggregator.lock,
+            gate=aggregator.gate,
+            prerender=aggregator.prerender,
+            prerender_s=config.prerender_s,
         )
         aggregator.ingest = ingest
     else:
@@ -227,4 +257,5 @@ def build(ctx: ServiceContext, config: AggregatorConfig) -> ServiceApp:
     return ServiceApp(
         run=lambda: run(ctx, aggregator),
         routes=[web.get("/metrics", aggregator.metrics_handler), *status_routes(aggregator)],
+        middlewares=[aggregator.gated],
     )

@@ -8,6 +8,13 @@ callback takes it per message, the main thread for a render, a sweep, an alert t
 While the main thread holds it the ingest thread sleeps on the lock (the GIL is released), so a render runs at
 its idle speed; the rest of the time the main thread gets the GIL back within the interpreter's switch
 interval (set to `SWITCH_INTERVAL_S` while the thread runs).
+
+Render priority (`RenderGate`): while the HTTP loop serves a request, the ingest thread does not start the next
+message; it waits, and what arrives meanwhile waits in the NATS client's pending queue (bounded by
+`shared.bus`'s subscription limits; what overflows is counted as a slow-consumer drop). So a request, the parts
+of it outside the lock included (request parsing, the body write, ``/readyz``), gets the GIL to itself.
+Pre-render (``prerender``): the ingest thread can also render the sources that changed since the last time, at
+most every ``prerender_s``, so a scrape finds little left to render.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 from nats.aio.msg import Msg
 
@@ -31,16 +39,69 @@ STOP_TIMEOUT_S = 5.0
 # request takes the GIL several times): bench_scrape_under_load, same machine, /readyz p99 under the flood
 # 70 ms at 5 ms, 6-35 ms at 1 ms.
 SWITCH_INTERVAL_S = 0.001
+# The longest the ingest thread waits for one request: a request slower than this (a stuck client write) must not
+# stop ingest, and its pending queue must not grow without bound.
+MAX_PAUSE_S = 1.0
+
+
+class RenderGate:
+    """Open unless the HTTP loop is serving a request: `hold` (HTTP loop) closes it for a request's duration,
+    `pass_` (ingest thread) waits for it to open, at most `MAX_PAUSE_S`."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._held = 0  # requests in flight; only the HTTP loop's thread touches it
+        self.pauses = 0  # times the ingest thread waited (read for the tests and the bench)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the ingest thread paused while the block runs (nests: the gate opens when the last one ends)."""
+        self._held += 1
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if self._held == 0:
+                self._open.set()
+
+    def pass_(self) -> None:
+        """Return at once while open; else wait until it opens or `MAX_PAUSE_S` passed."""
+        if not self._open.is_set():
+            self.pauses += 1
+            self._open.wait(MAX_PAUSE_S)
+
+    def release(self) -> None:
+        """Open for good (stopping: the ingest thread must not wait on a request that will not end)."""
+        self._held = 0
+        self._open.set()
 
 
 class IngestThread:
-    """Subscribe ``subject`` on a connection and event loop of its own; ``handler`` runs under ``lock``."""
+    """Subscribe ``subject`` on a connection and event loop of its own; ``handler`` runs under ``lock``, after
+    ``gate`` (if any) let it; ``prerender`` (if any) runs under ``lock`` after a message, at most every
+    ``prerender_s``."""
 
-    def __init__(self, settings: BusSettings, name: str, subject: str, handler: Handler, lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        settings: BusSettings,
+        name: str,
+        subject: str,
+        handler: Handler,
+        lock: threading.Lock,
+        *,
+        gate: RenderGate | None = None,
+        prerender: Callable[[], None] | None = None,
+        prerender_s: float = 0.0,
+    ) -> None:
         self.bus = Bus(settings, name=name)
         self._subject = subject
         self._handler = handler
         self._lock = lock
+        self._gate = gate
+        self._prerender = prerender if prerender_s > 0 else None
+        self._prerender_s = prerender_s
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -69,6 +130,8 @@ class IngestThread:
     async def stop(self) -> None:
         """Drain and close the ingest connection; join the thread. Safe before, during and after `start`."""
         self._stopping.set()  # before reading the loop: _run checks it after publishing its loop
+        if self._gate is not None:
+            self._gate.release()
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
@@ -92,11 +155,25 @@ class IngestThread:
         self._loop = asyncio.get_running_loop()
         if self._stopping.is_set():
             stop.set()
-        handler, lock = self._handler, self._lock
+        handler, lock, gate, prerender, every = (
+            self._handler,
+            self._lock,
+            self._gate,
+            self._prerender,
+            self._prerender_s,
+        )
+        monotonic = time.monotonic
+        due = monotonic() + every
 
         async def locked(msg: Msg) -> None:
+            nonlocal due
+            if gate is not None:
+                gate.pass_()
             with lock:
                 await handler(msg)
+                if prerender is not None and monotonic() >= due:
+                    prerender()
+                    due = monotonic() + every
 
         try:
             await self.bus.connect(stop=stop)
