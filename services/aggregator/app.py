@@ -61,6 +61,9 @@ BUS_DISCONNECTS = Family(
     "what it held for us is lost and counted only in the server's /varz).",
 )
 
+# A scrape renders again a changed source whose body is older than this many pre-render periods (the ingest thread
+# fell behind): what /metrics shows is never older than that.
+STALE_PRERENDERS = 2.0
 _MAX_PREFIXES = 200  # bound on the decode-error label values
 _monotonic = time.monotonic  # (module globals: the NATS callback runs once per message)
 _wall_clock = time.time
@@ -171,16 +174,24 @@ class Aggregator:
             self.self_metrics(),
             render_economics(self.economics.figures()),
             self.slos.metrics(time.time()),
-            *self.table.rendered(),
+            *self.table.rendered(self.stale_s),
         ]
         body = render_exposition(chunks, openmetrics=openmetrics)
         self._last_render_s = time.perf_counter() - start
         return body
 
-    def prerender(self) -> None:
-        """Render the sources that changed since the last render (on the ingest thread, under the lock)."""
-        for _ in self.table.rendered():
-            pass
+    def prerender(self, deadline: float) -> bool:
+        """Render sources that changed, until ``deadline`` (monotonic; on the ingest thread, under the lock);
+        whether some are left."""
+        return self.table.render_changed(deadline, time.monotonic)
+
+    @property
+    def stale_s(self) -> float:
+        """How old a changed source's body may be on ``/metrics``: 0 (always fresh) unless the ingest thread
+        pre-renders, then `STALE_PRERENDERS` pre-render periods."""
+        if self.ingest is None or self.config.prerender_s <= 0:
+            return 0.0
+        return STALE_PRERENDERS * self.config.prerender_s
 
     async def metrics_handler(self, request: web.Request) -> web.StreamResponse:
         """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it).

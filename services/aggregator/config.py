@@ -25,8 +25,9 @@ class AggregatorConfig:
     render_priority: with the ingest thread, pause it while an HTTP request is being served
         (``INFERWATCH_AGGREGATOR_RENDER_PRIORITY``), so the request runs at idle speed and messages wait
         in the NATS client's pending queue (`services.aggregator.ingest.RenderGate`).
-    prerender_s: with the ingest thread, render the sources that changed at most this often on that thread
-        (``INFERWATCH_AGGREGATOR_PRERENDER_S``; 0: off), so a scrape finds them rendered.
+    prerender_s: with the ingest thread, render the sources that changed on that thread every this many seconds
+        (``INFERWATCH_AGGREGATOR_PRERENDER_S``; 0: off, a scrape renders them); a scrape then shows a changed
+        source's series as rendered at most ``2 * prerender_s`` earlier (`app.STALE_PRERENDERS`).
     """
 
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"

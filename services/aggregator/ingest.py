@@ -13,8 +13,9 @@ Render priority (`RenderGate`): while the HTTP loop serves a request, the ingest
 message; it waits, and what arrives meanwhile waits in the NATS client's pending queue (bounded by
 `shared.bus`'s subscription limits; what overflows is counted as a slow-consumer drop). So a request, the parts
 of it outside the lock included (request parsing, the body write, ``/readyz``), gets the GIL to itself.
-Pre-render (``prerender``): the ingest thread can also render the sources that changed since the last time, at
-most every ``prerender_s``, so a scrape finds little left to render.
+Pre-render (``prerender``): the ingest thread also renders the sources that changed, every ``prerender_s``, in
+slices of at most `PRERENDER_SLICE_S` between messages, so a scrape under a flood of full snapshots serves those
+renderings (at most a bounded time old) instead of rendering every source again.
 """
 
 from __future__ import annotations
@@ -42,17 +43,26 @@ SWITCH_INTERVAL_S = 0.001
 # The longest the ingest thread waits for one request: a request slower than this (a stuck client write) must not
 # stop ingest, and its pending queue must not grow without bound.
 MAX_PAUSE_S = 1.0
+# The longest the ingest thread holds the lock to pre-render before taking the next message (a request waits at
+# most this long behind it).
+PRERENDER_SLICE_S = 0.005
 
 
 class RenderGate:
     """Open unless the HTTP loop is serving a request: `hold` (HTTP loop) closes it for a request's duration,
-    `pass_` (ingest thread) waits for it to open, at most `MAX_PAUSE_S`."""
+    `pass_` (ingest thread) waits for it to open, at most `MAX_PAUSE_S`.
 
-    def __init__(self) -> None:
+    Fair: after waiting, the ingest thread goes on for as long as it waited before it waits again, so requests
+    back to back (a scraper polling a large ``/metrics`` without pause) get at most half of the time and
+    cannot starve ingest into a slow-consumer cut; a request now and then gets all of it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._open = threading.Event()
         self._open.set()
         self._held = 0  # requests in flight; only the HTTP loop's thread touches it
-        self.pauses = 0  # times the ingest thread waited (read for the tests and the bench)
+        self._clock = clock
+        self._free_until = 0.0  # the ingest thread does not wait before this (its share after a pause)
+        self.pauses = 0  # times the ingest thread waited (read by the tests)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -69,8 +79,13 @@ class RenderGate:
     def pass_(self) -> None:
         """Return at once while open; else wait until it opens or `MAX_PAUSE_S` passed."""
         if not self._open.is_set():
+            start = self._clock()
+            if start < self._free_until:
+                return
             self.pauses += 1
             self._open.wait(MAX_PAUSE_S)
+            end = self._clock()
+            self._free_until = end + (end - start)
 
     def release(self) -> None:
         """Open for good (stopping: the ingest thread must not wait on a request that will not end)."""
@@ -80,8 +95,8 @@ class RenderGate:
 
 class IngestThread:
     """Subscribe ``subject`` on a connection and event loop of its own; ``handler`` runs under ``lock``, after
-    ``gate`` (if any) let it; ``prerender`` (if any) runs under ``lock`` after a message, at most every
-    ``prerender_s``."""
+    ``gate`` (if any) let it; ``prerender(deadline)`` (if any) runs under ``lock`` after a message, every
+    ``prerender_s``, and returns whether work is left (then it runs again after the next message)."""
 
     def __init__(
         self,
@@ -92,7 +107,7 @@ class IngestThread:
         lock: threading.Lock,
         *,
         gate: RenderGate | None = None,
-        prerender: Callable[[], None] | None = None,
+        prerender: Callable[[float], bool] | None = None,
         prerender_s: float = 0.0,
     ) -> None:
         self.bus = Bus(settings, name=name)
@@ -172,8 +187,8 @@ class IngestThread:
             with lock:
                 await handler(msg)
                 if prerender is not None and monotonic() >= due:
-                    prerender()
-                    due = monotonic() + every
+                    left = prerender(monotonic() + PRERENDER_SLICE_S)
+                    due = monotonic() + (0.0 if left else every)
 
         try:
             await self.bus.connect(stop=stop)
