@@ -95,17 +95,30 @@ def _flood(url: str, flood: str, seconds: float, rate: float, counter: Any) -> N
     asyncio.run(run())
 
 
-def _probe(url: str, n: int) -> tuple[list[float], int]:
+RENDER_GAUGES = ("inferwatch_aggregator_render_duration_seconds ", "inferwatch_aggregator_render_cpu_seconds ")
+
+
+def _probe(
+    url: str, n: int, renders: list[tuple[float, float]] | None = None, gap_s: float = 0.0
+) -> tuple[list[float], int]:
     """``n`` sequential GETs: their latencies, and how many did not answer 200 (e.g. /readyz 503 while the
-    aggregator reconnects after nats-server cut it as a slow consumer): an answer all the same, timed."""
+    aggregator reconnects after nats-server cut it as a slow consumer): an answer all the same, timed.
+    ``renders``: gets the (wall, CPU) seconds each /metrics body reports for the render before it; ``gap_s``:
+    the pause between two GETs (0: back to back)."""
     latencies: list[float] = []
     not_ok = 0
     with httpx.Client(timeout=10) as client:
         for _ in range(n):
             t0 = time.perf_counter()
-            status = client.get(url).status_code
+            response = client.get(url)
             latencies.append(time.perf_counter() - t0)
-            not_ok += status != 200
+            not_ok += response.status_code != 200
+            if renders is not None:
+                head = response.content[:20_000].decode(errors="replace").splitlines()
+                wall, cpu = (next((float(s.split()[-1]) for s in head if s.startswith(g)), 0.0) for g in RENDER_GAUGES)
+                renders.append((wall, cpu))
+            if gap_s:
+                time.sleep(gap_s)
     return latencies, not_ok
 
 
@@ -123,7 +136,7 @@ def _varz(port: int) -> dict[str, Any]:
         return dict(json.loads(r.read()))
 
 
-def _one(flood: str, design: str, scrapes: int, rate: float, seconds: float) -> dict[str, Any]:
+def _one(flood: str, design: str, scrapes: int, rate: float, seconds: float, gap_s: float) -> dict[str, Any]:
     from inferwatch.shared.bus import Bus, BusSettings
     from inferwatch.shared.natsserver import EmbeddedNats
     from inferwatch.shared.ports import free_port
@@ -167,7 +180,9 @@ def _one(flood: str, design: str, scrapes: int, rate: float, seconds: float) -> 
             before = httpx.get(base + "/metrics").text
             series = sum(1 for line in before.splitlines() if line and not line.startswith("#"))
             events_before = _sum(before, "inferwatch_aggregator_events_total")
-            idle_m, _ = _probe(base + "/metrics", scrapes)
+            idle_renders: list[tuple[float, float]] = []
+            load_renders: list[tuple[float, float]] = []
+            idle_m, _ = _probe(base + "/metrics", scrapes, idle_renders, gap_s)
             idle_r, _ = _probe(base + "/readyz", scrapes)
             ctx = mp.get_context("spawn")
             counter = ctx.Value("q", 0)
@@ -176,7 +191,7 @@ def _one(flood: str, design: str, scrapes: int, rate: float, seconds: float) -> 
             flooder.start()
             time.sleep(2)
             t0 = time.monotonic()
-            load_m, _ = _probe(base + "/metrics", scrapes)
+            load_m, _ = _probe(base + "/metrics", scrapes, load_renders, gap_s)
             load_r, not_ready = _probe(base + "/readyz", scrapes)
             measured_s = time.monotonic() - t0
             loadavg = os.getloadavg()[0]
@@ -203,6 +218,8 @@ def _one(flood: str, design: str, scrapes: int, rate: float, seconds: float) -> 
         "cpu_s": cpu,
         "loadavg": loadavg,
         "measured_s": measured_s,
+        "idle_renders": idle_renders[1:],  # each body reports the render before it
+        "load_renders": load_renders[1:],
         "idle_metrics": idle_m,
         "load_metrics": load_m,
         "idle_readyz": idle_r,
@@ -219,6 +236,9 @@ def _row(r: dict[str, Any]) -> dict[str, str]:
         "/metrics idle p50/p99": f"{ms(percentile(r['idle_metrics'], 0.5))}/{ms(im)}",
         "load p50/p99 ms": f"{ms(percentile(r['load_metrics'], 0.5))}/{ms(lm)}",
         "p99 ratio": f"{lm / im:.2f}x",
+        "render CPU p50 idle/load ms": "/".join(
+            ms(percentile([c for _, c in r[k]], 0.5)) for k in ("idle_renders", "load_renders")
+        ),
         "/readyz idle/load p99": f"{ms(percentile(r['idle_readyz'], 0.99))}/{ms(percentile(r['load_readyz'], 0.99))}",
         "published/s": f"{r['rate']:,.0f}",
         "ingested": f"{r['ingested'] / max(r['published'], 1):.0%}",
@@ -235,6 +255,7 @@ def main() -> int:
     parser.add_argument("--flood", nargs="+", choices=sorted(RATES), default=["heartbeat", "mix"])
     parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["thread", DEFAULT_DESIGN])
     parser.add_argument("--rate", type=float, default=None, help="offered events/s (default: as fast as it can)")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds between two /metrics GETs (0: back to back)")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long each flood lasts")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every flood x design, interleaved")
     parser.add_argument("--json", default=None)
@@ -243,7 +264,7 @@ def main() -> int:
     for _ in range(args.repeat):
         for flood in args.flood:
             for design in args.designs:
-                r = _one(flood, design, args.scrapes, args.rate or RATES[flood], args.seconds)
+                r = _one(flood, design, args.scrapes, args.rate or RATES[flood], args.seconds, args.gap)
                 results.append(r)
                 print(table([_row(r)], list(_row(r))), flush=True)
     rows = [_row(r) for r in results]

@@ -180,20 +180,38 @@ class IngestThread:
         monotonic = time.monotonic
         due = monotonic() + every
 
-        async def locked(msg: Msg) -> None:
+        def prerender_slice() -> None:  # under the lock
             nonlocal due
+            assert prerender is not None
+            left = prerender(monotonic() + PRERENDER_SLICE_S)
+            due = monotonic() + (0.0 if left else every)
+
+        async def locked(msg: Msg) -> None:
             if gate is not None:
                 gate.pass_()
             with lock:
                 await handler(msg)
                 if prerender is not None and monotonic() >= due:
-                    left = prerender(monotonic() + PRERENDER_SLICE_S)
-                    due = monotonic() + (0.0 if left else every)
+                    prerender_slice()
 
+        async def prerender_when_quiet() -> None:
+            # Under a flood the subscription task runs message after message without yielding, and `locked`
+            # pre-renders; when messages stop, this renders what the last ones changed.
+            while True:
+                await asyncio.sleep(max(due - monotonic(), PRERENDER_SLICE_S))
+                if monotonic() >= due:
+                    if gate is not None:
+                        gate.pass_()
+                    with lock:
+                        prerender_slice()
+
+        quiet = asyncio.create_task(prerender_when_quiet()) if prerender is not None else None
         try:
             await self.bus.connect(stop=stop)
             await self.bus.subscribe_raw(self._subject, locked)
             self._on_started()
             await stop.wait()
         finally:
+            if quiet is not None:
+                quiet.cancel()
             await self.bus.close()

@@ -169,3 +169,26 @@ def heartbeats_of(body: str) -> float:
         for line in body.splitlines()
         if line.startswith('inferwatch_aggregator_events_total{domain="heartbeat"')
     )
+
+
+async def test_a_changed_snapshot_reaches_metrics_when_no_message_follows_it(nats_url: str) -> None:
+    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_PRERENDER_S": "0.2"}
+    source = "http://vllm-prerender:8000"
+    async with running_service("aggregator", env) as svc:
+        bus = Bus(BusSettings(servers=(nats_url,)), name="test-ingest-prerender")
+        await bus.connect()
+        try:
+            first = vllm_snapshot(source=source, observed_at=time.time(), container_name="before")
+            await bus.publish(first)
+            await bus.flush()
+
+            async def shows(container: str) -> bool:
+                return f'container="{container}"' in await get_text(svc.url + "/metrics")
+
+            await wait_until(lambda: shows("before"), timeout=10, what="first snapshot on /metrics")
+            # Observed 0.1 s later: within the 0.4 s a scrape may keep the body, so only the pre-render shows it.
+            await bus.publish(vllm_snapshot(source=source, observed_at=first.observed_at + 0.1, container_name="after"))
+            await bus.flush()
+            await wait_until(lambda: shows("after"), timeout=10, what="the changed snapshot on /metrics")
+        finally:
+            await bus.close()
