@@ -40,7 +40,7 @@ class AggregatorConfig:
     economics_file: str = ""
     ingest_thread: bool = True
     render_priority: bool = True
-    prerender_s: float = 0.0
+    prerender_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Env) -> AggregatorConfig:
