@@ -11,8 +11,9 @@ interval (set to `SWITCH_INTERVAL_S` while the thread runs).
 
 Render priority (`RenderGate`): while the HTTP loop serves a request, the ingest thread does not start the next
 message; it waits, and what arrives meanwhile waits in the NATS client's pending queue (bounded by
-`shared.bus`'s subscription limits; what overflows is counted as a slow-consumer drop). So a request, the parts
-of it outside the lock included (request parsing, the body write, ``/readyz``), gets the GIL to itself.
+`shared.bus`'s subscription limits; what overflows is counted as a slow-consumer drop). So a request's handler,
+the parts outside the lock included (``/readyz``, the status page, building the response), gets the GIL to itself;
+the body write that follows does not hold the gate (a slow client would stop ingest for as long as it reads).
 Pre-render (``prerender``): the ingest thread also renders the sources that changed, every ``prerender_s``, in
 slices of at most `PRERENDER_SLICE_S` between messages, so a scrape under a flood of full snapshots serves those
 renderings (at most a bounded time old) instead of rendering every source again.

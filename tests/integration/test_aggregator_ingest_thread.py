@@ -192,3 +192,21 @@ async def test_a_changed_snapshot_reaches_metrics_when_no_message_follows_it(nat
             await wait_until(lambda: shows("after"), timeout=10, what="the changed snapshot on /metrics")
         finally:
             await bus.close()
+
+
+async def test_the_single_loop_aggregator_still_ingests_and_serves(nats_url: str) -> None:
+    env = {"NATS_URL": nats_url, "INFERWATCH_AGGREGATOR_INGEST_THREAD": "0"}  # no gate, no pre-render
+    async with running_service("aggregator", env) as svc:
+        bus = Bus(BusSettings(servers=(nats_url,)), name="test-single-loop")
+        await bus.connect()
+        try:
+            await bus.publish(vllm_snapshot(source="http://vllm-single-loop:8000", observed_at=time.time()))
+            await bus.flush()
+
+            async def shown() -> bool:
+                return 'source="http://vllm-single-loop:8000"' in await get_text(svc.url + "/metrics")
+
+            await wait_until(shown, timeout=10, what="snapshot on /metrics")
+            assert '"ready": true' in await get_text(svc.url + "/readyz")
+        finally:
+            await bus.close()
