@@ -10,8 +10,9 @@ its idle speed; the rest of the time the main thread gets the GIL back within th
 interval (set to `SWITCH_INTERVAL_S` while the thread runs).
 
 Render priority (`RenderGate`): while the HTTP loop serves a request, the ingest thread does not start the next
-message; it waits, and what arrives meanwhile waits in the NATS client's pending queue (bounded by
-`shared.bus`'s subscription limits; what overflows is counted as a slow-consumer drop). So a request's handler,
+message; it waits (its whole event loop does), and what arrives meanwhile waits in the NATS client's pending
+queue, the socket and nats-server's buffer for this connection (64 MB by default: past it, or past the server's
+write deadline, the server cuts the connection, hence `MAX_PAUSE_S` and the fair share). So a request's handler,
 the parts outside the lock included (``/readyz``, the status page, building the response), gets the GIL to itself;
 the body write that follows does not hold the gate (a slow client would stop ingest for as long as it reads).
 Pre-render (``prerender``): the ingest thread also renders the sources that changed, every ``prerender_s``, in
