@@ -241,6 +241,7 @@ class ServiceApp:
 
     run: Callable[[], Coroutine[Any, Any, object]]
     routes: list[web.RouteDef] = field(default_factory=list)
+    middlewares: list[Middleware] = field(default_factory=list)  # run inside the authentication one
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,10 @@ class ServiceSpec:
 
 
 def _http_app(
-    ctx: ServiceContext, extra_routes: list[web.RouteDef], security: HttpSecurity | None = None
+    ctx: ServiceContext,
+    extra_routes: list[web.RouteDef],
+    security: HttpSecurity | None = None,
+    middlewares: list[Middleware] | None = None,
 ) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": ctx.name})
@@ -300,7 +304,8 @@ def _http_app(
         body = generate_latest(ctx.registry)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
-    app = web.Application(middlewares=[auth_middleware(security)] if security and security.auth_required else [])
+    auth = [auth_middleware(security)] if security and security.auth_required else []
+    app = web.Application(middlewares=[*auth, *(middlewares or [])])
     overridden = {r.path for r in extra_routes if isinstance(r, web.RouteDef)}
     defaults = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     app.add_routes([r for r in defaults if r.path not in overridden] + extra_routes)
@@ -406,7 +411,7 @@ async def run_service(
             loop.add_signal_handler(sig, ctx.stop.set)
 
     host, port = http_address(spec, env)
-    runner = web.AppRunner(_http_app(ctx, app.routes, security), access_log=None)
+    runner = web.AppRunner(_http_app(ctx, app.routes, security, app.middlewares), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()

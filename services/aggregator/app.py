@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from nats.aio.msg import Msg
 
 from inferwatch.contracts import DecodeError, decode
@@ -23,7 +24,7 @@ from inferwatch.services.aggregator.config import AggregatorConfig
 from inferwatch.services.aggregator.domains import all_renderers
 from inferwatch.services.aggregator.domains.economics import render_economics
 from inferwatch.services.aggregator.economics import EconomicsTracker, load_economics
-from inferwatch.services.aggregator.ingest import IngestThread
+from inferwatch.services.aggregator.ingest import IngestThread, RenderGate
 from inferwatch.services.aggregator.render import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -52,6 +53,11 @@ SOURCES = Family("inferwatch_aggregator_sources", "gauge", "Live sources held.")
 SCRAPE_SECONDS = Family(
     "inferwatch_aggregator_render_duration_seconds", "gauge", "How long the previous /metrics render took."
 )
+RENDER_CPU = Family(
+    "inferwatch_aggregator_render_cpu_seconds",
+    "gauge",
+    "CPU time of the previous /metrics render on its thread (its wall time less the waits: CPU, GIL, lock).",
+)
 BUS_CONNECTED = Family("inferwatch_aggregator_nats_connected", "gauge", "1 when connected to NATS.")
 BUS_DISCONNECTS = Family(
     "inferwatch_aggregator_nats_disconnects",
@@ -60,6 +66,9 @@ BUS_DISCONNECTS = Family(
     "what it held for us is lost and counted only in the server's /varz).",
 )
 
+# A scrape renders again a changed source whose body is older than this many pre-render periods (the ingest thread
+# fell behind): what /metrics shows is never older than that.
+STALE_PRERENDERS = 2.0
 _MAX_PREFIXES = 200  # bound on the decode-error label values
 _monotonic = time.monotonic  # (module globals: the NATS callback runs once per message)
 _wall_clock = time.time
@@ -85,6 +94,7 @@ class Aggregator:
         )
         self._rate_log = RateLimitedLog(60.0)
         self._last_render_s = 0.0
+        self._last_render_cpu_s = 0.0
         alerting = alerting or AlertingConfig()
         self.slos = alerting.slos()
         self.alerts = alerting.engine(config.expiry_intervals, extensions=[self.slos])
@@ -92,6 +102,8 @@ class Aggregator:
         # thread (`services.aggregator.ingest`); uncontended, and so nearly free, on one event loop.
         self.lock = threading.Lock()
         self.ingest: IngestThread | None = None
+        # Render priority: the ingest thread pauses while a request is served (`ingest.RenderGate`).
+        self.gate = RenderGate() if config.ingest_thread and config.render_priority else None
         self.alert_dispatcher = AlertDispatcher(self.alerts, alerting, self.lock)
         self.submit_alerts: Callable[[Iterable[Alert]], None] = self.alert_dispatcher.submit
         self.economics = EconomicsTracker(load_economics(config.economics_file))
@@ -156,6 +168,7 @@ class Aggregator:
         w.counter(EXPIRED, "", stats.expired)
         w.gauge(SOURCES, "", len(self.table.sources))
         w.gauge(SCRAPE_SECONDS, "", self._last_render_s)
+        w.gauge(RENDER_CPU, "", self._last_render_cpu_s)
         if bus is not None:
             w.gauge(BUS_CONNECTED, "", 1.0 if bus.connected else 0.0)
             w.counter(BUS_DISCONNECTS, "", bus.stats.disconnects)
@@ -163,24 +176,49 @@ class Aggregator:
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole ``/metrics`` body."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         chunks = [
             self.self_metrics(),
             render_economics(self.economics.figures()),
             self.slos.metrics(time.time()),
-            *self.table.rendered(),
+            *self.table.rendered(self.stale_s),
         ]
         body = render_exposition(chunks, openmetrics=openmetrics)
         self._last_render_s = time.perf_counter() - start
+        self._last_render_cpu_s = time.thread_time() - cpu
         return body
 
+    def prerender(self, deadline: float) -> bool:
+        """Render sources that changed, until ``deadline`` (monotonic; on the ingest thread, under the lock);
+        whether some are left."""
+        return self.table.render_changed(deadline, time.monotonic)
+
+    @property
+    def stale_s(self) -> float:
+        """How old a changed source's body may be on ``/metrics``: 0 (always fresh) unless the ingest thread
+        pre-renders, then `STALE_PRERENDERS` pre-render periods."""
+        if self.ingest is None or self.config.prerender_s <= 0:
+            return 0.0
+        return STALE_PRERENDERS * self.config.prerender_s
+
     async def metrics_handler(self, request: web.Request) -> web.Response:
-        """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it)."""
+        """``GET /metrics`` with content negotiation (OpenMetrics when the scraper asks for it).
+
+        The body is written after the handler returns, outside `gated`: the ingest thread does not wait for a
+        slow client to read megabytes (measured: with the write under the gate, the snapshot flood was cut)."""
         om = wants_openmetrics(request.headers.get("Accept", ""))
         with self.lock:
             self.sweep()
             body = self.render(om)
         return web.Response(body=body, headers={"Content-Type": OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE})
+
+    @web.middleware
+    async def gated(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Serve every request with the ingest thread paused (render priority), when the gate is on."""
+        if self.gate is None:
+            return await handler(request)
+        with self.gate.hold():
+            return await handler(request)
 
 
 async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
@@ -197,7 +235,14 @@ async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
 
         aggregator.submit_alerts = submit_from_ingest
         ingest = IngestThread(
-            ctx.bus.settings, f"{ctx.instance}-ingest", config.subject, aggregator.on_message, aggregator.lock
+            ctx.bus.settings,
+            f"{ctx.instance}-ingest",
+            config.subject,
+            aggregator.on_message,
+            aggregator.lock,
+            gate=aggregator.gate,
+            prerender=aggregator.prerender,
+            prerender_s=config.prerender_s,
         )
         aggregator.ingest = ingest
     else:
@@ -227,4 +272,5 @@ def build(ctx: ServiceContext, config: AggregatorConfig) -> ServiceApp:
     return ServiceApp(
         run=lambda: run(ctx, aggregator),
         routes=[web.get("/metrics", aggregator.metrics_handler), *status_routes(aggregator)],
+        middlewares=[aggregator.gated],
     )

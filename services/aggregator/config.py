@@ -22,6 +22,12 @@ class AggregatorConfig:
     ingest_thread: consume NATS on a thread with its own connection and event loop
         (``INFERWATCH_AGGREGATOR_INGEST_THREAD``), so ``/metrics`` and ``/readyz`` never wait behind an
         ingest backlog (`services.aggregator.ingest`); false: one event loop for both.
+    render_priority: with the ingest thread, pause it while an HTTP request is being served
+        (``INFERWATCH_AGGREGATOR_RENDER_PRIORITY``), so the request runs at idle speed and messages wait
+        in the NATS client's pending queue (`services.aggregator.ingest.RenderGate`).
+    prerender_s: with the ingest thread, render the sources that changed on that thread every this many seconds
+        (``INFERWATCH_AGGREGATOR_PRERENDER_S``; 0: off, a scrape renders them); a scrape then shows a changed
+        source's series as rendered at most ``2 * prerender_s`` earlier (`app.STALE_PRERENDERS`).
     """
 
     ENV_PREFIX: ClassVar[str] = "INFERWATCH_AGGREGATOR_"
@@ -33,6 +39,8 @@ class AggregatorConfig:
     sweep_interval_s: float = 0.5
     economics_file: str = ""
     ingest_thread: bool = True
+    render_priority: bool = True
+    prerender_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Env) -> AggregatorConfig:
@@ -46,4 +54,6 @@ class AggregatorConfig:
             sweep_interval_s=env.float(p + "SWEEP_INTERVAL_S", cls.sweep_interval_s),
             economics_file=env.get(p + "ECONOMICS_FILE", cls.economics_file),
             ingest_thread=env.bool(p + "INGEST_THREAD", cls.ingest_thread),
+            render_priority=env.bool(p + "RENDER_PRIORITY", cls.render_priority),
+            prerender_s=env.float(p + "PRERENDER_S", cls.prerender_s),
         )

@@ -8,7 +8,7 @@ so an alert on it can fire, then that goes too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from msgspec.structs import replace
@@ -158,17 +158,33 @@ class SourceTable:
         self.sources.pop((tag, source), None)
         self.tombstones.pop((tag, source), None)
 
-    def rendered(self) -> Iterator[Mapping[Family, str]]:
-        """Every source's chunks, rendering the ones that changed since the last scrape."""
+    def rendered(self, stale_s: float = 0.0) -> Iterator[Mapping[Family, str]]:
+        """Every source's chunks, rendering the ones that changed since the last scrape.
+
+        ``stale_s`` > 0: a changed source whose body was rendered from a snapshot observed less than ``stale_s``
+        before its latest keeps that body (its ``source_*`` series are fresh); `render_changed`, run off the
+        scrape path, brings bodies up to date."""
         for entry in self.sources.values():
             if entry.meta is None:
-                self._render(entry)
+                previous = entry.body_from
+                keep = stale_s > 0 and previous is not None and entry.event.observed_at - previous.observed_at < stale_s
+                self._render(entry, body=not keep)
             yield entry.meta  # type: ignore[misc]  # set by _render
             yield entry.body  # type: ignore[misc]
         for tomb in self.tombstones.values():
             yield tomb.rendered
 
-    def _render(self, entry: SourceEntry) -> None:
+    def render_changed(self, deadline: float, clock: Callable[[], float]) -> bool:
+        """Render the sources whose snapshot changed since their last rendering, until ``clock()`` passes
+        ``deadline``; whether some are left."""
+        for entry in self.sources.values():
+            if entry.meta is None or entry.body_from is not entry.event:
+                self._render(entry)
+                if clock() >= deadline:
+                    return True
+        return False
+
+    def _render(self, entry: SourceEntry, body: bool = True) -> None:
         event = entry.event
         labels = entry.labels or label_block({"domain": entry.domain, "kind": entry.kind, "source": event.source})
         entry.labels = labels
@@ -179,6 +195,8 @@ class SourceTable:
             SOURCE_LAST_SEEN: f"{SOURCE_LAST_SEEN.name}{labels} {fmt_value(event.observed_at)}\n",
             SOURCE_INTERVAL: f"{SOURCE_INTERVAL.name}{labels} {fmt_value(event.interval_s)}\n",
         }
+        if not body and entry.body is not None:
+            return  # kept as rendered from ``body_from``
         previous = entry.body_from
         # A collector that re-sends the same content (heartbeats, container and GPU inventories) only moves
         # the observation time, which is in the meta series: keep the rendered body.

@@ -200,3 +200,34 @@ def test_resent_snapshot_moves_last_seen_and_a_changed_one_rerenders() -> None:
     third = samples(render_exposition(table.rendered()))
     assert any(dict(labels).get("container") == "renamed" for _, labels in third)
     assert not any(dict(labels).get("container") == "vllm-qwen" for _, labels in third)
+
+
+def test_a_scrape_may_keep_a_changed_body_for_stale_s_and_render_changed_brings_it_up_to_date() -> None:
+    table = SourceTable(all_renderers())
+    table.apply(snapshot(observed_at=100.0), now=0.0)
+    list(table.rendered())
+    table.apply(snapshot(observed_at=100.5, container_name="renamed"), now=0.5)
+    seen = (SOURCE_LAST_SEEN.name, (("domain", "vllm"), ("kind", "instance"), ("source", "http://10.0.0.1:8000")))
+
+    def containers(body: bytes) -> set[str]:
+        return {dict(labels)["container"] for _, labels in samples(body) if "container" in dict(labels)}
+
+    kept = render_exposition(table.rendered(stale_s=1.0))  # rendered from the snapshot of 0.5 s before
+    assert containers(kept) == {"vllm-qwen"}
+    assert samples(kept)[seen] == 100.5  # the source_* series are always fresh
+    clock = iter([0.0, 0.0, 10.0])
+    assert table.render_changed(deadline=1.0, clock=lambda: next(clock)) is False  # one source, before the deadline
+    assert containers(render_exposition(table.rendered(stale_s=1.0))) == {"renamed"}
+    table.apply(snapshot(observed_at=102.0, container_name="older-than-stale_s"), now=2.0)
+    assert containers(render_exposition(table.rendered(stale_s=1.0))) == {"older-than-stale_s"}
+
+
+def test_render_changed_stops_at_its_deadline_and_goes_on_at_the_next_call() -> None:
+    table = SourceTable(all_renderers())
+    for i in range(3):
+        table.apply(snapshot(source=f"http://10.0.0.{i}:8000", observed_at=100.0), now=0.0)
+    ticks = iter(range(1, 100))
+    assert table.render_changed(deadline=1.0, clock=lambda: float(next(ticks))) is True  # one rendered, then late
+    assert sum(entry.meta is None for entry in table.sources.values()) == 2
+    assert table.render_changed(deadline=1e9, clock=lambda: 0.0) is False
+    assert all(entry.meta is not None and entry.body_from is entry.event for entry in table.sources.values())
