@@ -207,27 +207,29 @@ class Expression:
         return self._eval(self.tree, scope)
 
     def _eval(self, node: ast.AST, scope: Scope) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return scope.lookup(node.id)
-        if isinstance(node, ast.Attribute):
-            base = self._eval(node.value, scope)
-            return None if base is None else getattr(base, node.attr, None)
-        if isinstance(node, ast.BoolOp):  # every operand, no short cut: each increase() must see every snapshot
-            values = [self._eval(v, scope) for v in node.values]
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp):
-            return self._eval_unary(node, scope)
-        if isinstance(node, ast.BinOp):
-            return self._eval_binop(node, scope)
-        if isinstance(node, ast.Compare):
-            return self._eval_compare(node, scope)
-        if isinstance(node, ast.Tuple | ast.List):
-            return tuple(self._eval(e, scope) for e in node.elts)
-        if isinstance(node, ast.Call):
-            return self._eval_call(node, scope)
-        raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")  # pragma: no cover
+        # One dict look-up by node type (a parsed tree holds the ast classes themselves, never subclasses) rather
+        # than a chain of isinstance checks: this runs for every node of every rule on every item.
+        evaluate = _EVALUATORS.get(type(node))
+        if evaluate is None:  # pragma: no cover  # _check admits only the node types below
+            raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")
+        return evaluate(self, node, scope)
+
+    def _eval_constant(self, node: ast.Constant, scope: Scope) -> Any:
+        return node.value
+
+    def _eval_name(self, node: ast.Name, scope: Scope) -> Any:
+        return scope.lookup(node.id)
+
+    def _eval_attribute(self, node: ast.Attribute, scope: Scope) -> Any:
+        base = self._eval(node.value, scope)
+        return None if base is None else getattr(base, node.attr, None)
+
+    def _eval_boolop(self, node: ast.BoolOp, scope: Scope) -> Any:
+        values = [self._eval(v, scope) for v in node.values]  # every operand: each increase() sees every snapshot
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+
+    def _eval_sequence(self, node: ast.Tuple | ast.List, scope: Scope) -> Any:
+        return tuple(self._eval(e, scope) for e in node.elts)
 
     def _eval_unary(self, node: ast.UnaryOp, scope: Scope) -> Any:
         value = self._eval(node.operand, scope)
@@ -261,6 +263,19 @@ class Expression:
             return scope.increase(node.site, args[0], float(args[1]) if len(args) == 2 else 0.0)  # type: ignore[attr-defined]
         return FUNCTIONS[node.func.id][0](*args)
 
+
+_EVALUATORS: dict[type[ast.AST], Callable[[Expression, Any, Scope], Any]] = {
+    ast.Constant: Expression._eval_constant,
+    ast.Name: Expression._eval_name,
+    ast.Attribute: Expression._eval_attribute,
+    ast.BoolOp: Expression._eval_boolop,
+    ast.UnaryOp: Expression._eval_unary,
+    ast.BinOp: Expression._eval_binop,
+    ast.Compare: Expression._eval_compare,
+    ast.Tuple: Expression._eval_sequence,
+    ast.List: Expression._eval_sequence,
+    ast.Call: Expression._eval_call,
+}
 
 Sample = tuple[float, float | Histogram]  # (evaluation time, cumulative value)
 
