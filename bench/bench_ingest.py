@@ -214,7 +214,7 @@ def main() -> int:
     parser.add_argument(
         "--fleet-messages",
         type=int,
-        default=3_000,
+        default=1_000,
         help="full snapshots per round (0: no row); ~8 KB each: the default fits nats-server's 64 MB client buffer",
     )
     parser.add_argument("--rounds", type=int, default=3)
