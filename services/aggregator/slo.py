@@ -465,6 +465,14 @@ class SloEvaluator:
 
     # the ingest path ----------------------------------------------------------------------------------
 
+    def watches(self, event_type: type[Event]) -> bool:
+        """Only the snapshots an SLO of this configuration counts from (`AlertSource.watches`)."""
+        if issubclass(event_type, VllmInstanceSnapshot):
+            return bool(self._by_source.get("vllm"))
+        if issubclass(event_type, LitellmProxySnapshot):
+            return bool(self._by_source.get("litellm"))
+        return False
+
     def on_event(self, event: Event, now: float) -> list[Alert]:
         """Take one snapshot's counts; evaluate the alerts of the SLO series it moved."""
         if isinstance(event, VllmInstanceSnapshot):

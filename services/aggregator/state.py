@@ -88,13 +88,15 @@ class SourceTable:
         self.sources: dict[tuple[str, str], SourceEntry] = {}
         self.tombstones: dict[tuple[str, str], Tombstone] = {}
         self.stats = IngestStats()
-        self._tags: dict[type[Event], tuple[str, str, str]] = {}
+        # Per event type: its tag, domain, kind and whether it is a `Snapshot` (worked out at its first event; an
+        # isinstance check on a msgspec type goes through the metaclass, a dict look-up does not).
+        self._tags: dict[type[Event], tuple[str, str, str, bool]] = {}
 
-    def _tag(self, event_type: type[Event]) -> tuple[str, str, str]:
+    def _tag(self, event_type: type[Event]) -> tuple[str, str, str, bool]:
         tag = self._tags.get(event_type)
         if tag is None:
             domain, kind = domain_kind(event_type)
-            tag = self._tags[event_type] = (f"{domain}.{kind}", domain, kind)
+            tag = self._tags[event_type] = (f"{domain}.{kind}", domain, kind, issubclass(event_type, Snapshot))
         return tag
 
     def apply(self, event: Event, now: float) -> None:
@@ -103,19 +105,20 @@ class SourceTable:
         The ingest hot path (every message): one dict look-up per table, no allocation but the key.
         """
         tags = self._tags.get(type(event))
-        tag, domain, kind = tags if tags is not None else self._tag(type(event))
+        tag, domain, kind, snapshot = tags if tags is not None else self._tag(type(event))
         events = self.stats.events
         events[tag] = events.get(tag, 0) + 1
-        if isinstance(event, Snapshot):
-            key = (tag, event.source)
-            interval = event.interval_s
+        if snapshot:
+            snap: Snapshot = event  # type: ignore[assignment]  # a Snapshot type, by its tag entry
+            key = (tag, snap.source)
+            interval = snap.interval_s
             expires_at = now + self._expiry_intervals * (interval if interval > 0.1 else 0.1)
             entry = self.sources.get(key)
             if entry is not None:
-                if event.observed_at < entry.event.observed_at:
+                if snap.observed_at < entry.event.observed_at:
                     self._drop("out_of_order")
                     return
-                entry.event = event
+                entry.event = snap
                 entry.received_at = now
                 entry.expires_at = expires_at
                 entry.meta = None
@@ -124,7 +127,7 @@ class SourceTable:
                 self._drop("max_sources")
                 return
             self.tombstones.pop(key, None)
-            self.sources[key] = SourceEntry(tag, domain, kind, event, now, expires_at)
+            self.sources[key] = SourceEntry(tag, domain, kind, snap, now, expires_at)
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
