@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
+from inferwatch.shared import eventloop
 from inferwatch.shared.bus import Bus, BusSettings
 
 log = logging.getLogger("inferwatch.aggregator.ingest")
@@ -78,7 +79,7 @@ class IngestThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._run())
+            eventloop.run(self._run())
         except asyncio.CancelledError:  # stopped while still connecting
             pass
         except BaseException as exc:  # reported to start() and logged; the thread must not die silently
