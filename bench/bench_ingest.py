@@ -4,6 +4,8 @@ A separate publisher process sends N pre-encoded heartbeat snapshots (~150 B, 1,
 as it can; the subscriber side measures received messages per second from the first to the last.
 Baseline: a nats-py callback that only counts. Ours: the aggregator's own NATS callback
 (`Aggregator.on_message`: decode + apply to the source table), on the same subscription settings.
+Both sides (and the publisher) run on the event loop the product runs on (shared/eventloop.py: uvloop unless
+INFERWATCH_EVENT_LOOP=asyncio), so the ratio compares callbacks, not loops.
 
 Run: .venv/bin/python bench/bench_ingest.py [--messages 200000] [--json PATH]
 Goal (bench._common.GOALS['ingest']): >= 0.8x the raw rate.
@@ -85,13 +87,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    from inferwatch.shared import eventloop
     from inferwatch.shared.natsserver import EmbeddedNats
+
+    print(f"event loop: {eventloop.loop_name()} (both sides)")
 
     with EmbeddedNats(jetstream=False) as server:
         rates: dict[str, list[float]] = {"raw": [], "ours": []}
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
             for kind in ("raw", "ours"):
-                rate, _ = asyncio.run(_measure(server.url, args.messages, kind == "ours"))
+                rate, _ = eventloop.run(_measure(server.url, args.messages, kind == "ours"))
                 rates[kind].append(rate)
     kept = {kind: [r for r in rs if not math.isnan(r)] for kind, rs in rates.items()}
     if not kept["raw"] or not kept["ours"]:
@@ -118,7 +123,15 @@ def main() -> int:
     )
     report_goal("ingest", ratio, f"{ours:,.0f} vs {raw:,.0f} msg/s")
     path = write_json(
-        "ingest", {"messages": args.messages, "raw": rates["raw"], "ours": rates["ours"], "ratio": ratio}, args.json
+        "ingest",
+        {
+            "messages": args.messages,
+            "event_loop": eventloop.loop_name(),
+            "raw": rates["raw"],
+            "ours": rates["ours"],
+            "ratio": ratio,
+        },
+        args.json,
     )
     print(f"results: {path}")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from inferwatch.contracts import encode, subject_for
@@ -45,4 +44,6 @@ def publish_flood(url: str, n: int, ready: Any, go: Any) -> None:
         await nc.flush(timeout=60)
         await nc.close()
 
-    asyncio.run(run())
+    from inferwatch.shared import eventloop
+
+    eventloop.run(run())  # the loop a publishing service would run on
