@@ -10,7 +10,9 @@ Rounds interleave the clients so a change in machine load hits all alike; the be
   ``UpstreamClient`` used it before it moved to aiohttp;
 * ``upstream``: ``inferwatch.shared.http.UpstreamClient.get`` (everything it guarantees, on its transport);
 * ``aiohttp``: ``aiohttp.ClientSession.get`` + ``content.iter_any`` (its C llhttp parser);
-* ``h11``: a minimal keep-alive HTTP/1.1 client on h11 (pure Python) over asyncio streams.
+* ``h11``: a minimal keep-alive HTTP/1.1 client on h11 (pure Python) over asyncio streams;
+* ``... uvloop``: the same client on uvloop's event loop (what services run on, shared/eventloop.py); every
+  other row runs on asyncio's own loop.
 
     .venv/bin/python -m bench.bench_http_client [--requests 4000] [--connections 50] [--rounds 3] [--json PATH]
 """
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import write_json  # noqa: E402
+from inferwatch.shared import eventloop  # noqa: E402
 from inferwatch.shared.http import CallPolicy, Limits, RetryPolicy, UpstreamClient, UpstreamMetrics  # noqa: E402
 
 BODY = ROOT / "tests" / "fixtures" / "vllm-v1-metrics.txt"
@@ -255,15 +258,20 @@ def main(argv: list[str] | None = None) -> None:
         assert server.stdout is not None
         base = f"http://127.0.0.1:{int(server.stdout.readline())}"
         clients = {
-            "httpx": httpx_client(args.connections),
-            "upstream": upstream_client(args.connections),
-            "aiohttp": aiohttp_client(args.connections),
-            "h11": h11_client(args.connections),
+            "httpx": (httpx_client(args.connections), None),
+            "upstream": (upstream_client(args.connections), None),
+            "aiohttp": (aiohttp_client(args.connections), None),
+            "h11": (h11_client(args.connections), None),
         }
+        uvloop_factory = eventloop.loop_factory({})  # None where uvloop is not installed: no uvloop rows
+        if uvloop_factory is not None:
+            clients["upstream uvloop"] = (upstream_client(args.connections), uvloop_factory)
+            clients["aiohttp uvloop"] = (aiohttp_client(args.connections), uvloop_factory)
         seen: dict[str, list[float]] = {name: [] for name in clients}
         for _ in range(args.rounds):
-            for name, make in clients.items():
-                seen[name].append(asyncio.run(run_round(make, base, args.requests, size)))
+            for name, (make, factory) in clients.items():
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    seen[name].append(runner.run(run_round(make, base, args.requests, size)))
     finally:
         if server.stdin is not None:
             server.stdin.close()
@@ -275,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name, value in best.items():
         spread = ", ".join(f"{1e6 * v:.0f}" for v in seen[name])
-        print(f"  {name:<9} {1e6 * value:7.0f} us/request  {value / best['httpx']:.2f}x httpx  (rounds: {spread} us)")
+        print(f"  {name:<15} {1e6 * value:7.0f} us/request  {value / best['httpx']:.2f}x httpx  (rounds: {spread} us)")
     out = write_json(
         "http_client",
         {

@@ -4,6 +4,8 @@ A separate publisher process sends N pre-encoded events as fast as it can; the s
 messages per second from the first to the last. Baseline: a nats-py callback that only counts. Ours: the
 aggregator's own NATS callback (`Aggregator.on_message`: decode, apply to the source table, alert rules and SLOs),
 on the same subscription settings. Raw and ours alternate, round by round, so drift in machine load hits both.
+Both sides (and the publisher) run on the event loop the product runs on (shared/eventloop.py: uvloop unless
+INFERWATCH_EVENT_LOOP=asyncio), so the ratio compares callbacks, not loops.
 
 Two loads:
 - ``heartbeats`` (the goal): heartbeat snapshots of 1,000 services (~150 B; only a silence rule reads them);
@@ -35,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import report_goal, table, write_json
+from inferwatch.shared import eventloop
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -78,7 +81,7 @@ def _publish(url: str, load: str, n: int, ready: Any, go: Any) -> None:
         await nc.flush(timeout=60)
         await nc.close()
 
-    asyncio.run(run())
+    eventloop.run(run())
 
 
 @dataclass
@@ -175,6 +178,8 @@ def main() -> int:
     args = parser.parse_args()
     from inferwatch.shared.natsserver import EmbeddedNats
 
+    print(f"event loop: {eventloop.loop_name()} (both sides)")
+
     loads = {"heartbeats": args.messages, "fleet": args.fleet_messages}
     results: dict[str, dict[str, list[Round]]] = {load: {"raw": [], "ours": []} for load, n in loads.items() if n}
     with EmbeddedNats(jetstream=False) as server:
@@ -182,7 +187,7 @@ def main() -> int:
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits both alike
             for load in results:
                 for kind in ("raw", "ours"):
-                    result = asyncio.run(_measure(server.url, server.proc.pid, load, loads[load], kind == "ours"))
+                    result = eventloop.run(_measure(server.url, server.proc.pid, load, loads[load], kind == "ours"))
                     results[load][kind].append(result)
     rows: list[dict[str, str]] = []
     ratios: dict[str, float] = {}
@@ -210,6 +215,7 @@ def main() -> int:
     report_goal("ingest", ratios["heartbeats"], f"{ours:,.0f} vs {raw:,.0f} msg/s")
     payload = {
         "messages": loads,
+        "event_loop": eventloop.loop_name(),
         "rounds": {
             load: {kind: [vars(r) for r in rs] for kind, rs in by_kind.items()} for load, by_kind in results.items()
         },

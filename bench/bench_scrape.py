@@ -186,11 +186,18 @@ def main(argv: list[str] | None = None) -> None:
             snaps_end = counter.read()
             prom_targets, prom_targets_up = prometheus_up(prom_port)
             with urllib.request.urlopen(f"http://127.0.0.1:{ours_port}/metrics", timeout=5) as r:
-                own = {
-                    line.split(" ")[0]: float(line.split(" ")[1])
-                    for line in r.read().decode().splitlines()
-                    if line.startswith("inferwatch_bus_")
-                }
+                own_lines = r.read().decode().splitlines()
+            own = {
+                line.split(" ")[0]: float(line.split(" ")[1])
+                for line in own_lines
+                if line.startswith("inferwatch_bus_")
+            }
+            # requests that failed, by endpoint and outcome (a scraper whose targets are not all up says why)
+            failed = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in own_lines
+                if line.startswith("inferwatch_upstream_requests_total{") and 'outcome="ok"' not in line
+            }
             counter.close()
         finally:
             for proc in procs:
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         "prometheus_targets_up": prom_targets_up,
         "ours_bus_published_total": own.get("inferwatch_bus_published_total"),
         "ours_bus_publish_dropped_total": own.get("inferwatch_bus_publish_dropped_total"),
+        "ours_failed_requests": failed,
     }
     print(f"{args.targets} targets @ {args.interval:g}s, {cycles:.1f} cycles measured together:")
     print(f"  vllm-scraper : {ours_cycle:.3f} CPU s / cycle ({100 * ours_cycle / args.interval:.1f}% of a core)")
@@ -245,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         f"  scraper bus: published {result['ours_bus_published_total']}, "
         f"dropped {result['ours_bus_publish_dropped_total']}"
     )
+    for series, count in failed.items():
+        print(f"  failed requests: {series} {count:g}")
     ratio = result["ratio_per_target_scraped"]
     if ratio is not None:
         detail = (

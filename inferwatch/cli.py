@@ -29,6 +29,7 @@ from inferwatch import __version__
 from inferwatch.contracts import ALL, EVENT_TYPES, decode, subject_address
 from inferwatch.contracts.codec import DecodeError
 from inferwatch.services import BY_NAME, SERVICES, spec
+from inferwatch.shared import eventloop
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.natsserver import EmbeddedNats, answers
 from inferwatch.shared.ports import free_port, port_free
@@ -160,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_service(spec(args.service)))
+            eventloop.run(run_service(spec(args.service)))
     except SettingsError as exc:
         print(f"inferwatch run {args.service}: {exc}", file=sys.stderr)
         return 2
@@ -199,7 +200,7 @@ async def _tail(subject: str, raw_json: bool, count: int) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print live events, decoded."""
-    return asyncio.run(_tail(args.subject, args.json, args.count))
+    return eventloop.run(_tail(args.subject, args.json, args.count))
 
 
 def _status_url(args: argparse.Namespace, env: Env) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from inferwatch.contracts.supervisor import ChildState, SupervisedChild, SupervisorSnapshot
+from inferwatch.shared import eventloop
 from inferwatch.shared.bus import Bus, BusSettings
 from inferwatch.shared.loop import run_every
 
@@ -222,7 +223,7 @@ class SnapshotPublisher:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._main()), name="supervisor-publisher", daemon=True
+            target=lambda: eventloop.run(self._main()), name="supervisor-publisher", daemon=True
         )
 
     def start(self) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from nats.aio.msg import Msg
 
+from inferwatch.shared import eventloop
 from inferwatch.shared.bus import Bus, BusSettings
 
 log = logging.getLogger("inferwatch.aggregator.ingest")
@@ -158,7 +159,7 @@ class IngestThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._run())
+            eventloop.run(self._run())
         except asyncio.CancelledError:  # stopped while still connecting
             pass
         except BaseException as exc:  # reported to start() and logged; the thread must not die silently

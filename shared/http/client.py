@@ -166,6 +166,16 @@ class UpstreamClient:
         """``closed``, ``half_open`` (open, but the next call is let through as a trial) or ``open``."""
         return self._breaker.state
 
+    def cached(self, path: str, *, params: Params | None = None, headers: Mapping[str, str] | None = None) -> bool:
+        """Whether a cached ``get``/``get_json`` of ``path`` would be answered from the TTL cache now (no I/O).
+
+        A caller awaits such a call inline instead of scheduling it as a task of its own.
+        """
+        entry = self._cache.get(
+            _cache_key(_Call(path=path, endpoint=path, params=params, headers=headers, deadline_s=0.0))
+        )
+        return entry is not None and self._seams.clock() < entry[0]
+
     async def get(
         self,
         path: str,

@@ -769,7 +769,10 @@ async def test_ttl_cache(metrics: UpstreamMetrics, registry: CollectorRegistry) 
         cache=CachePolicy(max_entries=2),
         retry=RetryPolicy(attempts=1),
     )
+    assert not c.cached("/models", params={"a": 1, "b": 2})
     first = await c.get("/models", endpoint="/models", params={"a": 1, "b": 2}, cache_ttl_s=60)
+    assert c.cached("/models", params={"b": 2, "a": 1})
+    assert not c.cached("/models")
     again = await c.get("/models", endpoint="/models", params={"b": 2, "a": 1}, cache_ttl_s=60)
     assert (first.from_cache, again.from_cache, again.body) == (False, True, first.body)
     assert await c.get_json("/models", endpoint="/models", params={"a": 1, "b": 2}, cache_ttl_s=60) == {
@@ -784,6 +787,7 @@ async def test_ttl_cache(metrics: UpstreamMetrics, registry: CollectorRegistry) 
     assert len(seen) == 2
 
     clock.now += 61  # expired
+    assert not c.cached("/models", params={"a": 1, "b": 2})
     fail = True
     assert (await expect_error(c.get("/models", params={"a": 1, "b": 2}, cache_ttl_s=60))).outcome == "http_5xx"
     fail = False

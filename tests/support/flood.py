@@ -3,7 +3,6 @@ vLLM and LiteLLM snapshots built from the recorded fixtures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -52,7 +51,9 @@ def publish_flood(url: str, n: int, ready: Any, go: Any) -> None:
         await nc.flush(timeout=60)
         await nc.close()
 
-    asyncio.run(run())
+    from inferwatch.shared import eventloop
+
+    eventloop.run(run())  # the loop a publishing service would run on
 
 
 def snapshot_fleet(vllm: int = 200, litellm: int = 2) -> list[Snapshot]:
