@@ -12,8 +12,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
 from inferwatch.contracts import AnyEvent
 from inferwatch.contracts.subjects import subject_filter
@@ -220,51 +222,88 @@ async def test_counters_histograms_status_version_and_model_card(
     assert card["root"] == str(real_vllm.model_dir())
 
 
-def _own_gauges(body: bytes | str) -> dict[str, float]:
-    return {field_: total(body, family) for field_, family in LOAD_GAUGES.items()}
+@dataclass
+class RecordingProxy:
+    """A loopback pass-through to the real server that keeps every ``/metrics`` body it forwarded."""
+
+    upstream: str
+    bodies: list[bytes] = field(default_factory=list)
+
+    async def forward(self, request: web.Request) -> web.Response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.upstream + request.path_qs, headers={"Accept": request.headers.get("Accept", "*/*")}) as r,
+        ):
+            body = await r.read()
+            if request.path == "/metrics" and r.status == 200:
+                self.bodies.append(body)
+            return web.Response(status=r.status, body=body, content_type=r.content_type)
 
 
-async def test_load_gauges_equal_the_servers_own_reading(vllm: RealVllm, watched: tuple[str, Snapshots]) -> None:
-    """Under 64 × 1000-token requests, each scraped gauge equals the server's exposition around that scrape.
-
-    The test reads ``/metrics`` itself every ~100 ms. Where its readings just before and just after one scrape
-    agree, the server's value did not change during the scrape (under this load the running and waiting counts
-    only fall and the KV-cache usage only grows until requests finish, so equal ends mean no change between),
-    and inferwatch must report exactly it.
-    """
-    _agg, snapshots = watched
-    threads = real_vllm.long_load(vllm.url)
-    readings: list[tuple[float, float, dict[str, float]]] = []  # (started, finished, gauges)
-    compared: list[dict[str, float]] = []
+@pytest.fixture
+async def recorded(nats_url: str, vllm: RealVllm) -> AsyncIterator[tuple[RecordingProxy, Snapshots]]:
+    """A vllm-scraper (1 s interval) reading the real server through a `RecordingProxy`: the proxy and the
+    scraper's snapshots."""
+    proxy = RecordingProxy(vllm.url)
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", proxy.forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "NATS_URL": nats_url,
+        "INFERWATCH_VLLM_TARGETS": url,
+        "INFERWATCH_VLLM_INTERVAL_S": "1",
+        "INFERWATCH_VLLM_TIMEOUT_S": "10",
+        "INFERWATCH_VLLM_SHARD": "0",
+        "INFERWATCH_VLLM_SPREAD": "0",
+    }
+    snapshots = Snapshots(url)
+    bus = Bus(BusSettings(servers=(nats_url,)), name="real-vllm-recorder")
+    await bus.connect()
+    await bus.subscribe(subject_filter("vllm"), snapshots.on_event)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and any(t.is_alive() for t in threads):
-                started = time.time()
-                try:
-                    body = (await client.get(vllm.url + "/metrics")).content
-                except httpx.TimeoutException:
-                    continue  # a busy CPU: a missed reading only widens the bracket around the next scrape
-                readings.append((started, time.time(), _own_gauges(body)))
-                await asyncio.sleep(0.1)
+        async with running_service("vllm-scraper", env):
+            yield proxy, snapshots
     finally:
+        await bus.close()
+        await runner.cleanup()
+
+
+async def test_load_gauges_equal_the_servers_own_reading(
+    vllm: RealVllm, recorded: tuple[RecordingProxy, Snapshots]
+) -> None:
+    """Under 64 × 1000-token requests, every scraped load gauge equals the server's own exposition it was read from.
+
+    The scraper reads the server through a recording proxy, so each snapshot is compared with the very bodies the
+    server answered (matched by the generation-token counter too, which moves under this load): no timing
+    involved, however slowly a busy CPU server answers.
+    """
+    proxy, snapshots = recorded
+    threads = real_vllm.long_load(vllm.url)
+    deadline = time.monotonic() + 120
+
+    def join_all() -> None:  # off the event loop: the scraper runs on it meanwhile
         for thread in threads:
-            thread.join(timeout=120)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    await asyncio.to_thread(join_all)
+    fields = {**LOAD_GAUGES, "generation_tokens_total": "vllm:generation_tokens"}
+    served = [{f: total(body, family) for f, family in fields.items()} for body in proxy.bodies]
+    compared = []
     for snap in list(snapshots.seen):
         if not snap.engines:
             continue
-        scraped_from = snap.observed_at - snap.scrape_duration_s
-        before = [r for r in readings if r[1] <= scraped_from]
-        after = [r for r in readings if r[0] >= snap.observed_at]
-        if not before or not after or before[-1][2] != after[0][2]:
-            continue  # the server's value moved during this scrape: nothing exact to compare
-        engine = snap.engines[0]
-        mine = {f: getattr(engine, f) for f in LOAD_GAUGES}
-        assert mine == before[-1][2], (snap.observed_at, mine, before[-1][2])
+        mine = {f: getattr(snap.engines[0], f) for f in fields}
+        assert mine in served, (snap.observed_at, mine)
         compared.append(mine)
     busy = [c for c in compared if c["requests_running"] > 0]
-    print(f"load: {len(readings)} readings, {len(snapshots.seen)} scrapes, {len(compared)} compared, {len(busy)} busy")
-    assert busy, f"no scrape under load could be compared ({len(compared)} compared, {len(readings)} readings)"
+    print(
+        f"load: {len(proxy.bodies)} bodies, {len(snapshots.seen)} scrapes, {len(compared)} compared, {len(busy)} busy"
+    )
+    assert busy, f"no scrape under load ({len(compared)} compared, {len(proxy.bodies)} bodies served)"
     assert any(c["kv_cache_usage_ratio"] > 0 for c in busy)
 
 
