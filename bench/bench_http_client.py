@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import h11
@@ -65,6 +66,19 @@ asyncio.run(main())
 """
 
 Fetch = Callable[[], Awaitable[int]]
+Pool = tuple[list[Fetch], Callable[[], Awaitable[None]]]  # one fetch per connection, and a close of them all
+Maker = Callable[[str], Awaitable[Pool]]
+C = TypeVar("C")
+
+
+def _pool(clients: list[C], fetch_of: Callable[[C], Fetch], close_one: Callable[[C], Awaitable[None]]) -> Pool:
+    """One fetch per client, and a close of every client."""
+
+    async def close() -> None:
+        for c in clients:
+            await close_one(c)
+
+    return [fetch_of(c) for c in clients], close
 
 
 class H11Connection:
@@ -138,8 +152,8 @@ async def run_round(
         await close()
 
 
-def httpx_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]]:
-    async def make(base: str) -> tuple[list[Fetch], Callable[[], Awaitable[None]]]:
+def httpx_client(connections: int) -> Maker:
+    async def make(base: str) -> Pool:
         clients = [
             httpx.AsyncClient(base_url=base, headers={"accept-encoding": "gzip, deflate"}) for _ in range(connections)
         ]
@@ -158,19 +172,15 @@ def httpx_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch
 
             return fetch
 
-        async def close() -> None:
-            for c in clients:
-                await c.aclose()
-
-        return [fetcher(c) for c in clients], close
+        return _pool(clients, fetcher, lambda c: c.aclose())
 
     return make
 
 
-def upstream_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]]:
+def upstream_client(connections: int) -> Maker:
     from prometheus_client import CollectorRegistry
 
-    async def make(base: str) -> tuple[list[Fetch], Callable[[], Awaitable[None]]]:
+    async def make(base: str) -> Pool:
         metrics = UpstreamMetrics.of(CollectorRegistry())
         policy = CallPolicy(limits=Limits(keepalive_s=60), retry=RetryPolicy(attempts=1))
         clients = [UpstreamClient("bench", base, metrics=metrics, policy=policy) for _ in range(connections)]
@@ -181,17 +191,13 @@ def upstream_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fe
 
             return fetch
 
-        async def close() -> None:
-            for c in clients:
-                await c.aclose()
-
-        return [fetcher(c) for c in clients], close
+        return _pool(clients, fetcher, lambda c: c.aclose())
 
     return make
 
 
-def aiohttp_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]]:
-    async def make(base: str) -> tuple[list[Fetch], Callable[[], Awaitable[None]]]:
+def aiohttp_client(connections: int) -> Maker:
+    async def make(base: str) -> Pool:
         sessions = [
             aiohttp.ClientSession(
                 base_url=base,
@@ -210,17 +216,13 @@ def aiohttp_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fet
 
             return fetch
 
-        async def close() -> None:
-            for s in sessions:
-                await s.close()
-
-        return [fetcher(s) for s in sessions], close
+        return _pool(sessions, fetcher, lambda s: s.close())
 
     return make
 
 
-def h11_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch], Callable[[], Awaitable[None]]]]]:
-    async def make(base: str) -> tuple[list[Fetch], Callable[[], Awaitable[None]]]:
+def h11_client(connections: int) -> Maker:
+    async def make(base: str) -> Pool:
         host, port = base.removeprefix("http://").split(":")
         conns = [H11Connection(host, int(port)) for _ in range(connections)]
 
@@ -231,11 +233,7 @@ def h11_client(connections: int) -> Callable[[str], Awaitable[tuple[list[Fetch],
 
             return fetch
 
-        async def close() -> None:
-            for c in conns:
-                await c.aclose()
-
-        return [fetcher(c) for c in conns], close
+        return _pool(conns, fetcher, lambda c: c.aclose())
 
     return make
 
@@ -257,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         assert server.stdout is not None
         base = f"http://127.0.0.1:{int(server.stdout.readline())}"
-        clients = {
+        clients: dict[str, tuple[Maker, eventloop.LoopFactory | None]] = {
             "httpx": (httpx_client(args.connections), None),
             "upstream": (upstream_client(args.connections), None),
             "aiohttp": (aiohttp_client(args.connections), None),
