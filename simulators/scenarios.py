@@ -24,8 +24,8 @@ from aiohttp import web
 
 CALM_ENV = "INFERWATCH_SIM_CALM"
 """Set to ``1``: the simulators start from a baseline in which no default alert rule fires (no random container
-kills, a healthy LiteLLM, Langfuse data without errors or low scores, a fast EPP), so scenarios are the only source
-of alerts."""
+kills, steady vLLM traffic without bursts, a healthy LiteLLM, Langfuse data without errors or low scores, a fast
+EPP), so scenarios are the only source of alerts."""
 
 
 @dataclass

@@ -67,6 +67,8 @@ class SimulatedVllm:
         load_seconds: every endpoint answers 503 for this long after ``started_at``.
         seed: RNG seed; the same seed and the same ``step`` calls give the same values.
         rps: mean request arrivals per second per engine (default: drawn from the seed, 0.6–1.4).
+        bursts: traffic bursts (2.5–6 times the arrivals for 20–90 s, about one per 5 minutes); off, the arrivals
+            follow only their slow daily-like wave (``INFERWATCH_SIM_CALM``: no queue builds by chance).
         start_wall: unix time the process "started" (``process_start_time_seconds``; ``_created`` values follow).
         dead: engine dead: ``/health`` and ``/v1/models`` answer 503, metrics freeze.
         fault: one of :data:`FAULTS` to break ``/metrics`` in that way, or ``None``.
@@ -99,6 +101,7 @@ class SimulatedVllm:
     load_seconds: float = 0.0
     seed: int = 0
     rps: float | None = None
+    bursts: bool = True
     start_wall: float | None = None
     dead: bool = False
     fault: str | None = None
@@ -841,7 +844,7 @@ class SimulatedVllm:
     def _substep(self, h: float) -> None:
         rng = self._rng
         t = self._t
-        if t >= self._burst_until and rng.random() < h / 300.0:
+        if self.bursts and t >= self._burst_until and rng.random() < h / 300.0:
             self._burst_until = t + rng.uniform(20.0, 90.0)
             self._burst_mult = rng.uniform(2.5, 6.0)
         mult = self._burst_mult if t < self._burst_until else 1.0

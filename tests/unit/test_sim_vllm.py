@@ -8,6 +8,7 @@ import random
 import re
 import time
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -187,6 +188,23 @@ def test_load_produces_preemptions_and_queueing_sometimes() -> None:
     preemptions = fams["vllm:num_preemptions"].samples[0].value  # type: ignore[attr-defined]
     assert preemptions > 0
     assert waiting_seen > 0
+
+
+def test_bursts_off_keeps_arrivals_on_their_wave() -> None:
+    """``bursts=False`` (the calm demo): no minute takes several times the traffic of the steady wave."""
+
+    def busiest_minute(bursts: bool) -> float:
+        inst = make(VllmGeneration.V1, seed=2, rps=1.0, bursts=bursts)
+        finished = []
+        for _ in range(60):  # an hour in minute steps
+            inst.step(60)
+            body = parse(inst.render_metrics())["vllm:request_success"]
+            finished.append(sum(s.value for s in body.samples if s.name.endswith("_total")))  # type: ignore[attr-defined]
+        return max(b - a for a, b in pairwise(finished))
+
+    steady, bursty = busiest_minute(False), busiest_minute(True)
+    assert steady <= 1.0 * 1.45 * 60 * 1.5  # rps x the wave's peak x a minute, with room for Poisson noise
+    assert bursty > 2 * steady
 
 
 def test_v0_6_is_a_multiprocess_registry() -> None:
