@@ -4,14 +4,15 @@ Run from anywhere: ``.venv/bin/python bench/bench_exposition.py [--json PATH] [-
 
 Cases: the recorded ``/metrics`` bodies of vLLM V1 (tests/fixtures/vllm-v1-metrics.txt), LiteLLM
 (tests/fixtures/litellm/metrics.http, headers dropped) and the llm-d EPP (tests/fixtures/epp/llm_d_epp.txt),
-parsed in full (the goal: >= 10x on each, the worst counts), the vLLM one also with a filter of about
-ten vLLM families, and a synthetic large body (vLLM-shaped histograms, counters and gauges for 3 models
-x 10 engines, rendered by prometheus_client), in full and filtered. Both parsers start from the same
-bytes (the baseline decodes them first); the baseline's filtered figure parses everything and then keeps
-the same families, as it has no filter. Samples are checked identical before anything is timed. Figures are the best of
-several repeats of ``timeit`` runs, the baseline's and ours interleaved so that a change in machine
-load hits both alike; time is CPU time of this process (``time.process_time``), steadier than wall time
-on a shared machine.
+parsed in full (the goal: >= 10x on each, the worst counts, on a first parse), the vLLM one also with a filter of
+about ten vLLM families, and a synthetic large body (vLLM-shaped histograms, counters and gauges for 3 models x 10
+engines, rendered by prometheus_client), in full and filtered. Both parsers start from the same bytes (the baseline
+decodes them first); the baseline's filtered figure parses everything and then keeps the same families, as it has
+no filter. Samples are checked identical before anything is timed. Ours is timed twice: a first parse (the header
+lines and label blocks remembered across parses forgotten before each, what the goal is measured on) and again
+(remembered: a scraper's steady state, the same target every interval). Figures are the best of several repeats of
+``timeit`` runs, the baseline's and ours interleaved so that a change in machine load hits both alike; time is CPU
+time of this process (``time.process_time``), steadier than wall time on a shared machine.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from bench._common import GOALS, report_goal  # noqa: E402
-from inferwatch.shared.exposition import parse_exposition  # noqa: E402
+from inferwatch.shared.exposition import forget_remembered, parse_exposition  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 V1_FIXTURE = FIXTURES / "vllm-v1-metrics.txt"
@@ -114,6 +115,11 @@ def _ours(data: bytes, keep: list[str] | None = None) -> dict[str, Any]:
     return parse_exposition(data, families=keep)
 
 
+def _ours_first(data: bytes, keep: list[str] | None = None) -> dict[str, Any]:
+    forget_remembered()
+    return parse_exposition(data, families=keep)
+
+
 def _keys(samples: Iterable[Any]) -> list[tuple[Any, ...]]:
     return [(s.name, tuple(sorted(s.labels.items())), _norm(s.value)) for s in samples]
 
@@ -130,18 +136,16 @@ def check_identical(data: bytes, keep: list[str] | None) -> int:
     return len(ref_keys)
 
 
-def best_ms_pair(
-    base: Callable[[], object], ours: Callable[[], object], budget_s: float, repeat: int
-) -> tuple[float, float]:
-    """Best CPU time per call in ms of each: `repeat` rounds of timeit runs, the two interleaved, each run
+def best_ms(fns: list[Callable[[], object]], budget_s: float, repeat: int) -> list[float]:
+    """Best CPU time per call in ms of each: `repeat` rounds of timeit runs, all interleaved, each run
     sized to ~budget_s / repeat."""
-    timers = [timeit.Timer(fn, timer=time.process_time) for fn in (base, ours)]
+    timers = [timeit.Timer(fn, timer=time.process_time) for fn in fns]
     numbers = [max(1, int(budget_s / repeat / max(t.timeit(1), 1e-6))) for t in timers]
-    best = [math.inf, math.inf]
+    best = [math.inf] * len(fns)
     for _ in range(repeat):
         for i, t in enumerate(timers):
             best[i] = min(best[i], t.timeit(numbers[i]) / numbers[i] * 1e3)
-    return best[0], best[1]
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, data, keep in cases:
         n_samples = check_identical(data, keep)
         keep_set = set(keep) if keep else None
-        base, ours = best_ms_pair(partial(_baseline, data, keep_set), partial(_ours, data, keep), budget, repeat)
+        base, first, again = best_ms(
+            [partial(_baseline, data, keep_set), partial(_ours_first, data, keep), partial(_ours, data, keep)],
+            budget,
+            repeat,
+        )
         rows.append(
             {
                 "case": name,
@@ -174,23 +182,32 @@ def main(argv: list[str] | None = None) -> int:
                 "bytes": len(data),
                 "samples_kept": n_samples,
                 "baseline_ms": round(base, 4),
-                "ours_ms": round(ours, 4),
-                "speedup": round(base / ours, 2),
+                "ours_ms": round(first, 4),
+                "speedup": round(base / first, 2),
+                "ours_again_ms": round(again, 4),
+                "speedup_again": round(base / again, 2),
             }
         )
 
-    header = f"{'case':<30} {'lines':>6} {'samples':>8} {'baseline ms':>12} {'ours ms':>9} {'speedup':>8}"
+    header = (
+        f"{'case':<30} {'lines':>6} {'samples':>8} {'baseline ms':>12} {'ours ms':>9} {'speedup':>8}"
+        f" {'again ms':>9} {'speedup':>8}"
+    )
     print(f"python {platform.python_version()} on {platform.machine()}; best of {repeat} repeats")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['case']:<30} {r['lines']:>6} {r['samples_kept']:>8} {r['baseline_ms']:>12.3f} "
-            f"{r['ours_ms']:>9.3f} {r['speedup']:>7.1f}x"
+            f"{r['ours_ms']:>9.3f} {r['speedup']:>7.1f}x {r['ours_again_ms']:>9.3f} {r['speedup_again']:>7.1f}x"
         )
     goal_rows = [r for r in rows if r["case"].endswith("fixture, all")]
     worst = min(goal_rows, key=lambda r: r["speedup"])
-    met = report_goal("exposition_parse", worst["speedup"], f"worst: {worst['case']}")
+    met = report_goal(
+        "exposition_parse",
+        worst["speedup"],
+        f"worst: {worst['case']}, a first parse; parsed again {min(r['speedup_again'] for r in goal_rows):.1f}x",
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {

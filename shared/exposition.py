@@ -5,9 +5,12 @@ keyed by family name. It is written for the scrape loop of a monitor, so it is:
 
 * fast: the decoded body is split into lines, a sample line into name, label block and value by
   ``str.partition``/``rpartition`` (a header line by one regex match); each distinct label block is split
-  once per body (a histogram's buckets share their block without ``le``) and copied per sample; no
-  per-character Python loops on the common path (about 10-20x faster than ``prometheus_client.parser`` on
-  the recorded vLLM, LiteLLM and EPP bodies);
+  once (a histogram's buckets share their block without ``le``) and copied per sample; no per-character
+  Python loops on the common path (about 10-20x faster than ``prometheus_client.parser`` on the recorded
+  vLLM, LiteLLM and EPP bodies);
+* faster at the second scrape: a target's header lines and label blocks are the same at every scrape (and
+  alike across targets of one model and version), so both are remembered across parses, in bounded tables
+  (:data:`MAX_REMEMBERED` entries each, emptied when full); what is remembered is the result of the same checks;
 * selective: with ``families=`` / ``prefixes=`` the sample lines of unwanted families are
   skipped by their name, without parsing their labels or values;
 * bounded: the number of kept samples, the length of a line and the number of label pairs in
@@ -46,7 +49,7 @@ import msgspec
 
 from inferwatch.contracts.base import Histogram
 
-__all__ = ["ExpositionError", "MetricFamily", "Sample", "histograms_by", "parse_exposition"]
+__all__ = ["ExpositionError", "MetricFamily", "Sample", "forget_remembered", "histograms_by", "parse_exposition"]
 
 
 class ExpositionError(Exception):
@@ -122,6 +125,13 @@ _LABEL_ESCAPE_RE = re.compile(r'\\[\\n"]')
 _TEXT_HELP_ESCAPE_RE = re.compile(r"\\[\\n]")
 
 _WS = " \t\r"
+
+MAX_REMEMBERED = 16_384
+"""Entries in each table remembered across parses (header lines, label blocks per ``max_label_pairs``): a fleet's
+distinct ones are a few thousand; a target whose label values never repeat only empties the table now and then."""
+_HEADERS: dict[str, tuple[str, str, str | None]] = {}  # canonical header line -> (kind, name, rest)
+# label block -> its labels (never mutated: each sample gets a copy), for the last `max_label_pairs` asked
+_blocks: tuple[int, dict[str, dict[str, str]]] = (64, {})
 
 _TYPES = frozenset(
     {"counter", "gauge", "histogram", "summary", "untyped", "info", "stateset", "gaugehistogram", "unknown"}
@@ -410,13 +420,21 @@ class _ParseState:
 
     def header(self, line: str, lineno: int) -> None:
         """Apply a line starting with ``#``: HELP and TYPE open or describe a family, anything else is a comment."""
-        hm = _fast_header_match(line)
-        if hm is None:
-            hm = _HEADER_RE.match(line)
-            if hm is None or not self._valid_header(hm.group(1), hm.group(2), lineno):
-                return  # a plain comment (or "# EOF")
-        kind, hname, rest = hm.groups()
-        self.declare(kind, hname, rest, lineno)
+        parts = _HEADERS.get(line)
+        if parts is None:
+            hm = _fast_header_match(line)
+            canonical = hm is not None
+            if hm is None:
+                hm = _HEADER_RE.match(line)
+                if hm is None or not self._valid_header(hm.group(1), hm.group(2), lineno):
+                    return  # a plain comment (or "# EOF")
+            kind, hname, rest = hm.groups()
+            parts = (kind, hname, rest)
+            if canonical:
+                if len(_HEADERS) >= MAX_REMEMBERED:
+                    _HEADERS.clear()
+                _HEADERS[line] = parts
+        self.declare(*parts, lineno)
 
     def declare(self, kind: str, hname: str, rest: str | None, lineno: int) -> None:
         """Apply a HELP, TYPE or UNIT line of family ``hname`` (``rest``: what follows the name)."""
@@ -542,7 +560,7 @@ def _block_labels(block: str, max_label_pairs: int) -> dict[str, str]:
 
 
 def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str, str]]) -> dict[str, str]:
-    """`_block_labels` for a block first seen in this body, sped up for histogram buckets.
+    """`_block_labels` for a block not seen before, sped up for histogram buckets.
 
     The buckets of one series differ only in ``le``: the block without its ``le`` pair is split once
     (and cached in ``blocks`` under that key) and each bucket adds its own ``le``. The result is the same
@@ -584,6 +602,23 @@ def _bucket_labels(block: str, max_label_pairs: int, blocks: dict[str, dict[str,
     return labels
 
 
+def forget_remembered() -> None:
+    """Empty the header lines and label blocks remembered across parses (the next parse costs a first one)."""
+    global _blocks
+    _HEADERS.clear()
+    _blocks = (_blocks[0], {})
+
+
+def _remembered_blocks(max_label_pairs: int) -> dict[str, dict[str, str]]:
+    """The label blocks remembered for ``max_label_pairs`` (a new table when another limit or a full one)."""
+    global _blocks
+    limit, blocks = _blocks
+    if limit != max_label_pairs or len(blocks) >= MAX_REMEMBERED:
+        blocks = {}
+        _blocks = (max_label_pairs, blocks)
+    return blocks
+
+
 def _parse(
     data: bytes | bytearray | memoryview,
     families: Collection[str] | None,
@@ -606,9 +641,9 @@ def _parse(
     kept, allowed, skip = state.kept, state.allowed, state.skip
     samples: list[Sample] | None = None  # the current family's samples; None until it is registered
     new_sample = Sample
-    # Label blocks repeat across families (every gauge of an engine, every histogram's buckets): each
-    # distinct block is checked and split once per body, and each sample gets its own copy of the dict.
-    blocks: dict[str, dict[str, str]] = {}
+    # Label blocks repeat across families (every gauge of an engine, every histogram's buckets) and across
+    # scrapes: each distinct block is checked and split once, and each sample gets its own copy of the dict.
+    blocks = _remembered_blocks(max_label_pairs)
     lineno = 0
     for lineno, line in enumerate(lines, 1):
         # A sample line in the shape prometheus_client writes is name{block} value or name value: split it

@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Exemplar
 
+from inferwatch.shared import exposition
 from inferwatch.shared.exposition import ExpositionError, MetricFamily, Sample, parse_exposition
 from tests.support import FIXTURES
 
@@ -347,6 +348,26 @@ def test_too_many_samples() -> None:
     assert info.value.line == 4
     # filtered-out samples do not count
     assert parse_exposition(body + b"# TYPE b gauge\nb 1\n", families=["b"], max_samples=1)["b"].samples
+
+
+def test_what_is_remembered_across_parses_changes_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header lines and label blocks remembered from earlier parses give what a first parse gives: warm, after
+    a caller changed the labels it got, and with tables so small that they fill up and empty mid-body."""
+    body = V1.read_bytes()
+    exposition.forget_remembered()
+    cold = parse_exposition(body)
+    expected = _our_samples(cold)
+    assert exposition._HEADERS  # something was remembered
+    assert exposition._blocks[1]
+    for fam in cold.values():
+        for s in fam.samples:
+            s.labels["le"] = "changed by a caller"
+    assert _our_samples(parse_exposition(body)) == expected
+    monkeypatch.setattr(exposition, "MAX_REMEMBERED", 8)
+    exposition.forget_remembered()
+    for _ in range(3):
+        assert _our_samples(parse_exposition(body)) == expected
+    assert len(exposition._HEADERS) <= 8
 
 
 def test_too_many_labels() -> None:
