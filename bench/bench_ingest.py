@@ -123,7 +123,7 @@ async def _measure(url: str, server_pid: int, load: str, n: int, ours: bool) -> 
         nonlocal received, first, last, cpu_first, cpu_last
         if received == 0:
             first, cpu_first = time.perf_counter(), time.process_time()
-        await on_message(msg)  # type: ignore[arg-type]
+        on_message(msg)  # type: ignore[arg-type]
         received += 1
         if received == n:
             last, cpu_last = time.perf_counter(), time.process_time()

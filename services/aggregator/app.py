@@ -108,8 +108,9 @@ class Aggregator:
         self.submit_alerts: Callable[[Iterable[Alert]], None] = self.alert_dispatcher.submit
         self.economics = EconomicsTracker(load_economics(config.economics_file))
 
-    async def on_message(self, msg: Msg) -> None:
-        """The NATS callback: decode and apply; never raises."""
+    def on_message(self, msg: Msg) -> None:
+        """Handle one NATS message: decode and apply; never raises (a plain function: nothing in it waits, and a
+        coroutine per message would cost the ingest path more than its apply)."""
         try:
             event = decode(msg.data)
         except DecodeError as exc:
@@ -246,7 +247,11 @@ async def run(ctx: ServiceContext, aggregator: Aggregator) -> None:
         )
         aggregator.ingest = ingest
     else:
-        await ctx.bus.subscribe_raw(config.subject, aggregator.on_message)
+
+        async def on_message(msg: Msg) -> None:  # (nats-py calls coroutine functions)
+            aggregator.on_message(msg)
+
+        await ctx.bus.subscribe_raw(config.subject, on_message)
     alerts_task = asyncio.create_task(aggregator.alert_dispatcher.run(ctx.bus, ctx.stop))
     try:
         if aggregator.ingest is not None:

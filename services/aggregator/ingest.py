@@ -28,7 +28,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from nats.aio.msg import Msg
 
@@ -37,7 +37,7 @@ from inferwatch.shared.bus import Bus, BusSettings
 
 log = logging.getLogger("inferwatch.aggregator.ingest")
 
-Handler = Callable[[Msg], Awaitable[None]]
+Handler = Callable[[Msg], None]
 STOP_TIMEOUT_S = 5.0
 # How long the HTTP thread can wait for the GIL while the ingest thread runs (CPython's default is 5 ms, and a
 # request takes the GIL several times): bench_scrape_under_load, same machine, /readyz p99 under the flood
@@ -193,7 +193,7 @@ class IngestThread:
             if gate is not None:
                 gate.pass_()
             with lock:
-                await handler(msg)
+                handler(msg)
                 if prerender is not None and monotonic() >= due:
                     prerender_slice()
 

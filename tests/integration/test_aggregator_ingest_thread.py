@@ -27,10 +27,10 @@ async def test_event_loop_runs_while_the_ingest_thread_works_through_a_backlog(n
     held: list[bool] = []
     threads: set[str] = set()
 
-    async def slow(msg: Msg) -> None:
+    def slow(msg: Msg) -> None:
         held.append(lock.locked())
         threads.add(threading.current_thread().name)
-        time.sleep(HANDLER_S)  # noqa: ASYNC251  # on purpose: it blocks the ingest loop only
+        time.sleep(HANDLER_S)  # on purpose: it blocks the ingest loop only
         handled.append(msg.subject)
 
     ingest = IngestThread(BusSettings(servers=(nats_url,)), "test-ingest", "test.ingest.backlog", slow, lock)
@@ -76,7 +76,7 @@ async def test_aggregator_ingests_on_its_thread_and_reports_that_connection(nats
 
 
 async def test_stop_while_the_ingest_thread_still_waits_for_nats() -> None:
-    async def never(msg: Msg) -> None:
+    def never(msg: Msg) -> None:
         raise AssertionError("no server, no message")
 
     settings = BusSettings(servers=(f"nats://127.0.0.1:{free_port()}",))  # nothing listens there
@@ -93,7 +93,7 @@ async def test_messages_that_arrive_while_a_request_holds_the_gate_wait_and_none
     gate = RenderGate()
     handled: list[bytes] = []
 
-    async def record(msg: Msg) -> None:
+    def record(msg: Msg) -> None:
         handled.append(msg.data)
 
     ingest = IngestThread(

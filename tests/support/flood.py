@@ -145,7 +145,7 @@ class SnapshotFlood:
             if isinstance(snap, VllmInstanceSnapshot) and snap.engines:
                 engine = snap.engines[0]
                 engines = [
-                    replace(engine, prompt_tokens_total=engine.prompt_tokens_total + self.round),
+                    replace(engine, prompt_tokens_total=(engine.prompt_tokens_total or 0.0) + self.round),
                     *snap.engines[1:],
                 ]
                 snap = replace(snap, observed_at=now, engines=engines)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -145,7 +143,7 @@ def test_aggregator_self_metrics_and_decode_errors() -> None:
         def __init__(self, subject: str, data: bytes) -> None:
             self.subject, self.data = subject, data
 
-    asyncio.run(agg.on_message(Msg("inferwatch.v1.vllm.instance.x", b"\xc1garbage")))  # type: ignore[arg-type]
+    agg.on_message(Msg("inferwatch.v1.vllm.instance.x", b"\xc1garbage"))  # type: ignore[arg-type]
     got = samples(agg.render())
     assert got[("inferwatch_aggregator_decode_errors_total", (("subject_prefix", "inferwatch.v1.vllm.instance"),))] == 1
 
@@ -171,8 +169,8 @@ def test_a_heartbeat_of_the_previous_release_on_a_v1_subject_is_read_like_a_v2_o
 
     old, new = beat("vllm-scraper@old:1"), beat("vllm-scraper@new:1")
     v1_subject = "inferwatch.v1.heartbeat.service." + sanitize_token(old.source)  # as the previous release sent it
-    asyncio.run(agg.on_message(Msg(v1_subject, encode(old))))  # type: ignore[arg-type]
-    asyncio.run(agg.on_message(Msg(subject_for(new), encode(new))))  # type: ignore[arg-type]
+    agg.on_message(Msg(v1_subject, encode(old)))  # type: ignore[arg-type]
+    agg.on_message(Msg(subject_for(new), encode(new)))  # type: ignore[arg-type]
     got = samples(agg.render())
     for instance in (old.source, new.source):
         assert got[("inferwatch_service_ready", (("instance", instance), ("service", "vllm-scraper")))] == 1
