@@ -266,23 +266,39 @@ def test_rule_quiet_before_its_scenario(outcome: Outcome, rule: str) -> None:
     assert outcome.before.get(rule) is False, f"{rule} fired on NATS before its scenario started"
 
 
+def _seen(outcome: Outcome, rule: str) -> str:
+    """When the rule fired and resolved in each system (for a failure message: the fixture's print is lost)."""
+    prefix = rule + " "
+    return (
+        ", ".join(f"{what[len(prefix) :]} {t:.1f}s" for what, t in outcome.timings.items() if what.startswith(prefix))
+        or "-"
+    )
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_fires_in_prometheus(outcome: Outcome, rule: str) -> None:
     assert outcome.fired_prom.get(rule), (
         f"{rule} {outcome.prom_labels.get(rule)} never firing in Prometheus; it had: {outcome.prom_others.get(rule)}"
+        f"; seen: {_seen(outcome, rule)}"
     )
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_fires_on_nats(outcome: Outcome, rule: str) -> None:
-    assert outcome.fired_nats.get(rule), f"{rule} {outcome.labels.get(rule)} never firing on NATS"
+    assert outcome.fired_nats.get(rule), (
+        f"{rule} {outcome.labels.get(rule)} never firing on NATS; seen: {_seen(outcome, rule)}"
+    )
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_resolves_in_prometheus(outcome: Outcome, rule: str) -> None:
-    assert outcome.resolved_prom.get(rule), f"{rule} still active in Prometheus after its scenario ended"
+    assert outcome.resolved_prom.get(rule), (
+        f"{rule} still active in Prometheus after its scenario ended; seen: {_seen(outcome, rule)}"
+    )
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_rule_resolves_on_nats(outcome: Outcome, rule: str) -> None:
-    assert outcome.resolved_nats.get(rule), f"{rule} not resolved on NATS after its scenario ended"
+    assert outcome.resolved_nats.get(rule), (
+        f"{rule} not resolved on NATS after its scenario ended; seen: {_seen(outcome, rule)}"
+    )
