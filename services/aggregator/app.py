@@ -110,7 +110,7 @@ class Aggregator:
 
     def on_message(self, msg: Msg) -> None:
         """Handle one NATS message: decode and apply; never raises (a plain function: nothing in it waits, and a
-        coroutine per message would cost the ingest path more than its apply)."""
+        coroutine per message is a measurable share of the ingest path's cost)."""
         try:
             event = decode(msg.data)
         except DecodeError as exc:
