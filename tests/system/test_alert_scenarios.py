@@ -248,12 +248,7 @@ def outcome(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         asyncio.run(_run(nats_url, prom, f"http://127.0.0.1:{control_port}", proc.pid, out))
         print(f"\nalert scenarios: {out.timings.get('total', 0):.0f} s from the first scenario to the last check")
         for rule in RULES:
-            seen = [
-                f"{what} {out.timings[f'{rule} {what}']:.1f}s"
-                for what in ("Prometheus fired", "NATS fired", "Prometheus resolved", "NATS resolved")
-                if f"{rule} {what}" in out.timings
-            ]
-            print(f"  {rule:<28} {', '.join(seen) or 'nothing'}")
+            print(f"  {rule:<28} {_seen(out, rule)}")
         yield out
 
 
@@ -267,12 +262,14 @@ def test_rule_quiet_before_its_scenario(outcome: Outcome, rule: str) -> None:
 
 
 def _seen(outcome: Outcome, rule: str) -> str:
-    """When the rule fired and resolved in each system (for a failure message: the fixture's print is lost)."""
-    prefix = rule + " "
-    return (
-        ", ".join(f"{what[len(prefix) :]} {t:.1f}s" for what, t in outcome.timings.items() if what.startswith(prefix))
-        or "-"
-    )
+    """When the rule fired and resolved in each system (the fixture prints it; a failing test's message repeats it,
+    as pytest shows the fixture's output only beside the first test)."""
+    seen = [
+        f"{what} {outcome.timings[f'{rule} {what}']:.1f}s"
+        for what in ("Prometheus fired", "NATS fired", "Prometheus resolved", "NATS resolved")
+        if f"{rule} {what}" in outcome.timings
+    ]
+    return ", ".join(seen) or "nothing"
 
 
 @pytest.mark.parametrize("rule", RULES)
